@@ -1,0 +1,147 @@
+//! What travels with an event: the envelope a store writes and reads back.
+//!
+//! A [`NewEvent`] is what an append takes; a [`RecordedEvent`] is what a read returns, with the
+//! positions the store assigned. Both carry the payload's format, the event's name and version,
+//! and [`EventMetadata`], so a row can be decoded years after it was written.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::codec::Codec;
+use crate::event::{DecodeError, EventSet};
+use crate::stream::{Position, StreamId, Version};
+
+/// Correlation, causation and time of one event.
+///
+/// The correlation id is shared by every command and event of one business flow (for example
+/// one checkout); the causation id is the id of the message that directly caused this event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventMetadata {
+    /// Shared by every message of one flow.
+    pub correlation_id: Uuid,
+    /// The message that caused this event, if any.
+    pub causation_id: Option<Uuid>,
+    /// When the event happened, by the environment's clock.
+    pub occurred_at: DateTime<Utc>,
+}
+
+impl EventMetadata {
+    /// Metadata for an event that starts a new flow: a fresh correlation id, no cause.
+    pub fn new_flow(occurred_at: DateTime<Utc>) -> Self {
+        Self {
+            correlation_id: Uuid::now_v7(),
+            causation_id: None,
+            occurred_at,
+        }
+    }
+
+    /// Metadata for an event caused by the message `causation_id` within the flow
+    /// `correlation_id`.
+    pub fn caused_by(correlation_id: Uuid, causation_id: Uuid, occurred_at: DateTime<Utc>) -> Self {
+        Self {
+            correlation_id,
+            causation_id: Some(causation_id),
+            occurred_at,
+        }
+    }
+}
+
+/// An event ready to be appended: encoded, named, versioned, with its id and metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    /// Unique id (UUID v7). Appending an event id that is already stored is a retry, not a new
+    /// event.
+    pub event_id: Uuid,
+    /// The event's stable name.
+    pub name: String,
+    /// The version of the event's shape.
+    pub version: u16,
+    /// The [`Codec::format`] of `payload`.
+    pub format: String,
+    /// The encoded event.
+    pub payload: Vec<u8>,
+    /// Correlation, causation, time.
+    pub metadata: EventMetadata,
+}
+
+impl NewEvent {
+    /// Encodes `event` with `codec` under a fresh UUID v7.
+    ///
+    /// # Errors
+    /// When the codec cannot encode the payload.
+    pub fn encode<E: EventSet, C: Codec>(
+        event: &E,
+        codec: &C,
+        metadata: EventMetadata,
+    ) -> Result<Self, crate::codec::CodecError> {
+        Ok(Self {
+            event_id: Uuid::now_v7(),
+            name: event.event_name().to_owned(),
+            version: event.event_version(),
+            format: codec.format().to_owned(),
+            payload: event.encode(codec)?,
+            metadata,
+        })
+    }
+}
+
+/// An event as stored, with the positions the store gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedEvent {
+    /// Position in the global log.
+    pub position: Position,
+    /// The stream it belongs to.
+    pub stream_id: StreamId,
+    /// Its version within the stream (the first event is 1).
+    pub stream_version: Version,
+    /// Unique id.
+    pub event_id: Uuid,
+    /// The event's stable name.
+    pub name: String,
+    /// The version of the event's shape.
+    pub version: u16,
+    /// The [`Codec::format`] of `payload`.
+    pub format: String,
+    /// The encoded event.
+    pub payload: Vec<u8>,
+    /// Correlation, causation, time.
+    pub metadata: EventMetadata,
+    /// When the store committed it.
+    pub recorded_at: DateTime<Utc>,
+}
+
+impl RecordedEvent {
+    /// Decodes the payload into the aggregate's event set, upcasting older versions.
+    ///
+    /// # Errors
+    /// [`DecodeError::FormatMismatch`] when the row was written in another format than
+    /// `codec`'s, and the errors of [`EventSet::decode`].
+    pub fn decode<E: EventSet, C: Codec>(&self, codec: &C) -> Result<E, DecodeError> {
+        if self.format != codec.format() {
+            return Err(DecodeError::FormatMismatch {
+                expected: codec.format(),
+                found: self.format.clone(),
+            });
+        }
+        E::decode(codec, &self.name, self.version, &self.payload)
+    }
+}
+
+/// A saved aggregate state: the state after `version`, encoded with `format`, in the state's
+/// schema `schema_version`. A snapshot whose schema version differs from the code's is ignored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The stream the state was folded from.
+    pub stream_id: StreamId,
+    /// The version of the last event folded into the state.
+    pub version: Version,
+    /// The state type's schema version when the snapshot was taken.
+    pub schema_version: u32,
+    /// The [`Codec::format`] of `state`.
+    pub format: String,
+    /// The encoded state.
+    pub state: Vec<u8>,
+    /// When the snapshot was taken.
+    pub taken_at: DateTime<Utc>,
+}

@@ -1,0 +1,144 @@
+//! The event store: the source of truth every aggregate is rebuilt from.
+//!
+//! [`EventStore`] is implemented by [`crate::memory::InMemoryEventStore`] here and by
+//! `composable-postgres`; one conformance suite runs against both, so the in-memory store is an
+//! exact twin for tests. An append is all-or-nothing and checks the [`ExpectedVersion`] before it
+//! assigns any position; reads of the global log are gap-safe.
+
+use std::future::Future;
+
+use futures::stream::BoxStream;
+
+use crate::envelope::{NewEvent, RecordedEvent, Snapshot};
+use crate::stream::{ExpectedVersion, Position, StreamId, Version};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Where an append put its events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendResult {
+    /// The stream version of the first appended event.
+    pub first_version: Version,
+    /// The stream version of the last appended event: the next append's expected version.
+    pub last_version: Version,
+    /// The global position of the last appended event.
+    pub last_position: Position,
+}
+
+/// An event store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EventStoreError {
+    /// The stream was not at the expected version: another writer got there first.
+    #[error("stream `{stream}` expected {expected} but is at version {actual}")]
+    Conflict {
+        /// The stream appended to.
+        stream: StreamId,
+        /// What the append expected.
+        expected: ExpectedVersion,
+        /// The stream's version when the append was refused.
+        actual: Version,
+    },
+    /// An event id already stored was appended with different content or to another place.
+    #[error("event id {event_id} is already stored in stream `{stream}` at version {version}")]
+    DuplicateEventId {
+        /// The repeated id.
+        event_id: uuid::Uuid,
+        /// Where the stored event with that id lives.
+        stream: StreamId,
+        /// Its version in that stream.
+        version: Version,
+    },
+    /// An append with no events.
+    #[error("an append to `{stream}` must carry at least one event")]
+    EmptyAppend {
+        /// The stream appended to.
+        stream: StreamId,
+    },
+    /// A stored row could not be read back (bad metadata, an impossible value).
+    #[error("corrupt row at position {position}: {reason}")]
+    Corrupt {
+        /// The row's global position.
+        position: Position,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The backend could not be reached; the operation may succeed when retried.
+    #[error("event store unavailable while trying to {operation}: {source}")]
+    Unavailable {
+        /// What was being done.
+        operation: &'static str,
+        /// The backend's error.
+        #[source]
+        source: BoxError,
+    },
+    /// The backend failed in a way retrying will not fix.
+    #[error("event store failed to {operation}: {source}")]
+    Backend {
+        /// What was being done.
+        operation: &'static str,
+        /// The backend's error.
+        #[source]
+        source: BoxError,
+    },
+}
+
+impl EventStoreError {
+    /// Whether retrying the same operation may succeed (the backend was unreachable).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable { .. })
+    }
+}
+
+/// Durable, ordered storage of event streams, with snapshots.
+///
+/// Semantics every implementation keeps (the conformance suite checks them):
+/// * `append` writes all events or none; it checks `expected` against the stream's version
+///   before assigning positions, and refuses with [`EventStoreError::Conflict`] otherwise.
+/// * Appending events whose ids are all already stored, at the same place, is a retry: it
+///   returns the original [`AppendResult`] and writes nothing.
+/// * `read_stream` yields the stream's events after a version, in version order, as a stream.
+/// * `read_all` yields up to `limit` events after a global position, in position order, and never
+///   skips an event that commits later with a lower position (gap-safe).
+pub trait EventStore: Send + Sync + 'static {
+    /// Appends `events` to `stream` if the stream is at `expected`.
+    fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> impl Future<Output = Result<AppendResult, EventStoreError>> + Send;
+
+    /// The events of `stream` with a version greater than `after`, in version order.
+    fn read_stream<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        after: Version,
+    ) -> BoxStream<'a, Result<RecordedEvent, EventStoreError>>;
+
+    /// Up to `limit` events with a global position greater than `after`, in position order,
+    /// gap-safe.
+    fn read_all(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<RecordedEvent>, EventStoreError>> + Send;
+
+    /// The version of `stream`'s last event, [`Version::ZERO`] when it has none.
+    fn stream_version(
+        &self,
+        stream: &StreamId,
+    ) -> impl Future<Output = Result<Version, EventStoreError>> + Send;
+
+    /// Stores `snapshot`, replacing an older one of the same stream.
+    fn save_snapshot(
+        &self,
+        snapshot: Snapshot,
+    ) -> impl Future<Output = Result<(), EventStoreError>> + Send;
+
+    /// The latest snapshot of `stream`, if any.
+    fn load_snapshot(
+        &self,
+        stream: &StreamId,
+    ) -> impl Future<Output = Result<Option<Snapshot>, EventStoreError>> + Send;
+}

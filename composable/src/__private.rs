@@ -33,6 +33,12 @@ pub trait DecodeOlder: Sized {
 /// always is in generated code.
 pub struct OlderVersions<T>(PhantomData<fn() -> T>);
 
+impl<T> core::fmt::Debug for OlderVersions<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("OlderVersions")
+    }
+}
+
 impl<T> OlderVersions<T> {
     /// The probe.
     #[allow(clippy::new_without_default)]

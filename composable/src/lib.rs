@@ -2,19 +2,30 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod aggregate;
+pub mod clock;
 pub mod codec;
+pub mod effect;
 pub mod envelope;
 pub mod event;
 pub mod event_store;
+mod executor;
+pub mod reducer;
+pub mod store;
 pub mod stream;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use aggregate::Aggregate;
+pub use clock::{Clock, SystemClock, TestClock};
 #[cfg(feature = "json")]
 pub use codec::Json;
 pub use codec::{Bincode, Codec, CodecError, CodecOperation};
+pub use effect::{CancelId, Effect, Sender};
 pub use envelope::{EventMetadata, NewEvent, RecordedEvent, Snapshot};
 pub use event::{DecodeError, Event, EventSet, IntoEvents, VersionedEvent};
 pub use event_store::{AppendResult, EventStore, EventStoreError};
+pub use reducer::{Reducer, reducer_fn};
+pub use store::{SendHandle, Store};
 pub use stream::{ExpectedVersion, Position, StreamId, StreamIdError, Version};
 
 #[doc(hidden)]

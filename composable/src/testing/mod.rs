@@ -1,0 +1,11 @@
+//! The testing kit (feature `testing`): an exhaustive [`TestStore`] for reducers and
+//! given/when/then for aggregates.
+//!
+//! Tests run without I/O and without sleeping: effects run on the test's runtime, delays run on a
+//! [`TestClock`](crate::TestClock) the test advances, and every state change and every action an
+//! effect feeds back must be stated by the test.
+
+mod diff;
+mod test_store;
+
+pub use test_store::{Exhaustivity, TestStore};

@@ -96,6 +96,10 @@ pub trait Reducer: Send + Sync + 'static {
     /// let _ = app.reduce(&mut state, AppAction::Quit, &());
     /// assert_eq!(state.clicks, 1);
     /// ```
+    #[expect(
+        clippy::type_complexity,
+        reason = "the parent types are part of the adapter's type so its `Reducer` impl is unambiguous"
+    )]
     fn scope<PS, PA, PE, L, X, M, V>(
         self,
         state: L,
@@ -128,6 +132,10 @@ pub trait Reducer: Send + Sync + 'static {
     /// Like [`scope`](Reducer::scope), for a child state that may be absent. Child actions that
     /// arrive while the state is `None` are dropped with a warning: they usually mean an effect
     /// outlived the feature that started it.
+    #[expect(
+        clippy::type_complexity,
+        reason = "the parent types are part of the adapter's type so its `Reducer` impl is unambiguous"
+    )]
     fn optional<PS, PA, PE, L, X, M, V>(
         self,
         state: L,
@@ -184,6 +192,10 @@ pub trait Reducer: Send + Sync + 'static {
     /// let _ = list.reduce(&mut rows, ListAction::Row(2, RowAction::Toggle), &());
     /// assert_eq!(rows, BTreeMap::from([(1, false), (2, true)]));
     /// ```
+    #[expect(
+        clippy::type_complexity,
+        reason = "the parent types are part of the adapter's type so its `Reducer` impl is unambiguous"
+    )]
     fn for_each<PS, PA, PE, K, C, L, X, M, V>(
         self,
         state: L,

@@ -1,0 +1,451 @@
+//! Runs commands against event-sourced aggregates: load, decide, append, snapshot.
+//!
+//! [`AggregateRunner::execute`] rebuilds the aggregate from its latest usable snapshot plus the
+//! events after it, asks [`Aggregate::decide`], and appends the resulting events expecting the
+//! version it loaded. A concurrent writer makes that append fail with a typed conflict; a
+//! [`RetryPolicy`] (off by default) reloads and decides again. Every `SNAPSHOT_EVERY` events a
+//! snapshot is written; snapshots of another state schema or format are ignored, never misread.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use uuid::Uuid;
+
+use crate::aggregate::Aggregate;
+use crate::clock::{Clock, SystemClock};
+use crate::codec::{Bincode, Codec, CodecError};
+use crate::envelope::{EventMetadata, NewEvent, RecordedEvent, Snapshot};
+use crate::event::{DecodeError, EventSet};
+use crate::event_store::{AppendResult, EventStore, EventStoreError};
+use crate::stream::{ExpectedVersion, StreamId, StreamIdError, Version};
+
+/// Why a command did not produce committed events.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunnerError<E> {
+    /// The aggregate refused the command.
+    #[error("command rejected: {0}")]
+    Rejected(#[source] E),
+    /// Another writer appended to the stream first, on every attempt the retry policy allowed.
+    #[error("stream `{stream}` changed concurrently: loaded version {loaded}, found {actual} ({attempts} attempt(s))")]
+    Conflict {
+        /// The aggregate's stream.
+        stream: StreamId,
+        /// The version the last attempt decided on.
+        loaded: Version,
+        /// The version the store reported.
+        actual: Version,
+        /// How many times the command was decided.
+        attempts: u32,
+    },
+    /// A stored event could not be decoded: the stream, version and event say which.
+    #[error("cannot decode event `{name}` v{event_version} at `{stream}` version {stream_version} (id {event_id}): {source}")]
+    Decode {
+        /// The aggregate's stream.
+        stream: StreamId,
+        /// The event's version in the stream.
+        stream_version: Version,
+        /// The event's id.
+        event_id: Uuid,
+        /// The stored event name.
+        name: String,
+        /// The stored event version.
+        event_version: u16,
+        /// Why decoding failed.
+        #[source]
+        source: DecodeError,
+    },
+    /// A new event could not be encoded.
+    #[error("cannot encode event `{name}` for `{stream}`: {source}")]
+    Encode {
+        /// The aggregate's stream.
+        stream: StreamId,
+        /// The event's name.
+        name: &'static str,
+        /// What the codec said.
+        #[source]
+        source: CodecError,
+    },
+    /// The aggregate id does not make a valid stream id.
+    #[error("invalid aggregate id: {0}")]
+    InvalidId(#[from] StreamIdError),
+    /// The event store failed.
+    #[error(transparent)]
+    Store(EventStoreError),
+}
+
+/// How often a command is decided again after losing a race with a concurrent writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Total attempts, including the first (1 = no retry).
+    pub attempts: u32,
+    /// Wait between attempts, on the runner's clock (multiplied by the attempt number).
+    pub backoff: Duration,
+}
+
+impl RetryPolicy {
+    /// Decide once; a conflict is returned to the caller. The default.
+    pub const NONE: Self = Self { attempts: 1, backoff: Duration::ZERO };
+
+    /// Up to `attempts` decisions in all, without waiting between them.
+    pub const fn attempts(attempts: u32) -> Self {
+        Self { attempts, backoff: Duration::ZERO }
+    }
+
+    /// Waits `backoff × attempt` between attempts.
+    #[must_use]
+    pub const fn with_backoff(mut self, backoff: Duration) -> Self {
+        self.backoff = backoff;
+        self
+    }
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self::NONE
+    }
+}
+
+/// An aggregate rebuilt from its stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Loaded<A> {
+    /// The state after every event.
+    pub state: A,
+    /// The version of the last event folded in.
+    pub version: Version,
+    /// The version of the snapshot the load started from, if one was used.
+    pub snapshot: Option<Version>,
+}
+
+/// What a successful command did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Executed<A: Aggregate> {
+    /// The events appended, in order (empty when the command decided nothing happens).
+    pub events: Vec<A::Event>,
+    /// The state after the events.
+    pub state: A,
+    /// The stream's version after the append.
+    pub version: Version,
+    /// Where the store put the events; `None` when there were none.
+    pub append: Option<AppendResult>,
+}
+
+/// The message a command carries through a flow: which flow, and what caused it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommandContext {
+    /// Shared by every message of one flow.
+    pub correlation_id: Uuid,
+    /// The id of the command (or event) that caused this command.
+    pub causation_id: Uuid,
+}
+
+impl CommandContext {
+    /// A command that starts a new flow: its own id is both correlation and causation.
+    pub fn new_flow() -> Self {
+        let id = Uuid::now_v7();
+        Self { correlation_id: id, causation_id: id }
+    }
+}
+
+/// Executes commands against aggregates of type `A` stored in `S`, encoding with `C`.
+///
+/// ```
+/// # use composable::{Aggregate, Bincode, Codec, CodecError, EventSet, DecodeError};
+/// use composable::memory::InMemoryEventStore;
+/// use composable::runner::AggregateRunner;
+/// # use composable::doc_support::{Counter, CounterCommand};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let runner = AggregateRunner::<Counter, _>::new(InMemoryEventStore::new(), ());
+/// runner.execute("c1", CounterCommand::Add(2)).await?;
+/// let done = runner.execute("c1", CounterCommand::Add(3)).await?;
+/// assert_eq!(done.state.total, 5);
+/// assert_eq!(done.version.get(), 2);
+/// # Ok(()) }
+/// ```
+pub struct AggregateRunner<A: Aggregate, S, C = Bincode> {
+    store: S,
+    codec: C,
+    env: A::Environment,
+    clock: Arc<dyn Clock>,
+    retry: RetryPolicy,
+    aggregate: PhantomData<fn() -> A>,
+}
+
+impl<A: Aggregate, S, C> fmt::Debug for AggregateRunner<A, S, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AggregateRunner")
+            .field("aggregate", &A::STREAM)
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<A: Aggregate, S: EventStore> AggregateRunner<A, S, Bincode> {
+    /// A runner with the default codec, the system clock, and no retries.
+    pub fn new(store: S, env: A::Environment) -> Self {
+        Self {
+            store,
+            codec: Bincode,
+            env,
+            clock: Arc::new(SystemClock),
+            retry: RetryPolicy::NONE,
+            aggregate: PhantomData,
+        }
+    }
+}
+
+impl<A: Aggregate, S: EventStore, C: Codec> AggregateRunner<A, S, C> {
+    /// Uses `codec` for new events and snapshots (stored rows keep their own format).
+    pub fn with_codec<C2: Codec>(self, codec: C2) -> AggregateRunner<A, S, C2> {
+        AggregateRunner {
+            store: self.store,
+            codec,
+            env: self.env,
+            clock: self.clock,
+            retry: self.retry,
+            aggregate: PhantomData,
+        }
+    }
+
+    /// Stamps events and waits for backoffs on `clock`.
+    #[must_use]
+    pub fn with_clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Decides again after a conflict, as `retry` allows.
+    #[must_use]
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// The event store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The environment command handlers read.
+    pub fn env(&self) -> &A::Environment {
+        &self.env
+    }
+
+    /// The stream of aggregate `id`.
+    ///
+    /// # Errors
+    /// When `id` is empty.
+    pub fn stream_id(&self, id: impl fmt::Display) -> Result<StreamId, RunnerError<A::Error>> {
+        Ok(StreamId::new(A::STREAM, id)?)
+    }
+
+    /// Rebuilds aggregate `id` from its latest usable snapshot and the events after it.
+    ///
+    /// # Errors
+    /// When the store fails or a stored event cannot be decoded.
+    pub async fn load(&self, id: impl fmt::Display) -> Result<Loaded<A>, RunnerError<A::Error>> {
+        let stream = self.stream_id(id)?;
+        self.load_stream(&stream).await
+    }
+
+    async fn load_stream(&self, stream: &StreamId) -> Result<Loaded<A>, RunnerError<A::Error>> {
+        let (mut state, mut version, snapshot) = match self.usable_snapshot(stream).await? {
+            Some((state, version)) => (state, version, Some(version)),
+            None => (A::default(), Version::ZERO, None),
+        };
+        let mut events = self.store.read_stream(stream, version);
+        while let Some(recorded) = events.try_next().await.map_err(RunnerError::Store)? {
+            let event = decode::<A, C>(&self.codec, &recorded)?;
+            state.apply(&event);
+            version = recorded.stream_version;
+        }
+        Ok(Loaded { state, version, snapshot })
+    }
+
+    async fn usable_snapshot(
+        &self,
+        stream: &StreamId,
+    ) -> Result<Option<(A, Version)>, RunnerError<A::Error>> {
+        if A::SNAPSHOT_EVERY.is_none() {
+            return Ok(None);
+        }
+        let Some(snapshot) = self.store.load_snapshot(stream).await.map_err(RunnerError::Store)?
+        else {
+            return Ok(None);
+        };
+        if snapshot.schema_version != A::SNAPSHOT_SCHEMA || snapshot.format != self.codec.format() {
+            tracing::debug!(
+                %stream,
+                stored_schema = snapshot.schema_version,
+                current_schema = A::SNAPSHOT_SCHEMA,
+                stored_format = %snapshot.format,
+                "ignoring a snapshot of another schema or format; rebuilding from events"
+            );
+            return Ok(None);
+        }
+        match A::decode_snapshot(&self.codec, &snapshot.state) {
+            Some(Ok(state)) => Ok(Some((state, snapshot.version))),
+            Some(Err(error)) => {
+                tracing::warn!(%stream, %error, "ignoring an unreadable snapshot; rebuilding from events");
+                Ok(None)
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Executes `command` on aggregate `id` in a new flow.
+    ///
+    /// # Errors
+    /// See [`RunnerError`].
+    pub async fn execute(
+        &self,
+        id: impl fmt::Display,
+        command: impl Into<A::Command>,
+    ) -> Result<Executed<A>, RunnerError<A::Error>>
+    where
+        A::Command: Clone,
+    {
+        self.execute_in(id, command, CommandContext::new_flow()).await
+    }
+
+    /// Executes `command` on aggregate `id` as part of the flow `context`: the events carry its
+    /// correlation id and name the command as their cause.
+    ///
+    /// # Errors
+    /// See [`RunnerError`].
+    pub async fn execute_in(
+        &self,
+        id: impl fmt::Display,
+        command: impl Into<A::Command>,
+        context: CommandContext,
+    ) -> Result<Executed<A>, RunnerError<A::Error>>
+    where
+        A::Command: Clone,
+    {
+        let stream = self.stream_id(id)?;
+        let command = command.into();
+        let mut attempt = 1;
+        loop {
+            match self.attempt(&stream, command.clone(), context).await {
+                Err(RunnerError::Conflict { loaded, actual, .. })
+                    if attempt < self.retry.attempts =>
+                {
+                    tracing::debug!(%stream, %loaded, %actual, attempt, "conflict; deciding again");
+                    if !self.retry.backoff.is_zero() {
+                        self.clock.sleep(self.retry.backoff * attempt).await;
+                    }
+                    attempt += 1;
+                }
+                Err(RunnerError::Conflict { stream, loaded, actual, .. }) => {
+                    return Err(RunnerError::Conflict { stream, loaded, actual, attempts: attempt });
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn attempt(
+        &self,
+        stream: &StreamId,
+        command: A::Command,
+        context: CommandContext,
+    ) -> Result<Executed<A>, RunnerError<A::Error>> {
+        let Loaded { mut state, version, .. } = self.load_stream(stream).await?;
+        let events = state.decide(command, &self.env).map_err(RunnerError::Rejected)?;
+        if events.is_empty() {
+            return Ok(Executed { events, state, version, append: None });
+        }
+        let metadata = EventMetadata::caused_by(
+            context.correlation_id,
+            context.causation_id,
+            self.clock.now(),
+        );
+        let new_events = events
+            .iter()
+            .map(|event| {
+                NewEvent::encode(event, &self.codec, metadata.clone()).map_err(|source| {
+                    RunnerError::Encode { stream: stream.clone(), name: event.event_name(), source }
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let append = match self.store.append(stream, ExpectedVersion::Exact(version), new_events).await
+        {
+            Ok(append) => append,
+            Err(EventStoreError::Conflict { actual, .. }) => {
+                return Err(RunnerError::Conflict {
+                    stream: stream.clone(),
+                    loaded: version,
+                    actual,
+                    attempts: 1,
+                });
+            }
+            Err(error) => return Err(RunnerError::Store(error)),
+        };
+        for event in &events {
+            state.apply(event);
+        }
+        self.maybe_snapshot(stream, &state, version, append.last_version).await;
+        Ok(Executed { events, state, version: append.last_version, append: Some(append) })
+    }
+
+    /// Writes a snapshot when the append crossed a multiple of `SNAPSHOT_EVERY`. The events are
+    /// already committed, so a failed snapshot is logged, not returned: the next load replays a
+    /// few more events.
+    async fn maybe_snapshot(&self, stream: &StreamId, state: &A, before: Version, after: Version) {
+        let Some(every) = A::SNAPSHOT_EVERY else { return };
+        if before.get() / every.get() == after.get() / every.get() {
+            return;
+        }
+        let encoded = match A::encode_snapshot(state, &self.codec) {
+            Some(Ok(bytes)) => bytes,
+            Some(Err(error)) => {
+                tracing::warn!(%stream, %error, "could not encode a snapshot");
+                return;
+            }
+            None => return,
+        };
+        let snapshot = Snapshot {
+            stream_id: stream.clone(),
+            version: after,
+            schema_version: A::SNAPSHOT_SCHEMA,
+            format: self.codec.format().to_owned(),
+            state: encoded,
+            taken_at: self.clock.now(),
+        };
+        if let Err(error) = self.store.save_snapshot(snapshot).await {
+            tracing::warn!(%stream, %error, "could not save a snapshot");
+        }
+    }
+}
+
+fn decode<A: Aggregate, C: Codec>(
+    codec: &C,
+    recorded: &RecordedEvent,
+) -> Result<A::Event, RunnerError<A::Error>> {
+    recorded.decode::<A::Event, C>(codec).map_err(|source| RunnerError::Decode {
+        stream: recorded.stream_id.clone(),
+        stream_version: recorded.stream_version,
+        event_id: recorded.event_id,
+        name: recorded.name.clone(),
+        event_version: recorded.version,
+        source,
+    })
+}
+
+/// Decodes a stream's recorded events into the aggregate's events, for tools and tests.
+///
+/// # Errors
+/// The first event that cannot be decoded.
+pub fn decode_events<A: Aggregate, C: Codec>(
+    codec: &C,
+    recorded: &[RecordedEvent],
+) -> Result<Vec<A::Event>, RunnerError<A::Error>> {
+    recorded.iter().map(|r| decode::<A, C>(codec, r)).collect()
+}
+
+#[allow(dead_code)]
+fn assert_event_set<E: EventSet>() {}

@@ -31,6 +31,7 @@ pub trait DecodeOlder: Sized {
 /// `(&&OlderVersions::<T>::new()).decode_older(..)` calls `T::decode_older` when `T:
 /// DecodeOlder`, and answers `None` otherwise. Only works where `T` is a concrete type, which it
 /// always is in generated code.
+#[allow(missing_debug_implementations)]
 pub struct OlderVersions<T>(PhantomData<fn() -> T>);
 
 impl<T> OlderVersions<T> {
@@ -128,6 +129,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::needless_borrow)]
     fn the_probe_finds_older_versions_only_where_declared() {
         #[allow(unused_imports)]
         use super::{NoOlderVersions as _, ViaDecodeOlder as _};
@@ -138,6 +140,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::assertions_on_constants)]
     fn str_eq_compares_bytes() {
         const SAME: bool = str_eq("order.placed", "order.placed");
         assert!(SAME);

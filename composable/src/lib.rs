@@ -6,7 +6,10 @@ pub mod codec;
 pub mod envelope;
 pub mod event;
 pub mod event_store;
+pub mod memory;
 pub mod stream;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use aggregate::Aggregate;
 #[cfg(feature = "json")]
@@ -15,6 +18,7 @@ pub use codec::{Bincode, Codec, CodecError, CodecOperation};
 pub use envelope::{EventMetadata, NewEvent, RecordedEvent, Snapshot};
 pub use event::{DecodeError, Event, EventSet, IntoEvents, VersionedEvent};
 pub use event_store::{AppendResult, EventStore, EventStoreError};
+pub use memory::InMemoryEventStore;
 pub use stream::{ExpectedVersion, Position, StreamId, StreamIdError, Version};
 
 #[doc(hidden)]

@@ -9,7 +9,9 @@ pub mod envelope;
 pub mod event;
 pub mod event_store;
 mod executor;
+pub mod memory;
 pub mod reducer;
+pub mod runner;
 pub mod store;
 pub mod stream;
 #[cfg(feature = "testing")]
@@ -24,7 +26,9 @@ pub use effect::{CancelId, Effect, Sender};
 pub use envelope::{EventMetadata, NewEvent, RecordedEvent, Snapshot};
 pub use event::{DecodeError, Event, EventSet, IntoEvents, VersionedEvent};
 pub use event_store::{AppendResult, EventStore, EventStoreError};
+pub use memory::InMemoryEventStore;
 pub use reducer::{Reducer, reducer_fn};
+pub use runner::{AggregateRunner, RetryPolicy, RunnerError};
 pub use store::{SendHandle, Store};
 pub use stream::{ExpectedVersion, Position, StreamId, StreamIdError, Version};
 

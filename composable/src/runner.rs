@@ -30,7 +30,9 @@ pub enum RunnerError<E> {
     #[error("command rejected: {0}")]
     Rejected(#[source] E),
     /// Another writer appended to the stream first, on every attempt the retry policy allowed.
-    #[error("stream `{stream}` changed concurrently: loaded version {loaded}, found {actual} ({attempts} attempt(s))")]
+    #[error(
+        "stream `{stream}` changed concurrently: loaded version {loaded}, found {actual} ({attempts} attempt(s))"
+    )]
     Conflict {
         /// The aggregate's stream.
         stream: StreamId,
@@ -42,22 +44,8 @@ pub enum RunnerError<E> {
         attempts: u32,
     },
     /// A stored event could not be decoded: the stream, version and event say which.
-    #[error("cannot decode event `{name}` v{event_version} at `{stream}` version {stream_version} (id {event_id}): {source}")]
-    Decode {
-        /// The aggregate's stream.
-        stream: StreamId,
-        /// The event's version in the stream.
-        stream_version: Version,
-        /// The event's id.
-        event_id: Uuid,
-        /// The stored event name.
-        name: String,
-        /// The stored event version.
-        event_version: u16,
-        /// Why decoding failed.
-        #[source]
-        source: DecodeError,
-    },
+    #[error(transparent)]
+    Decode(Box<StoredEventError>),
     /// A new event could not be encoded.
     #[error("cannot encode event `{name}` for `{stream}`: {source}")]
     Encode {
@@ -77,6 +65,27 @@ pub enum RunnerError<E> {
     Store(EventStoreError),
 }
 
+/// A stored event that could not be decoded, and where it is.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cannot decode event `{name}` v{event_version} at `{stream}` version {stream_version} (id {event_id}): {source}"
+)]
+pub struct StoredEventError {
+    /// The event's stream.
+    pub stream: StreamId,
+    /// The event's version in the stream.
+    pub stream_version: Version,
+    /// The event's id.
+    pub event_id: Uuid,
+    /// The stored event name.
+    pub name: String,
+    /// The stored event version.
+    pub event_version: u16,
+    /// Why decoding failed.
+    #[source]
+    pub source: DecodeError,
+}
+
 /// How often a command is decided again after losing a race with a concurrent writer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -88,11 +97,17 @@ pub struct RetryPolicy {
 
 impl RetryPolicy {
     /// Decide once; a conflict is returned to the caller. The default.
-    pub const NONE: Self = Self { attempts: 1, backoff: Duration::ZERO };
+    pub const NONE: Self = Self {
+        attempts: 1,
+        backoff: Duration::ZERO,
+    };
 
     /// Up to `attempts` decisions in all, without waiting between them.
     pub const fn attempts(attempts: u32) -> Self {
-        Self { attempts, backoff: Duration::ZERO }
+        Self {
+            attempts,
+            backoff: Duration::ZERO,
+        }
     }
 
     /// Waits `backoff × attempt` between attempts.
@@ -146,26 +161,14 @@ impl CommandContext {
     /// A command that starts a new flow: its own id is both correlation and causation.
     pub fn new_flow() -> Self {
         let id = Uuid::now_v7();
-        Self { correlation_id: id, causation_id: id }
+        Self {
+            correlation_id: id,
+            causation_id: id,
+        }
     }
 }
 
 /// Executes commands against aggregates of type `A` stored in `S`, encoding with `C`.
-///
-/// ```
-/// # use composable::{Aggregate, Bincode, Codec, CodecError, EventSet, DecodeError};
-/// use composable::memory::InMemoryEventStore;
-/// use composable::runner::AggregateRunner;
-/// # use composable::doc_support::{Counter, CounterCommand};
-///
-/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let runner = AggregateRunner::<Counter, _>::new(InMemoryEventStore::new(), ());
-/// runner.execute("c1", CounterCommand::Add(2)).await?;
-/// let done = runner.execute("c1", CounterCommand::Add(3)).await?;
-/// assert_eq!(done.state.total, 5);
-/// assert_eq!(done.version.get(), 2);
-/// # Ok(()) }
-/// ```
 pub struct AggregateRunner<A: Aggregate, S, C = Bincode> {
     store: S,
     codec: C,
@@ -263,7 +266,11 @@ impl<A: Aggregate, S: EventStore, C: Codec> AggregateRunner<A, S, C> {
             state.apply(&event);
             version = recorded.stream_version;
         }
-        Ok(Loaded { state, version, snapshot })
+        Ok(Loaded {
+            state,
+            version,
+            snapshot,
+        })
     }
 
     async fn usable_snapshot(
@@ -273,7 +280,11 @@ impl<A: Aggregate, S: EventStore, C: Codec> AggregateRunner<A, S, C> {
         if A::SNAPSHOT_EVERY.is_none() {
             return Ok(None);
         }
-        let Some(snapshot) = self.store.load_snapshot(stream).await.map_err(RunnerError::Store)?
+        let Some(snapshot) = self
+            .store
+            .load_snapshot(stream)
+            .await
+            .map_err(RunnerError::Store)?
         else {
             return Ok(None);
         };
@@ -309,7 +320,8 @@ impl<A: Aggregate, S: EventStore, C: Codec> AggregateRunner<A, S, C> {
     where
         A::Command: Clone,
     {
-        self.execute_in(id, command, CommandContext::new_flow()).await
+        self.execute_in(id, command, CommandContext::new_flow())
+            .await
     }
 
     /// Executes `command` on aggregate `id` as part of the flow `context`: the events carry its
@@ -340,8 +352,18 @@ impl<A: Aggregate, S: EventStore, C: Codec> AggregateRunner<A, S, C> {
                     }
                     attempt += 1;
                 }
-                Err(RunnerError::Conflict { stream, loaded, actual, .. }) => {
-                    return Err(RunnerError::Conflict { stream, loaded, actual, attempts: attempt });
+                Err(RunnerError::Conflict {
+                    stream,
+                    loaded,
+                    actual,
+                    ..
+                }) => {
+                    return Err(RunnerError::Conflict {
+                        stream,
+                        loaded,
+                        actual,
+                        attempts: attempt,
+                    });
                 }
                 other => return other,
             }
@@ -354,10 +376,19 @@ impl<A: Aggregate, S: EventStore, C: Codec> AggregateRunner<A, S, C> {
         command: A::Command,
         context: CommandContext,
     ) -> Result<Executed<A>, RunnerError<A::Error>> {
-        let Loaded { mut state, version, .. } = self.load_stream(stream).await?;
-        let events = state.decide(command, &self.env).map_err(RunnerError::Rejected)?;
+        let Loaded {
+            mut state, version, ..
+        } = self.load_stream(stream).await?;
+        let events = state
+            .decide(command, &self.env)
+            .map_err(RunnerError::Rejected)?;
         if events.is_empty() {
-            return Ok(Executed { events, state, version, append: None });
+            return Ok(Executed {
+                events,
+                state,
+                version,
+                append: None,
+            });
         }
         let metadata = EventMetadata::caused_by(
             context.correlation_id,
@@ -368,11 +399,18 @@ impl<A: Aggregate, S: EventStore, C: Codec> AggregateRunner<A, S, C> {
             .iter()
             .map(|event| {
                 NewEvent::encode(event, &self.codec, metadata.clone()).map_err(|source| {
-                    RunnerError::Encode { stream: stream.clone(), name: event.event_name(), source }
+                    RunnerError::Encode {
+                        stream: stream.clone(),
+                        name: event.event_name(),
+                        source,
+                    }
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let append = match self.store.append(stream, ExpectedVersion::Exact(version), new_events).await
+        let append = match self
+            .store
+            .append(stream, ExpectedVersion::Exact(version), new_events)
+            .await
         {
             Ok(append) => append,
             Err(EventStoreError::Conflict { actual, .. }) => {
@@ -388,15 +426,23 @@ impl<A: Aggregate, S: EventStore, C: Codec> AggregateRunner<A, S, C> {
         for event in &events {
             state.apply(event);
         }
-        self.maybe_snapshot(stream, &state, version, append.last_version).await;
-        Ok(Executed { events, state, version: append.last_version, append: Some(append) })
+        self.maybe_snapshot(stream, &state, version, append.last_version)
+            .await;
+        Ok(Executed {
+            events,
+            state,
+            version: append.last_version,
+            append: Some(append),
+        })
     }
 
     /// Writes a snapshot when the append crossed a multiple of `SNAPSHOT_EVERY`. The events are
     /// already committed, so a failed snapshot is logged, not returned: the next load replays a
     /// few more events.
     async fn maybe_snapshot(&self, stream: &StreamId, state: &A, before: Version, after: Version) {
-        let Some(every) = A::SNAPSHOT_EVERY else { return };
+        let Some(every) = A::SNAPSHOT_EVERY else {
+            return;
+        };
         if before.get() / every.get() == after.get() / every.get() {
             return;
         }
@@ -426,13 +472,15 @@ fn decode<A: Aggregate, C: Codec>(
     codec: &C,
     recorded: &RecordedEvent,
 ) -> Result<A::Event, RunnerError<A::Error>> {
-    recorded.decode::<A::Event, C>(codec).map_err(|source| RunnerError::Decode {
-        stream: recorded.stream_id.clone(),
-        stream_version: recorded.stream_version,
-        event_id: recorded.event_id,
-        name: recorded.name.clone(),
-        event_version: recorded.version,
-        source,
+    recorded.decode::<A::Event, C>(codec).map_err(|source| {
+        RunnerError::Decode(Box::new(StoredEventError {
+            stream: recorded.stream_id.clone(),
+            stream_version: recorded.stream_version,
+            event_id: recorded.event_id,
+            name: recorded.name.clone(),
+            event_version: recorded.version,
+            source,
+        }))
     })
 }
 
@@ -446,6 +494,3 @@ pub fn decode_events<A: Aggregate, C: Codec>(
 ) -> Result<Vec<A::Event>, RunnerError<A::Error>> {
     recorded.iter().map(|r| decode::<A, C>(codec, r)).collect()
 }
-
-#[allow(dead_code)]
-fn assert_event_set<E: EventSet>() {}

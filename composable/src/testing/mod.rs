@@ -5,7 +5,10 @@
 //! [`TestClock`](crate::TestClock) the test advances, and every state change and every action an
 //! effect feeds back must be stated by the test.
 
+mod aggregate;
+pub mod conformance;
 mod diff;
 mod test_store;
 
+pub use aggregate::{AggregateTest, Decision};
 pub use test_store::{Exhaustivity, TestStore};

@@ -1,0 +1,3 @@
+//! The event store conformance suite against the in-memory store.
+
+composable::event_store_conformance!(|| async { composable::memory::InMemoryEventStore::new() });

@@ -48,6 +48,10 @@ impl<C: Clock + ?Sized> Clock for Arc<C> {
 
 /// A clock that stands still until [`advance`](TestClock::advance)d. Clones share one timeline.
 ///
+/// `advance` lets woken tasks run by yielding to the scheduler, which is deterministic on a
+/// current-thread runtime (the default of `#[tokio::test]`); use one wherever a test clock drives
+/// effects.
+///
 /// ```
 /// use std::time::Duration;
 /// use composable::{Clock, TestClock};

@@ -182,6 +182,7 @@ impl<A: Send + 'static> Executor<A> {
     }
 
     /// Cancels every cancellable effect (test stores use it to skip in-flight work).
+    #[cfg(feature = "testing")]
     pub(crate) fn cancel_all(&self) {
         let handles: Vec<_> = self
             .shared

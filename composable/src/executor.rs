@@ -7,7 +7,7 @@
 //! started. Cancellation handles are registered before a task is spawned: cancelling an effect
 //! that has not started running yet stops it before its first poll.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -120,11 +120,11 @@ impl<A: Send + 'static> Executor<A> {
         &self,
         effect: Effect<A>,
         origin: &mut Option<Tracker>,
-        immediate: &mut Vec<A>,
+        immediate: &mut VecDeque<A>,
     ) {
         match effect.kind {
             Kind::None => {}
-            Kind::Send(action) => immediate.push(action),
+            Kind::Send(action) => immediate.push_back(action),
             Kind::Cancel(id) => self.shared.cancel(&id),
             Kind::Merge(effects) => {
                 for effect in effects {

@@ -15,7 +15,6 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use crate::clock::{Clock, SystemClock};
-use crate::effect::Effect;
 use crate::executor::{Executor, Tracker};
 use crate::reducer::Reducer;
 
@@ -52,7 +51,9 @@ struct Inner<R: Reducer> {
 
 struct Core<R: Reducer> {
     state: R::State,
-    queue: VecDeque<(R::Action, Option<Tracker>)>,
+    /// Actions fed back synchronously while one `send` is processed. The lock is held for the
+    /// whole drain, so it is empty between sends; it is kept only to reuse its allocation.
+    queue: VecDeque<R::Action>,
 }
 
 impl<R: Reducer> Clone for Store<R> {
@@ -158,19 +159,14 @@ impl<R: Reducer> Inner<R> {
         self.core.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Reduces `action` and everything it feeds back synchronously, in order. Work spawned on
+    /// the way is counted by `origin`, created only if something is spawned.
     fn process(&self, action: R::Action, origin: &mut Option<Tracker>) {
         let mut core = self.core();
-        let mut immediate = Vec::new();
-        self.reduce_one(&mut core.state, action, origin, &mut immediate);
-        if immediate.is_empty() && core.queue.is_empty() {
-            return;
-        }
-        core.queue
-            .extend(immediate.drain(..).map(|action| (action, origin.clone())));
-        while let Some((action, mut tracker)) = core.queue.pop_front() {
-            self.reduce_one(&mut core.state, action, &mut tracker, &mut immediate);
-            core.queue
-                .extend(immediate.drain(..).map(|action| (action, tracker.clone())));
+        let Core { state, queue } = &mut *core;
+        self.reduce_one(state, action, origin, queue);
+        while let Some(action) = queue.pop_front() {
+            self.reduce_one(state, action, origin, queue);
         }
     }
 
@@ -179,22 +175,18 @@ impl<R: Reducer> Inner<R> {
         state: &mut R::State,
         action: R::Action,
         origin: &mut Option<Tracker>,
-        immediate: &mut Vec<R::Action>,
+        queue: &mut VecDeque<R::Action>,
     ) {
         let reduced = std::panic::catch_unwind(AssertUnwindSafe(|| {
             self.reducer.reduce(state, action, &self.env)
         }));
-        let effect = reduced.unwrap_or_else(|_| {
-            tracing::error!(
+        match reduced {
+            Ok(effect) if effect.is_none() => {}
+            Ok(effect) => self.executor.start(effect, origin, queue),
+            Err(_) => tracing::error!(
                 "a reducer panicked; its action was dropped and the store keeps running"
-            );
-            Effect::none()
-        });
-        if effect.is_none() {
-            return;
+            ),
         }
-        origin.get_or_insert_with(Tracker::default);
-        self.executor.start(effect, origin, immediate);
     }
 }
 

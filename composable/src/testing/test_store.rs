@@ -339,7 +339,7 @@ where
     fn reduce(&mut self, action: R::Action) {
         let effect = self.reducer.reduce(&mut self.state, action, &self.env);
         let mut origin = None;
-        let mut immediate = Vec::new();
+        let mut immediate = VecDeque::new();
         self.executor.start(effect, &mut origin, &mut immediate);
         for action in immediate {
             self.inbox.push(action);

@@ -29,8 +29,8 @@ fn counter() -> impl Reducer<State = u64, Action = Action, Environment = ()> {
 /// A reducer doing the kind of work a real one does: look up and update an entry.
 fn ledger()
 -> impl Reducer<State = std::collections::HashMap<u64, u64>, Action = Action, Environment = ()> {
-    reducer_fn(
-        |ledger: &mut std::collections::HashMap<u64, u64>, action: Action, _: &()| match action {
+    reducer_fn(|ledger: &mut std::collections::HashMap<u64, u64>, action: Action, _: &()| {
+        match action {
             Action::Add(n) => {
                 *ledger.entry(n % 1024).or_default() += n;
                 Effect::none()
@@ -39,14 +39,12 @@ fn ledger()
                 *ledger.entry(n % 1024).or_default() += n;
                 Effect::send(Action::Add(n + 1))
             }
-        },
-    )
+        }
+    })
 }
 
 fn send(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
     let _entered = runtime.enter();
 
     let mut group = c.benchmark_group("counter");
@@ -57,9 +55,7 @@ fn send(c: &mut Criterion) {
         b.iter(|| reducer.reduce(&mut state, black_box(Action::Add(1)), &()))
     });
     let store = Store::new(counter(), 0u64, ());
-    group.bench_function("send, no effect", |b| {
-        b.iter(|| store.send(black_box(Action::Add(1))))
-    });
+    group.bench_function("send, no effect", |b| b.iter(|| store.send(black_box(Action::Add(1)))));
     group.bench_function("reduce twice (baseline for feedback)", |b| {
         b.iter(|| {
             let _ = reducer.reduce(&mut state, black_box(Action::AddThenEcho(1)), &());

@@ -88,11 +88,7 @@ impl TestClock {
     /// A clock standing at `now`.
     pub fn starting_at(now: DateTime<Utc>) -> Self {
         Self {
-            timeline: Arc::new(Mutex::new(Timeline {
-                now,
-                next_id: 0,
-                sleepers: BTreeMap::new(),
-            })),
+            timeline: Arc::new(Mutex::new(Timeline { now, next_id: 0, sleepers: BTreeMap::new() })),
         }
     }
 
@@ -112,10 +108,7 @@ impl TestClock {
     pub async fn advance(&self, duration: Duration) {
         settle().await;
         let step = chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX);
-        let target = self
-            .now()
-            .checked_add_signed(step)
-            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let target = self.now().checked_add_signed(step).unwrap_or(DateTime::<Utc>::MAX_UTC);
         loop {
             let due = {
                 let mut timeline = self.timeline();
@@ -177,10 +170,8 @@ impl Clock for TestClock {
         {
             let mut timeline = self.timeline();
             let step = chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX);
-            let deadline = timeline
-                .now
-                .checked_add_signed(step)
-                .unwrap_or(DateTime::<Utc>::MAX_UTC);
+            let deadline =
+                timeline.now.checked_add_signed(step).unwrap_or(DateTime::<Utc>::MAX_UTC);
             let id = timeline.next_id;
             timeline.next_id += 1;
             timeline.sleepers.insert((deadline, id), wake);
@@ -234,10 +225,7 @@ mod tests {
         let fired = fired.lock().expect("lock").clone();
         assert_eq!(
             fired,
-            [
-                start + chrono::Duration::seconds(1),
-                start + chrono::Duration::seconds(2)
-            ]
+            [start + chrono::Duration::seconds(1), start + chrono::Duration::seconds(2)]
         );
         assert_eq!(clock.now(), start + chrono::Duration::seconds(5));
     }

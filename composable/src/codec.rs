@@ -35,20 +35,12 @@ pub struct CodecError {
 impl CodecError {
     /// A decoding failure of `format`.
     pub fn decode(format: &'static str, source: impl Into<BoxError>) -> Self {
-        Self {
-            format,
-            operation: CodecOperation::Decode,
-            source: source.into(),
-        }
+        Self { format, operation: CodecOperation::Decode, source: source.into() }
     }
 
     /// An encoding failure of `format`.
     pub fn encode(format: &'static str, source: impl Into<BoxError>) -> Self {
-        Self {
-            format,
-            operation: CodecOperation::Encode,
-            source: source.into(),
-        }
+        Self { format, operation: CodecOperation::Encode, source: source.into() }
     }
 }
 
@@ -160,11 +152,7 @@ mod tests {
     }
 
     fn sample() -> Sample {
-        Sample {
-            id: 7,
-            name: "seven".into(),
-            tags: vec!["a".into(), "b".into()],
-        }
+        Sample { id: 7, name: "seven".into(), tags: vec!["a".into(), "b".into()] }
     }
 
     #[test]
@@ -176,18 +164,13 @@ mod tests {
     #[test]
     fn bincode_rejects_truncated_and_trailing_bytes() {
         let bytes = Bincode.encode(&sample()).expect("encode");
-        let truncated = Bincode
-            .decode::<Sample>(&bytes[..bytes.len() - 1])
-            .unwrap_err();
+        let truncated = Bincode.decode::<Sample>(&bytes[..bytes.len() - 1]).unwrap_err();
         assert_eq!(truncated.operation, CodecOperation::Decode);
         assert_eq!(truncated.format, "bincode2");
         let mut longer = bytes.clone();
         longer.push(0);
         let trailing = Bincode.decode::<Sample>(&longer).unwrap_err();
-        assert!(
-            trailing.to_string().contains("1 trailing bytes"),
-            "{trailing}"
-        );
+        assert!(trailing.to_string().contains("1 trailing bytes"), "{trailing}");
     }
 
     #[cfg(feature = "json")]
@@ -196,9 +179,6 @@ mod tests {
         let bytes = Json.encode(&sample()).expect("encode");
         assert_eq!(Json.decode::<Sample>(&bytes).expect("decode"), sample());
         let error = Json.decode::<Sample>(b"{\"id\":").unwrap_err();
-        assert!(
-            error.to_string().starts_with("json could not decode"),
-            "{error}"
-        );
+        assert!(error.to_string().starts_with("json could not decode"), "{error}");
     }
 }

@@ -43,17 +43,10 @@ pub(crate) enum Kind<A> {
     None,
     Send(A),
     Run(Operation<A>),
-    Delay {
-        after: Duration,
-        action: A,
-    },
+    Delay { after: Duration, action: A },
     Merge(Vec<Effect<A>>),
     Concat(Vec<Effect<A>>),
-    Cancellable {
-        id: CancelId,
-        cancel_in_flight: bool,
-        effect: Box<Effect<A>>,
-    },
+    Cancellable { id: CancelId, cancel_in_flight: bool, effect: Box<Effect<A>> },
     Cancel(CancelId),
 }
 
@@ -65,9 +58,7 @@ impl<A> Effect<A> {
 
     /// Feeds `action` back into the store right after the current action.
     pub fn send(action: A) -> Self {
-        Self {
-            kind: Kind::Send(action),
-        }
+        Self { kind: Kind::Send(action) }
     }
 
     /// Runs async work that may feed any number of actions back through its [`Sender`].
@@ -87,9 +78,7 @@ impl<A> Effect<A> {
         F: FnOnce(Sender<A>) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        Self {
-            kind: Kind::Run(Box::new(move |sender| Box::pin(operation(sender)))),
-        }
+        Self { kind: Kind::Run(Box::new(move |sender| Box::pin(operation(sender)))) }
     }
 
     /// Runs a future and feeds its output back as one action.
@@ -103,9 +92,7 @@ impl<A> Effect<A> {
 
     /// Feeds `action` back after `after` has passed on the store's [`Clock`](crate::Clock).
     pub fn delay(after: Duration, action: A) -> Self {
-        Self {
-            kind: Kind::Delay { after, action },
-        }
+        Self { kind: Kind::Delay { after, action } }
     }
 
     /// Runs all `effects` at the same time.
@@ -114,9 +101,7 @@ impl<A> Effect<A> {
         match effects.len() {
             0 => Self::none(),
             1 => effects.pop().unwrap_or_else(Self::none),
-            _ => Self {
-                kind: Kind::Merge(effects),
-            },
+            _ => Self { kind: Kind::Merge(effects) },
         }
     }
 
@@ -126,9 +111,7 @@ impl<A> Effect<A> {
         match effects.len() {
             0 => Self::none(),
             1 => effects.pop().unwrap_or_else(Self::none),
-            _ => Self {
-                kind: Kind::Concat(effects),
-            },
+            _ => Self { kind: Kind::Concat(effects) },
         }
     }
 
@@ -158,20 +141,12 @@ impl<A> Effect<A> {
         if self.is_none() && !cancel_in_flight {
             return self;
         }
-        Self {
-            kind: Kind::Cancellable {
-                id,
-                cancel_in_flight,
-                effect: Box::new(self),
-            },
-        }
+        Self { kind: Kind::Cancellable { id, cancel_in_flight, effect: Box::new(self) } }
     }
 
     /// Cancels every running or not-yet-started effect made cancellable with `id` in this store.
     pub fn cancel(id: impl Hash + Eq + fmt::Debug + Send + Sync + 'static) -> Self {
-        Self {
-            kind: Kind::Cancel(CancelId::new(id)),
-        }
+        Self { kind: Kind::Cancel(CancelId::new(id)) }
     }
 
     /// Whether this is [`Effect::none`].
@@ -199,29 +174,18 @@ impl<A> Effect<A> {
             Kind::Send(action) => Kind::Send(f(action)),
             Kind::Run(operation) => {
                 let f = Arc::clone(f);
-                Kind::Run(Box::new(move |sender: Sender<B>| {
-                    operation(sender.contramap(f))
-                }))
+                Kind::Run(Box::new(move |sender: Sender<B>| operation(sender.contramap(f))))
             }
-            Kind::Delay { after, action } => Kind::Delay {
-                after,
-                action: f(action),
-            },
+            Kind::Delay { after, action } => Kind::Delay { after, action: f(action) },
             Kind::Merge(effects) => {
                 Kind::Merge(effects.into_iter().map(|e| e.map_shared(f)).collect())
             }
             Kind::Concat(effects) => {
                 Kind::Concat(effects.into_iter().map(|e| e.map_shared(f)).collect())
             }
-            Kind::Cancellable {
-                id,
-                cancel_in_flight,
-                effect,
-            } => Kind::Cancellable {
-                id,
-                cancel_in_flight,
-                effect: Box::new(effect.map_shared(f)),
-            },
+            Kind::Cancellable { id, cancel_in_flight, effect } => {
+                Kind::Cancellable { id, cancel_in_flight, effect: Box::new(effect.map_shared(f)) }
+            }
             Kind::Cancel(id) => Kind::Cancel(id),
         };
         Effect { kind }
@@ -240,18 +204,12 @@ impl<A: fmt::Debug> fmt::Debug for Effect<A> {
             Kind::None => f.write_str("Effect::none()"),
             Kind::Send(action) => f.debug_tuple("Effect::send").field(action).finish(),
             Kind::Run(_) => f.write_str("Effect::run(..)"),
-            Kind::Delay { after, action } => f
-                .debug_tuple("Effect::delay")
-                .field(after)
-                .field(action)
-                .finish(),
+            Kind::Delay { after, action } => {
+                f.debug_tuple("Effect::delay").field(after).field(action).finish()
+            }
             Kind::Merge(effects) => f.debug_tuple("Effect::merge").field(effects).finish(),
             Kind::Concat(effects) => f.debug_tuple("Effect::concat").field(effects).finish(),
-            Kind::Cancellable {
-                id,
-                cancel_in_flight,
-                effect,
-            } => f
+            Kind::Cancellable { id, cancel_in_flight, effect } => f
                 .debug_struct("Effect::cancellable")
                 .field("id", id)
                 .field("cancel_in_flight", cancel_in_flight)
@@ -271,9 +229,7 @@ pub struct Sender<A> {
 
 impl<A> Clone for Sender<A> {
     fn clone(&self) -> Self {
-        Self {
-            deliver: Arc::clone(&self.deliver),
-        }
+        Self { deliver: Arc::clone(&self.deliver) }
     }
 }
 
@@ -285,9 +241,7 @@ impl<A> fmt::Debug for Sender<A> {
 
 impl<A> Sender<A> {
     pub(crate) fn new(deliver: impl Fn(A) + Send + Sync + 'static) -> Self {
-        Self {
-            deliver: Arc::new(deliver),
-        }
+        Self { deliver: Arc::new(deliver) }
     }
 
     /// Feeds `action` back into the store; it is queued behind actions already waiting.
@@ -364,10 +318,7 @@ mod tests {
         assert!(Effect::<u8>::merge([Effect::none(), Effect::none()]).is_none());
         assert!(Effect::<u8>::concat([]).is_none());
         assert!(Effect::<u8>::none().cancellable("x").is_none());
-        assert_eq!(
-            std::mem::size_of::<Effect<()>>(),
-            std::mem::size_of::<Kind<()>>()
-        );
+        assert_eq!(std::mem::size_of::<Effect<()>>(), std::mem::size_of::<Kind<()>>());
     }
 
     #[test]
@@ -380,9 +331,7 @@ mod tests {
     fn map_rewrites_every_action() {
         let effect = Effect::merge([Effect::send(1u8), Effect::delay(Duration::from_secs(1), 2)])
             .map(|n| u32::from(n) * 10);
-        let Kind::Merge(effects) = effect.kind else {
-            panic!("expected a merge")
-        };
+        let Kind::Merge(effects) = effect.kind else { panic!("expected a merge") };
         assert!(matches!(effects[0].kind, Kind::Send(10)));
         assert!(matches!(effects[1].kind, Kind::Delay { action: 20, .. }));
     }

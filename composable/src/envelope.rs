@@ -29,21 +29,13 @@ pub struct EventMetadata {
 impl EventMetadata {
     /// Metadata for an event that starts a new flow: a fresh correlation id, no cause.
     pub fn new_flow(occurred_at: DateTime<Utc>) -> Self {
-        Self {
-            correlation_id: Uuid::now_v7(),
-            causation_id: None,
-            occurred_at,
-        }
+        Self { correlation_id: Uuid::now_v7(), causation_id: None, occurred_at }
     }
 
     /// Metadata for an event caused by the message `causation_id` within the flow
     /// `correlation_id`.
     pub fn caused_by(correlation_id: Uuid, causation_id: Uuid, occurred_at: DateTime<Utc>) -> Self {
-        Self {
-            correlation_id,
-            causation_id: Some(causation_id),
-            occurred_at,
-        }
+        Self { correlation_id, causation_id: Some(causation_id), occurred_at }
     }
 }
 

@@ -83,9 +83,7 @@ struct Shared<A> {
 
 impl<A> Clone for Executor<A> {
     fn clone(&self) -> Self {
-        Self {
-            shared: Arc::clone(&self.shared),
-        }
+        Self { shared: Arc::clone(&self.shared) }
     }
 }
 
@@ -131,11 +129,7 @@ impl<A: Send + 'static> Executor<A> {
                     self.start(effect, origin, immediate);
                 }
             }
-            Kind::Cancellable {
-                id,
-                cancel_in_flight,
-                effect,
-            } => {
+            Kind::Cancellable { id, cancel_in_flight, effect } => {
                 if cancel_in_flight {
                     self.shared.cancel(&id);
                 }
@@ -164,10 +158,8 @@ impl<A: Send + 'static> Executor<A> {
     }
 
     fn spawn(&self, work: BoxFuture<'static, ()>, origin: &mut Option<Tracker>) {
-        let guards = (
-            self.shared.running.enter(),
-            origin.get_or_insert_with(Tracker::default).enter(),
-        );
+        let guards =
+            (self.shared.running.enter(), origin.get_or_insert_with(Tracker::default).enter());
         self.shared.runtime.spawn(async move {
             let _guards = guards;
             if let Err(panic) = AssertUnwindSafe(work).catch_unwind().await {
@@ -184,12 +176,7 @@ impl<A: Send + 'static> Executor<A> {
     /// Cancels every cancellable effect (test stores use it to skip in-flight work).
     #[cfg(feature = "testing")]
     pub(crate) fn cancel_all(&self) {
-        let handles: Vec<_> = self
-            .shared
-            .cancellations()
-            .drain()
-            .flat_map(|(_, v)| v)
-            .collect();
+        let handles: Vec<_> = self.shared.cancellations().drain().flat_map(|(_, v)| v).collect();
         for (_, handle) in handles {
             handle.abort();
         }
@@ -198,18 +185,13 @@ impl<A: Send + 'static> Executor<A> {
 
 impl<A: Send + 'static> Shared<A> {
     fn cancellations(&self) -> MutexGuard<'_, HashMap<CancelId, Vec<(u64, AbortHandle)>>> {
-        self.cancellations
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.cancellations.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn register(&self, id: &CancelId) -> (u64, AbortRegistration) {
         let (handle, registration) = AbortHandle::new_pair();
         let token = self.next_token.fetch_add(1, Ordering::Relaxed);
-        self.cancellations()
-            .entry(id.clone())
-            .or_default()
-            .push((token, handle));
+        self.cancellations().entry(id.clone()).or_default().push((token, handle));
         (token, registration)
     }
 
@@ -252,10 +234,8 @@ impl<A: Send + 'static> Shared<A> {
                 })
             }
             Kind::Merge(effects) => {
-                let works: Vec<_> = effects
-                    .into_iter()
-                    .map(|e| shared.drive(e, sender.clone()))
-                    .collect();
+                let works: Vec<_> =
+                    effects.into_iter().map(|e| shared.drive(e, sender.clone())).collect();
                 Box::pin(async move {
                     futures::future::join_all(works).await;
                 })
@@ -265,11 +245,7 @@ impl<A: Send + 'static> Shared<A> {
                     shared.drive(effect, sender.clone()).await;
                 }
             }),
-            Kind::Cancellable {
-                id,
-                cancel_in_flight,
-                effect,
-            } => {
+            Kind::Cancellable { id, cancel_in_flight, effect } => {
                 if cancel_in_flight {
                     shared.cancel(&id);
                 }

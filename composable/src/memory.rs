@@ -91,20 +91,13 @@ impl InMemoryEventStore {
     /// A panic in another thread while the lock was held cannot leave the log half-written
     /// (every append validates before it writes), so a poisoned lock is still consistent.
     fn log(&self) -> MutexGuard<'_, Log> {
-        self.inner
-            .log
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner.log.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
 impl Log {
     fn version_of(&self, stream: &StreamId) -> Version {
-        Version(
-            self.streams
-                .get(stream)
-                .map_or(0, |events| events.len() as u64),
-        )
+        Version(self.streams.get(stream).map_or(0, |events| events.len() as u64))
     }
 
     /// Decides whether `events`, some of whose ids are stored, are a retry of an append that
@@ -118,22 +111,13 @@ impl Log {
     ) -> Result<AppendResult, EventStoreError> {
         let stored: Vec<Option<&RecordedEvent>> = events
             .iter()
-            .map(|event| {
-                self.ids
-                    .get(&event.event_id)
-                    .map(|&index| &self.events[index])
-            })
+            .map(|event| self.ids.get(&event.event_id).map(|&index| &self.events[index]))
             .collect();
         let first_stored =
-            stored
-                .iter()
-                .flatten()
-                .next()
-                .copied()
-                .ok_or_else(|| EventStoreError::Backend {
-                    operation: "check an append retry",
-                    source: "no event id of the append is stored".into(),
-                })?;
+            stored.iter().flatten().next().copied().ok_or_else(|| EventStoreError::Backend {
+                operation: "check an append retry",
+                source: "no event id of the append is stored".into(),
+            })?;
         let duplicate = || EventStoreError::DuplicateEventId {
             event_id: first_stored.event_id,
             stream: first_stored.stream_id.clone(),
@@ -190,9 +174,7 @@ fn check_retry(
 fn repeated_id(events: &[NewEvent]) -> Option<(usize, Uuid)> {
     let mut seen = std::collections::HashSet::with_capacity(events.len());
     let repeated = events.iter().find(|event| !seen.insert(event.event_id))?;
-    let first = events
-        .iter()
-        .position(|event| event.event_id == repeated.event_id)?;
+    let first = events.iter().position(|event| event.event_id == repeated.event_id)?;
     Some((first, repeated.event_id))
 }
 
@@ -204,9 +186,7 @@ impl EventStore for InMemoryEventStore {
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, EventStoreError> {
         if events.is_empty() {
-            return Err(EventStoreError::EmptyAppend {
-                stream: stream.clone(),
-            });
+            return Err(EventStoreError::EmptyAppend { stream: stream.clone() });
         }
         let result = {
             let mut log = self.log();
@@ -218,26 +198,14 @@ impl EventStore for InMemoryEventStore {
                     version: Version(actual.get() + first as u64 + 1),
                 });
             }
-            if events
-                .iter()
-                .any(|event| log.ids.contains_key(&event.event_id))
-            {
+            if events.iter().any(|event| log.ids.contains_key(&event.event_id)) {
                 return log.retry_result(stream, expected, &events);
             }
             if !expected.admits(actual) {
-                return Err(EventStoreError::Conflict {
-                    stream: stream.clone(),
-                    expected,
-                    actual,
-                });
+                return Err(EventStoreError::Conflict { stream: stream.clone(), expected, actual });
             }
             let recorded_at = Utc::now();
-            let Log {
-                events: log_events,
-                streams,
-                ids,
-                ..
-            } = &mut *log;
+            let Log { events: log_events, streams, ids, .. } = &mut *log;
             let stream_events = match streams.entry(stream.clone()) {
                 Entry::Occupied(entry) => entry.into_mut(),
                 Entry::Vacant(entry) => entry.insert(Vec::new()),
@@ -282,11 +250,7 @@ impl EventStore for InMemoryEventStore {
                 .get(stream)
                 .map(|indexes| {
                     let skip = usize::try_from(after.get()).unwrap_or(usize::MAX);
-                    indexes
-                        .iter()
-                        .skip(skip)
-                        .map(|&index| log.events[index].clone())
-                        .collect()
+                    indexes.iter().skip(skip).map(|&index| log.events[index].clone()).collect()
                 })
                 .unwrap_or_default()
         };
@@ -349,14 +313,8 @@ mod tests {
         let mut appends = store.subscribe_appends();
         let a = StreamId::new("a", 1).unwrap();
         let b = StreamId::new("b", 1).unwrap();
-        store
-            .append(&a, ExpectedVersion::Any, vec![event(), event()])
-            .await
-            .unwrap();
-        store
-            .append(&b, ExpectedVersion::Any, vec![event()])
-            .await
-            .unwrap();
+        store.append(&a, ExpectedVersion::Any, vec![event(), event()]).await.unwrap();
+        store.append(&b, ExpectedVersion::Any, vec![event()]).await.unwrap();
         let positions: Vec<u64> = store
             .read_all(Position::START, 10)
             .await
@@ -375,11 +333,7 @@ mod tests {
         let stream = StreamId::new("a", 1).unwrap();
         let once = event();
         let error = store
-            .append(
-                &stream,
-                ExpectedVersion::Any,
-                vec![once.clone(), once.clone()],
-            )
+            .append(&stream, ExpectedVersion::Any, vec![once.clone(), once.clone()])
             .await
             .unwrap_err();
         assert!(matches!(

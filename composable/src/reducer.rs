@@ -60,10 +60,7 @@ pub trait Reducer: Send + Sync + 'static {
         Self::Action: Clone,
         R: Reducer<State = Self::State, Action = Self::Action, Environment = Self::Environment>,
     {
-        Combine {
-            first: self,
-            second: other,
-        }
+        Combine { first: self, second: other }
     }
 
     /// Embeds this reducer into a parent: `state` focuses the parent's state on the child's,
@@ -119,12 +116,7 @@ pub trait Reducer: Send + Sync + 'static {
     {
         Scope {
             child: self,
-            lenses: Lenses {
-                state,
-                extract,
-                embed: Arc::new(embed),
-                env,
-            },
+            lenses: Lenses { state, extract, embed: Arc::new(embed), env },
             parent: PhantomData,
         }
     }
@@ -155,12 +147,7 @@ pub trait Reducer: Send + Sync + 'static {
     {
         Optional {
             child: self,
-            lenses: Lenses {
-                state,
-                extract,
-                embed: Arc::new(embed),
-                env,
-            },
+            lenses: Lenses { state, extract, embed: Arc::new(embed), env },
             parent: PhantomData,
         }
     }
@@ -217,12 +204,7 @@ pub trait Reducer: Send + Sync + 'static {
     {
         ForEach {
             child: self,
-            lenses: Lenses {
-                state,
-                extract,
-                embed: Arc::new(embed),
-                env,
-            },
+            lenses: Lenses { state, extract, embed: Arc::new(embed), env },
             parent: PhantomData,
         }
     }
@@ -248,10 +230,7 @@ where
     A: Send + 'static,
     E: Send + Sync + 'static,
 {
-    FnReducer {
-        reduce,
-        types: PhantomData,
-    }
+    FnReducer { reduce, types: PhantomData }
 }
 
 impl<F, S, A, E> Reducer for FnReducer<F, S, A, E>
@@ -322,9 +301,7 @@ pub struct Scope<R, L, P> {
 
 impl<R: fmt::Debug, L, P> fmt::Debug for Scope<R, L, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Scope")
-            .field("child", &self.child)
-            .finish_non_exhaustive()
+        f.debug_struct("Scope").field("child", &self.child).finish_non_exhaustive()
     }
 }
 
@@ -347,9 +324,7 @@ where
         let Some(action) = (self.lenses.extract)(action) else {
             return Effect::none();
         };
-        let effect = self
-            .child
-            .reduce((self.lenses.state)(state), action, (self.lenses.env)(env));
+        let effect = self.child.reduce((self.lenses.state)(state), action, (self.lenses.env)(env));
         let embed = Arc::clone(&self.lenses.embed);
         effect.map(move |action| embed(action))
     }
@@ -364,9 +339,7 @@ pub struct Optional<R, L, P> {
 
 impl<R: fmt::Debug, L, P> fmt::Debug for Optional<R, L, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Optional")
-            .field("child", &self.child)
-            .finish_non_exhaustive()
+        f.debug_struct("Optional").field("child", &self.child).finish_non_exhaustive()
     }
 }
 
@@ -391,10 +364,7 @@ where
             return Effect::none();
         };
         let Some(child) = (self.lenses.state)(state).as_mut() else {
-            tracing::warn!(
-                ?action,
-                "child action received while its optional state is absent"
-            );
+            tracing::warn!(?action, "child action received while its optional state is absent");
             return Effect::none();
         };
         let effect = self.child.reduce(child, action, (self.lenses.env)(env));
@@ -430,9 +400,7 @@ pub struct ForEach<R, L, P> {
 
 impl<R: fmt::Debug, L, P> fmt::Debug for ForEach<R, L, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ForEach")
-            .field("child", &self.child)
-            .finish_non_exhaustive()
+        f.debug_struct("ForEach").field("child", &self.child).finish_non_exhaustive()
     }
 }
 
@@ -459,11 +427,7 @@ where
             return Effect::none();
         };
         let Some(child) = (self.lenses.state)(state).state_mut(&key) else {
-            tracing::warn!(
-                ?key,
-                ?action,
-                "child action received for a key that is not present"
-            );
+            tracing::warn!(?key, ?action, "child action received for a key that is not present");
             return Effect::none();
         };
         let effect = self.child.reduce(child, action, (self.lenses.env)(env));
@@ -495,10 +459,7 @@ mod tests {
         let mut log = Vec::new();
         let effect = both.reduce(&mut log, Action::Add(1), &());
         assert_eq!(log, ["add 1", "audit Add(1)"]);
-        assert!(matches!(
-            effect.kind,
-            crate::effect::Kind::Send(Action::Add(2))
-        ));
+        assert!(matches!(effect.kind, crate::effect::Kind::Send(Action::Add(2))));
     }
 
     #[test]
@@ -518,18 +479,11 @@ mod tests {
             |e: &()| e,
         );
         let mut state = None;
-        assert!(
-            parent
-                .reduce(&mut state, Parent::Child(Action::Add(1)), &())
-                .is_none()
-        );
+        assert!(parent.reduce(&mut state, Parent::Child(Action::Add(1)), &()).is_none());
         state = Some(1);
         let effect = parent.reduce(&mut state, Parent::Child(Action::Add(2)), &());
         assert_eq!(state, Some(3));
-        assert!(matches!(
-            effect.kind,
-            crate::effect::Kind::Send(Parent::Child(Action::Add(0)))
-        ));
+        assert!(matches!(effect.kind, crate::effect::Kind::Send(Parent::Child(Action::Add(0)))));
     }
 
     #[test]
@@ -552,13 +506,7 @@ mod tests {
         let effect = list.reduce(&mut rows, List::Row("b", Action::Add(5)), &());
         assert_eq!(rows["b"], 5);
         assert_eq!(rows["a"], 0);
-        assert!(matches!(
-            effect.kind,
-            crate::effect::Kind::Send(List::Row("b", Action::Add(-5)))
-        ));
-        assert!(
-            list.reduce(&mut rows, List::Row("zzz", Action::Add(1)), &())
-                .is_none()
-        );
+        assert!(matches!(effect.kind, crate::effect::Kind::Send(List::Row("b", Action::Add(-5)))));
+        assert!(list.reduce(&mut rows, List::Row("zzz", Action::Add(1)), &()).is_none());
     }
 }

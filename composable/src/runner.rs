@@ -97,17 +97,11 @@ pub struct RetryPolicy {
 
 impl RetryPolicy {
     /// Decide once; a conflict is returned to the caller. The default.
-    pub const NONE: Self = Self {
-        attempts: 1,
-        backoff: Duration::ZERO,
-    };
+    pub const NONE: Self = Self { attempts: 1, backoff: Duration::ZERO };
 
     /// Up to `attempts` decisions in all, without waiting between them.
     pub const fn attempts(attempts: u32) -> Self {
-        Self {
-            attempts,
-            backoff: Duration::ZERO,
-        }
+        Self { attempts, backoff: Duration::ZERO }
     }
 
     /// Waits `backoff × attempt` between attempts.
@@ -161,10 +155,7 @@ impl CommandContext {
     /// A command that starts a new flow: its own id is both correlation and causation.
     pub fn new_flow() -> Self {
         let id = Uuid::now_v7();
-        Self {
-            correlation_id: id,
-            causation_id: id,
-        }
+        Self { correlation_id: id, causation_id: id }
     }
 }
 
@@ -266,11 +257,7 @@ impl<A: Aggregate, S: EventStore, C: Codec> AggregateRunner<A, S, C> {
             state.apply(&event);
             version = recorded.stream_version;
         }
-        Ok(Loaded {
-            state,
-            version,
-            snapshot,
-        })
+        Ok(Loaded { state, version, snapshot })
     }
 
     async fn usable_snapshot(
@@ -280,11 +267,7 @@ impl<A: Aggregate, S: EventStore, C: Codec> AggregateRunner<A, S, C> {
         if A::SNAPSHOT_EVERY.is_none() {
             return Ok(None);
         }
-        let Some(snapshot) = self
-            .store
-            .load_snapshot(stream)
-            .await
-            .map_err(RunnerError::Store)?
+        let Some(snapshot) = self.store.load_snapshot(stream).await.map_err(RunnerError::Store)?
         else {
             return Ok(None);
         };
@@ -320,8 +303,7 @@ impl<A: Aggregate, S: EventStore, C: Codec> AggregateRunner<A, S, C> {
     where
         A::Command: Clone,
     {
-        self.execute_in(id, command, CommandContext::new_flow())
-            .await
+        self.execute_in(id, command, CommandContext::new_flow()).await
     }
 
     /// Executes `command` on aggregate `id` as part of the flow `context`: the events carry its
@@ -352,12 +334,7 @@ impl<A: Aggregate, S: EventStore, C: Codec> AggregateRunner<A, S, C> {
                     }
                     attempt += 1;
                 }
-                Err(RunnerError::Conflict {
-                    stream,
-                    loaded,
-                    actual,
-                    ..
-                }) => {
+                Err(RunnerError::Conflict { stream, loaded, actual, .. }) => {
                     return Err(RunnerError::Conflict {
                         stream,
                         loaded,
@@ -376,20 +353,33 @@ impl<A: Aggregate, S: EventStore, C: Codec> AggregateRunner<A, S, C> {
         command: A::Command,
         context: CommandContext,
     ) -> Result<Executed<A>, RunnerError<A::Error>> {
-        let Loaded {
-            mut state, version, ..
-        } = self.load_stream(stream).await?;
-        let events = state
-            .decide(command, &self.env)
-            .map_err(RunnerError::Rejected)?;
+        let Loaded { mut state, version, .. } = self.load_stream(stream).await?;
+        let events = state.decide(command, &self.env).map_err(RunnerError::Rejected)?;
         if events.is_empty() {
-            return Ok(Executed {
-                events,
-                state,
-                version,
-                append: None,
-            });
+            return Ok(Executed { events, state, version, append: None });
         }
+        for event in &events {
+            state.apply(event);
+        }
+        let append = self.commit(stream, version, &events, &state, context).await?;
+        Ok(Executed { events, state, version: append.last_version, append: Some(append) })
+    }
+
+    /// Appends `events`, decided on the aggregate at version `loaded`, as part of the flow
+    /// `context`; `state_after` is the state with the events applied, snapshotted when the
+    /// append crosses a multiple of `SNAPSHOT_EVERY`.
+    ///
+    /// # Errors
+    /// [`RunnerError::Conflict`] when the stream moved past `loaded`, and encoding or store
+    /// failures.
+    pub async fn commit(
+        &self,
+        stream: &StreamId,
+        loaded: Version,
+        events: &[A::Event],
+        state_after: &A,
+        context: CommandContext,
+    ) -> Result<AppendResult, RunnerError<A::Error>> {
         let metadata = EventMetadata::caused_by(
             context.correlation_id,
             context.causation_id,
@@ -399,41 +389,25 @@ impl<A: Aggregate, S: EventStore, C: Codec> AggregateRunner<A, S, C> {
             .iter()
             .map(|event| {
                 NewEvent::encode(event, &self.codec, metadata.clone()).map_err(|source| {
-                    RunnerError::Encode {
-                        stream: stream.clone(),
-                        name: event.event_name(),
-                        source,
-                    }
+                    RunnerError::Encode { stream: stream.clone(), name: event.event_name(), source }
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let append = match self
-            .store
-            .append(stream, ExpectedVersion::Exact(version), new_events)
-            .await
-        {
-            Ok(append) => append,
-            Err(EventStoreError::Conflict { actual, .. }) => {
-                return Err(RunnerError::Conflict {
-                    stream: stream.clone(),
-                    loaded: version,
-                    actual,
-                    attempts: 1,
-                });
-            }
-            Err(error) => return Err(RunnerError::Store(error)),
-        };
-        for event in &events {
-            state.apply(event);
-        }
-        self.maybe_snapshot(stream, &state, version, append.last_version)
-            .await;
-        Ok(Executed {
-            events,
-            state,
-            version: append.last_version,
-            append: Some(append),
-        })
+        let append =
+            match self.store.append(stream, ExpectedVersion::Exact(loaded), new_events).await {
+                Ok(append) => append,
+                Err(EventStoreError::Conflict { actual, .. }) => {
+                    return Err(RunnerError::Conflict {
+                        stream: stream.clone(),
+                        loaded,
+                        actual,
+                        attempts: 1,
+                    });
+                }
+                Err(error) => return Err(RunnerError::Store(error)),
+            };
+        self.maybe_snapshot(stream, state_after, loaded, append.last_version).await;
+        Ok(append)
     }
 
     /// Writes a snapshot when the append crossed a multiple of `SNAPSHOT_EVERY`. The events are

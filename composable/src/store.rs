@@ -58,9 +58,7 @@ struct Core<R: Reducer> {
 
 impl<R: Reducer> Clone for Store<R> {
     fn clone(&self) -> Self {
-        Self {
-            inner: Arc::clone(&self.inner),
-        }
+        Self { inner: Arc::clone(&self.inner) }
     }
 }
 
@@ -101,10 +99,7 @@ impl<R: Reducer> Store<R> {
             Inner {
                 reducer,
                 env,
-                core: Mutex::new(Core {
-                    state,
-                    queue: VecDeque::new(),
-                }),
+                core: Mutex::new(Core { state, queue: VecDeque::new() }),
                 executor: Executor::new(Arc::new(clock), deliver),
             }
         });
@@ -200,9 +195,7 @@ pub struct SendHandle {
 
 impl fmt::Debug for SendHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SendHandle")
-            .field("finished", &self.is_finished())
-            .finish()
+        f.debug_struct("SendHandle").field("finished", &self.is_finished()).finish()
     }
 }
 

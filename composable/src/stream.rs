@@ -78,9 +78,7 @@ impl StreamId {
 
     /// The part before the first `-`: the aggregate's stream name.
     pub fn category(&self) -> &str {
-        self.0
-            .split_once('-')
-            .map_or(self.0.as_str(), |(category, _)| category)
+        self.0.split_once('-').map_or(self.0.as_str(), |(category, _)| category)
     }
 
     /// The part after the first `-`: the aggregate instance's id.
@@ -218,10 +216,7 @@ mod tests {
     #[test]
     fn invalid_stream_ids_are_typed_errors() {
         assert_eq!(StreamId::new("", 1), Err(StreamIdError::EmptyCategory));
-        assert_eq!(
-            StreamId::new("or-der", 1),
-            Err(StreamIdError::DashInCategory("or-der".into()))
-        );
+        assert_eq!(StreamId::new("or-der", 1), Err(StreamIdError::DashInCategory("or-der".into())));
         assert_eq!(StreamId::new("order", ""), Err(StreamIdError::EmptyId));
         assert_eq!(StreamId::parse("order"), Err(StreamIdError::EmptyId));
         assert_eq!(StreamId::parse("-1"), Err(StreamIdError::EmptyCategory));

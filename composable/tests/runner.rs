@@ -22,26 +22,11 @@ fn stream(id: &str) -> StreamId {
 async fn commands_append_events_and_state_is_rebuilt_from_them() {
     let store = InMemoryEventStore::new();
     let runner = runner(&store);
-    runner
-        .execute("a", AccountCommand::Deposit(10))
-        .await
-        .expect("deposit");
-    let done = runner
-        .execute("a", AccountCommand::Withdraw(4))
-        .await
-        .expect("withdraw");
-    assert_eq!(
-        done.state,
-        Account {
-            balance: 6,
-            movements: 2
-        }
-    );
+    runner.execute("a", AccountCommand::Deposit(10)).await.expect("deposit");
+    let done = runner.execute("a", AccountCommand::Withdraw(4)).await.expect("withdraw");
+    assert_eq!(done.state, Account { balance: 6, movements: 2 });
     assert_eq!(done.version, Version(2));
-    assert_eq!(
-        done.events,
-        [AccountEvent::Withdrawn(Withdrawn { amount: 4 })]
-    );
+    assert_eq!(done.events, [AccountEvent::Withdrawn(Withdrawn { amount: 4 })]);
     let loaded = runner.load("a").await.expect("load");
     assert_eq!((loaded.state, loaded.version), (done.state, Version(2)));
 }
@@ -50,53 +35,29 @@ async fn commands_append_events_and_state_is_rebuilt_from_them() {
 async fn a_rejected_command_appends_nothing() {
     let store = InMemoryEventStore::new();
     let runner = runner(&store);
-    let error = runner
-        .execute("a", AccountCommand::Withdraw(1))
-        .await
-        .expect_err("rejected");
+    let error = runner.execute("a", AccountCommand::Withdraw(1)).await.expect_err("rejected");
     assert!(matches!(
         error,
-        RunnerError::Rejected(AccountError::InsufficientFunds {
-            balance: 0,
-            requested: 1
-        })
+        RunnerError::Rejected(AccountError::InsufficientFunds { balance: 0, requested: 1 })
     ));
-    assert_eq!(
-        store.stream_version(&stream("a")).await.expect("version"),
-        Version::ZERO
-    );
+    assert_eq!(store.stream_version(&stream("a")).await.expect("version"), Version::ZERO);
 }
 
 #[tokio::test]
 async fn a_command_deciding_nothing_appends_nothing() {
     let store = InMemoryEventStore::new();
-    let done = runner(&store)
-        .execute("a", AccountCommand::Deposit(0))
-        .await
-        .expect("no-op");
+    let done = runner(&store).execute("a", AccountCommand::Deposit(0)).await.expect("no-op");
     assert!(done.events.is_empty() && done.append.is_none());
 }
 
 #[tokio::test]
 async fn events_carry_the_flow_context() {
     let store = InMemoryEventStore::new();
-    let context = CommandContext {
-        correlation_id: Uuid::now_v7(),
-        causation_id: Uuid::now_v7(),
-    };
-    runner(&store)
-        .execute_in("a", AccountCommand::Deposit(5), context)
-        .await
-        .expect("deposit");
-    let recorded = store
-        .read_all(composable::Position::START, 10)
-        .await
-        .expect("read");
+    let context = CommandContext { correlation_id: Uuid::now_v7(), causation_id: Uuid::now_v7() };
+    runner(&store).execute_in("a", AccountCommand::Deposit(5), context).await.expect("deposit");
+    let recorded = store.read_all(composable::Position::START, 10).await.expect("read");
     assert_eq!(recorded[0].metadata.correlation_id, context.correlation_id);
-    assert_eq!(
-        recorded[0].metadata.causation_id,
-        Some(context.causation_id)
-    );
+    assert_eq!(recorded[0].metadata.causation_id, Some(context.causation_id));
 }
 
 /// A store that lets one foreign append in right before the runner's first append, so the
@@ -121,9 +82,7 @@ impl EventStore for RacingStore {
                 EventMetadata::new_flow(chrono::Utc::now()),
             )
             .expect("encode");
-            self.inner
-                .append(stream, ExpectedVersion::Any, vec![rival])
-                .await?;
+            self.inner.append(stream, ExpectedVersion::Any, vec![rival]).await?;
         }
         self.inner.append(stream, expected, events).await
     }
@@ -167,42 +126,21 @@ impl EventStore for RacingStore {
 }
 
 fn racing() -> RacingStore {
-    RacingStore {
-        inner: InMemoryEventStore::new(),
-        raced: Default::default(),
-    }
+    RacingStore { inner: InMemoryEventStore::new(), raced: Default::default() }
 }
 
 #[tokio::test]
 async fn a_concurrent_writer_is_a_typed_conflict_by_default() {
     let store = racing();
     let runner = AggregateRunner::<Account, _>::new(store.clone(), ());
-    let error = runner
-        .execute("a", AccountCommand::Deposit(1))
-        .await
-        .expect_err("conflict");
+    let error = runner.execute("a", AccountCommand::Deposit(1)).await.expect_err("conflict");
     match error {
-        RunnerError::Conflict {
-            stream: s,
-            loaded,
-            actual,
-            attempts,
-        } => {
-            assert_eq!(
-                (s, loaded, actual, attempts),
-                (stream("a"), Version(0), Version(1), 1)
-            );
+        RunnerError::Conflict { stream: s, loaded, actual, attempts } => {
+            assert_eq!((s, loaded, actual, attempts), (stream("a"), Version(0), Version(1), 1));
         }
         other => panic!("expected a conflict, got {other:?}"),
     }
-    assert_eq!(
-        store
-            .inner
-            .stream_version(&stream("a"))
-            .await
-            .expect("version"),
-        Version(1)
-    );
+    assert_eq!(store.inner.stream_version(&stream("a")).await.expect("version"), Version(1));
 }
 
 #[tokio::test]
@@ -210,14 +148,8 @@ async fn a_retry_policy_decides_again_on_the_fresh_state() {
     let store = racing();
     let runner = AggregateRunner::<Account, _>::new(store, ()).with_retry(RetryPolicy::attempts(2));
     // Only possible because the rival deposit of 100 landed first.
-    runner
-        .execute("a", AccountCommand::Deposit(1))
-        .await
-        .expect("retried");
-    let done = runner
-        .execute("a", AccountCommand::Withdraw(101))
-        .await
-        .expect("withdraw");
+    runner.execute("a", AccountCommand::Deposit(1)).await.expect("retried");
+    let done = runner.execute("a", AccountCommand::Withdraw(101)).await.expect("withdraw");
     assert_eq!(done.state.balance, 0);
 }
 
@@ -226,48 +158,27 @@ async fn snapshots_are_written_every_n_events_and_used_on_load() {
     let store = InMemoryEventStore::new();
     let runner = runner(&store);
     for _ in 0..4 {
-        runner
-            .execute("a", AccountCommand::Deposit(1))
-            .await
-            .expect("deposit");
+        runner.execute("a", AccountCommand::Deposit(1)).await.expect("deposit");
     }
-    let snapshot = store
-        .load_snapshot(&stream("a"))
-        .await
-        .expect("load")
-        .expect("a snapshot");
+    let snapshot = store.load_snapshot(&stream("a")).await.expect("load").expect("a snapshot");
     assert_eq!((snapshot.version, snapshot.schema_version), (Version(3), 2));
     let loaded = runner.load("a").await.expect("load");
     assert_eq!(loaded.snapshot, Some(Version(3)));
-    assert_eq!(
-        loaded.state,
-        Account {
-            balance: 4,
-            movements: 4
-        }
-    );
+    assert_eq!(loaded.state, Account { balance: 4, movements: 4 });
 }
 
 #[tokio::test]
 async fn a_snapshot_of_another_schema_is_ignored_not_misread() {
     let store = InMemoryEventStore::new();
     let runner = runner(&store);
-    runner
-        .execute("a", AccountCommand::Deposit(7))
-        .await
-        .expect("deposit");
+    runner.execute("a", AccountCommand::Deposit(7)).await.expect("deposit");
     // A snapshot claiming version 1 with a bogus state, in an older schema.
     let stale = Snapshot {
         stream_id: stream("a"),
         version: Version(1),
         schema_version: 1,
         format: Bincode::FORMAT.into(),
-        state: Bincode
-            .encode(&Account {
-                balance: 999,
-                movements: 1,
-            })
-            .expect("encode"),
+        state: Bincode.encode(&Account { balance: 999, movements: 1 }).expect("encode"),
         taken_at: chrono::Utc::now(),
     };
     store.save_snapshot(stale).await.expect("save");
@@ -280,10 +191,7 @@ async fn a_snapshot_of_another_schema_is_ignored_not_misread() {
 async fn an_unreadable_snapshot_falls_back_to_events() {
     let store = InMemoryEventStore::new();
     let runner = runner(&store);
-    runner
-        .execute("a", AccountCommand::Deposit(7))
-        .await
-        .expect("deposit");
+    runner.execute("a", AccountCommand::Deposit(7)).await.expect("deposit");
     let garbage = Snapshot {
         stream_id: stream("a"),
         version: Version(1),
@@ -305,51 +213,25 @@ async fn append_raw(store: &InMemoryEventStore, name: &str, version: u16, payloa
         payload,
         metadata: EventMetadata::new_flow(chrono::Utc::now()),
     };
-    store
-        .append(&stream("bad"), ExpectedVersion::Any, vec![event])
-        .await
-        .expect("append");
+    store.append(&stream("bad"), ExpectedVersion::Any, vec![event]).await.expect("append");
 }
 
 #[tokio::test]
 async fn bad_stored_events_are_typed_errors_naming_stream_version_and_event() {
     let cases: [(&str, u16, Vec<u8>, &str); 3] = [
-        (
-            "account.closed",
-            1,
-            vec![],
-            "unknown event `account.closed`",
-        ),
-        (
-            "account.deposited",
-            9,
-            vec![1],
-            "is newer than this code knows",
-        ),
-        (
-            "account.deposited",
-            1,
-            vec![0xff, 0xff, 0xff],
-            "bincode2 could not decode",
-        ),
+        ("account.closed", 1, vec![], "unknown event `account.closed`"),
+        ("account.deposited", 9, vec![1], "is newer than this code knows"),
+        ("account.deposited", 1, vec![0xff, 0xff, 0xff], "bincode2 could not decode"),
     ];
     for (name, version, payload, expected) in cases {
         let store = InMemoryEventStore::new();
         append_raw(&store, name, version, payload).await;
-        let error = runner(&store)
-            .load("bad")
-            .await
-            .expect_err("must not decode");
+        let error = runner(&store).load("bad").await.expect_err("must not decode");
         let RunnerError::Decode(stored) = &error else {
             panic!("expected a decode error, got {error:?}");
         };
         assert_eq!(
-            (
-                &stored.stream,
-                stored.stream_version,
-                stored.name.as_str(),
-                stored.event_version
-            ),
+            (&stored.stream, stored.stream_version, stored.name.as_str(), stored.event_version),
             (&stream("bad"), Version(1), name, version)
         );
         let message = error.to_string();

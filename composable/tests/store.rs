@@ -25,51 +25,43 @@ struct Env {
 }
 
 fn env() -> Env {
-    Env {
-        ran: Arc::new(AtomicUsize::new(0)),
-        started: Arc::new(AtomicBool::new(false)),
-    }
+    Env { ran: Arc::new(AtomicUsize::new(0)), started: Arc::new(AtomicBool::new(false)) }
 }
 
 fn reducer() -> impl Reducer<State = Vec<String>, Action = Action, Environment = Env> {
-    reducer_fn(
-        |log: &mut Vec<String>, action: Action, env: &Env| match action {
-            Action::Push(item) => {
-                log.push(item.to_owned());
-                Effect::none()
-            }
-            Action::Chain(0) => Effect::none(),
-            Action::Chain(n) => {
-                log.push(format!("chain {n}"));
-                Effect::merge([
-                    Effect::send(Action::Push("sent")),
-                    Effect::send(Action::Chain(n - 1)),
-                ])
-            }
-            Action::Run => {
-                let ran = Arc::clone(&env.ran);
-                Effect::run(move |send| async move {
-                    ran.fetch_add(1, Ordering::SeqCst);
-                    send.send(Action::Push("from run"));
-                })
-            }
-            Action::Delayed => Effect::delay(Duration::from_secs(5), Action::Push("delayed")),
-            Action::Start(id) => {
-                Effect::delay(Duration::from_secs(1), Action::Push("tick")).cancellable(id)
-            }
-            Action::Stop(id) => Effect::cancel(id),
-            Action::StartThenStop => {
-                let started = Arc::clone(&env.started);
-                Effect::merge([
-                    Effect::run(move |_| async move { started.store(true, Ordering::SeqCst) })
-                        .cancellable("job"),
-                    Effect::cancel("job"),
-                ])
-            }
-            Action::Panic => panic!("reducer bug"),
-            Action::EffectPanics => Effect::run(|_| async { panic!("effect bug") }),
-        },
-    )
+    reducer_fn(|log: &mut Vec<String>, action: Action, env: &Env| match action {
+        Action::Push(item) => {
+            log.push(item.to_owned());
+            Effect::none()
+        }
+        Action::Chain(0) => Effect::none(),
+        Action::Chain(n) => {
+            log.push(format!("chain {n}"));
+            Effect::merge([Effect::send(Action::Push("sent")), Effect::send(Action::Chain(n - 1))])
+        }
+        Action::Run => {
+            let ran = Arc::clone(&env.ran);
+            Effect::run(move |send| async move {
+                ran.fetch_add(1, Ordering::SeqCst);
+                send.send(Action::Push("from run"));
+            })
+        }
+        Action::Delayed => Effect::delay(Duration::from_secs(5), Action::Push("delayed")),
+        Action::Start(id) => {
+            Effect::delay(Duration::from_secs(1), Action::Push("tick")).cancellable(id)
+        }
+        Action::Stop(id) => Effect::cancel(id),
+        Action::StartThenStop => {
+            let started = Arc::clone(&env.started);
+            Effect::merge([
+                Effect::run(move |_| async move { started.store(true, Ordering::SeqCst) })
+                    .cancellable("job"),
+                Effect::cancel("job"),
+            ])
+        }
+        Action::Panic => panic!("reducer bug"),
+        Action::EffectPanics => Effect::run(|_| async { panic!("effect bug") }),
+    })
 }
 
 #[tokio::test]
@@ -115,15 +107,8 @@ async fn cancellation_ids_are_scoped_to_one_store() {
     clock.advance(Duration::from_secs(1)).await;
     first.idle().await;
     second.idle().await;
-    assert!(
-        first.with_state(Vec::is_empty),
-        "the first store's timer was cancelled"
-    );
-    assert_eq!(
-        second.state(),
-        ["tick"],
-        "the second store's timer with the same id ran"
-    );
+    assert!(first.with_state(Vec::is_empty), "the first store's timer was cancelled");
+    assert_eq!(second.state(), ["tick"], "the second store's timer with the same id ran");
 }
 
 #[tokio::test]
@@ -149,11 +134,7 @@ async fn panics_in_reducers_and_effects_are_contained() {
 async fn concurrent_senders_lose_nothing() {
     let counter = reducer_fn(|count: &mut u64, by: u64, _: &()| {
         *count += by;
-        if by > 1 {
-            Effect::send(1)
-        } else {
-            Effect::none()
-        }
+        if by > 1 { Effect::send(1) } else { Effect::none() }
     });
     let store = Store::new(counter, 0, ());
     let tasks: Vec<_> = (0..8)
@@ -189,11 +170,7 @@ async fn concat_runs_effects_one_after_another() {
     let store = Store::with_clock(sequence, Vec::new(), (), clock.clone());
     let handle = store.send(0);
     clock.advance(Duration::from_secs(2)).await;
-    assert_eq!(
-        store.state(),
-        [0, 1],
-        "the second delay starts only after the first finished"
-    );
+    assert_eq!(store.state(), [0, 1], "the second delay starts only after the first finished");
     clock.advance(Duration::from_secs(1)).await;
     handle.await;
     assert_eq!(store.state(), [0, 1, 2]);

@@ -53,10 +53,8 @@ fn search() -> impl Reducer<State = Search, Action = Action, Environment = ()> {
 
 /// Runs `test` and returns the message it panicked with.
 async fn failure_of(test: impl Future<Output = ()>) -> String {
-    let payload = AssertUnwindSafe(test)
-        .catch_unwind()
-        .await
-        .expect_err("the test store must fail");
+    let payload =
+        AssertUnwindSafe(test).catch_unwind().await.expect_err("the test store must fail");
     payload
         .downcast_ref::<String>()
         .cloned()
@@ -67,14 +65,10 @@ async fn failure_of(test: impl Future<Output = ()>) -> String {
 #[tokio::test]
 async fn an_exhaustive_test_states_every_change_and_every_received_action() {
     let mut store = TestStore::new(search(), Search::default(), ());
-    store
-        .send(Action::Type("rust".into()), |s| s.query = "rust".into())
-        .await;
+    store.send(Action::Type("rust".into()), |s| s.query = "rust".into()).await;
     store.send(Action::Search, |s| s.searches = 1).await;
     store
-        .receive(Action::Results(vec!["rust 1".into()]), |s| {
-            s.results = vec!["rust 1".into()]
-        })
+        .receive(Action::Results(vec!["rust 1".into()]), |s| s.results = vec!["rust 1".into()])
         .await;
     store.send(Action::ClearLater, |_| {}).await;
     store.advance(Duration::from_secs(9)).await;
@@ -97,9 +91,7 @@ async fn a_cancelled_delay_never_fires() {
 async fn fails_on_an_unexpected_state_change_with_a_diff() {
     let message = failure_of(async {
         let mut store = TestStore::new(search(), Search::default(), ());
-        store
-            .send(Action::Type("rust".into()), |s| s.query = "rusty".into())
-            .await;
+        store.send(Action::Type("rust".into()), |s| s.query = "rusty".into()).await;
     })
     .await;
     assert!(
@@ -162,10 +154,7 @@ async fn dropping_an_unfinished_store_runs_the_same_checks() {
         store.send(Action::ClearLater, |_| {}).await;
     })
     .await;
-    assert!(
-        message.contains("effect(s) are still running at the end of the test"),
-        "{message}"
-    );
+    assert!(message.contains("effect(s) are still running at the end of the test"), "{message}");
 }
 
 #[tokio::test]

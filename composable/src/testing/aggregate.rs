@@ -24,10 +24,7 @@ pub struct AggregateTest<A: Aggregate> {
 impl<A: Aggregate> AggregateTest<A> {
     /// A fresh aggregate with `env` as its environment.
     pub fn new(env: A::Environment) -> Self {
-        Self {
-            env,
-            state: A::default(),
-        }
+        Self { env, state: A::default() }
     }
 
     /// Folds these past events into the aggregate.
@@ -42,10 +39,7 @@ impl<A: Aggregate> AggregateTest<A> {
     /// Decides `command` against the state the given events built.
     pub fn when(self, command: impl Into<A::Command>) -> Decision<A> {
         let result = self.state.decide(command.into(), &self.env);
-        Decision {
-            state: self.state,
-            result,
-        }
+        Decision { state: self.state, result }
     }
 }
 

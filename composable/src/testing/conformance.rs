@@ -65,12 +65,7 @@ pub fn new_event(tag: u32) -> NewEvent {
         event_id: Uuid::now_v7(),
         name: format!("thing.happened{}", tag % 3),
         version: u16::try_from(tag % 7 + 1).unwrap_or(1),
-        format: if tag.is_multiple_of(2) {
-            "bincode2"
-        } else {
-            "json"
-        }
-        .to_owned(),
+        format: if tag.is_multiple_of(2) { "bincode2" } else { "json" }.to_owned(),
         payload: format!("payload-{tag}").into_bytes(),
         metadata: EventMetadata::caused_by(Uuid::now_v7(), Uuid::now_v7(), occurred_at),
     }
@@ -157,11 +152,7 @@ fn assert_conflict(
     at: Version,
 ) {
     match result {
-        Err(EventStoreError::Conflict {
-            stream,
-            expected,
-            actual,
-        }) => {
+        Err(EventStoreError::Conflict { stream, expected, actual }) => {
             assert_eq!(&stream, on, "conflict names the stream");
             assert_eq!(expected, wanted, "conflict carries the expected version");
             assert_eq!(actual, at, "conflict carries the actual version");
@@ -192,10 +183,7 @@ where
         assert_same_event(recorded, sent);
         assert_eq!(recorded.stream_id, order);
         assert_eq!(recorded.stream_version, Version(index as u64 + 1));
-        assert!(
-            recorded.recorded_at >= before,
-            "recorded_at is the commit time"
-        );
+        assert!(recorded.recorded_at >= before, "recorded_at is the commit time");
     }
     assert!(read.windows(2).all(|w| w[0].position < w[1].position));
     assert_eq!(read[2].position, result.last_position);
@@ -219,15 +207,9 @@ where
     let store = factory().await;
     let s = stream("any");
     let first = append_ok(&store, &s, ExpectedVersion::Any, new_events(0, 2)).await;
-    assert_eq!(
-        (first.first_version, first.last_version),
-        (Version(1), Version(2))
-    );
+    assert_eq!((first.first_version, first.last_version), (Version(1), Version(2)));
     let second = append_ok(&store, &s, ExpectedVersion::Any, new_events(2, 1)).await;
-    assert_eq!(
-        (second.first_version, second.last_version),
-        (Version(3), Version(3))
-    );
+    assert_eq!((second.first_version, second.last_version), (Version(3), Version(3)));
     assert_eq!(version_of(&store, &s).await, Version(3));
 }
 
@@ -241,23 +223,14 @@ where
     let store = factory().await;
     let s = stream("nostream");
     append_ok(&store, &s, ExpectedVersion::NoStream, new_events(0, 2)).await;
-    let again = store
-        .append(&s, ExpectedVersion::NoStream, new_events(2, 1))
-        .await;
+    let again = store.append(&s, ExpectedVersion::NoStream, new_events(2, 1)).await;
     assert_conflict(again, &s, ExpectedVersion::NoStream, Version(2));
-    let zero = store
-        .append(&s, ExpectedVersion::Exact(Version::ZERO), new_events(3, 1))
-        .await;
+    let zero = store.append(&s, ExpectedVersion::Exact(Version::ZERO), new_events(3, 1)).await;
     assert_conflict(zero, &s, ExpectedVersion::Exact(Version::ZERO), Version(2));
 
     let fresh = stream("exactzero");
-    let created = append_ok(
-        &store,
-        &fresh,
-        ExpectedVersion::Exact(Version::ZERO),
-        new_events(4, 1),
-    )
-    .await;
+    let created =
+        append_ok(&store, &fresh, ExpectedVersion::Exact(Version::ZERO), new_events(4, 1)).await;
     assert_eq!(created.first_version, Version(1));
     assert_eq!(read_all_vec(&store, Position::START, 100).await.len(), 3);
 }
@@ -272,36 +245,16 @@ where
 {
     let store = factory().await;
     let s = stream("exact");
-    let missing = store
-        .append(&s, ExpectedVersion::Exact(Version(2)), new_events(0, 1))
-        .await;
-    assert_conflict(
-        missing,
-        &s,
-        ExpectedVersion::Exact(Version(2)),
-        Version::ZERO,
-    );
+    let missing = store.append(&s, ExpectedVersion::Exact(Version(2)), new_events(0, 1)).await;
+    assert_conflict(missing, &s, ExpectedVersion::Exact(Version(2)), Version::ZERO);
 
     append_ok(&store, &s, ExpectedVersion::NoStream, new_events(1, 2)).await;
-    let next = append_ok(
-        &store,
-        &s,
-        ExpectedVersion::Exact(Version(2)),
-        new_events(3, 2),
-    )
-    .await;
-    assert_eq!(
-        (next.first_version, next.last_version),
-        (Version(3), Version(4))
-    );
+    let next = append_ok(&store, &s, ExpectedVersion::Exact(Version(2)), new_events(3, 2)).await;
+    assert_eq!((next.first_version, next.last_version), (Version(3), Version(4)));
 
-    let stale = store
-        .append(&s, ExpectedVersion::Exact(Version(2)), new_events(5, 3))
-        .await;
+    let stale = store.append(&s, ExpectedVersion::Exact(Version(2)), new_events(5, 3)).await;
     assert_conflict(stale, &s, ExpectedVersion::Exact(Version(2)), Version(4));
-    let ahead = store
-        .append(&s, ExpectedVersion::Exact(Version(9)), new_events(8, 1))
-        .await;
+    let ahead = store.append(&s, ExpectedVersion::Exact(Version(9)), new_events(8, 1)).await;
     assert_conflict(ahead, &s, ExpectedVersion::Exact(Version(9)), Version(4));
 
     assert_eq!(version_of(&store, &s).await, Version(4));
@@ -317,11 +270,9 @@ where
 {
     let store = factory().await;
     let s = stream("empty");
-    for expected in [
-        ExpectedVersion::Any,
-        ExpectedVersion::NoStream,
-        ExpectedVersion::Exact(Version(3)),
-    ] {
+    for expected in
+        [ExpectedVersion::Any, ExpectedVersion::NoStream, ExpectedVersion::Exact(Version(3))]
+    {
         match store.append(&s, expected, Vec::new()).await {
             Err(EventStoreError::EmptyAppend { stream }) => assert_eq!(stream, s),
             other => panic!("expected EmptyAppend, got {other:?}"),
@@ -343,40 +294,13 @@ where
     let s = stream("retry");
     append_ok(&store, &s, ExpectedVersion::NoStream, new_events(0, 1)).await;
     let batch = new_events(1, 3);
-    let original = append_ok(
-        &store,
-        &s,
-        ExpectedVersion::Exact(Version(1)),
-        batch.clone(),
-    )
-    .await;
-    let retried = append_ok(
-        &store,
-        &s,
-        ExpectedVersion::Exact(Version(1)),
-        batch.clone(),
-    )
-    .await;
+    let original = append_ok(&store, &s, ExpectedVersion::Exact(Version(1)), batch.clone()).await;
+    let retried = append_ok(&store, &s, ExpectedVersion::Exact(Version(1)), batch.clone()).await;
     assert_eq!(retried, original, "a retry returns the original result");
 
-    append_ok(
-        &store,
-        &s,
-        ExpectedVersion::Exact(Version(4)),
-        new_events(4, 1),
-    )
-    .await;
-    let late = append_ok(
-        &store,
-        &s,
-        ExpectedVersion::Exact(Version(1)),
-        batch.clone(),
-    )
-    .await;
-    assert_eq!(
-        late, original,
-        "a retry after later appends still returns the original"
-    );
+    append_ok(&store, &s, ExpectedVersion::Exact(Version(4)), new_events(4, 1)).await;
+    let late = append_ok(&store, &s, ExpectedVersion::Exact(Version(1)), batch.clone()).await;
+    assert_eq!(late, original, "a retry after later appends still returns the original");
     let any = append_ok(&store, &s, ExpectedVersion::Any, batch.clone()).await;
     assert_eq!(any, original, "a retry with `Any` returns the original");
 
@@ -385,25 +309,19 @@ where
 
     let mut reordered = batch.clone();
     reordered.swap(0, 2);
-    let result = store
-        .append(&s, ExpectedVersion::Exact(Version(1)), reordered)
-        .await;
+    let result = store.append(&s, ExpectedVersion::Exact(Version(1)), reordered).await;
     assert!(
         matches!(result, Err(EventStoreError::DuplicateEventId { .. })),
         "the same ids in another order are not a retry: {result:?}"
     );
     let mut changed = batch.clone();
     changed[1].payload = b"something else".to_vec();
-    let result = store
-        .append(&s, ExpectedVersion::Exact(Version(1)), changed)
-        .await;
+    let result = store.append(&s, ExpectedVersion::Exact(Version(1)), changed).await;
     assert!(
         matches!(result, Err(EventStoreError::DuplicateEventId { .. })),
         "the same ids with other content are not a retry: {result:?}"
     );
-    let result = store
-        .append(&s, ExpectedVersion::Exact(Version(2)), batch)
-        .await;
+    let result = store.append(&s, ExpectedVersion::Exact(Version(2)), batch).await;
     assert!(
         matches!(result, Err(EventStoreError::DuplicateEventId { .. })),
         "the same events at another expected version are not a retry: {result:?}"
@@ -425,11 +343,7 @@ where
     append_ok(&store, &first, ExpectedVersion::Any, events.clone()).await;
     for expected in [ExpectedVersion::Any, ExpectedVersion::NoStream] {
         match store.append(&second, expected, events.clone()).await {
-            Err(EventStoreError::DuplicateEventId {
-                event_id,
-                stream,
-                version,
-            }) => {
+            Err(EventStoreError::DuplicateEventId { event_id, stream, version }) => {
                 assert_eq!(event_id, events[0].event_id);
                 assert_eq!(stream, first);
                 assert_eq!(version, Version(1));
@@ -454,15 +368,8 @@ where
     append_ok(&store, &s, ExpectedVersion::NoStream, stored.clone()).await;
     let mut overlapping = stored.clone();
     overlapping.push(new_event(2));
-    match store
-        .append(&s, ExpectedVersion::NoStream, overlapping)
-        .await
-    {
-        Err(EventStoreError::DuplicateEventId {
-            event_id,
-            stream,
-            version,
-        }) => {
+    match store.append(&s, ExpectedVersion::NoStream, overlapping).await {
+        Err(EventStoreError::DuplicateEventId { event_id, stream, version }) => {
             assert_eq!(event_id, stored[0].event_id);
             assert_eq!(stream, s);
             assert_eq!(version, Version(1));
@@ -491,16 +398,10 @@ where
     let s = stream("repeat");
     let event = new_event(0);
     let result = store
-        .append(
-            &s,
-            ExpectedVersion::Any,
-            vec![new_event(1), event.clone(), event.clone()],
-        )
+        .append(&s, ExpectedVersion::Any, vec![new_event(1), event.clone(), event.clone()])
         .await;
     match result {
-        Err(EventStoreError::DuplicateEventId {
-            event_id, stream, ..
-        }) => {
+        Err(EventStoreError::DuplicateEventId { event_id, stream, .. }) => {
             assert_eq!(event_id, event.event_id);
             assert_eq!(stream, s);
         }
@@ -525,13 +426,7 @@ where
         let batch = new_events(round * 3, 2);
         sent.extend(batch.clone());
         append_ok(&store, &s, ExpectedVersion::Any, batch).await;
-        append_ok(
-            &store,
-            &noise,
-            ExpectedVersion::Any,
-            new_events(round * 3 + 2, 1),
-        )
-        .await;
+        append_ok(&store, &noise, ExpectedVersion::Any, new_events(round * 3 + 2, 1)).await;
     }
     for after in [0u64, 1, 4, 9, 10, 25] {
         let read = read_stream_vec(&store, &s, Version(after)).await;
@@ -543,11 +438,7 @@ where
             assert_eq!(recorded.stream_id, s);
         }
     }
-    assert!(
-        read_stream_vec(&store, &stream("nothing"), Version::ZERO)
-            .await
-            .is_empty()
-    );
+    assert!(read_stream_vec(&store, &stream("nothing"), Version::ZERO).await.is_empty());
 }
 
 /// `read_all` pages through every stream's events in position order, honouring limits.
@@ -573,11 +464,7 @@ where
     }
     assert!(everything.windows(2).all(|w| w[0].position < w[1].position));
     for page in [1, 2, 3, 5, 100] {
-        assert_eq!(
-            read_everything(&store, page).await,
-            everything,
-            "pages of {page}"
-        );
+        assert_eq!(read_everything(&store, page).await, everything, "pages of {page}");
     }
     let middle = everything[4].position;
     let rest = read_all_vec(&store, middle, 3).await;
@@ -598,21 +485,9 @@ where
     assert_eq!(version_of(&store, &s).await, Version::ZERO);
     append_ok(&store, &s, ExpectedVersion::Any, new_events(0, 3)).await;
     assert_eq!(version_of(&store, &s).await, Version(3));
-    append_ok(
-        &store,
-        &s,
-        ExpectedVersion::Exact(Version(3)),
-        new_events(3, 1),
-    )
-    .await;
+    append_ok(&store, &s, ExpectedVersion::Exact(Version(3)), new_events(3, 1)).await;
     assert_eq!(version_of(&store, &s).await, Version(4));
-    append_ok(
-        &store,
-        &stream("versionother"),
-        ExpectedVersion::Any,
-        new_events(4, 2),
-    )
-    .await;
+    append_ok(&store, &stream("versionother"), ExpectedVersion::Any, new_events(4, 2)).await;
     assert_eq!(version_of(&store, &s).await, Version(4));
 }
 
@@ -631,26 +506,15 @@ where
         schema_version: 3,
         format: "bincode2".into(),
         state: state.as_bytes().to_vec(),
-        taken_at: Utc
-            .timestamp_opt(1_700_000_000, 5_000)
-            .single()
-            .unwrap_or_else(Utc::now),
+        taken_at: Utc.timestamp_opt(1_700_000_000, 5_000).single().unwrap_or_else(Utc::now),
     };
     assert_eq!(load(&store, &s).await, None);
     save(&store, snapshot(10, "ten")).await;
     assert_eq!(load(&store, &s).await, Some(snapshot(10, "ten")));
     save(&store, snapshot(5, "five")).await;
-    assert_eq!(
-        load(&store, &s).await,
-        Some(snapshot(10, "ten")),
-        "older ignored"
-    );
+    assert_eq!(load(&store, &s).await, Some(snapshot(10, "ten")), "older ignored");
     save(&store, snapshot(10, "ten again")).await;
-    assert_eq!(
-        load(&store, &s).await,
-        Some(snapshot(10, "ten again")),
-        "same version replaces"
-    );
+    assert_eq!(load(&store, &s).await, Some(snapshot(10, "ten again")), "same version replaces");
     let mut newer = snapshot(20, "twenty");
     newer.schema_version = 4;
     newer.format = "json".into();
@@ -696,10 +560,7 @@ where
             while next < EACH {
                 let event = new_event(writer * 1000 + next);
                 let id = event.event_id;
-                match store
-                    .append(&s, ExpectedVersion::Exact(expected), vec![event])
-                    .await
-                {
+                match store.append(&s, ExpectedVersion::Exact(expected), vec![event]).await {
                     Ok(result) => {
                         assert_eq!(result.first_version, expected.next());
                         won.push((result.first_version, id));
@@ -721,9 +582,7 @@ where
     let mut winners = Vec::new();
     let mut conflicts = 0;
     for task in tasks {
-        let (won, lost) = task
-            .await
-            .unwrap_or_else(|error| panic!("writer panicked: {error}"));
+        let (won, lost) = task.await.unwrap_or_else(|error| panic!("writer panicked: {error}"));
         winners.extend(won);
         conflicts += lost;
     }
@@ -731,11 +590,7 @@ where
     assert_eq!(winners.len() as u64, total);
     winners.sort();
     for (index, (version, _)) in winners.iter().enumerate() {
-        assert_eq!(
-            *version,
-            Version(index as u64 + 1),
-            "one winner per version"
-        );
+        assert_eq!(*version, Version(index as u64 + 1), "one winner per version");
     }
     assert!(conflicts > 0, "16 racing writers produce conflicts");
     let read = read_stream_vec(&*store, &s, Version::ZERO).await;
@@ -802,22 +657,12 @@ where
     }
     let mut written = Vec::new();
     for writer in writers {
-        written.extend(
-            writer
-                .await
-                .unwrap_or_else(|error| panic!("writer panicked: {error}")),
-        );
+        written.extend(writer.await.unwrap_or_else(|error| panic!("writer panicked: {error}")));
     }
-    let seen = reader
-        .await
-        .unwrap_or_else(|error| panic!("reader panicked: {error}"));
+    let seen = reader.await.unwrap_or_else(|error| panic!("reader panicked: {error}"));
     let mut seen_ids: Vec<Uuid> = seen.iter().map(|event| event.event_id).collect();
     seen_ids.sort();
     written.sort();
     assert_eq!(seen_ids, written, "every event read exactly once");
-    assert_eq!(
-        read_everything(&*store, 1000).await,
-        seen,
-        "a later full read agrees"
-    );
+    assert_eq!(read_everything(&*store, 1000).await, seen, "a later full read agrees");
 }

@@ -102,10 +102,8 @@ where
     /// # Panics
     /// Outside a Tokio runtime.
     pub fn with_clock(reducer: R, state: R::State, env: R::Environment, clock: TestClock) -> Self {
-        let inbox = Arc::new(Inbox {
-            actions: Mutex::new(VecDeque::new()),
-            arrived: Notify::new(),
-        });
+        let inbox =
+            Arc::new(Inbox { actions: Mutex::new(VecDeque::new()), arrived: Notify::new() });
         let deliver = {
             let inbox = Arc::clone(&inbox);
             Arc::new(move |action, _origin: Option<Tracker>| inbox.push(action))
@@ -196,9 +194,7 @@ where
         R::Action: PartialEq,
     {
         let description = format!("{expected:?}");
-        let action = self
-            .next_matching(|action| *action == expected, &description)
-            .await;
+        let action = self.next_matching(|action| *action == expected, &description).await;
         if let Err(action) = action {
             panic!(
                 "received an unexpected action (- expected, + received):\n{}",
@@ -219,10 +215,7 @@ where
         matches: impl Fn(&R::Action) -> bool,
         expect: impl FnOnce(&mut R::State),
     ) {
-        match self
-            .next_matching(&matches, "an action satisfying the predicate")
-            .await
-        {
+        match self.next_matching(&matches, "an action satisfying the predicate").await {
             Ok(action) => {
                 let description = format!("receiving {action:?}");
                 self.step(action, expect, &description);
@@ -286,11 +279,7 @@ where
     }
 
     fn pending(&self) -> Vec<String> {
-        self.inbox
-            .actions()
-            .iter()
-            .map(|action| format!("{action:?}"))
-            .collect()
+        self.inbox.actions().iter().map(|action| format!("{action:?}")).collect()
     }
 
     fn pop(&self) -> Option<R::Action> {

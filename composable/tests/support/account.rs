@@ -62,16 +62,8 @@ impl EventSet for AccountEvent {
     ) -> Result<Self, DecodeError> {
         let check = |event_name: &'static str| match version {
             1 => Ok(()),
-            0 => Err(DecodeError::UnknownVersion {
-                name: event_name,
-                version,
-                newest: 1,
-            }),
-            _ => Err(DecodeError::FutureVersion {
-                name: event_name,
-                version,
-                newest: 1,
-            }),
+            0 => Err(DecodeError::UnknownVersion { name: event_name, version, newest: 1 }),
+            _ => Err(DecodeError::FutureVersion { name: event_name, version, newest: 1 }),
         };
         match name {
             "account.deposited" => {
@@ -82,10 +74,7 @@ impl EventSet for AccountEvent {
                 check("account.withdrawn")?;
                 decode_payload(codec, bytes).map(Self::Withdrawn)
             }
-            _ => Err(DecodeError::UnknownEvent {
-                name: name.to_owned(),
-                expected: Self::NAMES,
-            }),
+            _ => Err(DecodeError::UnknownEvent { name: name.to_owned(), expected: Self::NAMES }),
         }
     }
 }
@@ -124,10 +113,7 @@ impl Aggregate for Account {
                 Ok(vec![AccountEvent::Deposited(Deposited { amount })])
             }
             AccountCommand::Withdraw(amount) if amount > self.balance => {
-                Err(AccountError::InsufficientFunds {
-                    balance: self.balance,
-                    requested: amount,
-                })
+                Err(AccountError::InsufficientFunds { balance: self.balance, requested: amount })
             }
             AccountCommand::Withdraw(amount) => {
                 Ok(vec![AccountEvent::Withdrawn(Withdrawn { amount })])

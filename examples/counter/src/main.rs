@@ -10,9 +10,7 @@ use counter::{Action, CounterReducer, Env, LocalFacts, TICK};
 async fn main() {
     // A test clock lets the demo show ten seconds of ticking instantly.
     let clock = TestClock::new();
-    let env = Env {
-        facts: Arc::new(LocalFacts),
-    };
+    let env = Env { facts: Arc::new(LocalFacts) };
     let store = Store::with_clock(CounterReducer, Default::default(), env, clock.clone());
 
     store.send(Action::Increment).await;
@@ -27,8 +25,5 @@ async fn main() {
     println!("timer stopped:        {}", store.with_state(|s| s.count));
 
     store.send(Action::FactRequested).await;
-    println!(
-        "fact:                 {}",
-        store.with_state(|s| s.fact.clone().unwrap_or_default())
-    );
+    println!("fact:                 {}", store.with_state(|s| s.fact.clone().unwrap_or_default()));
 }

@@ -4,13 +4,7 @@ use composable::testing::TestStore;
 use counter::{Action, Counter, CounterReducer, Env, LocalFacts, TICK};
 
 fn store() -> TestStore<CounterReducer> {
-    TestStore::new(
-        CounterReducer,
-        Counter::default(),
-        Env {
-            facts: Arc::new(LocalFacts),
-        },
-    )
+    TestStore::new(CounterReducer, Counter::default(), Env { facts: Arc::new(LocalFacts) })
 }
 
 #[tokio::test]
@@ -24,16 +18,12 @@ async fn increments_and_decrements() {
 #[tokio::test]
 async fn the_timer_ticks_until_stopped() {
     let mut store = store();
-    store
-        .send(Action::StartTimer, |s| s.timer_running = true)
-        .await;
+    store.send(Action::StartTimer, |s| s.timer_running = true).await;
     store.advance(TICK).await;
     store.receive(Action::Tick, |s| s.count = 1).await;
     store.advance(TICK).await;
     store.receive(Action::Tick, |s| s.count = 2).await;
-    store
-        .send(Action::StopTimer, |s| s.timer_running = false)
-        .await;
+    store.send(Action::StopTimer, |s| s.timer_running = false).await;
     store.advance(TICK * 10).await;
     store.finish().await;
 }
@@ -41,15 +31,11 @@ async fn the_timer_ticks_until_stopped() {
 #[tokio::test]
 async fn starting_twice_runs_one_timer() {
     let mut store = store();
-    store
-        .send(Action::StartTimer, |s| s.timer_running = true)
-        .await;
+    store.send(Action::StartTimer, |s| s.timer_running = true).await;
     store.send(Action::StartTimer, |_| {}).await;
     store.advance(TICK).await;
     store.receive(Action::Tick, |s| s.count = 1).await;
-    store
-        .send(Action::StopTimer, |s| s.timer_running = false)
-        .await;
+    store.send(Action::StopTimer, |s| s.timer_running = false).await;
     store.finish().await;
 }
 
@@ -59,9 +45,7 @@ async fn facts_arrive_through_the_environment() {
     store.send(Action::Increment, |s| s.count = 1).await;
     store.send(Action::FactRequested, |_| {}).await;
     store
-        .receive(Action::FactLoaded("1 is odd".into()), |s| {
-            s.fact = Some("1 is odd".into())
-        })
+        .receive(Action::FactLoaded("1 is odd".into()), |s| s.fact = Some("1 is odd".into()))
         .await;
     store.finish().await;
 }

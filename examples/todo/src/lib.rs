@@ -82,9 +82,7 @@ pub fn todos() -> impl Reducer<State = Todos, Action = Action, Environment = ()>
         Action::Row(_, TodoAction::Edit(_)) => Effect::none(),
         Action::Sort => {
             let rows = &todos.rows;
-            todos
-                .order
-                .sort_by_key(|id| rows.get(id).is_some_and(|todo| todo.done));
+            todos.order.sort_by_key(|id| rows.get(id).is_some_and(|todo| todo.done));
             Effect::none()
         }
         Action::ClearCompleted => {

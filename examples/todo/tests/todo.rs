@@ -2,10 +2,7 @@ use composable::testing::TestStore;
 use todo::{Action, SORT_DELAY, Todo, TodoAction, Todos, todos};
 
 fn todo(text: &str, done: bool) -> Todo {
-    Todo {
-        text: text.into(),
-        done,
-    }
+    Todo { text: text.into(), done }
 }
 
 async fn with_two_rows()
@@ -32,9 +29,7 @@ async fn with_two_rows()
 async fn completing_a_row_sorts_it_down_after_the_delay() {
     let mut store = with_two_rows().await;
     store
-        .send(Action::Row(0, TodoAction::Toggle), |s| {
-            s.rows.get_mut(&0).expect("row").done = true
-        })
+        .send(Action::Row(0, TodoAction::Toggle), |s| s.rows.get_mut(&0).expect("row").done = true)
         .await;
     store.advance(SORT_DELAY).await;
     store.receive(Action::Sort, |s| s.order = vec![1, 0]).await;
@@ -45,15 +40,11 @@ async fn completing_a_row_sorts_it_down_after_the_delay() {
 async fn completing_again_within_the_delay_restarts_it() {
     let mut store = with_two_rows().await;
     store
-        .send(Action::Row(0, TodoAction::Toggle), |s| {
-            s.rows.get_mut(&0).expect("row").done = true
-        })
+        .send(Action::Row(0, TodoAction::Toggle), |s| s.rows.get_mut(&0).expect("row").done = true)
         .await;
     store.advance(SORT_DELAY / 2).await;
     store
-        .send(Action::Row(1, TodoAction::Toggle), |s| {
-            s.rows.get_mut(&1).expect("row").done = true
-        })
+        .send(Action::Row(1, TodoAction::Toggle), |s| s.rows.get_mut(&1).expect("row").done = true)
         .await;
     store.advance(SORT_DELAY / 2).await;
     // The first wait was cancelled: no sort yet.
@@ -70,9 +61,7 @@ async fn editing_a_row_touches_only_that_row() {
             s.rows.get_mut(&1).expect("row").text = "bee".into()
         })
         .await;
-    store
-        .send(Action::Row(7, TodoAction::Edit("ghost".into())), |_| {})
-        .await;
+    store.send(Action::Row(7, TodoAction::Edit("ghost".into())), |_| {}).await;
     store.finish().await;
 }
 
@@ -80,9 +69,7 @@ async fn editing_a_row_touches_only_that_row() {
 async fn clearing_removes_completed_rows() {
     let mut store = with_two_rows().await;
     store
-        .send(Action::Row(1, TodoAction::Toggle), |s| {
-            s.rows.get_mut(&1).expect("row").done = true
-        })
+        .send(Action::Row(1, TodoAction::Toggle), |s| s.rows.get_mut(&1).expect("row").done = true)
         .await;
     store
         .send(Action::ClearCompleted, |s| {

@@ -1,6 +1,6 @@
 //! One aggregate instance hosted in a [`Store`](crate::Store): the reducer decides commands
 //! against the state, and an effect persists the events through the
-//! [`AggregateRunner`](crate::AggregateRunner); the state changes only once the events are
+//! [`AggregateRunner`]; the state changes only once the events are
 //! committed.
 //!
 //! Commands that arrive while a load or a commit is in flight wait in the state and run in order

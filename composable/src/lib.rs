@@ -34,5 +34,12 @@ pub use runner::{AggregateRunner, RetryPolicy, RunnerError};
 pub use store::{SendHandle, Store};
 pub use stream::{ExpectedVersion, Position, StreamId, StreamIdError, Version};
 
+/// The guide: reducers, effects and the store; testing; aggregates and events; storage.
+///
+/// Its code blocks are compiled and run as doctests.
+#[cfg(feature = "testing")]
+#[doc = include_str!("../../docs/guide.md")]
+pub mod guide {}
+
 #[doc(hidden)]
 pub mod __private;

@@ -12,6 +12,7 @@ pub use aggregate::Aggregate;
 #[cfg(feature = "json")]
 pub use codec::Json;
 pub use codec::{Bincode, Codec, CodecError, CodecOperation};
+pub use composable_macros::{aggregate, apply, command, event};
 pub use envelope::{EventMetadata, NewEvent, RecordedEvent, Snapshot};
 pub use event::{DecodeError, Event, EventSet, IntoEvents, VersionedEvent};
 pub use event_store::{AppendResult, EventStore, EventStoreError};

@@ -11,6 +11,13 @@ pub use crate::event::{DecodeError, Event, EventSet, IntoEvents, VersionedEvent,
 
 use core::marker::PhantomData;
 
+/// Encodes an event's payload. Generated code calls this rather than [`Codec::encode`] so that a
+/// type that isn't an event is reported once, as "not an event", instead of once per missing
+/// serde trait.
+pub fn encode_event<E: Event, C: Codec>(codec: &C, event: &E) -> Result<Vec<u8>, CodecError> {
+    codec.encode(event)
+}
+
 /// `From<Old> for Self`, named after what needs it: the conversion an `upcast = Self` on `Old`
 /// runs on every stored `Old` payload. A missing `From` impl is reported with this trait's
 /// message rather than a bare "`From` is not implemented".

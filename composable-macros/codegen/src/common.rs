@@ -1,9 +1,57 @@
 //! Helpers shared by the attributes: argument lists, the runtime path, derive detection and the
 //! error fallback.
 
+use std::fmt::Display;
+
 use darling::ast::NestedMeta;
 use proc_macro2::{Span, TokenStream};
+use quote::ToTokens;
 use syn::spanned::Spanned;
+
+/// Every mistake found in one use of an attribute, reported together (serde's `Ctxt`).
+///
+/// Errors are kept as `syn::Error`s rather than in darling's accumulator because a `syn::Error`
+/// made from tokens underlines all of them (`&mut self`, `Result<T, E>`), where a single span
+/// would underline only the first token. darling's own errors (unknown and duplicate keys, with
+/// their "did you mean") are converted as they are.
+#[derive(Default)]
+pub(crate) struct Errors(Option<syn::Error>);
+
+impl Errors {
+    pub(crate) fn push(&mut self, error: syn::Error) {
+        match &mut self.0 {
+            Some(errors) => errors.combine(error),
+            None => self.0 = Some(error),
+        }
+    }
+
+    /// An error underlining all of `tokens`.
+    pub(crate) fn spanned(&mut self, tokens: impl ToTokens, message: impl Display) {
+        self.push(syn::Error::new_spanned(tokens, message));
+    }
+
+    /// An error at one span.
+    pub(crate) fn at(&mut self, span: Span, message: impl Display) {
+        self.push(syn::Error::new(span, message));
+    }
+
+    /// The value, or `None` after recording darling's errors.
+    pub(crate) fn handle<T>(&mut self, result: darling::Result<T>) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(error) => {
+                self.push(error.into());
+                None
+            }
+        }
+    }
+
+    fn into_compile_errors(self) -> TokenStream {
+        self.0
+            .map(|errors| errors.into_compile_error())
+            .unwrap_or_default()
+    }
+}
 
 /// An error at `span`.
 pub(crate) fn error(span: Span, message: impl std::fmt::Display) -> darling::Error {
@@ -63,19 +111,31 @@ pub(crate) fn item_head_span(item: &syn::Item) -> Span {
     }
 }
 
+/// A type as a user would write it, for messages (`std::io::Error`, not `std :: io :: Error`).
+pub(crate) fn type_name(ty: &syn::Type) -> String {
+    let mut name = ty.to_token_stream().to_string();
+    for (spaced, tight) in [
+        (" :: ", "::"),
+        (":: ", "::"),
+        (" < ", "<"),
+        (" <", "<"),
+        ("< ", "<"),
+        (" >", ">"),
+        (" ,", ","),
+        ("& ", "&"),
+    ] {
+        name = name.replace(spaced, tight);
+    }
+    name
+}
+
 /// The user's item, then whatever could be generated, then every error as `compile_error!`.
 ///
 /// The item is always kept so that one mistake doesn't turn into "cannot find type" errors
 /// everywhere it is used.
-pub(crate) fn finish(
-    item: TokenStream,
-    generated: TokenStream,
-    errors: darling::error::Accumulator,
-) -> TokenStream {
+pub(crate) fn finish(item: TokenStream, generated: TokenStream, errors: Errors) -> TokenStream {
     let mut out = item;
     out.extend(generated);
-    if let Err(errors) = errors.finish() {
-        out.extend(errors.write_errors());
-    }
+    out.extend(errors.into_compile_errors());
     out
 }

@@ -85,6 +85,7 @@ fn event_enum(aggregate: &Aggregate, rt: &TokenStream) -> TokenStream {
              method,
              variant,
              ty,
+             ..
          }| {
             let doc = format!("Applied by `{self_name}::{method}`.");
             quote! {
@@ -137,7 +138,7 @@ fn event_set(aggregate: &Aggregate, rt: &TokenStream) -> TokenStream {
         .iter()
         .map(|Apply { variant, ty, .. }| quote!(Self::#variant(_) => <#ty as #rt::Event>::VERSION));
     let encode_arms = events.iter().map(|Apply { variant, ty, .. }| {
-        quote!(Self::#variant(event) => <__C as #rt::Codec>::encode::<#ty>(codec, event))
+        quote!(Self::#variant(ref event) => #rt::encode_event::<#ty, __C>(codec, event))
     });
     let decoders = events.iter().map(|Apply { variant, ty, .. }| {
         // Spanned on the handler's event type: an older version of an event (or a type that
@@ -179,13 +180,13 @@ fn event_set(aggregate: &Aggregate, rt: &TokenStream) -> TokenStream {
             const NAMES: &'static [&'static ::core::primitive::str] = &[#(#names),*];
 
             fn event_name(&self) -> &'static ::core::primitive::str {
-                match self {
+                match *self {
                     #(#name_arms,)*
                 }
             }
 
             fn event_version(&self) -> ::core::primitive::u16 {
-                match self {
+                match *self {
                     #(#version_arms,)*
                 }
             }
@@ -194,7 +195,7 @@ fn event_set(aggregate: &Aggregate, rt: &TokenStream) -> TokenStream {
                 &self,
                 codec: &__C,
             ) -> ::core::result::Result<#rt::Vec<::core::primitive::u8>, #rt::CodecError> {
-                match self {
+                match *self {
                     #(#encode_arms,)*
                 }
             }
@@ -252,11 +253,17 @@ fn aggregate_impl(aggregate: &Aggregate, rt: &TokenStream) -> TokenStream {
     let decide_arms = commands
         .iter()
         .map(|command| decide_arm(command, command_enum, event_enum, rt));
-    let apply_arms = events.iter().map(
-        |Apply {
-             method, variant, ..
-         }| { quote!(#event_enum::#variant(event) => Self::#method(self, event)) },
-    );
+    let apply_arms = events.iter().map(|apply| {
+        let Apply {
+            method, variant, ..
+        } = apply;
+        if apply.broken {
+            // Reported already; the arm only keeps the match complete.
+            quote!(#event_enum::#variant(_) => {})
+        } else {
+            quote!(#event_enum::#variant(ref event) => Self::#method(self, event))
+        }
+    });
 
     let snapshots = match snapshot_every {
         // Spanned on the state type: a state that can't be serialised is reported there.
@@ -328,7 +335,7 @@ fn aggregate_impl(aggregate: &Aggregate, rt: &TokenStream) -> TokenStream {
             }
 
             fn apply(&mut self, event: &Self::Event) {
-                match event {
+                match *event {
                     #(#apply_arms,)*
                 }
             }
@@ -351,8 +358,15 @@ fn decide_arm(
         env,
         output,
         fallible,
+        broken,
         ..
     } = command;
+    if *broken {
+        // Reported already; the arm only keeps the match complete.
+        return quote! {
+            #command_enum::#variant(_) => ::core::panic!("this command handler has a compile error"),
+        };
+    }
     // The environment argument carries the span of the handler's parameter type, so a handler
     // whose environment differs from `env = ...` is reported there.
     let env_arg = env.map(|span| quote_spanned!(span=> , env));

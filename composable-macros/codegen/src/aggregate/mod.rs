@@ -7,10 +7,10 @@ mod parse;
 use proc_macro2::TokenStream;
 use quote::ToTokens;
 
-use crate::common;
+use crate::common::{self, Errors};
 
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
-    let mut errors = darling::Error::accumulator();
+    let mut errors = Errors::default();
     let Some(input) = parse::parse(args, item.clone(), &mut errors) else {
         return common::finish(item, TokenStream::new(), errors);
     };

@@ -6,7 +6,7 @@ use quote::ToTokens;
 use syn::spanned::Spanned;
 
 use super::parse::{AggregateArgs, AggregateInput, Handler};
-use crate::common;
+use crate::common::{self, Errors};
 use crate::handler::HandlerKind;
 
 /// One aggregate, checked.
@@ -45,6 +45,9 @@ pub(super) struct Command {
     pub(super) output: syn::Type,
     /// Whether the handler returns a `Result`.
     pub(super) fallible: bool,
+    /// The signature is wrong (and reported): the variant exists, so code naming it still
+    /// compiles, but `decide` doesn't call the handler.
+    pub(super) broken: bool,
 }
 
 /// An `#[apply]` handler and the event variant it serves.
@@ -55,6 +58,9 @@ pub(super) struct Apply {
     pub(super) variant: syn::Ident,
     /// The event type.
     pub(super) ty: syn::Type,
+    /// The signature is wrong (and reported): the variant exists, but `apply` doesn't call the
+    /// handler.
+    pub(super) broken: bool,
 }
 
 /// A type some handler names, remembered to report a second, different one.
@@ -68,50 +74,49 @@ impl Aggregate {
     /// left out of the model (after their error is recorded) so the rest still expands and
     /// code using the generated enums keeps compiling; `None` only when there is no usable
     /// self type.
-    pub(super) fn build(
-        input: AggregateInput,
-        errors: &mut darling::error::Accumulator,
-    ) -> Option<Self> {
+    pub(super) fn build(input: AggregateInput, errors: &mut Errors) -> Option<Self> {
         let AggregateInput {
             args,
             item,
             handlers,
         } = input;
+        // Arguments that didn't parse were reported; the defaults keep the rest checkable.
+        let parsed_args = args.is_some();
         let args = args.unwrap_or_default();
 
         if !item.generics.params.is_empty() || item.generics.where_clause.is_some() {
-            errors.push(common::error(
-                item.generics.span(),
+            errors.spanned(
+                &item.generics,
                 "an aggregate can't be generic: its events are stored under one stream name; \
                  remove the generic parameters",
-            ));
+            );
             return None;
         }
         let self_ident = match &*item.self_ty {
             syn::Type::Path(path) if path.qself.is_none() => {
                 let last = path.path.segments.last()?;
                 if !last.arguments.is_none() {
-                    errors.push(common::error(
-                        last.arguments.span(),
+                    errors.spanned(
+                        &last.arguments,
                         "an aggregate can't be generic: its events are stored under one stream \
                          name; remove the generic arguments",
-                    ));
+                    );
                     return None;
                 }
                 last.ident.clone()
             }
             other => {
-                errors.push(common::error(
-                    other.span(),
+                errors.spanned(
+                    &other,
                     "`#[aggregate]` goes on the impl block of a named state type: \
                      `impl Order { ... }`",
-                ));
+                );
                 return None;
             }
         };
         let self_span = item.self_ty.span();
 
-        let stream = checked_stream(&args, self_span, errors);
+        let stream = checked_stream(&args, parsed_args, self_span, errors);
         let (snapshot_every, snapshot_schema) = checked_snapshots(&args, errors);
 
         let wrote_commands = handlers.iter().any(|h| h.kind == HandlerKind::Command);
@@ -123,34 +128,34 @@ impl Aggregate {
         for handler in handlers {
             match handler.kind {
                 HandlerKind::Command => {
-                    let Some(checked) = command(&handler, args.error.is_some(), errors) else {
+                    let Some(mut checked) = command(&handler, args.error.is_some(), errors) else {
                         continue;
                     };
                     if let Some(first) = commands
                         .iter()
                         .find(|c| c.variant == checked.command.variant)
                     {
-                        errors.push(common::error(
-                            checked.command.ty.span(),
+                        errors.spanned(
+                            &checked.command.ty,
                             format!(
                                 "`{}` already has a command handler, `{}`: each command is \
                                  decided by exactly one `#[command]` method (the command enum's \
                                  variants are named after the command types)",
                                 checked.command.variant, first.method,
                             ),
-                        ));
+                        );
                         continue;
                     }
                     if let (None, Some(env)) = (&args.env, &checked.env) {
                         if !agree(&mut environment, env, &checked.command.method) {
                             errors.push(conflict("environment", "env", &environment, env));
-                            continue;
+                            checked.command.broken = true;
                         }
                     }
                     if let (None, Some(err)) = (&args.error, &checked.error) {
                         if !agree(&mut error, err, &checked.command.method) {
                             errors.push(conflict("error", "error", &error, err));
-                            continue;
+                            checked.command.broken = true;
                         }
                     }
                     commands.push(checked.command);
@@ -160,14 +165,14 @@ impl Aggregate {
                         continue;
                     };
                     if let Some(first) = events.iter().find(|e| e.variant == apply.variant) {
-                        errors.push(common::error(
-                            apply.ty.span(),
+                        errors.spanned(
+                            &apply.ty,
                             format!(
                                 "`{}` is already applied by `{}`: each event is applied by \
                                  exactly one `#[apply]` method; merge the two",
                                 apply.variant, first.method,
                             ),
-                        ));
+                        );
                         continue;
                     }
                     events.push(apply);
@@ -177,23 +182,23 @@ impl Aggregate {
 
         // A handler with a wrong signature was reported already: don't add "no handler".
         if !wrote_commands {
-            errors.push(common::error(
+            errors.at(
                 self_span,
                 format!(
                     "`{self_ident}` has no `#[command]` handler: add a method that decides events \
                      from a command, such as `#[command] fn place(&self, command: PlaceOrder) -> \
                      Result<OrderPlaced, OrderError>`",
                 ),
-            ));
+            );
         }
         if !wrote_applies {
-            errors.push(common::error(
+            errors.at(
                 self_span,
                 format!(
                     "`{self_ident}` has no `#[apply]` handler: add a method that folds an event \
                      into the state, such as `#[apply] fn placed(&mut self, event: &OrderPlaced)`",
                 ),
-            ));
+            );
         }
 
         let command_enum = args
@@ -203,10 +208,10 @@ impl Aggregate {
             .event_enum
             .unwrap_or_else(|| syn::Ident::new(&format!("{self_ident}Event"), self_ident.span()));
         if command_enum == event_enum {
-            errors.push(common::error(
-                event_enum.span(),
+            errors.spanned(
+                &event_enum,
                 format!("the command and event enums can't both be named `{event_enum}`"),
-            ));
+            );
         }
 
         Some(Aggregate {
@@ -230,59 +235,62 @@ impl Aggregate {
 
 fn checked_stream(
     args: &AggregateArgs,
+    parsed_args: bool,
     self_span: Span,
-    errors: &mut darling::error::Accumulator,
+    errors: &mut Errors,
 ) -> syn::LitStr {
     match &args.stream {
         Some(stream) if stream.value().trim().is_empty() => {
-            errors.push(common::error(
-                stream.span(),
-                "the stream category can't be empty: it prefixes every stream id of this                  aggregate, as in `stream = \"order\"`",
-            ));
+            errors.spanned(
+                &stream,
+                "the stream category can't be empty: it prefixes every stream id of this \
+                 aggregate, as in `stream = \"order\"`",
+            );
             stream.clone()
         }
         Some(stream) => stream.clone(),
+        None if !parsed_args => syn::LitStr::new("", self_span),
         None => {
-            // Pointing at the attribute itself would need the call site; the type is close by.
-            errors.push(common::error(
+            errors.at(
                 Span::call_site(),
-                "missing `stream`: name the stream category of this aggregate, as in                  `#[aggregate(stream = \"order\")]`",
-            ));
+                "missing `stream`: name the stream category of this aggregate, as in \
+                 `#[aggregate(stream = \"order\")]`",
+            );
             syn::LitStr::new("", self_span)
         }
     }
 }
 
-fn checked_snapshots(
-    args: &AggregateArgs,
-    errors: &mut darling::error::Accumulator,
-) -> (Option<u64>, u32) {
-    let every = args.snapshot_every.as_ref().and_then(|every| {
-        match every.base10_parse::<u64>() {
+fn checked_snapshots(args: &AggregateArgs, errors: &mut Errors) -> (Option<u64>, u32) {
+    let every = args
+        .snapshot_every
+        .as_ref()
+        .and_then(|every| match every.base10_parse::<u64>() {
             Ok(0) => {
-                errors.push(common::error(
-                    every.span(),
-                    "`snapshot_every = 0` would never take a snapshot: give a number of events                      such as `snapshot_every = 100`, or remove the key to take no snapshots",
-                ));
+                errors.spanned(
+                    &every,
+                    "`snapshot_every = 0` would never take a snapshot: give a number of events \
+                     such as `snapshot_every = 100`, or remove the key to take no snapshots",
+                );
                 None
             }
             Ok(every) => Some(every),
             Err(_) => {
-                errors.push(common::error(
-                    every.span(),
+                errors.spanned(
+                    &every,
                     "`snapshot_every` is a number of events, from 1 to 18446744073709551615",
-                ));
+                );
                 None
             }
-        }
-    });
+        });
     let schema = match &args.snapshot_schema {
         None => 1,
         Some(schema) => schema.base10_parse::<u32>().unwrap_or_else(|_| {
-            errors.push(common::error(
-                schema.span(),
-                "`snapshot_schema` is a whole number from 0 to 4294967295: bump it when the                  state's shape changes",
-            ));
+            errors.spanned(
+                &schema,
+                "`snapshot_schema` is a whole number from 0 to 4294967295: bump it when the \
+                 state's shape changes",
+            );
             1
         }),
     };
@@ -307,19 +315,18 @@ fn same_type(a: &syn::Type, b: &syn::Type) -> bool {
     a.to_token_stream().to_string() == b.to_token_stream().to_string()
 }
 
-fn conflict(what: &str, key: &str, first: &Option<Seen>, ty: &syn::Type) -> darling::Error {
+fn conflict(what: &str, key: &str, first: &Option<Seen>, ty: &syn::Type) -> syn::Error {
     let (first_ty, first_method) = match first {
-        Some(first) => (
-            first.ty.to_token_stream().to_string(),
-            first.method.to_string(),
-        ),
+        Some(first) => (common::type_name(&first.ty), first.method.to_string()),
         None => (String::new(), String::new()),
     };
-    common::error(
-        ty.span(),
+    syn::Error::new_spanned(
+        ty,
         format!(
-            "conflicting {what} types: `{first_method}` uses `{first_ty}` but this handler uses              `{}`; the command handlers of an aggregate share one {what} type, so use the same              one, or set `{key} = ...` on `#[aggregate]` if these name the same type",
-            ty.to_token_stream(),
+            "conflicting {what} types: `{first_method}` uses `{first_ty}` but this handler uses \
+             `{}`; the command handlers of an aggregate share one {what} type, so use the same \
+             one, or set `{key} = ...` on `#[aggregate]` if these name the same type",
+            common::type_name(ty),
         ),
     )
 }
@@ -334,47 +341,47 @@ struct CheckedCommand {
 }
 
 /// Problems shared by both handler kinds: `async`, `unsafe`, generics, variadics.
-fn check_plain_fn(
-    sig: &syn::Signature,
-    kind: HandlerKind,
-    errors: &mut darling::error::Accumulator,
-) -> bool {
-    let name = kind.attribute();
+fn check_plain_fn(sig: &syn::Signature, kind: HandlerKind, errors: &mut Errors) -> bool {
+    let noun = match kind {
+        HandlerKind::Command => "a command handler",
+        HandlerKind::Apply => "an apply handler",
+    };
     let mut ok = true;
     if let Some(asyncness) = &sig.asyncness {
-        errors.push(common::error(
+        errors.at(
             asyncness.span,
             match kind {
-                HandlerKind::Command => "a command handler can't be `async`: deciding is pure and                     synchronous; remove `async` and pass what it needs through the environment"
-                    .to_owned(),
-                HandlerKind::Apply => format!(
-                    "an `#[{name}]` handler can't be `async`: applying an event only changes                      the state; remove `async`"
-                ),
+                HandlerKind::Command => {
+                    "a command handler can't be `async`: deciding is pure and synchronous; \
+                     remove `async` and pass what it needs through the environment"
+                }
+                HandlerKind::Apply => {
+                    "an apply handler can't be `async`: applying an event only changes the \
+                     state; remove `async`"
+                }
             },
-        ));
+        );
         ok = false;
     }
     if let syn::Safety::Unsafe(unsafety) = &sig.safety {
-        errors.push(common::error(
+        errors.at(
             unsafety.span,
-            format!("an `#[{name}]` handler can't be `unsafe`: remove `unsafe`"),
-        ));
+            format!("{noun} can't be `unsafe`: remove `unsafe`"),
+        );
         ok = false;
     }
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
-        errors.push(common::error(
-            sig.generics.span(),
+        errors.spanned(
+            &sig.generics,
             format!(
-                "an `#[{name}]` handler can't be generic: the generated enum names one concrete                  type per handler; remove the generic parameters"
+                "{noun} can't be generic: the generated enum names one concrete type per \
+                 handler; remove the generic parameters"
             ),
-        ));
+        );
         ok = false;
     }
     if let Some(variadic) = &sig.variadic {
-        errors.push(common::error(
-            variadic.span(),
-            format!("an `#[{name}]` handler can't be variadic"),
-        ));
+        errors.spanned(variadic, format!("{noun} can't be variadic"));
         ok = false;
     }
     ok
@@ -402,69 +409,69 @@ fn variant_of(ty: &syn::Type) -> Option<syn::Ident> {
     }
 }
 
-fn command(
-    handler: &Handler,
-    error_given: bool,
-    errors: &mut darling::error::Accumulator,
-) -> Option<CheckedCommand> {
+fn command(handler: &Handler, error_given: bool, errors: &mut Errors) -> Option<CheckedCommand> {
     let sig = &handler.sig;
     let method = &sig.ident;
     let mut ok = check_plain_fn(sig, HandlerKind::Command, errors);
-    let mut inputs = sig.inputs.iter();
+    let mut inputs = sig.inputs.iter().peekable();
 
-    let receiver = inputs.next();
+    // Without a receiver, the first parameter is still read as the command or event.
+    let receiver = inputs.next_if(|arg| matches!(arg, syn::FnArg::Receiver(_)));
     match reference_receiver(receiver) {
         Some(false) => {}
         Some(true) => {
-            errors.push(common::error(
-                receiver.span(),
-                "a command handler only reads the state: take `&self`, and change the state in                  an `#[apply]` handler of the event it returns",
-            ));
+            errors.spanned(
+                &receiver,
+                "a command handler only reads the state: take `&self`, and change the state in \
+                 an `#[apply]` handler of the event it returns",
+            );
             ok = false;
         }
         None => {
-            errors.push(common::error(
+            errors.at(
                 receiver.map_or_else(|| sig.paren_token.span.join(), Spanned::span),
                 format!(
-                    "a command handler is a method taking `&self` and then the command:                      `fn {method}(&self, command: MyCommand) -> ...`"
+                    "a command handler is a method taking `&self` and then the command: \
+                     `fn {method}(&self, command: MyCommand) -> ...`"
                 ),
-            ));
+            );
             ok = false;
         }
     }
 
-    let command = match inputs.next() {
-        Some(syn::FnArg::Typed(arg)) => match (&*arg.ty, variant_of(&arg.ty)) {
-            (syn::Type::Reference(reference), _) => {
-                errors.push(common::error(
-                    reference.span(),
-                    format!(
-                        "a command handler takes its command by value: `{}: {}`",
-                        arg.pat.to_token_stream(),
-                        reference.elem.to_token_stream(),
-                    ),
-                ));
-                None
-            }
-            (ty, Some(variant)) => Some((ty.clone(), variant)),
-            (ty, None) => {
-                errors.push(common::error(
-                    ty.span(),
-                    "a command must be a named struct or enum: its name becomes a variant of the                      command enum",
-                ));
-                None
-            }
-        },
-        _ => {
-            errors.push(common::error(
-                sig.paren_token.span.join(),
+    let command =
+        match inputs.next() {
+            Some(syn::FnArg::Typed(arg)) => match (&*arg.ty, variant_of(&arg.ty)) {
+                (syn::Type::Reference(reference), _) => {
+                    errors.spanned(
+                        &reference,
+                        format!(
+                            "a command handler takes its command by value: `{}: {}`",
+                            arg.pat.to_token_stream(),
+                            common::type_name(&reference.elem),
+                        ),
+                    );
+                    None
+                }
+                (ty, Some(variant)) => Some((ty.clone(), variant)),
+                (ty, None) => {
+                    errors.spanned(&ty,
+                    "a command must be a named struct or enum: its name becomes a variant of the \
+                     command enum",
+                );
+                    None
+                }
+            },
+            _ => {
+                errors.at(sig.paren_token.span.join(),
                 format!(
-                    "`{method}` is missing its command: a command handler takes `&self` and then                      the command, as in `fn {method}(&self, command: MyCommand) -> ...`"
+                    "`{method}` is missing its command: a command handler takes `&self` and then \
+                     the command, as in `fn {method}(&self, command: MyCommand) -> ...`"
                 ),
-            ));
-            None
-        }
-    };
+            );
+                None
+            }
+        };
 
     let env = match inputs.next() {
         None => None,
@@ -473,70 +480,75 @@ fn command(
                 Some((*reference.elem).clone())
             }
             syn::Type::Reference(reference) => {
-                errors.push(common::error(
-                    reference.span(),
+                errors.spanned(
+                    &reference,
                     format!(
                         "the environment is shared and read-only: take `{}: &{}`",
                         arg.pat.to_token_stream(),
-                        reference.elem.to_token_stream(),
+                        common::type_name(&reference.elem),
                     ),
-                ));
+                );
                 ok = false;
                 None
             }
             ty => {
-                errors.push(common::error(
-                    ty.span(),
+                errors.spanned(
+                    &ty,
                     format!(
                         "the environment is passed by reference: take `{}: &{}`",
                         arg.pat.to_token_stream(),
-                        ty.to_token_stream(),
+                        common::type_name(ty),
                     ),
-                ));
+                );
                 ok = false;
                 None
             }
         },
         Some(other) => {
-            errors.push(common::error(other.span(), "unexpected receiver"));
+            errors.spanned(&other, "unexpected receiver");
             ok = false;
             None
         }
     };
     for extra in inputs {
-        errors.push(common::error(
-            extra.span(),
-            "a command handler takes `&self`, the command and optionally the environment              (`env: &MyEnv`): remove this parameter",
-        ));
+        errors.spanned(
+            &extra,
+            "a command handler takes `&self`, the command and optionally the environment \
+             (`env: &MyEnv`): remove this parameter",
+        );
         ok = false;
     }
 
     let (output, error) = match &sig.output {
         syn::ReturnType::Default => {
-            errors.push(common::error(
+            ok = false;
+            errors.at(
                 sig.paren_token.span.close(),
                 format!(
-                    "`{method}` must return the events it decides: add a return type such as                      `-> Result<MyEvent, MyError>`, or `-> MyEvent` when it can't fail"
+                    "`{method}` must return the events it decides: add a return type such as \
+                     `-> Result<MyEvent, MyError>`, or `-> MyEvent` when it can't fail"
                 ),
-            ));
-            return None;
+            );
+            (unit(), None)
         }
         syn::ReturnType::Type(_, ty) => match split_result(ty) {
             ResultShape::Plain => ((**ty).clone(), None),
             ResultShape::Result(ok, err) => (ok, Some(Some(err))),
             ResultShape::ResultAlias(ok) if error_given => (ok, Some(None)),
-            ResultShape::ResultAlias(_) => {
-                errors.push(common::error(
-                    ty.span(),
-                    "the error type of this `Result` isn't visible to `#[aggregate]`: write                      `Result<T, MyError>`, or set `error = MyError` on `#[aggregate]`",
-                ));
-                return None;
+            ResultShape::ResultAlias(ok_ty) => {
+                errors.spanned(
+                    &ty,
+                    "the error type of this `Result` isn't visible to `#[aggregate]`: write \
+                     `Result<T, MyError>`, or set `error = MyError` on `#[aggregate]`",
+                );
+                ok = false;
+                (ok_ty, None)
             }
         },
     };
 
     let (ty, variant) = command?;
-    ok.then(|| CheckedCommand {
+    Some(CheckedCommand {
         command: Command {
             method: method.clone(),
             variant,
@@ -544,9 +556,18 @@ fn command(
             env: env.as_ref().map(Spanned::span),
             output,
             fallible: error.is_some(),
+            broken: !ok,
         },
-        env,
-        error: error.flatten(),
+        env: env.filter(|_| ok),
+        error: error.flatten().filter(|_| ok),
+    })
+}
+
+fn unit() -> syn::Type {
+    syn::Type::Tuple(syn::TypeTuple {
+        attrs: Vec::new(),
+        paren_token: Default::default(),
+        elems: Default::default(),
     })
 }
 
@@ -566,7 +587,8 @@ fn split_result(ty: &syn::Type) -> ResultShape {
     let Some(last) = path.path.segments.last() else {
         return ResultShape::Plain;
     };
-    if last.ident != "Result" {
+    // `Result`, or an alias such as `AccountResult<T>`.
+    if !last.ident.to_string().ends_with("Result") {
         return ResultShape::Plain;
     }
     let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
@@ -587,102 +609,111 @@ fn split_result(ty: &syn::Type) -> ResultShape {
     }
 }
 
-fn apply(handler: &Handler, errors: &mut darling::error::Accumulator) -> Option<Apply> {
+fn apply(handler: &Handler, errors: &mut Errors) -> Option<Apply> {
     let sig = &handler.sig;
     let method = &sig.ident;
     let mut ok = check_plain_fn(sig, HandlerKind::Apply, errors);
-    let mut inputs = sig.inputs.iter();
+    let mut inputs = sig.inputs.iter().peekable();
 
-    let receiver = inputs.next();
+    // Without a receiver, the first parameter is still read as the command or event.
+    let receiver = inputs.next_if(|arg| matches!(arg, syn::FnArg::Receiver(_)));
     match reference_receiver(receiver) {
         Some(true) => {}
         Some(false) => {
-            errors.push(common::error(
-                receiver.span(),
+            errors.spanned(
+                &receiver,
                 "an apply handler folds the event into the state: take `&mut self`",
-            ));
+            );
             ok = false;
         }
         None => {
-            errors.push(common::error(
+            errors.at(
                 receiver.map_or_else(|| sig.paren_token.span.join(), Spanned::span),
                 format!(
-                    "an apply handler is a method taking `&mut self` and then the event:                      `fn {method}(&mut self, event: &MyEvent)`"
+                    "an apply handler is a method taking `&mut self` and then the event: \
+                     `fn {method}(&mut self, event: &MyEvent)`"
                 ),
-            ));
+            );
             ok = false;
         }
     }
 
-    let event = match inputs.next() {
-        Some(syn::FnArg::Typed(arg)) => match &*arg.ty {
-            syn::Type::Reference(reference) if reference.mutability.is_none() => {
-                match variant_of(&reference.elem) {
-                    Some(variant) => Some(((*reference.elem).clone(), variant)),
-                    None => {
-                        errors.push(common::error(
-                            reference.elem.span(),
-                            "an event must be a named struct or enum annotated with `#[event]`:                              its name becomes a variant of the event enum",
-                        ));
-                        None
+    let event =
+        match inputs.next() {
+            Some(syn::FnArg::Typed(arg)) => match &*arg.ty {
+                syn::Type::Reference(reference) if reference.mutability.is_none() => {
+                    match variant_of(&reference.elem) {
+                        Some(variant) => Some(((*reference.elem).clone(), variant)),
+                        None => {
+                            errors.spanned(&reference.elem,
+                            "an event must be a named struct or enum annotated with `#[event]`: \
+                             its name becomes a variant of the event enum",
+                        );
+                            None
+                        }
                     }
                 }
-            }
-            syn::Type::Reference(reference) => {
-                errors.push(common::error(
-                    reference.span(),
-                    format!(
-                        "events are facts and never change: take `{}: &{}`",
-                        arg.pat.to_token_stream(),
-                        reference.elem.to_token_stream(),
-                    ),
-                ));
-                None
-            }
-            ty => {
-                errors.push(common::error(
-                    ty.span(),
-                    format!(
-                        "an apply handler takes its event by reference: `{}: &{}`",
-                        arg.pat.to_token_stream(),
-                        ty.to_token_stream(),
-                    ),
-                ));
-                None
-            }
-        },
-        _ => {
-            errors.push(common::error(
-                sig.paren_token.span.join(),
+                syn::Type::Reference(reference) => {
+                    errors.spanned(
+                        &reference,
+                        format!(
+                            "events are facts and never change: take `{}: &{}`",
+                            arg.pat.to_token_stream(),
+                            common::type_name(&reference.elem),
+                        ),
+                    );
+                    ok = false;
+                    variant_of(&reference.elem).map(|variant| ((*reference.elem).clone(), variant))
+                }
+                ty => {
+                    errors.spanned(
+                        &ty,
+                        format!(
+                            "an apply handler takes its event by reference: `{}: &{}`",
+                            arg.pat.to_token_stream(),
+                            common::type_name(ty),
+                        ),
+                    );
+                    ok = false;
+                    variant_of(ty).map(|variant| (ty.clone(), variant))
+                }
+            },
+            _ => {
+                errors.at(sig.paren_token.span.join(),
                 format!(
-                    "`{method}` is missing its event: an apply handler takes `&mut self` and then                      the event, as in `fn {method}(&mut self, event: &MyEvent)`"
+                    "`{method}` is missing its event: an apply handler takes `&mut self` and then \
+                     the event, as in `fn {method}(&mut self, event: &MyEvent)`"
                 ),
-            ));
-            None
-        }
-    };
+            );
+                None
+            }
+        };
     for extra in inputs {
-        errors.push(common::error(
-            extra.span(),
-            "an apply handler takes only `&mut self` and the event: it reads nothing else, so              replaying events always rebuilds the same state; remove this parameter",
-        ));
+        errors.spanned(
+            &extra,
+            "an apply handler takes only `&mut self` and the event: it reads nothing else, so \
+             replaying events always rebuilds the same state; remove this parameter",
+        );
         ok = false;
     }
     if let syn::ReturnType::Type(_, ty) = &sig.output {
         let unit = matches!(&**ty, syn::Type::Tuple(tuple) if tuple.elems.is_empty());
         if !unit {
-            errors.push(common::error(
-                ty.span(),
-                "an apply handler returns nothing: it only folds the event into the state, and                  applying can't fail (refuse in the `#[command]` handler instead); remove the                  return type",
-            ));
+            errors.spanned(
+                &ty,
+                "an apply handler returns nothing: it only folds the event into the state, and \
+                 applying can't fail (refuse in the `#[command]` handler instead); remove the \
+                 return type",
+            );
             ok = false;
         }
     }
 
     let (ty, variant) = event?;
-    ok.then(|| Apply {
+    Some(Apply {
         method: method.clone(),
         variant,
         ty,
+        broken: !ok,
     })
 }

@@ -4,7 +4,7 @@ use darling::FromMeta;
 use proc_macro2::{Span, TokenStream};
 use syn::spanned::Spanned;
 
-use crate::common;
+use crate::common::{self, Errors};
 use crate::handler::{self, HandlerKind};
 
 /// The arguments of `#[aggregate(...)]`, as written. Everything is optional here so that an
@@ -61,7 +61,7 @@ pub(super) struct AggregateInput {
 pub(super) fn parse(
     args: TokenStream,
     item: TokenStream,
-    errors: &mut darling::error::Accumulator,
+    errors: &mut Errors,
 ) -> Option<AggregateInput> {
     let args =
         errors.handle(common::parse_args(args).and_then(|list| AggregateArgs::from_list(&list)));
@@ -97,10 +97,7 @@ fn parse_item(item: TokenStream) -> darling::Result<syn::ItemImpl> {
 ///
 /// They are kept rather than removed so that the user's `use composable::{command, apply}` is
 /// still used: a removed attribute is never resolved, and its import would warn as unused.
-fn take_handlers(
-    item: &mut syn::ItemImpl,
-    errors: &mut darling::error::Accumulator,
-) -> Vec<Handler> {
+fn take_handlers(item: &mut syn::ItemImpl, errors: &mut Errors) -> Vec<Handler> {
     let mut handlers = Vec::new();
     for impl_item in &mut item.items {
         let syn::ImplItem::Fn(method) = impl_item else {
@@ -118,17 +115,17 @@ fn take_handlers(
             attr.meta = handler::checked_marker(attr.path().clone());
             kept.push(attr);
             if !matches!(meta, syn::Meta::Path(_)) {
-                errors.push(common::error(
-                    meta.span(),
+                errors.spanned(
+                    &meta,
                     format!(
                         "`#[{name}]` takes no arguments: write `#[{name}]`",
                         name = this.attribute()
                     ),
-                ));
+                );
             }
             match kind {
                 None => kind = Some(this),
-                Some(first) => errors.push(common::error(
+                Some(first) => errors.at(
                     span,
                     if first == this {
                         format!(
@@ -143,7 +140,7 @@ fn take_handlers(
                             this.attribute()
                         )
                     },
-                )),
+                ),
             }
         }
         method.attrs = kept;

@@ -111,11 +111,15 @@ fn older(event: &Event, newer: &syn::Path, rt: &TokenStream) -> TokenStream {
     };
     let convert_own = convert(quote!(own));
     let convert_older = convert(quote!(older));
+    // Two older versions upcasting into one type conflict here, reported on their `upcast`.
+    let header = quote_spanned! {span=>
+        #[automatically_derived]
+        impl #rt::DecodeOlder for #newer
+    };
     quote! {
         #checks
 
-        #[automatically_derived]
-        impl #rt::DecodeOlder for #newer {
+        #header {
             fn decode_older<__C: #rt::Codec>(
                 codec: &__C,
                 version: ::core::primitive::u16,

@@ -6,10 +6,10 @@ mod parse;
 
 use proc_macro2::TokenStream;
 
-use crate::common;
+use crate::common::{self, Errors};
 
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
-    let mut errors = darling::Error::accumulator();
+    let mut errors = Errors::default();
     let generated = parse::parse(args, item.clone(), &mut errors)
         .and_then(|input| model::Event::build(input, &mut errors))
         .map(|event| expand::expand(&event))

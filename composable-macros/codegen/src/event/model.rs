@@ -1,9 +1,7 @@
 //! A validated `#[event]`: what the expansion may rely on.
 
-use syn::spanned::Spanned;
-
 use super::parse::EventInput;
-use crate::common;
+use crate::common::{self, Errors};
 
 /// One event type, checked.
 #[derive(Debug)]
@@ -23,45 +21,41 @@ impl Event {
     /// would fail to compile anyway (no serde derives, generics), so that one mistake gives one
     /// error; otherwise the impls are generated even next to errors, so that uses of the type
     /// elsewhere don't cascade.
-    pub(super) fn build(
-        input: EventInput,
-        errors: &mut darling::error::Accumulator,
-    ) -> Option<Self> {
+    pub(super) fn build(input: EventInput, errors: &mut Errors) -> Option<Self> {
         let EventInput { args, item } = input;
         let mut complete = true;
 
         if args.name.value().trim().is_empty() {
-            errors.push(common::error(
-                args.name.span(),
+            errors.spanned(
+                &args.name,
                 "an event needs a non-empty name, stored with every payload: \
                  `name = \"order.placed\"`",
-            ));
+            );
         }
 
         let version = match args.version.base10_parse::<u16>() {
             Ok(0) => {
-                errors.push(common::error(
-                    args.version.span(),
+                errors.spanned(&args.version,
                     "event versions start at 1: write `version = 1` for the first shape of an event",
-                ));
+                );
                 0
             }
             Ok(version) => version,
             Err(_) => {
-                errors.push(common::error(
-                    args.version.span(),
+                errors.spanned(
+                    &args.version,
                     "an event version is a whole number from 1 to 65535",
-                ));
+                );
                 0
             }
         };
 
         if !item.generics.params.is_empty() || item.generics.where_clause.is_some() {
-            errors.push(common::error(
-                item.generics.span(),
+            errors.spanned(
+                &item.generics,
                 "an event type can't be generic: a stored payload must name one concrete type; \
                  remove the generic parameters",
-            ));
+            );
             complete = false;
         }
 
@@ -76,8 +70,8 @@ impl Event {
                 .map(|name| format!("serde::{name}"))
                 .collect::<Vec<_>>()
                 .join(", ");
-            errors.push(common::error(
-                item.ident.span(),
+            errors.spanned(
+                &item.ident,
                 format!(
                     "`{}` is stored with a serde codec but doesn't derive {}: add \
                      `#[derive({derive})]` below `#[event(...)]`",
@@ -88,7 +82,7 @@ impl Event {
                         .collect::<Vec<_>>()
                         .join(" and "),
                 ),
-            ));
+            );
             complete = false;
         }
 

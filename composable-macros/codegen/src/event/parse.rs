@@ -3,7 +3,7 @@
 use darling::FromMeta;
 use proc_macro2::TokenStream;
 
-use crate::common;
+use crate::common::{self, Errors};
 
 /// The arguments of `#[event(...)]`, as written.
 #[derive(Debug, FromMeta)]
@@ -39,7 +39,7 @@ pub(super) struct EventInput {
 pub(super) fn parse(
     args: TokenStream,
     item: TokenStream,
-    errors: &mut darling::error::Accumulator,
+    errors: &mut Errors,
 ) -> Option<EventInput> {
     let args = errors.handle(common::parse_args(args).and_then(|list| EventArgs::from_list(&list)));
     let item = errors.handle(parse_item(item));

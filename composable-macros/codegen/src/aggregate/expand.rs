@@ -35,7 +35,7 @@ fn command_enum(aggregate: &Aggregate, _rt: &TokenStream) -> TokenStream {
         ..
     } = aggregate;
     let self_name = self_name(aggregate);
-    let doc = format!("The commands of [`{self_name}`], one variant per `#[command]` handler.");
+    let doc = format!(" The commands of [`{self_name}`], one variant per `#[command]` handler.");
     let variants = commands.iter().map(
         |Command {
              method,
@@ -43,7 +43,7 @@ fn command_enum(aggregate: &Aggregate, _rt: &TokenStream) -> TokenStream {
              ty,
              ..
          }| {
-            let doc = format!("Decided by `{self_name}::{method}`.");
+            let doc = format!(" Decided by `{self_name}::{method}`.");
             quote! {
                 #[doc = #doc]
                 #variant(#ty)
@@ -79,7 +79,7 @@ fn event_enum(aggregate: &Aggregate, rt: &TokenStream) -> TokenStream {
         ..
     } = aggregate;
     let self_name = self_name(aggregate);
-    let doc = format!("The events of [`{self_name}`], one variant per `#[apply]` handler.");
+    let doc = format!(" The events of [`{self_name}`], one variant per `#[apply]` handler.");
     let variants = events.iter().map(
         |Apply {
              method,
@@ -87,7 +87,7 @@ fn event_enum(aggregate: &Aggregate, rt: &TokenStream) -> TokenStream {
              ty,
              ..
          }| {
-            let doc = format!("Applied by `{self_name}::{method}`.");
+            let doc = format!(" Applied by `{self_name}::{method}`.");
             quote! {
                 #[doc = #doc]
                 #variant(#ty)

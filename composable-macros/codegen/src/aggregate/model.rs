@@ -107,7 +107,7 @@ impl Aggregate {
             }
             other => {
                 errors.spanned(
-                    &other,
+                    other,
                     "`#[aggregate]` goes on the impl block of a named state type: \
                      `impl Order { ... }`",
                 );
@@ -146,17 +146,17 @@ impl Aggregate {
                         );
                         continue;
                     }
-                    if let (None, Some(env)) = (&args.env, &checked.env) {
-                        if !agree(&mut environment, env, &checked.command.method) {
-                            errors.push(conflict("environment", "env", &environment, env));
-                            checked.command.broken = true;
-                        }
+                    if let (None, Some(env)) = (&args.env, &checked.env)
+                        && !agree(&mut environment, env, &checked.command.method)
+                    {
+                        errors.push(conflict("environment", "env", &environment, env));
+                        checked.command.broken = true;
                     }
-                    if let (None, Some(err)) = (&args.error, &checked.error) {
-                        if !agree(&mut error, err, &checked.command.method) {
-                            errors.push(conflict("error", "error", &error, err));
-                            checked.command.broken = true;
-                        }
+                    if let (None, Some(err)) = (&args.error, &checked.error)
+                        && !agree(&mut error, err, &checked.command.method)
+                    {
+                        errors.push(conflict("error", "error", &error, err));
+                        checked.command.broken = true;
                     }
                     commands.push(checked.command);
                 }
@@ -242,7 +242,7 @@ fn checked_stream(
     match &args.stream {
         Some(stream) if stream.value().trim().is_empty() => {
             errors.spanned(
-                &stream,
+                stream,
                 "the stream category can't be empty: it prefixes every stream id of this \
                  aggregate, as in `stream = \"order\"`",
             );
@@ -268,7 +268,7 @@ fn checked_snapshots(args: &AggregateArgs, errors: &mut Errors) -> (Option<u64>,
         .and_then(|every| match every.base10_parse::<u64>() {
             Ok(0) => {
                 errors.spanned(
-                    &every,
+                    every,
                     "`snapshot_every = 0` would never take a snapshot: give a number of events \
                      such as `snapshot_every = 100`, or remove the key to take no snapshots",
                 );
@@ -277,7 +277,7 @@ fn checked_snapshots(args: &AggregateArgs, errors: &mut Errors) -> (Option<u64>,
             Ok(every) => Some(every),
             Err(_) => {
                 errors.spanned(
-                    &every,
+                    every,
                     "`snapshot_every` is a number of events, from 1 to 18446744073709551615",
                 );
                 None
@@ -287,7 +287,7 @@ fn checked_snapshots(args: &AggregateArgs, errors: &mut Errors) -> (Option<u64>,
         None => 1,
         Some(schema) => schema.base10_parse::<u32>().unwrap_or_else(|_| {
             errors.spanned(
-                &schema,
+                schema,
                 "`snapshot_schema` is a whole number from 0 to 4294967295: bump it when the \
                  state's shape changes",
             );
@@ -421,7 +421,7 @@ fn command(handler: &Handler, error_given: bool, errors: &mut Errors) -> Option<
         Some(false) => {}
         Some(true) => {
             errors.spanned(
-                &receiver,
+                receiver,
                 "a command handler only reads the state: take `&self`, and change the state in \
                  an `#[apply]` handler of the event it returns",
             );
@@ -444,7 +444,7 @@ fn command(handler: &Handler, error_given: bool, errors: &mut Errors) -> Option<
             Some(syn::FnArg::Typed(arg)) => match (&*arg.ty, variant_of(&arg.ty)) {
                 (syn::Type::Reference(reference), _) => {
                     errors.spanned(
-                        &reference,
+                        reference,
                         format!(
                             "a command handler takes its command by value: `{}: {}`",
                             arg.pat.to_token_stream(),
@@ -455,7 +455,7 @@ fn command(handler: &Handler, error_given: bool, errors: &mut Errors) -> Option<
                 }
                 (ty, Some(variant)) => Some((ty.clone(), variant)),
                 (ty, None) => {
-                    errors.spanned(&ty,
+                    errors.spanned(ty,
                     "a command must be a named struct or enum: its name becomes a variant of the \
                      command enum",
                 );
@@ -481,7 +481,7 @@ fn command(handler: &Handler, error_given: bool, errors: &mut Errors) -> Option<
             }
             syn::Type::Reference(reference) => {
                 errors.spanned(
-                    &reference,
+                    reference,
                     format!(
                         "the environment is shared and read-only: take `{}: &{}`",
                         arg.pat.to_token_stream(),
@@ -493,7 +493,7 @@ fn command(handler: &Handler, error_given: bool, errors: &mut Errors) -> Option<
             }
             ty => {
                 errors.spanned(
-                    &ty,
+                    ty,
                     format!(
                         "the environment is passed by reference: take `{}: &{}`",
                         arg.pat.to_token_stream(),
@@ -505,14 +505,14 @@ fn command(handler: &Handler, error_given: bool, errors: &mut Errors) -> Option<
             }
         },
         Some(other) => {
-            errors.spanned(&other, "unexpected receiver");
+            errors.spanned(other, "unexpected receiver");
             ok = false;
             None
         }
     };
     for extra in inputs {
         errors.spanned(
-            &extra,
+            extra,
             "a command handler takes `&self`, the command and optionally the environment \
              (`env: &MyEnv`): remove this parameter",
         );
@@ -533,16 +533,16 @@ fn command(handler: &Handler, error_given: bool, errors: &mut Errors) -> Option<
         }
         syn::ReturnType::Type(_, ty) => match split_result(ty) {
             ResultShape::Plain => ((**ty).clone(), None),
-            ResultShape::Result(ok, err) => (ok, Some(Some(err))),
-            ResultShape::ResultAlias(ok) if error_given => (ok, Some(None)),
+            ResultShape::Result(ok, err) => (*ok, Some(Some(*err))),
+            ResultShape::ResultAlias(ok) if error_given => (*ok, Some(None)),
             ResultShape::ResultAlias(ok_ty) => {
                 errors.spanned(
-                    &ty,
+                    ty,
                     "the error type of this `Result` isn't visible to `#[aggregate]`: write \
                      `Result<T, MyError>`, or set `error = MyError` on `#[aggregate]`",
                 );
                 ok = false;
-                (ok_ty, None)
+                (*ok_ty, None)
             }
         },
     };
@@ -575,9 +575,9 @@ enum ResultShape {
     /// Not a `Result`: the handler can't fail.
     Plain,
     /// `Result<T, E>`.
-    Result(syn::Type, syn::Type),
+    Result(Box<syn::Type>, Box<syn::Type>),
     /// `Result<T>`: an alias fixing the error type.
-    ResultAlias(syn::Type),
+    ResultAlias(Box<syn::Type>),
 }
 
 fn split_result(ty: &syn::Type) -> ResultShape {
@@ -603,8 +603,8 @@ fn split_result(ty: &syn::Type) -> ResultShape {
         })
         .collect();
     match types.as_slice() {
-        [ok] => ResultShape::ResultAlias((*ok).clone()),
-        [ok, err] => ResultShape::Result((*ok).clone(), (*err).clone()),
+        [ok] => ResultShape::ResultAlias(Box::new((*ok).clone())),
+        [ok, err] => ResultShape::Result(Box::new((*ok).clone()), Box::new((*err).clone())),
         _ => ResultShape::Plain,
     }
 }
@@ -621,7 +621,7 @@ fn apply(handler: &Handler, errors: &mut Errors) -> Option<Apply> {
         Some(true) => {}
         Some(false) => {
             errors.spanned(
-                &receiver,
+                receiver,
                 "an apply handler folds the event into the state: take `&mut self`",
             );
             ok = false;
@@ -655,7 +655,7 @@ fn apply(handler: &Handler, errors: &mut Errors) -> Option<Apply> {
                 }
                 syn::Type::Reference(reference) => {
                     errors.spanned(
-                        &reference,
+                        reference,
                         format!(
                             "events are facts and never change: take `{}: &{}`",
                             arg.pat.to_token_stream(),
@@ -667,7 +667,7 @@ fn apply(handler: &Handler, errors: &mut Errors) -> Option<Apply> {
                 }
                 ty => {
                     errors.spanned(
-                        &ty,
+                        ty,
                         format!(
                             "an apply handler takes its event by reference: `{}: &{}`",
                             arg.pat.to_token_stream(),
@@ -690,7 +690,7 @@ fn apply(handler: &Handler, errors: &mut Errors) -> Option<Apply> {
         };
     for extra in inputs {
         errors.spanned(
-            &extra,
+            extra,
             "an apply handler takes only `&mut self` and the event: it reads nothing else, so \
              replaying events always rebuilds the same state; remove this parameter",
         );
@@ -700,7 +700,7 @@ fn apply(handler: &Handler, errors: &mut Errors) -> Option<Apply> {
         let unit = matches!(&**ty, syn::Type::Tuple(tuple) if tuple.elems.is_empty());
         if !unit {
             errors.spanned(
-                &ty,
+                ty,
                 "an apply handler returns nothing: it only folds the event into the state, and \
                  applying can't fail (refuse in the `#[command]` handler instead); remove the \
                  return type",

@@ -29,7 +29,11 @@ fn event() -> OrderPlaced {
         order_id: 1_234_567,
         customer: "customer-00042".into(),
         items: (0..5)
-            .map(|i| LineItem { sku: format!("SKU-{i:05}"), quantity: i + 1, unit_price_cents: 1999 })
+            .map(|i| LineItem {
+                sku: format!("SKU-{i:05}"),
+                quantity: i + 1,
+                unit_price_cents: 1999,
+            })
             .collect(),
         total_cents: 29_985,
         note: Some("leave at the door".into()),

@@ -11,6 +11,54 @@ pub use crate::event::{DecodeError, Event, EventSet, IntoEvents, VersionedEvent,
 
 use core::marker::PhantomData;
 
+/// Encodes an event's payload. Generated code calls this rather than [`Codec::encode`] so that a
+/// type that isn't an event is reported once, as "not an event", instead of once per missing
+/// serde trait.
+pub fn encode_event<E: Event, C: Codec>(codec: &C, event: &E) -> Result<Vec<u8>, CodecError> {
+    codec.encode(event)
+}
+
+/// `From<Old> for Self`, named after what needs it: the conversion an `upcast = Self` on `Old`
+/// runs on every stored `Old` payload. A missing `From` impl is reported with this trait's
+/// message rather than a bare "`From` is not implemented".
+#[diagnostic::on_unimplemented(
+    message = "`{Old}` declares `upcast = {Self}`, but `{Self}` doesn't implement `From<{Old}>`",
+    label = "stored `{Old}` payloads are converted to `{Self}` with `From`",
+    note = "implement `From<{Old}> for {Self}`: it is the upcaster that turns the old shape into the new one"
+)]
+pub trait UpcastFrom<Old>: Sized {
+    /// Converts an older version into this one.
+    fn upcast_from(old: Old) -> Self;
+}
+
+impl<Old, New: From<Old>> UpcastFrom<Old> for New {
+    fn upcast_from(old: Old) -> Self {
+        New::from(old)
+    }
+}
+
+/// The state of an aggregate that takes snapshots: `snapshot_every` stores it with the codec.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` takes snapshots (`snapshot_every`) but can't be serialised",
+    label = "needs `serde::Serialize` and `serde::Deserialize`",
+    note = "derive `serde::Serialize` and `serde::Deserialize` on `{Self}`, or remove `snapshot_every` from `#[aggregate]`"
+)]
+pub trait SnapshotState: Sized {
+    /// Encodes the state.
+    fn encode_snapshot<C: Codec>(&self, codec: &C) -> Result<Vec<u8>, CodecError>;
+    /// Decodes a state.
+    fn decode_snapshot<C: Codec>(codec: &C, bytes: &[u8]) -> Result<Self, CodecError>;
+}
+
+impl<T: ::serde::Serialize + ::serde::de::DeserializeOwned> SnapshotState for T {
+    fn encode_snapshot<C: Codec>(&self, codec: &C) -> Result<Vec<u8>, CodecError> {
+        codec.encode(self)
+    }
+    fn decode_snapshot<C: Codec>(codec: &C, bytes: &[u8]) -> Result<Self, CodecError> {
+        codec.decode(bytes)
+    }
+}
+
 /// Decodes the versions of an event older than `Self`.
 ///
 /// `#[event(name = "x", version = 1, upcast = V2)]` on `V1` implements `DecodeOlder for V2`: it

@@ -23,6 +23,7 @@ pub use clock::{Clock, SystemClock, TestClock};
 #[cfg(feature = "json")]
 pub use codec::Json;
 pub use codec::{Bincode, Codec, CodecError, CodecOperation};
+pub use composable_macros::{aggregate, apply, command, event};
 pub use effect::{CancelId, Effect, Sender};
 pub use envelope::{EventMetadata, NewEvent, RecordedEvent, Snapshot};
 pub use event::{DecodeError, Event, EventSet, IntoEvents, VersionedEvent};

@@ -1,0 +1,37 @@
+//! The code generation behind `composable-macros`.
+//!
+//! Each attribute lives in its own module, split by phase: `parse` reads the attribute's
+//! arguments and the annotated item (with `darling`), `model` validates them into a typed
+//! description, and `expand` turns that description into tokens (the only place `quote!` is
+//! used). Everything runs on `proc_macro2`, so the expansions can be called and snapshotted from
+//! ordinary tests; `composable-macros` is a thin `proc-macro` shell around these functions.
+//!
+//! This crate is an implementation detail of `composable`: its API follows whatever the macros
+//! need and may change in any release.
+
+mod aggregate;
+mod common;
+mod event;
+mod handler;
+
+use proc_macro2::TokenStream;
+
+/// Expands `#[aggregate(...)]` on an inherent impl block.
+pub fn aggregate(args: TokenStream, item: TokenStream) -> TokenStream {
+    aggregate::expand(args, item)
+}
+
+/// Expands `#[event(...)]` on a struct or enum.
+pub fn event(args: TokenStream, item: TokenStream) -> TokenStream {
+    event::expand(args, item)
+}
+
+/// Expands a `#[command]` found outside an `#[aggregate]` impl block: always an error.
+pub fn command(args: TokenStream, item: TokenStream) -> TokenStream {
+    handler::outside_aggregate(handler::HandlerKind::Command, args, item)
+}
+
+/// Expands an `#[apply]` found outside an `#[aggregate]` impl block: always an error.
+pub fn apply(args: TokenStream, item: TokenStream) -> TokenStream {
+    handler::outside_aggregate(handler::HandlerKind::Apply, args, item)
+}

@@ -1,0 +1,7 @@
+use composable::aggregate;
+
+#[aggregate(stream = "order")]
+#[derive(Default)]
+pub struct Order;
+
+fn main() {}

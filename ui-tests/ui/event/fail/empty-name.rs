@@ -1,0 +1,8 @@
+use composable::event;
+use serde::{Deserialize, Serialize};
+
+#[event(name = "", version = 1)]
+#[derive(Serialize, Deserialize)]
+pub struct OrderPlaced;
+
+fn main() {}

@@ -47,7 +47,9 @@ CREATE TABLE snapshots (
 --    lock, so position order is transaction-id order: a reader that returns only rows of
 --    transactions older than its snapshot's xmin can never skip a position committed later.
 --    The lock is released before the rows are written and long before commit, so appends to
---    different streams still run in parallel.
+--    different streams still run in parallel. This only holds when the append is the first
+--    write of its transaction (the transaction id is taken under the lock), so an append in a
+--    transaction that already wrote is refused.
 -- 3. The stream's row and the events are written. A repeated event id fails on
 --    events_event_id_key; the caller decides whether that was a retry.
 CREATE FUNCTION composable_append(
@@ -75,6 +77,10 @@ BEGIN
         RETURN;
     END IF;
 
+    IF pg_current_xact_id_if_assigned() IS NOT NULL THEN
+        RAISE EXCEPTION 'composable_append must be the first write of its transaction'
+            USING ERRCODE = '25001';
+    END IF;
     PERFORM pg_advisory_lock(1129270608, 1);
     BEGIN
         PERFORM pg_current_xact_id();

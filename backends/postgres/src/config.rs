@@ -5,7 +5,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::error::PostgresError;
-use crate::store::{DEFAULT_PAGE_SIZE, PostgresEventStore};
+use crate::store::PostgresEventStore;
 
 /// Configures and connects a [`PostgresEventStore`].
 ///
@@ -42,7 +42,6 @@ pub struct PostgresEventStoreBuilder {
     min_connections: u32,
     acquire_timeout: Duration,
     schema: Option<String>,
-    page_size: usize,
 }
 
 impl Default for PostgresEventStoreBuilder {
@@ -53,7 +52,6 @@ impl Default for PostgresEventStoreBuilder {
             min_connections: 0,
             acquire_timeout: Duration::from_secs(10),
             schema: None,
-            page_size: DEFAULT_PAGE_SIZE,
         }
     }
 }
@@ -119,14 +117,6 @@ impl PostgresEventStoreBuilder {
         Ok(self)
     }
 
-    /// How many events one query of [`composable::EventStore::read_stream`] fetches
-    /// (default 1000, at least 1).
-    #[must_use]
-    pub fn read_page_size(mut self, events: usize) -> Self {
-        self.page_size = events.max(1);
-        self
-    }
-
     fn pool_options(&self) -> PgPoolOptions {
         PgPoolOptions::new()
             .max_connections(self.max_connections)
@@ -156,11 +146,7 @@ impl PostgresEventStoreBuilder {
             .connect_with(options)
             .await
             .map_err(PostgresError::Connect)?;
-        Ok(PostgresEventStore::with_settings(
-            pool,
-            builder.schema,
-            builder.page_size,
-        ))
+        Ok(PostgresEventStore::with_settings(pool, builder.schema))
     }
 
     /// Creates the pool without connecting; connections open on first use.
@@ -172,7 +158,6 @@ impl PostgresEventStoreBuilder {
         Ok(PostgresEventStore::with_settings(
             pool.connect_lazy_with(options),
             builder.schema,
-            builder.page_size,
         ))
     }
 }

@@ -1,14 +1,15 @@
 //! The event store on PostgreSQL: appends through `composable_append` (one round trip),
-//! gap-safe global reads, paged stream reads and snapshots.
+//! gap-safe global reads, streamed stream reads and snapshots.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::LazyLock;
 
 use composable::{
     AppendResult, EventStore, EventStoreError, ExpectedVersion, NewEvent, Position, RecordedEvent,
     Snapshot, StreamId, Version,
 };
-use futures::stream::{self, BoxStream};
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
+use futures::stream::BoxStream;
 use sqlx::postgres::PgPool;
 use sqlx::{PgExecutor, Row};
 use uuid::Uuid;
@@ -18,7 +19,12 @@ use crate::config::PostgresEventStoreBuilder;
 use crate::error::{PostgresError, store_error, unique_violation};
 use crate::rows::{EVENT_COLUMNS, SNAPSHOT_COLUMNS, recorded_event, snapshot};
 
-pub(crate) const DEFAULT_PAGE_SIZE: usize = 1000;
+static READ_STREAM: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {EVENT_COLUMNS} FROM events \
+         WHERE stream_id = $1 AND stream_version > $2 ORDER BY stream_version"
+    )
+});
 
 const APPEND: &str = "SELECT new_version, first_position, last_position \
      FROM composable_append($1, $2, $3, $4, $5, $6, $7, $8)";
@@ -31,7 +37,6 @@ const APPEND: &str = "SELECT new_version, first_position, last_position \
 pub struct PostgresEventStore {
     pool: PgPool,
     schema: Option<String>,
-    page_size: usize,
 }
 
 impl PostgresEventStore {
@@ -53,15 +58,11 @@ impl PostgresEventStore {
     /// The pool's own settings apply; keep sqlx's default `test_before_acquire(true)` so that
     /// connections that died with a server restart are replaced rather than handed out.
     pub fn from_pool(pool: PgPool) -> Self {
-        Self::with_settings(pool, None, DEFAULT_PAGE_SIZE)
+        Self::with_settings(pool, None)
     }
 
-    pub(crate) fn with_settings(pool: PgPool, schema: Option<String>, page_size: usize) -> Self {
-        Self {
-            pool,
-            schema,
-            page_size,
-        }
+    pub(crate) fn with_settings(pool: PgPool, schema: Option<String>) -> Self {
+        Self { pool, schema }
     }
 
     /// The connection pool, for running other queries in the same database.
@@ -134,27 +135,6 @@ impl PostgresEventStore {
                 version: first.stream_version,
             }
         })
-    }
-
-    async fn read_stream_page(
-        &self,
-        stream: &StreamId,
-        after: Version,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, EventStoreError> {
-        let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM events \
-             WHERE stream_id = $1 AND stream_version > $2 \
-             ORDER BY stream_version LIMIT $3"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(stream.as_str())
-            .bind(to_i64(after.get()))
-            .bind(to_i64(limit as u64))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|error| store_error("read a stream", error))?;
-        rows.iter().map(recorded_event).collect()
     }
 }
 
@@ -333,21 +313,18 @@ impl EventStore for PostgresEventStore {
         stream: &'a StreamId,
         after: Version,
     ) -> BoxStream<'a, Result<RecordedEvent, EventStoreError>> {
-        let page_size = self.page_size;
-        stream::try_unfold(Some(after), move |cursor| async move {
-            let Some(after) = cursor else {
-                return Ok(None);
-            };
-            let page = self.read_stream_page(stream, after, page_size).await?;
-            let next = if page.len() < page_size {
-                None
-            } else {
-                page.last().map(|event| event.stream_version)
-            };
-            Ok(Some((stream::iter(page.into_iter().map(Ok)), next)))
-        })
-        .try_flatten()
-        .boxed()
+        // One query whose rows are decoded as they arrive: a long stream is never held in
+        // memory whole, and it costs one round trip and one plan, like a hand-written SELECT.
+        // The stream holds a pooled connection until it is dropped or exhausted.
+        sqlx::query(&READ_STREAM)
+            .bind(stream.as_str())
+            .bind(to_i64(after.get()))
+            .fetch(&self.pool)
+            .map(|row| {
+                row.map_err(|error| store_error("read a stream", error))
+                    .and_then(|row| recorded_event(&row))
+            })
+            .boxed()
     }
 
     async fn read_all(

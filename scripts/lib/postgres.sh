@@ -11,6 +11,7 @@
 # full_page_writes=off): fine for tests, wrong for anything else.
 
 _PG_STARTED_DIR=""
+_PG_CREATED_BASE=""
 
 _pg_free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()' 2>/dev/null && return
@@ -49,8 +50,13 @@ pg_start() {
         export PATH
     fi
     local base dir port
-    base="${SERVICES_DIR:-$(mktemp -d)}"
-    mkdir -p "$base"
+    if [ -n "${SERVICES_DIR:-}" ]; then
+        base="$SERVICES_DIR"
+        mkdir -p "$base"
+    else
+        base=$(mktemp -d)
+        _PG_CREATED_BASE="$base"
+    fi
     dir=$(mktemp -d "$base/postgres.XXXXXX")
     if [ "$(id -u)" = 0 ]; then
         chown postgres:postgres "$dir"
@@ -94,5 +100,9 @@ pg_stop() {
         _pg_as_postgres pg_ctl -D "$dir/data" stop -m fast -w >/dev/null 2>&1 || true
     fi
     rm -rf "$dir"
+    if [ -n "${_PG_CREATED_BASE:-}" ]; then
+        rmdir "$_PG_CREATED_BASE" 2>/dev/null || true
+        _PG_CREATED_BASE=""
+    fi
     unset DATABASE_URL PGDATA_DIR
 }

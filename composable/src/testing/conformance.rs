@@ -8,6 +8,10 @@
 //! composable::event_store_conformance!(|| async { composable::memory::InMemoryEventStore::new() });
 //! ```
 //!
+//! `read_all` may lag behind appends: a gap-safe store holds committed events back while an
+//! older transaction of any client may still commit a lower position. The checks therefore wait
+//! (up to 30 s) for the global log to show what was appended before they compare it.
+//!
 //! The generated tests run on tokio's multi-threaded runtime, so the crate using the macro needs
 //! `tokio` (features `macros`, `rt-multi-thread`) among its dev-dependencies.
 
@@ -129,6 +133,24 @@ async fn read_everything<S: EventStore>(store: &S, page: usize) -> Vec<RecordedE
     }
 }
 
+/// The whole global log once it holds at least `count` events: a gap-safe store may hold back
+/// committed events while older transactions (of any client of the database) still run.
+async fn read_all_settled<S: EventStore>(store: &S, count: usize) -> Vec<RecordedEvent> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let all = read_everything(store, 1000).await;
+        if all.len() >= count {
+            return all;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "read_all shows {} events 30 s after {count} were appended",
+            all.len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
 async fn version_of<S: EventStore>(store: &S, stream: &StreamId) -> Version {
     match store.stream_version(stream).await {
         Ok(version) => version,
@@ -188,7 +210,7 @@ where
     assert!(read.windows(2).all(|w| w[0].position < w[1].position));
     assert_eq!(read[2].position, result.last_position);
 
-    let all = read_all_vec(&store, Position::START, 100).await;
+    let all = read_all_settled(&store, 3).await;
     assert_eq!(all, read, "the global log holds the same events");
 
     let other = stream("round2");
@@ -232,7 +254,7 @@ where
     let created =
         append_ok(&store, &fresh, ExpectedVersion::Exact(Version::ZERO), new_events(4, 1)).await;
     assert_eq!(created.first_version, Version(1));
-    assert_eq!(read_all_vec(&store, Position::START, 100).await.len(), 3);
+    assert_eq!(read_all_settled(&store, 3).await.len(), 3);
 }
 
 /// `Exact` appends only at that version; a conflict reports the actual version and writes
@@ -258,7 +280,7 @@ where
     assert_conflict(ahead, &s, ExpectedVersion::Exact(Version(9)), Version(4));
 
     assert_eq!(version_of(&store, &s).await, Version(4));
-    assert_eq!(read_all_vec(&store, Position::START, 100).await.len(), 4);
+    assert_eq!(read_all_settled(&store, 4).await.len(), 4);
 }
 
 /// An append without events is refused and changes nothing.
@@ -305,7 +327,7 @@ where
     assert_eq!(any, original, "a retry with `Any` returns the original");
 
     assert_eq!(version_of(&store, &s).await, Version(5));
-    assert_eq!(read_all_vec(&store, Position::START, 100).await.len(), 5);
+    assert_eq!(read_all_settled(&store, 5).await.len(), 5);
 
     let mut reordered = batch.clone();
     reordered.swap(0, 2);
@@ -352,7 +374,7 @@ where
         }
     }
     assert_eq!(version_of(&store, &second).await, Version::ZERO);
-    assert_eq!(read_all_vec(&store, Position::START, 100).await.len(), 2);
+    assert_eq!(read_all_settled(&store, 2).await.len(), 2);
 }
 
 /// An append of which only some ids are stored is refused and writes nothing.
@@ -384,7 +406,7 @@ where
         "{result:?}"
     );
     assert_eq!(version_of(&store, &s).await, Version(2));
-    assert_eq!(read_all_vec(&store, Position::START, 100).await.len(), 2);
+    assert_eq!(read_all_settled(&store, 2).await.len(), 2);
 }
 
 /// An append carrying the same id twice is refused and writes nothing.
@@ -457,8 +479,12 @@ where
         append_ok(&store, &s, ExpectedVersion::Any, batch).await;
     }
     assert!(read_all_vec(&store, Position::START, 0).await.is_empty());
-    let everything = read_all_vec(&store, Position::START, 1000).await;
+    let everything = read_all_settled(&store, sent.len()).await;
     assert_eq!(everything.len(), sent.len());
+    assert_eq!(
+        read_all_vec(&store, Position::START, 1000).await,
+        everything
+    );
     for (recorded, sent) in everything.iter().zip(&sent) {
         assert_same_event(recorded, sent);
     }

@@ -1,0 +1,45 @@
+//! PostgreSQL backend for Composable: the source of truth of an event-sourced system.
+//!
+//! [`PostgresEventStore`] implements [`composable::EventStore`] with the same semantics as
+//! [`composable::InMemoryEventStore`] (one conformance suite runs against both):
+//!
+//! * an append is one round trip for any number of events, all-or-nothing, and checks the
+//!   expected version before any global position is taken;
+//! * a retried append (same event ids, same place, same content) returns the original result;
+//! * [`read_all`](composable::EventStore::read_all) is gap-safe: it never returns a position
+//!   while a transaction that could still commit a lower one is running;
+//! * snapshots are replaced only by snapshots of the same or a newer version.
+//!
+//! The schema ships inside the crate as migrations: run [`PostgresEventStore::migrate`] once at
+//! start-up (it is idempotent). `docs/adr/0001-postgres-event-store.md` explains the schema.
+//!
+//! ```no_run
+//! use composable::{EventStore, StreamId};
+//! use composable_postgres::PostgresEventStore;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = PostgresEventStore::builder()
+//!     .url("postgres://postgres@127.0.0.1:5432/app")?
+//!     .max_connections(16)
+//!     .connect()
+//!     .await?;
+//! store.migrate().await?;
+//! let version = store.stream_version(&StreamId::new("order", 42)?).await?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod config;
+mod error;
+mod rows;
+mod store;
+
+pub use config::PostgresEventStoreBuilder;
+pub use error::PostgresError;
+pub use store::PostgresEventStore;
+
+/// The crate's embedded migrations, for callers that run them with their own tooling.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Re-exported so callers can build pools and connect options without naming sqlx themselves.
+pub use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};

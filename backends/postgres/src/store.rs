@@ -1,0 +1,392 @@
+//! The event store on PostgreSQL: appends through `composable_append` (one round trip),
+//! gap-safe global reads, streamed stream reads and snapshots.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::LazyLock;
+
+use composable::{
+    AppendResult, EventStore, EventStoreError, ExpectedVersion, NewEvent, Position, RecordedEvent,
+    Snapshot, StreamId, Version,
+};
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use sqlx::postgres::PgPool;
+use sqlx::{PgExecutor, Row};
+use uuid::Uuid;
+
+use crate::MIGRATOR;
+use crate::config::PostgresEventStoreBuilder;
+use crate::error::{PostgresError, store_error, unique_violation};
+use crate::rows::{EVENT_COLUMNS, SNAPSHOT_COLUMNS, recorded_event, snapshot};
+
+static READ_STREAM: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {EVENT_COLUMNS} FROM events \
+         WHERE stream_id = $1 AND stream_version > $2 ORDER BY stream_version"
+    )
+});
+
+const APPEND: &str = "SELECT new_version, first_position, last_position \
+     FROM composable_append($1, $2, $3, $4, $5, $6, $7, $8)";
+
+/// An [`EventStore`] on PostgreSQL. Cheap to clone: clones share one connection pool.
+///
+/// Build one with [`PostgresEventStore::builder`], or wrap an existing pool with
+/// [`PostgresEventStore::from_pool`]; run [`PostgresEventStore::migrate`] before first use.
+#[derive(Debug, Clone)]
+pub struct PostgresEventStore {
+    pool: PgPool,
+    schema: Option<String>,
+}
+
+impl PostgresEventStore {
+    /// A builder for the connection, pool and schema settings.
+    pub fn builder() -> PostgresEventStoreBuilder {
+        PostgresEventStoreBuilder::default()
+    }
+
+    /// Connects to `url` with the default pool settings.
+    ///
+    /// # Errors
+    /// When the URL is invalid or the database cannot be reached.
+    pub async fn connect(url: &str) -> Result<Self, PostgresError> {
+        Self::builder().url(url)?.connect().await
+    }
+
+    /// A store on an existing pool, whose `search_path` names the schema of the tables.
+    ///
+    /// The pool's own settings apply; keep sqlx's default `test_before_acquire(true)` so that
+    /// connections that died with a server restart are replaced rather than handed out.
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self::with_settings(pool, None)
+    }
+
+    pub(crate) fn with_settings(pool: PgPool, schema: Option<String>) -> Self {
+        Self { pool, schema }
+    }
+
+    /// The connection pool, for running other queries in the same database.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Creates the schema (when one was configured) and applies the embedded migrations that
+    /// have not run yet. Safe to call on every start and from several processes at once:
+    /// sqlx serialises migrations with an advisory lock.
+    ///
+    /// # Errors
+    /// [`PostgresError::Migrate`] when a migration fails or the database is unreachable.
+    pub async fn migrate(&self) -> Result<(), PostgresError> {
+        if let Some(schema) = &self.schema {
+            // The name was checked to be a plain identifier by the builder.
+            sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+                .execute(&self.pool)
+                .await
+                .map_err(|error| PostgresError::Migrate(error.into()))?;
+        }
+        MIGRATOR
+            .run(&self.pool)
+            .await
+            .map_err(PostgresError::Migrate)
+    }
+
+    async fn stored_events(
+        &self,
+        ids: &[Uuid],
+    ) -> Result<HashMap<Uuid, RecordedEvent>, EventStoreError> {
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ANY($1)");
+        let rows = sqlx::query(&sql)
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|error| store_error("look up stored event ids", error))?;
+        rows.iter()
+            .map(|row| recorded_event(row).map(|event| (event.event_id, event)))
+            .collect()
+    }
+
+    /// Decides what an append that was refused (`actual` is the stream's version, when known)
+    /// or hit a stored event id really was: a retry, a duplicate, or a conflict.
+    async fn explain_refusal(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+        actual: Option<Version>,
+    ) -> Result<AppendResult, EventStoreError> {
+        let ids: Vec<Uuid> = events.iter().map(|event| event.event_id).collect();
+        let stored = self.stored_events(&ids).await?;
+        let records: Vec<&RecordedEvent> = ids.iter().filter_map(|id| stored.get(id)).collect();
+        let Some(first) = records.first() else {
+            let actual = match actual {
+                Some(actual) => actual,
+                None => self.stream_version(stream).await?,
+            };
+            return Err(EventStoreError::Conflict {
+                stream: stream.clone(),
+                expected,
+                actual,
+            });
+        };
+        check_retry(stream, expected, events, &records).ok_or_else(|| {
+            EventStoreError::DuplicateEventId {
+                event_id: first.event_id,
+                stream: first.stream_id.clone(),
+                version: first.stream_version,
+            }
+        })
+    }
+}
+
+fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// The first event id that appears twice in `events`, with the index of its first occurrence.
+fn repeated_id(events: &[NewEvent]) -> Option<(usize, Uuid)> {
+    let mut seen = HashSet::with_capacity(events.len());
+    let repeated = events.iter().find(|event| !seen.insert(event.event_id))?;
+    let first = events
+        .iter()
+        .position(|event| event.event_id == repeated.event_id)?;
+    Some((first, repeated.event_id))
+}
+
+/// The original [`AppendResult`] when `records` (the stored events with the ids of `events`, in
+/// the same order) are exactly what appending `events` to `stream` at `expected` stored: the
+/// same rule as `composable::memory`, which the conformance suite holds both to.
+fn check_retry(
+    stream: &StreamId,
+    expected: ExpectedVersion,
+    events: &[NewEvent],
+    records: &[&RecordedEvent],
+) -> Option<AppendResult> {
+    let first = records.first()?;
+    let last = records.last()?;
+    if records.len() != events.len() {
+        return None;
+    }
+    let first_version = first.stream_version.get();
+    let in_place = records.iter().zip(0u64..).all(|(record, offset)| {
+        record.stream_id == *stream && record.stream_version.get() == first_version + offset
+    });
+    let where_expected = match expected {
+        ExpectedVersion::Any => true,
+        ExpectedVersion::NoStream => first_version == 1,
+        ExpectedVersion::Exact(version) => first_version == version.get() + 1,
+    };
+    let same_content = records.iter().zip(events).all(|(record, event)| {
+        record.event_id == event.event_id
+            && record.name == event.name
+            && record.version == event.version
+            && record.format == event.format
+            && record.payload == event.payload
+            && record.metadata == event.metadata
+    });
+    (in_place && where_expected && same_content).then_some(AppendResult {
+        first_version: first.stream_version,
+        last_version: last.stream_version,
+        last_position: last.position,
+    })
+}
+
+async fn stream_version_with<'e>(
+    executor: impl PgExecutor<'e>,
+    stream: &StreamId,
+) -> Result<Version, EventStoreError> {
+    let version: Option<i64> =
+        sqlx::query_scalar("SELECT version FROM streams WHERE stream_id = $1")
+            .bind(stream.as_str())
+            .fetch_optional(executor)
+            .await
+            .map_err(|error| store_error("read a stream's version", error))?;
+    match version {
+        None => Ok(Version::ZERO),
+        Some(version) => {
+            u64::try_from(version)
+                .map(Version)
+                .map_err(|_| EventStoreError::Corrupt {
+                    position: Position::START,
+                    reason: format!("stream `{stream}` has version {version}"),
+                })
+        }
+    }
+}
+
+impl EventStore for PostgresEventStore {
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, EventStoreError> {
+        if events.is_empty() {
+            return Err(EventStoreError::EmptyAppend {
+                stream: stream.clone(),
+            });
+        }
+        if let Some((first, event_id)) = repeated_id(&events) {
+            let actual = self.stream_version(stream).await?;
+            return Err(EventStoreError::DuplicateEventId {
+                event_id,
+                stream: stream.clone(),
+                version: Version(actual.get() + first as u64 + 1),
+            });
+        }
+        let expected_sql: Option<i64> = match expected {
+            ExpectedVersion::Any => None,
+            ExpectedVersion::NoStream => Some(0),
+            ExpectedVersion::Exact(version) => Some(to_i64(version.get())),
+        };
+        let metadata = events
+            .iter()
+            .map(|event| serde_json::to_string(&event.metadata))
+            .collect::<Result<Vec<String>, _>>()
+            .map_err(|error| EventStoreError::Backend {
+                operation: "encode event metadata",
+                source: Box::new(error),
+            })?;
+        let ids: Vec<Uuid> = events.iter().map(|event| event.event_id).collect();
+        let names: Vec<&str> = events.iter().map(|event| event.name.as_str()).collect();
+        let versions: Vec<i32> = events
+            .iter()
+            .map(|event| i32::from(event.version))
+            .collect();
+        let formats: Vec<&str> = events.iter().map(|event| event.format.as_str()).collect();
+        let payloads: Vec<&[u8]> = events
+            .iter()
+            .map(|event| event.payload.as_slice())
+            .collect();
+
+        let outcome = sqlx::query(APPEND)
+            .bind(stream.as_str())
+            .bind(expected_sql)
+            .bind(&ids)
+            .bind(&names)
+            .bind(&versions)
+            .bind(&formats)
+            .bind(&payloads)
+            .bind(&metadata)
+            .fetch_one(&self.pool)
+            .await;
+        let row = match outcome {
+            Ok(row) => row,
+            Err(error) => {
+                return match unique_violation(&error) {
+                    Some("events_event_id_key") => {
+                        self.explain_refusal(stream, expected, &events, None).await
+                    }
+                    Some("events_stream_version_key") => Err(EventStoreError::Conflict {
+                        stream: stream.clone(),
+                        expected,
+                        actual: self.stream_version(stream).await?,
+                    }),
+                    _ => Err(store_error("append events", error)),
+                };
+            }
+        };
+        let decode = |error: sqlx::Error| store_error("read an append's outcome", error);
+        let new_version: i64 = row.try_get("new_version").map_err(decode)?;
+        let last_position: Option<i64> = row.try_get("last_position").map_err(decode)?;
+        let new_version = u64::try_from(new_version).map_err(|_| EventStoreError::Corrupt {
+            position: Position::START,
+            reason: format!("stream `{stream}` has version {new_version}"),
+        })?;
+        let Some(last_position) = last_position else {
+            return self
+                .explain_refusal(stream, expected, &events, Some(Version(new_version)))
+                .await;
+        };
+        let last_position = u64::try_from(last_position).map_err(|_| EventStoreError::Corrupt {
+            position: Position::START,
+            reason: format!("append to `{stream}` was given position {last_position}"),
+        })?;
+        Ok(AppendResult {
+            first_version: Version(new_version + 1 - events.len() as u64),
+            last_version: Version(new_version),
+            last_position: Position(last_position),
+        })
+    }
+
+    fn read_stream<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        after: Version,
+    ) -> BoxStream<'a, Result<RecordedEvent, EventStoreError>> {
+        // One query whose rows are decoded as they arrive: a long stream is never held in
+        // memory whole, and it costs one round trip and one plan, like a hand-written SELECT.
+        // The stream holds a pooled connection until it is dropped or exhausted.
+        sqlx::query(&READ_STREAM)
+            .bind(stream.as_str())
+            .bind(to_i64(after.get()))
+            .fetch(&self.pool)
+            .map(|row| {
+                row.map_err(|error| store_error("read a stream", error))
+                    .and_then(|row| recorded_event(&row))
+            })
+            .boxed()
+    }
+
+    async fn read_all(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, EventStoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // Only rows of transactions older than every transaction still running: positions
+        // are taken in transaction-id order, so no running transaction can commit a position
+        // lower than one returned here. See docs/adr/0001-postgres-event-store.md.
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events \
+             WHERE position > $1 \
+               AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+             ORDER BY position LIMIT $2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(to_i64(after.get()))
+            .bind(to_i64(limit as u64))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|error| store_error("read the global log", error))?;
+        rows.iter().map(recorded_event).collect()
+    }
+
+    async fn stream_version(&self, stream: &StreamId) -> Result<Version, EventStoreError> {
+        stream_version_with(&self.pool, stream).await
+    }
+
+    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), EventStoreError> {
+        sqlx::query(
+            "INSERT INTO snapshots AS s \
+                 (stream_id, version, schema_version, payload_format, state, taken_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (stream_id) DO UPDATE SET \
+                 version = EXCLUDED.version, schema_version = EXCLUDED.schema_version, \
+                 payload_format = EXCLUDED.payload_format, state = EXCLUDED.state, \
+                 taken_at = EXCLUDED.taken_at \
+             WHERE s.version <= EXCLUDED.version",
+        )
+        .bind(snapshot.stream_id.as_str())
+        .bind(to_i64(snapshot.version.get()))
+        .bind(i64::from(snapshot.schema_version))
+        .bind(&snapshot.format)
+        .bind(&snapshot.state)
+        .bind(snapshot.taken_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|error| store_error("save a snapshot", error))?;
+        Ok(())
+    }
+
+    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, EventStoreError> {
+        let sql = format!("SELECT {SNAPSHOT_COLUMNS} FROM snapshots WHERE stream_id = $1");
+        let row = sqlx::query(&sql)
+            .bind(stream.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|error| store_error("load a snapshot", error))?;
+        row.as_ref().map(snapshot).transpose()
+    }
+}

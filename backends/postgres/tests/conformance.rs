@@ -1,0 +1,5 @@
+//! The event store conformance suite against PostgreSQL.
+
+mod common;
+
+composable::event_store_conformance!(common::fresh_store);

@@ -49,10 +49,7 @@ const RAW_INSERT: &str = "INSERT INTO raw_events (stream_id, stream_version, eve
                                metadata, ord)";
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(default)
+    std::env::var(name).ok().and_then(|value| value.parse().ok()).unwrap_or(default)
 }
 
 fn event(index: usize) -> NewEvent {
@@ -72,10 +69,8 @@ async fn raw_insert(pool: &PgPool, stream: &str, after: i64, events: &[NewEvent]
     let versions: Vec<i32> = events.iter().map(|e| i32::from(e.version)).collect();
     let formats: Vec<&str> = events.iter().map(|e| e.format.as_str()).collect();
     let payloads: Vec<&[u8]> = events.iter().map(|e| e.payload.as_slice()).collect();
-    let metadata: Vec<String> = events
-        .iter()
-        .map(|e| serde_json::to_string(&e.metadata).unwrap())
-        .collect();
+    let metadata: Vec<String> =
+        events.iter().map(|e| serde_json::to_string(&e.metadata).unwrap()).collect();
     sqlx::query(RAW_INSERT)
         .bind(stream)
         .bind(&ids)
@@ -160,13 +155,8 @@ async fn main() {
     );
     let admin: PgConnectOptions = url.parse().expect("DATABASE_URL is a valid URL");
     let name = format!("composable_bench_{}", Uuid::now_v7().simple());
-    let mut connection = PgConnection::connect_with(&admin)
-        .await
-        .expect("connect to DATABASE_URL");
-    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
-        .execute(&mut connection)
-        .await
-        .unwrap();
+    let mut connection = PgConnection::connect_with(&admin).await.expect("connect to DATABASE_URL");
+    sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut connection).await.unwrap();
     let store = PostgresEventStore::builder()
         .connect_options(admin.clone().database(&name))
         .max_connections(20)
@@ -185,10 +175,7 @@ async fn main() {
         let raw = events.clone();
         let stream = StreamId::new("batch", round).unwrap();
         let started = Instant::now();
-        store
-            .append(&stream, ExpectedVersion::NoStream, events)
-            .await
-            .unwrap();
+        store.append(&stream, ExpectedVersion::NoStream, events).await.unwrap();
         framework.push(started.elapsed());
         let started = Instant::now();
         raw_insert(&pool, &format!("rawbatch-{round}"), 0, &raw).await;
@@ -228,19 +215,11 @@ async fn main() {
     let (mut framework, mut baseline) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
         let started = Instant::now();
-        let read: Vec<_> = store
-            .read_stream(&stream, Version::ZERO)
-            .try_collect()
-            .await
-            .unwrap();
+        let read: Vec<_> = store.read_stream(&stream, Version::ZERO).try_collect().await.unwrap();
         framework.push(started.elapsed());
         assert_eq!(read.len(), batch);
         let started = Instant::now();
-        let raw = sqlx::query(select)
-            .bind(stream.as_str())
-            .fetch_all(&pool)
-            .await
-            .unwrap();
+        let raw = sqlx::query(select).bind(stream.as_str()).fetch_all(&pool).await.unwrap();
         baseline.push(started.elapsed());
         assert_eq!(raw.len(), batch);
     }
@@ -256,13 +235,7 @@ async fn main() {
     for row in &rows {
         let ours = Row::rate(row.events, row.framework);
         let raw = Row::rate(row.events, row.baseline);
-        println!(
-            "| {} | {:.0} | {:.0} | {:.2} |",
-            row.name,
-            ours,
-            raw,
-            ours / raw
-        );
+        println!("| {} | {:.0} | {:.0} | {:.2} |", row.name, ours, raw, ours / raw);
     }
     println!("\n(median of {rounds} rounds; ratio = composable / raw, higher is better)");
 

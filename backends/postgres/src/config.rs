@@ -103,13 +103,9 @@ impl PostgresEventStoreBuilder {
     /// [`PostgresError::InvalidSchema`] unless the name is ASCII letters, digits and `_`, not
     /// starting with a digit.
     pub fn schema(mut self, schema: &str) -> Result<Self, PostgresError> {
-        let valid = schema
-            .chars()
-            .next()
-            .is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
-            && schema
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        let valid =
+            schema.chars().next().is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
+                && schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid {
             return Err(PostgresError::InvalidSchema(schema.to_owned()));
         }
@@ -142,10 +138,7 @@ impl PostgresEventStoreBuilder {
     /// when the first connection fails.
     pub async fn connect(self) -> Result<PostgresEventStore, PostgresError> {
         let (pool, options, builder) = self.split()?;
-        let pool = pool
-            .connect_with(options)
-            .await
-            .map_err(PostgresError::Connect)?;
+        let pool = pool.connect_with(options).await.map_err(PostgresError::Connect)?;
         Ok(PostgresEventStore::with_settings(pool, builder.schema))
     }
 
@@ -155,9 +148,6 @@ impl PostgresEventStoreBuilder {
     /// [`PostgresError::NoConnection`] without a URL or options.
     pub fn connect_lazy(self) -> Result<PostgresEventStore, PostgresError> {
         let (pool, options, builder) = self.split()?;
-        Ok(PostgresEventStore::with_settings(
-            pool.connect_lazy_with(options),
-            builder.schema,
-        ))
+        Ok(PostgresEventStore::with_settings(pool.connect_lazy_with(options), builder.schema))
     }
 }

@@ -47,15 +47,9 @@ pub(crate) fn is_transient(error: &sqlx::Error) -> bool {
 /// Maps a database error met while doing `operation`.
 pub(crate) fn store_error(operation: &'static str, error: sqlx::Error) -> EventStoreError {
     if is_transient(&error) {
-        EventStoreError::Unavailable {
-            operation,
-            source: Box::new(error),
-        }
+        EventStoreError::Unavailable { operation, source: Box::new(error) }
     } else {
-        EventStoreError::Backend {
-            operation,
-            source: Box::new(error),
-        }
+        EventStoreError::Backend { operation, source: Box::new(error) }
     }
 }
 

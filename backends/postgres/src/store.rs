@@ -84,10 +84,7 @@ impl PostgresEventStore {
                 .await
                 .map_err(|error| PostgresError::Migrate(error.into()))?;
         }
-        MIGRATOR
-            .run(&self.pool)
-            .await
-            .map_err(PostgresError::Migrate)
+        MIGRATOR.run(&self.pool).await.map_err(PostgresError::Migrate)
     }
 
     async fn stored_events(
@@ -100,9 +97,7 @@ impl PostgresEventStore {
             .fetch_all(&self.pool)
             .await
             .map_err(|error| store_error("look up stored event ids", error))?;
-        rows.iter()
-            .map(|row| recorded_event(row).map(|event| (event.event_id, event)))
-            .collect()
+        rows.iter().map(|row| recorded_event(row).map(|event| (event.event_id, event))).collect()
     }
 
     /// Decides what an append that was refused (`actual` is the stream's version, when known)
@@ -122,11 +117,7 @@ impl PostgresEventStore {
                 Some(actual) => actual,
                 None => self.stream_version(stream).await?,
             };
-            return Err(EventStoreError::Conflict {
-                stream: stream.clone(),
-                expected,
-                actual,
-            });
+            return Err(EventStoreError::Conflict { stream: stream.clone(), expected, actual });
         };
         check_retry(stream, expected, events, &records).ok_or_else(|| {
             EventStoreError::DuplicateEventId {
@@ -146,9 +137,7 @@ fn to_i64(value: u64) -> i64 {
 fn repeated_id(events: &[NewEvent]) -> Option<(usize, Uuid)> {
     let mut seen = HashSet::with_capacity(events.len());
     let repeated = events.iter().find(|event| !seen.insert(event.event_id))?;
-    let first = events
-        .iter()
-        .position(|event| event.event_id == repeated.event_id)?;
+    let first = events.iter().position(|event| event.event_id == repeated.event_id)?;
     Some((first, repeated.event_id))
 }
 
@@ -203,12 +192,10 @@ async fn stream_version_with<'e>(
     match version {
         None => Ok(Version::ZERO),
         Some(version) => {
-            u64::try_from(version)
-                .map(Version)
-                .map_err(|_| EventStoreError::Corrupt {
-                    position: Position::START,
-                    reason: format!("stream `{stream}` has version {version}"),
-                })
+            u64::try_from(version).map(Version).map_err(|_| EventStoreError::Corrupt {
+                position: Position::START,
+                reason: format!("stream `{stream}` has version {version}"),
+            })
         }
     }
 }
@@ -221,9 +208,7 @@ impl EventStore for PostgresEventStore {
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, EventStoreError> {
         if events.is_empty() {
-            return Err(EventStoreError::EmptyAppend {
-                stream: stream.clone(),
-            });
+            return Err(EventStoreError::EmptyAppend { stream: stream.clone() });
         }
         if let Some((first, event_id)) = repeated_id(&events) {
             let actual = self.stream_version(stream).await?;
@@ -248,15 +233,9 @@ impl EventStore for PostgresEventStore {
             })?;
         let ids: Vec<Uuid> = events.iter().map(|event| event.event_id).collect();
         let names: Vec<&str> = events.iter().map(|event| event.name.as_str()).collect();
-        let versions: Vec<i32> = events
-            .iter()
-            .map(|event| i32::from(event.version))
-            .collect();
+        let versions: Vec<i32> = events.iter().map(|event| i32::from(event.version)).collect();
         let formats: Vec<&str> = events.iter().map(|event| event.format.as_str()).collect();
-        let payloads: Vec<&[u8]> = events
-            .iter()
-            .map(|event| event.payload.as_slice())
-            .collect();
+        let payloads: Vec<&[u8]> = events.iter().map(|event| event.payload.as_slice()).collect();
 
         let outcome = sqlx::query(APPEND)
             .bind(stream.as_str())

@@ -30,10 +30,8 @@ async fn raw_append(
     let versions: Vec<i32> = events.iter().map(|e| i32::from(e.version)).collect();
     let formats: Vec<&str> = events.iter().map(|e| e.format.as_str()).collect();
     let payloads: Vec<&[u8]> = events.iter().map(|e| e.payload.as_slice()).collect();
-    let metadata: Vec<String> = events
-        .iter()
-        .map(|e| serde_json::to_string(&e.metadata).unwrap())
-        .collect();
+    let metadata: Vec<String> =
+        events.iter().map(|e| serde_json::to_string(&e.metadata).unwrap()).collect();
     let row = sqlx::query(
         "SELECT new_version, last_position \
          FROM composable_append($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -53,13 +51,7 @@ async fn raw_append(
 }
 
 async fn positions(store: &impl EventStore, after: Position) -> Vec<u64> {
-    store
-        .read_all(after, 100)
-        .await
-        .unwrap()
-        .iter()
-        .map(|event| event.position.get())
-        .collect()
+    store.read_all(after, 100).await.unwrap().iter().map(|event| event.position.get()).collect()
 }
 
 /// The positions after `after` once at least `count` are visible: other tests' transactions in
@@ -79,14 +71,9 @@ async fn settled_positions(store: &impl EventStore, after: Position, count: usiz
 async fn read_all_holds_back_events_behind_an_open_transaction() {
     let db = common::test_database().await;
     let store = &db.store;
-    let first = store
-        .append(&stream("before"), ExpectedVersion::Any, new_events(0, 1))
-        .await
-        .unwrap();
-    assert_eq!(
-        settled_positions(store, Position::START, 1).await,
-        [first.last_position.get()]
-    );
+    let first =
+        store.append(&stream("before"), ExpectedVersion::Any, new_events(0, 1)).await.unwrap();
+    assert_eq!(settled_positions(store, Position::START, 1).await, [first.last_position.get()]);
 
     // A writer takes the next positions and stays open.
     let mut slow = db.connection().await;
@@ -94,14 +81,8 @@ async fn read_all_holds_back_events_behind_an_open_transaction() {
     let (_, slow_last) = raw_append(&mut open, &stream("slow"), None, &new_events(1, 2)).await;
 
     // Later writers commit higher positions while it is open.
-    let later = store
-        .append(
-            &stream("later"),
-            ExpectedVersion::NoStream,
-            new_events(3, 2),
-        )
-        .await
-        .unwrap();
+    let later =
+        store.append(&stream("later"), ExpectedVersion::NoStream, new_events(3, 2)).await.unwrap();
     assert!(later.last_position.get() > u64::try_from(slow_last).unwrap());
     for _ in 0..5 {
         assert_eq!(
@@ -114,11 +95,7 @@ async fn read_all_holds_back_events_behind_an_open_transaction() {
 
     open.commit().await.unwrap();
     let after_gap = settled_positions(store, first.last_position, 4).await;
-    assert_eq!(
-        after_gap.len(),
-        4,
-        "the reader continues with nothing skipped"
-    );
+    assert_eq!(after_gap.len(), 4, "the reader continues with nothing skipped");
     assert_eq!(*after_gap.last().unwrap(), later.last_position.get());
     assert!(after_gap.windows(2).all(|w| w[0] < w[1]));
     let names: Vec<String> = store
@@ -128,10 +105,7 @@ async fn read_all_holds_back_events_behind_an_open_transaction() {
         .iter()
         .map(|event| event.stream_id.to_string())
         .collect();
-    assert_eq!(
-        names,
-        ["fault-slow", "fault-slow", "fault-later", "fault-later"]
-    );
+    assert_eq!(names, ["fault-slow", "fault-slow", "fault-later", "fault-later"]);
     db.drop_database().await;
 }
 
@@ -142,20 +116,12 @@ async fn a_rolled_back_append_leaves_no_event_and_blocks_nothing() {
     let mut connection = db.connection().await;
     let mut open = connection.begin().await.unwrap();
     raw_append(&mut open, &stream("gone"), None, &new_events(0, 2)).await;
-    let later = store
-        .append(&stream("kept"), ExpectedVersion::Any, new_events(2, 1))
-        .await
-        .unwrap();
+    let later =
+        store.append(&stream("kept"), ExpectedVersion::Any, new_events(2, 1)).await.unwrap();
     assert!(positions(store, Position::START).await.is_empty());
     open.rollback().await.unwrap();
-    assert_eq!(
-        settled_positions(store, Position::START, 1).await,
-        [later.last_position.get()]
-    );
-    assert_eq!(
-        store.stream_version(&stream("gone")).await.unwrap(),
-        Version::ZERO
-    );
+    assert_eq!(settled_positions(store, Position::START, 1).await, [later.last_position.get()]);
+    assert_eq!(store.stream_version(&stream("gone")).await.unwrap(), Version::ZERO);
     db.drop_database().await;
 }
 
@@ -175,10 +141,7 @@ async fn an_append_after_other_writes_in_its_transaction_is_refused() {
     .fetch_one(&mut *open)
     .await;
     let error = result.unwrap_err();
-    assert!(
-        error.to_string().contains("first write of its transaction"),
-        "{error}"
-    );
+    assert!(error.to_string().contains("first write of its transaction"), "{error}");
     drop(open);
     db.drop_database().await;
 }
@@ -188,20 +151,13 @@ async fn refused_appends_take_no_position() {
     let db = common::test_database().await;
     let store = &db.store;
     let s = stream("gapless");
-    let first = store
-        .append(&s, ExpectedVersion::NoStream, new_events(0, 1))
-        .await
-        .unwrap();
+    let first = store.append(&s, ExpectedVersion::NoStream, new_events(0, 1)).await.unwrap();
     for tag in 1..5 {
-        let refused = store
-            .append(&s, ExpectedVersion::NoStream, new_events(tag, 3))
-            .await;
+        let refused = store.append(&s, ExpectedVersion::NoStream, new_events(tag, 3)).await;
         assert!(matches!(refused, Err(EventStoreError::Conflict { .. })));
     }
-    let next = store
-        .append(&s, ExpectedVersion::Exact(Version(1)), new_events(10, 1))
-        .await
-        .unwrap();
+    let next =
+        store.append(&s, ExpectedVersion::Exact(Version(1)), new_events(10, 1)).await.unwrap();
     assert_eq!(next.last_position.get(), first.last_position.get() + 1);
     db.drop_database().await;
 }
@@ -254,15 +210,9 @@ async fn read_raw_stream(
 async fn metadata_of_the_wrong_shape_is_a_corrupt_row() {
     let db = common::test_database().await;
     let position = insert_raw_row(&db, r#"{"correlation": 7}"#, 1).await;
-    for result in [
-        settled_read_all(&db.store).await,
-        read_raw_stream(&db).await,
-    ] {
+    for result in [settled_read_all(&db.store).await, read_raw_stream(&db).await] {
         match result {
-            Err(EventStoreError::Corrupt {
-                position: at,
-                reason,
-            }) => {
+            Err(EventStoreError::Corrupt { position: at, reason }) => {
                 assert_eq!(at, Position(position));
                 assert!(reason.contains("metadata"), "{reason}");
             }
@@ -278,10 +228,7 @@ async fn an_impossible_event_version_is_a_corrupt_row() {
     let metadata = serde_json::to_string(&new_event(0).metadata).unwrap();
     let position = insert_raw_row(&db, &metadata, -3).await;
     match settled_read_all(&db.store).await {
-        Err(EventStoreError::Corrupt {
-            position: at,
-            reason,
-        }) => {
+        Err(EventStoreError::Corrupt { position: at, reason }) => {
             assert_eq!(at, Position(position));
             assert!(reason.contains("event version -3"), "{reason}");
         }
@@ -300,10 +247,7 @@ async fn payload_bytes_are_returned_as_stored_even_when_they_do_not_decode() {
     assert_eq!(events[0].payload, [0xde, 0xad, 0xbe, 0xef]);
     assert_eq!(events[0].position, Position(position));
     let decoded = events[0].decode::<NoEvents, _>(&composable::Bincode);
-    assert!(
-        decoded.is_err(),
-        "decoding is the caller's job, and fails there"
-    );
+    assert!(decoded.is_err(), "decoding is the caller's job, and fails there");
     db.drop_database().await;
 }
 
@@ -328,14 +272,9 @@ impl composable::EventSet for NoEvents {
         version: u16,
         bytes: &[u8],
     ) -> Result<Self, composable::DecodeError> {
-        let _: (u64, u64) =
-            codec
-                .decode(bytes)
-                .map_err(|source| composable::DecodeError::Payload {
-                    name: "none",
-                    version,
-                    source,
-                })?;
+        let _: (u64, u64) = codec
+            .decode(bytes)
+            .map_err(|source| composable::DecodeError::Payload { name: "none", version, source })?;
         let _ = name;
         Ok(NoEvents)
     }
@@ -345,30 +284,17 @@ impl composable::EventSet for NoEvents {
 async fn a_retry_after_a_lost_response_returns_the_original_result() {
     let db = common::test_database().await;
     let s = stream("lost");
-    db.store
-        .append(&s, ExpectedVersion::NoStream, new_events(0, 1))
-        .await
-        .unwrap();
+    db.store.append(&s, ExpectedVersion::NoStream, new_events(0, 1)).await.unwrap();
     let batch = new_events(1, 3);
     // The append reached the database and committed, but its answer never came back.
     let mut connection = db.connection().await;
     let (version, last_position) = raw_append(&mut connection, &s, Some(1), &batch).await;
     drop(connection);
 
-    let retried = db
-        .store
-        .append(&s, ExpectedVersion::Exact(Version(1)), batch)
-        .await
-        .unwrap();
+    let retried = db.store.append(&s, ExpectedVersion::Exact(Version(1)), batch).await.unwrap();
     assert_eq!(retried.first_version, Version(2));
-    assert_eq!(
-        retried.last_version,
-        Version(u64::try_from(version).unwrap())
-    );
-    assert_eq!(
-        retried.last_position,
-        Position(u64::try_from(last_position).unwrap())
-    );
+    assert_eq!(retried.last_version, Version(u64::try_from(version).unwrap()));
+    assert_eq!(retried.last_position, Position(u64::try_from(last_position).unwrap()));
     assert_eq!(db.store.stream_version(&s).await.unwrap(), Version(4));
     db.drop_database().await;
 }
@@ -406,11 +332,7 @@ async fn writers_racing_with_any_on_one_stream_lose_nothing() {
         tasks.push(tokio::spawn(async move {
             for batch in 0..5u32 {
                 store
-                    .append(
-                        &s,
-                        ExpectedVersion::Any,
-                        new_events(writer * 100 + batch * 2, 2),
-                    )
+                    .append(&s, ExpectedVersion::Any, new_events(writer * 100 + batch * 2, 2))
                     .await
                     .unwrap();
             }
@@ -419,11 +341,7 @@ async fn writers_racing_with_any_on_one_stream_lose_nothing() {
     for task in tasks {
         task.await.unwrap();
     }
-    let events: Vec<_> = store
-        .read_stream(&s, Version::ZERO)
-        .try_collect()
-        .await
-        .unwrap();
+    let events: Vec<_> = store.read_stream(&s, Version::ZERO).try_collect().await.unwrap();
     assert_eq!(events.len(), 160);
     for (index, event) in events.iter().enumerate() {
         assert_eq!(event.stream_version, Version(index as u64 + 1));
@@ -441,12 +359,7 @@ async fn unreachable_database_is_unavailable_not_a_panic() {
         .unwrap();
     let error = store.stream_version(&stream("x")).await.unwrap_err();
     assert!(error.is_transient(), "{error}");
-    let error = store
-        .append(&stream("x"), ExpectedVersion::Any, new_events(0, 1))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(error, EventStoreError::Unavailable { .. }),
-        "{error}"
-    );
+    let error =
+        store.append(&stream("x"), ExpectedVersion::Any, new_events(0, 1)).await.unwrap_err();
+    assert!(matches!(error, EventStoreError::Unavailable { .. }), "{error}");
 }

@@ -27,16 +27,8 @@ fn restart_server() {
         .parent()
         .map(|dir| dir.join("postgres.log"))
         .unwrap_or_else(|| PathBuf::from("/tmp/postgres-restart.log"));
-    let pg_ctl_args = [
-        "-D",
-        data.as_str(),
-        "-l",
-        log.to_str().unwrap(),
-        "-w",
-        "restart",
-        "-m",
-        "fast",
-    ];
+    let pg_ctl_args =
+        ["-D", data.as_str(), "-l", log.to_str().unwrap(), "-w", "restart", "-m", "fast"];
     let is_root = Command::new("id")
         .arg("-u")
         .output()
@@ -63,10 +55,7 @@ async fn the_store_keeps_working_across_a_server_restart() {
     let db = common::test_database().await;
     let store = &db.store;
     let s = StreamId::new("restart", 1).unwrap();
-    store
-        .append(&s, ExpectedVersion::NoStream, new_events(0, 2))
-        .await
-        .unwrap();
+    store.append(&s, ExpectedVersion::NoStream, new_events(0, 2)).await.unwrap();
     // A writer keeps appending through the restart: while the server is down every failure
     // must be a typed `Unavailable`.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -78,10 +67,7 @@ async fn the_store_keeps_working_across_a_server_restart() {
             let mut tag = 100;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 tag += 1;
-                match store
-                    .append(&s, ExpectedVersion::Any, new_events(tag, 1))
-                    .await
-                {
+                match store.append(&s, ExpectedVersion::Any, new_events(tag, 1)).await {
                     Ok(_) => ok += 1,
                     Err(EventStoreError::Unavailable { .. }) => unavailable += 1,
                     Err(other) => panic!("a writer during the restart got {other}"),
@@ -97,33 +83,20 @@ async fn the_store_keeps_working_across_a_server_restart() {
     let mut transient_failures = 0;
     let batch = new_events(2, 2);
     let appended = loop {
-        match store
-            .append(&s, ExpectedVersion::Exact(Version(2)), batch.clone())
-            .await
-        {
+        match store.append(&s, ExpectedVersion::Exact(Version(2)), batch.clone()).await {
             Ok(result) => break result,
             Err(error @ EventStoreError::Unavailable { .. }) => {
                 transient_failures += 1;
-                assert!(
-                    Instant::now() < deadline,
-                    "still unavailable after 30 s: {error}"
-                );
+                assert!(Instant::now() < deadline, "still unavailable after 30 s: {error}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Err(other) => panic!("expected success or Unavailable after a restart, got {other}"),
         }
     };
     assert_eq!(appended.last_version, Version(4));
-    let events: Vec<_> = store
-        .read_stream(&s, Version::ZERO)
-        .try_collect()
-        .await
-        .unwrap();
+    let events: Vec<_> = store.read_stream(&s, Version::ZERO).try_collect().await.unwrap();
     assert_eq!(events.len(), 4);
-    assert!(
-        transient_failures < 50,
-        "{transient_failures} failures before the pool reconnected"
-    );
+    assert!(transient_failures < 50, "{transient_failures} failures before the pool reconnected");
     tokio::time::sleep(Duration::from_millis(200)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (ok, unavailable) = hammer.await.unwrap();

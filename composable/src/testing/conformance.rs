@@ -481,10 +481,7 @@ where
     assert!(read_all_vec(&store, Position::START, 0).await.is_empty());
     let everything = read_all_settled(&store, sent.len()).await;
     assert_eq!(everything.len(), sent.len());
-    assert_eq!(
-        read_all_vec(&store, Position::START, 1000).await,
-        everything
-    );
+    assert_eq!(read_all_vec(&store, Position::START, 1000).await, everything);
     for (recorded, sent) in everything.iter().zip(&sent) {
         assert_same_event(recorded, sent);
     }

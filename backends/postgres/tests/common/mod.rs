@@ -23,17 +23,12 @@ pub fn database_url() -> String {
 
 pub fn admin_options() -> PgConnectOptions {
     let url = database_url();
-    url.parse()
-        .unwrap_or_else(|error| panic!("DATABASE_URL `{url}` is not a valid URL: {error}"))
+    url.parse().unwrap_or_else(|error| panic!("DATABASE_URL `{url}` is not a valid URL: {error}"))
 }
 
 pub async fn admin_connection() -> PgConnection {
     let options = admin_options();
-    match tokio::time::timeout(
-        Duration::from_secs(10),
-        PgConnection::connect_with(&options),
-    )
-    .await
+    match tokio::time::timeout(Duration::from_secs(10), PgConnection::connect_with(&options)).await
     {
         Ok(Ok(connection)) => connection,
         Ok(Err(error)) => panic!(
@@ -71,12 +66,9 @@ impl TestDatabase {
     pub async fn drop_database(self) {
         self.store.pool().close().await;
         let mut admin = admin_connection().await;
-        let _ = sqlx::query(&format!(
-            "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-            self.name
-        ))
-        .execute(&mut admin)
-        .await;
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name))
+            .execute(&mut admin)
+            .await;
     }
 }
 
@@ -96,10 +88,7 @@ pub async fn test_database() -> TestDatabase {
         .connect()
         .await
         .unwrap_or_else(|error| panic!("connect to {name}: {error}"));
-    store
-        .migrate()
-        .await
-        .unwrap_or_else(|error| panic!("migrate {name}: {error}"));
+    store.migrate().await.unwrap_or_else(|error| panic!("migrate {name}: {error}"));
     TestDatabase { name, store }
 }
 

@@ -56,6 +56,14 @@ impl From<OrderPlacedV1> for OrderPlaced {
     }
 }
 
+/// An item was added to a placed order.
+#[event(name = "order.item_added", version = 1)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ItemAdded {
+    /// The new line.
+    pub item: LineItem,
+}
+
 /// An order was cancelled.
 #[event(name = "order.cancelled", version = 1)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -81,6 +89,13 @@ pub struct PlaceOrder {
     pub customer: String,
     /// What.
     pub items: Vec<LineItem>,
+}
+
+/// Add an item to a placed order that has not shipped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AddItem {
+    /// The new line.
+    pub item: LineItem,
 }
 
 /// Cancel an order that has not shipped.
@@ -179,6 +194,19 @@ impl Order {
     }
 
     #[command]
+    fn add_item(&self, cmd: AddItem, env: &ShopEnv) -> Result<ItemAdded, OrderError> {
+        match self.status {
+            Status::New => Err(OrderError::NotPlaced),
+            Status::Shipped => Err(OrderError::AlreadyShipped),
+            Status::Cancelled => Err(OrderError::Cancelled),
+            Status::Placed if self.items.len() >= env.max_items => {
+                Err(OrderError::TooManyItems { max: env.max_items })
+            }
+            Status::Placed => Ok(ItemAdded { item: cmd.item }),
+        }
+    }
+
+    #[command]
     fn cancel(&self, cmd: CancelOrder) -> Result<OrderCancelled, OrderError> {
         match self.status {
             Status::New => Err(OrderError::NotPlaced),
@@ -206,6 +234,12 @@ impl Order {
         self.customer.clone_from(&event.customer);
         self.items.clone_from(&event.items);
         self.total = event.total;
+    }
+
+    #[apply]
+    fn item_added(&mut self, event: &ItemAdded) {
+        self.total += event.item.subtotal();
+        self.items.push(event.item.clone());
     }
 
     #[apply]

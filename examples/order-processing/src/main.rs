@@ -1,9 +1,11 @@
-//! Places, ships and cancels orders through the aggregate runner, on the in-memory event store.
+//! Places, ships and cancels orders through the aggregate runner: on the in-memory event store,
+//! or on PostgreSQL when `DATABASE_URL` is set (the schema is migrated on start).
 //!
 //! ```text
 //! order-processing                      # the demo
 //! order-processing place FIRST COUNT    # place orders FIRST..FIRST+COUNT, one line each
-//! order-processing show ID              # one order, rebuilt from its events
+//! order-processing grow ID COUNT        # place order ID, then add COUNT items, one line each
+//! order-processing show ID              # one order, rebuilt from its snapshot and events
 //! ```
 
 use std::process::ExitCode;
@@ -13,8 +15,9 @@ use composable::{
     AggregateRunner, Bincode, Codec, EventMetadata, EventStore, ExpectedVersion,
     InMemoryEventStore, NewEvent, StreamId, SystemClock,
 };
+use composable_postgres::PostgresEventStore;
 use order_processing::{
-    CancelOrder, LineItem, Order, OrderPlacedV1, PlaceOrder, ShipOrder, ShopEnv, Status,
+    AddItem, CancelOrder, LineItem, Order, OrderPlacedV1, PlaceOrder, ShipOrder, ShopEnv, Status,
 };
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -22,7 +25,14 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match run(InMemoryEventStore::new(), &args).await {
+    let outcome = match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.is_empty() => match postgres(&url).await {
+            Ok(store) => run(store, &args).await,
+            Err(error) => Err(error),
+        },
+        _ => run(InMemoryEventStore::new(), &args).await,
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");
@@ -31,8 +41,14 @@ async fn main() -> ExitCode {
     }
 }
 
+async fn postgres(url: &str) -> Result<PostgresEventStore, Error> {
+    let store = PostgresEventStore::connect(url).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
 fn env() -> ShopEnv {
-    ShopEnv { clock: Arc::new(SystemClock), max_items: 10 }
+    ShopEnv { clock: Arc::new(SystemClock), max_items: 100_000 }
 }
 
 async fn run<S: EventStore + Clone>(store: S, args: &[String]) -> Result<(), Error> {
@@ -49,16 +65,29 @@ async fn run<S: EventStore + Clone>(store: S, args: &[String]) -> Result<(), Err
             }
             Ok(())
         }
+        ["grow", id, count] => {
+            let count: u64 = count.parse()?;
+            let items = vec![item("tea", 1, 450)];
+            runner.execute(id, PlaceOrder { customer: format!("c{id}"), items }).await?;
+            for _ in 0..count {
+                let done = runner.execute(id, AddItem { item: item("cake", 1, 300) }).await?;
+                println!("added {id} v{}", done.version);
+            }
+            Ok(())
+        }
         ["show", id] => {
             let loaded = runner.load(id).await?;
             let snapshot = loaded.snapshot.map_or("none".to_owned(), |v| v.to_string());
             println!(
-                "{id} {:?} total={} v{} snapshot={snapshot}",
-                loaded.state.status, loaded.state.total, loaded.version
+                "{id} {:?} items={} total={} v{} snapshot={snapshot}",
+                loaded.state.status,
+                loaded.state.items.len(),
+                loaded.state.total,
+                loaded.version
             );
             Ok(())
         }
-        _ => Err("usage: order-processing [place FIRST COUNT | show ID]".into()),
+        _ => Err("usage: order-processing [place FIRST COUNT | grow ID COUNT | show ID]".into()),
     }
 }
 

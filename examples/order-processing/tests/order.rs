@@ -69,6 +69,26 @@ fn orders_are_placed_once() {
         .then_error(OrderError::AlreadyPlaced);
 }
 
+#[test]
+fn items_can_be_added_until_the_order_ships() {
+    let state = AggregateTest::<Order>::new(env())
+        .given([placed()])
+        .when(AddItem { item: item("cake", 1, 300) })
+        .then([ItemAdded { item: item("cake", 1, 300) }]);
+    assert_eq!((state.items.len(), state.total), (2, 1200));
+    AggregateTest::<Order>::new(env())
+        .given([
+            OrderEvent::from(placed()),
+            ItemAdded { item: item("a", 1, 1) }.into(),
+            ItemAdded { item: item("b", 1, 1) }.into(),
+        ])
+        .when(AddItem { item: item("c", 1, 1) })
+        .then_error(OrderError::TooManyItems { max: 3 });
+    AggregateTest::<Order>::new(env())
+        .when(AddItem { item: item("c", 1, 1) })
+        .then_error(OrderError::NotPlaced);
+}
+
 #[tokio::test]
 async fn the_runner_places_cancels_and_rebuilds() {
     let runner = AggregateRunner::<Order, _>::new(InMemoryEventStore::new(), env());

@@ -13,13 +13,20 @@
 //! * single appends: one-event `append`s with `Exact` expected versions, by 1 writer and by 16
 //!   writers on different streams, vs single-row `INSERT`s (one transaction each);
 //! * stream read: `read_stream` of a `BENCH_BATCH`-event stream vs one raw `SELECT` of the same
-//!   rows. Neither decodes payloads: decoding and applying are measured at the aggregate level.
+//!   rows. Neither decodes payloads;
+//! * replay: `AggregateRunner::load` (read, decode, apply) of a `BENCH_BATCH`-event aggregate vs
+//!   the raw `SELECT` of the same rows;
+//! * snapshot: loading a 10000-event aggregate from a snapshot at its last version vs replaying
+//!   all of its events (both through the runner).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark that cannot set up stops
 
 use std::time::{Duration, Instant};
 
-use composable::{EventMetadata, EventStore, ExpectedVersion, NewEvent, StreamId, Version};
+use composable::{
+    Aggregate, AggregateRunner, Bincode, EventMetadata, EventStore, ExpectedVersion, NewEvent,
+    StreamId, Version, apply, command,
+};
 use composable_postgres::{PgConnectOptions, PgPool, PostgresEventStore};
 use futures::TryStreamExt;
 use sqlx::{Connection, PgConnection};
@@ -83,6 +90,74 @@ async fn raw_insert(pool: &PgPool, stream: &str, after: i64, events: &[NewEvent]
         .execute(pool)
         .await
         .unwrap();
+}
+
+/// A running total: the aggregate the replay and snapshot measurements load.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Tally {
+    total: u64,
+}
+
+#[composable::event(name = "tally.added", version = 1)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Added {
+    amount: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Add(u64);
+
+#[composable::aggregate(stream = "tally", vis = "pub(crate)")]
+impl Tally {
+    #[command]
+    fn add(&self, cmd: Add) -> Added {
+        Added { amount: cmd.0 }
+    }
+
+    #[apply]
+    fn added(&mut self, event: &Added) {
+        self.total += event.amount;
+    }
+}
+
+const SNAPSHOT_AT: u64 = 10_000;
+
+/// The same aggregate, snapshotted every `SNAPSHOT_AT` events.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+struct SnapshotTally {
+    total: u64,
+}
+
+#[composable::aggregate(stream = "tally", snapshot_every = 10_000, vis = "pub(crate)")]
+impl SnapshotTally {
+    #[command]
+    fn add(&self, cmd: Add) -> Added {
+        Added { amount: cmd.0 }
+    }
+
+    #[apply]
+    fn added(&mut self, event: &Added) {
+        self.total += event.amount;
+    }
+}
+
+/// Appends `count` encoded `Added { amount: 1 }` events to `stream`, in batches.
+async fn append_tally_events(store: &PostgresEventStore, stream: &StreamId, count: usize) {
+    let encoded = NewEvent::encode(
+        &TallyEvent::from(Added { amount: 1 }),
+        &Bincode,
+        EventMetadata::new_flow(chrono::Utc::now()),
+    )
+    .unwrap();
+    let mut written = 0;
+    while written < count {
+        let events: Vec<NewEvent> = (0..(count - written).min(10_000))
+            .map(|_| NewEvent { event_id: Uuid::now_v7(), ..encoded.clone() })
+            .collect();
+        let expected = ExpectedVersion::Exact(Version(written as u64));
+        written += events.len();
+        store.append(stream, expected, events).await.unwrap();
+    }
 }
 
 fn median(mut samples: Vec<Duration>) -> Duration {
@@ -226,6 +301,55 @@ async fn main() {
     rows.push(Row {
         name: format!("read_stream of {batch} events (no decoding)"),
         events: batch,
+        framework: median(framework),
+        baseline: median(baseline),
+    });
+
+    // (d) replay: load + decode + apply of a `batch`-event aggregate through the runner, against
+    // the raw SELECT of the same rows (which decodes and applies nothing).
+    let tallies = AggregateRunner::<Tally, _>::new(store.clone(), ());
+    let replayed = StreamId::new(Tally::STREAM, "replay").unwrap();
+    append_tally_events(&store, &replayed, batch).await;
+    let (mut framework, mut baseline) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let started = Instant::now();
+        let loaded = tallies.load("replay").await.unwrap();
+        framework.push(started.elapsed());
+        assert_eq!(loaded.state.total, batch as u64);
+        let started = Instant::now();
+        let raw = sqlx::query(select).bind(replayed.as_str()).fetch_all(&pool).await.unwrap();
+        baseline.push(started.elapsed());
+        assert_eq!(raw.len(), batch);
+    }
+    rows.push(Row {
+        name: format!("replay (load + decode + apply) of {batch} events vs raw SELECT"),
+        events: batch,
+        framework: median(framework),
+        baseline: median(baseline),
+    });
+
+    // (e) a 10k-event aggregate loaded from a snapshot at its last version, against a full
+    // replay of the same stream (the baseline here is the framework without a snapshot).
+    let snapshotting = AggregateRunner::<SnapshotTally, _>::new(store.clone(), ());
+    let plain = AggregateRunner::<Tally, _>::new(store.clone(), ());
+    let large = StreamId::new(Tally::STREAM, "large").unwrap();
+    append_tally_events(&store, &large, SNAPSHOT_AT as usize - 1).await;
+    // The command that crosses `SNAPSHOT_AT` writes the snapshot.
+    snapshotting.execute("large", Add(1)).await.unwrap();
+    let (mut framework, mut baseline) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let started = Instant::now();
+        let loaded = snapshotting.load("large").await.unwrap();
+        framework.push(started.elapsed());
+        assert_eq!(loaded.snapshot, Some(Version(SNAPSHOT_AT)));
+        let started = Instant::now();
+        let replayed = plain.load("large").await.unwrap();
+        baseline.push(started.elapsed());
+        assert_eq!((replayed.snapshot, replayed.state.total), (None, SNAPSHOT_AT));
+    }
+    rows.push(Row {
+        name: format!("load of a {SNAPSHOT_AT}-event aggregate: snapshot vs full replay"),
+        events: SNAPSHOT_AT as usize,
         framework: median(framework),
         baseline: median(baseline),
     });

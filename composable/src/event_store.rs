@@ -9,6 +9,10 @@ use std::future::Future;
 
 use futures::stream::BoxStream;
 
+use std::collections::HashSet;
+
+use uuid::Uuid;
+
 use crate::envelope::{NewEvent, RecordedEvent, Snapshot};
 use crate::stream::{ExpectedVersion, Position, StreamId, Version};
 
@@ -141,4 +145,54 @@ pub trait EventStore: Send + Sync + 'static {
         &self,
         stream: &StreamId,
     ) -> impl Future<Output = Result<Option<Snapshot>, EventStoreError>> + Send;
+}
+
+/// For backends: the original [`AppendResult`] when `records` (the stored events carrying the ids
+/// of `events`, in the same order) are exactly what appending `events` to `stream` at `expected`
+/// stored — the append is a retry. `None` means any other overlap, which is a
+/// [`EventStoreError::DuplicateEventId`].
+///
+/// Every store applies this one rule, and the conformance suite holds them to it.
+pub fn retried_append(
+    stream: &StreamId,
+    expected: ExpectedVersion,
+    events: &[NewEvent],
+    records: &[&RecordedEvent],
+) -> Option<AppendResult> {
+    let first = records.first()?;
+    let last = records.last()?;
+    if records.len() != events.len() {
+        return None;
+    }
+    let first_version = first.stream_version.get();
+    let in_place = records.iter().zip(0u64..).all(|(record, offset)| {
+        record.stream_id == *stream && record.stream_version.get() == first_version + offset
+    });
+    let where_expected = match expected {
+        ExpectedVersion::Any => true,
+        ExpectedVersion::NoStream => first_version == 1,
+        ExpectedVersion::Exact(version) => first_version == version.get() + 1,
+    };
+    let same_content = records.iter().zip(events).all(|(record, event)| {
+        record.event_id == event.event_id
+            && record.name == event.name
+            && record.version == event.version
+            && record.format == event.format
+            && record.payload == event.payload
+            && record.metadata == event.metadata
+    });
+    (in_place && where_expected && same_content).then_some(AppendResult {
+        first_version: first.stream_version,
+        last_version: last.stream_version,
+        last_position: last.position,
+    })
+}
+
+/// For backends: the first event id that appears twice in one append, with the index of its
+/// first occurrence. Stores refuse such an append before writing anything.
+pub fn repeated_event_id(events: &[NewEvent]) -> Option<(usize, Uuid)> {
+    let mut seen = HashSet::with_capacity(events.len());
+    let repeated = events.iter().find(|event| !seen.insert(event.event_id))?;
+    let first = events.iter().position(|event| event.event_id == repeated.event_id)?;
+    Some((first, repeated.event_id))
 }

@@ -16,7 +16,9 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::envelope::{NewEvent, RecordedEvent, Snapshot};
-use crate::event_store::{AppendResult, EventStore, EventStoreError};
+use crate::event_store::{
+    AppendResult, EventStore, EventStoreError, repeated_event_id, retried_append,
+};
 use crate::stream::{ExpectedVersion, Position, StreamId, Version};
 
 /// An [`EventStore`] held in memory: cheap to clone (clones share the same log), fast, and
@@ -127,55 +129,8 @@ impl Log {
         if records.len() != events.len() {
             return Err(duplicate());
         }
-        check_retry(stream, expected, events, &records).ok_or_else(duplicate)
+        retried_append(stream, expected, events, &records).ok_or_else(duplicate)
     }
-}
-
-/// The original [`AppendResult`] when `records` (the stored events with the ids of `events`, in
-/// the same order) are exactly what appending `events` to `stream` at `expected` stored.
-///
-/// `composable-postgres` applies the same rule; the conformance suite keeps the two in step.
-fn check_retry(
-    stream: &StreamId,
-    expected: ExpectedVersion,
-    events: &[NewEvent],
-    records: &[&RecordedEvent],
-) -> Option<AppendResult> {
-    let first = records.first()?;
-    let last = records.last()?;
-    if records.len() != events.len() {
-        return None;
-    }
-    let first_version = first.stream_version.get();
-    let in_place = records.iter().zip(0u64..).all(|(record, offset)| {
-        record.stream_id == *stream && record.stream_version.get() == first_version + offset
-    });
-    let where_expected = match expected {
-        ExpectedVersion::Any => true,
-        ExpectedVersion::NoStream => first_version == 1,
-        ExpectedVersion::Exact(version) => first_version == version.get() + 1,
-    };
-    let same_content = records.iter().zip(events).all(|(record, event)| {
-        record.event_id == event.event_id
-            && record.name == event.name
-            && record.version == event.version
-            && record.format == event.format
-            && record.payload == event.payload
-            && record.metadata == event.metadata
-    });
-    (in_place && where_expected && same_content).then_some(AppendResult {
-        first_version: first.stream_version,
-        last_version: last.stream_version,
-        last_position: last.position,
-    })
-}
-
-/// The first event id that appears twice in `events`, with the index of its first occurrence.
-fn repeated_id(events: &[NewEvent]) -> Option<(usize, Uuid)> {
-    let mut seen = std::collections::HashSet::with_capacity(events.len());
-    let repeated = events.iter().find(|event| !seen.insert(event.event_id))?;
-    let first = events.iter().position(|event| event.event_id == repeated.event_id)?;
-    Some((first, repeated.event_id))
 }
 
 impl EventStore for InMemoryEventStore {
@@ -191,7 +146,7 @@ impl EventStore for InMemoryEventStore {
         let result = {
             let mut log = self.log();
             let actual = log.version_of(stream);
-            if let Some((first, event_id)) = repeated_id(&events) {
+            if let Some((first, event_id)) = repeated_event_id(&events) {
                 return Err(EventStoreError::DuplicateEventId {
                     event_id,
                     stream: stream.clone(),

@@ -1,9 +1,10 @@
 //! The event store on PostgreSQL: appends through `composable_append` (one round trip),
 //! gap-safe global reads, streamed stream reads and snapshots.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
+use composable::event_store::{repeated_event_id, retried_append};
 use composable::{
     AppendResult, EventStore, EventStoreError, ExpectedVersion, NewEvent, Position, RecordedEvent,
     Snapshot, StreamId, Version,
@@ -119,7 +120,7 @@ impl PostgresEventStore {
             };
             return Err(EventStoreError::Conflict { stream: stream.clone(), expected, actual });
         };
-        check_retry(stream, expected, events, &records).ok_or_else(|| {
+        retried_append(stream, expected, events, &records).ok_or_else(|| {
             EventStoreError::DuplicateEventId {
                 event_id: first.event_id,
                 stream: first.stream_id.clone(),
@@ -131,52 +132,6 @@ impl PostgresEventStore {
 
 fn to_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
-}
-
-/// The first event id that appears twice in `events`, with the index of its first occurrence.
-fn repeated_id(events: &[NewEvent]) -> Option<(usize, Uuid)> {
-    let mut seen = HashSet::with_capacity(events.len());
-    let repeated = events.iter().find(|event| !seen.insert(event.event_id))?;
-    let first = events.iter().position(|event| event.event_id == repeated.event_id)?;
-    Some((first, repeated.event_id))
-}
-
-/// The original [`AppendResult`] when `records` (the stored events with the ids of `events`, in
-/// the same order) are exactly what appending `events` to `stream` at `expected` stored: the
-/// same rule as `composable::memory`, which the conformance suite holds both to.
-fn check_retry(
-    stream: &StreamId,
-    expected: ExpectedVersion,
-    events: &[NewEvent],
-    records: &[&RecordedEvent],
-) -> Option<AppendResult> {
-    let first = records.first()?;
-    let last = records.last()?;
-    if records.len() != events.len() {
-        return None;
-    }
-    let first_version = first.stream_version.get();
-    let in_place = records.iter().zip(0u64..).all(|(record, offset)| {
-        record.stream_id == *stream && record.stream_version.get() == first_version + offset
-    });
-    let where_expected = match expected {
-        ExpectedVersion::Any => true,
-        ExpectedVersion::NoStream => first_version == 1,
-        ExpectedVersion::Exact(version) => first_version == version.get() + 1,
-    };
-    let same_content = records.iter().zip(events).all(|(record, event)| {
-        record.event_id == event.event_id
-            && record.name == event.name
-            && record.version == event.version
-            && record.format == event.format
-            && record.payload == event.payload
-            && record.metadata == event.metadata
-    });
-    (in_place && where_expected && same_content).then_some(AppendResult {
-        first_version: first.stream_version,
-        last_version: last.stream_version,
-        last_position: last.position,
-    })
 }
 
 async fn stream_version_with<'e>(
@@ -210,7 +165,7 @@ impl EventStore for PostgresEventStore {
         if events.is_empty() {
             return Err(EventStoreError::EmptyAppend { stream: stream.clone() });
         }
-        if let Some((first, event_id)) = repeated_id(&events) {
+        if let Some((first, event_id)) = repeated_event_id(&events) {
             let actual = self.stream_version(stream).await?;
             return Err(EventStoreError::DuplicateEventId {
                 event_id,

@@ -7,14 +7,8 @@ use crate::testing::diff::debug_diff;
 
 /// Tests an aggregate's decisions without a store: fold the `given` events, decide the `when`
 /// command, and check the `then` events or error. Failures panic with a readable diff, like the
-/// [`TestStore`](crate::testing::TestStore).
-///
-/// ```ignore
-/// AggregateTest::<Order>::new(env)
-///     .given([OrderPlaced { .. }])
-///     .when(CancelOrder { .. })
-///     .then([OrderCancelled { .. }]);
-/// ```
+/// [`TestStore`](crate::testing::TestStore). The guide's aggregates chapter
+/// ([`crate::guide`]) has a complete, compiled example.
 #[derive(Debug)]
 pub struct AggregateTest<A: Aggregate> {
     env: A::Environment,

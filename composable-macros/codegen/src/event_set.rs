@@ -43,7 +43,7 @@ pub(crate) fn expand(
             let (a_ty, b_ty) = (a.1, b.1);
             let message = format!(
                 "`{}` and `{}` are stored under the same event name, so stored events couldn't be \
-                 told apart: give each event of an {owner} its own `name`",
+                 told apart: give each event of {owner} its own `name`",
                 a.0, b.0,
             );
             quote_spanned! {b_ty.span()=>

@@ -73,10 +73,11 @@ pub(crate) fn outside_aggregate(
     let name = kind.attribute();
     let container = kind.container();
     let short = container.split('(').next().unwrap_or(container);
+    let article = if short.starts_with('a') { "an" } else { "a" };
     let error = syn::Error::new(
         Span::call_site(),
         format!(
-            "`#[{name}]` must be inside an `#[{short}]` impl block: put this method in an \
+            "`#[{name}]` must be inside {article} `#[{short}]` impl block: put this method in an \
              `impl` block annotated with `#[{container}]`",
         ),
     );

@@ -101,7 +101,7 @@ fn event_enum(aggregate: &Aggregate, rt: &TokenStream) -> TokenStream {
 fn event_set(aggregate: &Aggregate, rt: &TokenStream) -> TokenStream {
     let events: Vec<(&syn::Ident, &syn::Type)> =
         aggregate.events.iter().map(|Apply { variant, ty, .. }| (variant, ty)).collect();
-    crate::event_set::expand(&aggregate.event_enum, &events, "aggregate", rt)
+    crate::event_set::expand(&aggregate.event_enum, &events, "an aggregate", rt)
 }
 
 fn aggregate_impl(aggregate: &Aggregate, rt: &TokenStream) -> TokenStream {

@@ -40,7 +40,7 @@ fn event_enum(saga: &Saga, rt: &TokenStream) -> TokenStream {
     });
     let events: Vec<(&syn::Ident, &syn::Type)> =
         steps.iter().map(|Step { variant, ty, .. }| (variant, ty)).collect();
-    let event_set = crate::event_set::expand(event_enum, &events, "saga", rt);
+    let event_set = crate::event_set::expand(event_enum, &events, "a saga", rt);
     quote! {
         #[doc = #doc]
         #[derive(::core::fmt::Debug, ::core::clone::Clone, ::core::cmp::PartialEq)]

@@ -89,7 +89,7 @@ impl Saga {
         for handler in &handlers {
             match handler.kind {
                 HandlerKind::Start | HandlerKind::Step => {
-                    let Some(step) = step(handler, args.key.as_ref(), errors) else {
+                    let Some(step) = step(handler, args.key.as_ref(), parsed_args, errors) else {
                         continue;
                     };
                     if let Some(first) = steps.iter().find(|s| s.variant == step.variant) {
@@ -246,7 +246,12 @@ fn parse_duration(text: &str) -> Option<u64> {
     number.checked_mul(scale).filter(|ms| *ms > 0)
 }
 
-fn step(handler: &Handler, saga_key: Option<&syn::Ident>, errors: &mut Errors) -> Option<Step> {
+fn step(
+    handler: &Handler,
+    saga_key: Option<&syn::Ident>,
+    saga_args_parsed: bool,
+    errors: &mut Errors,
+) -> Option<Step> {
     let sig = &handler.sig;
     let method = &sig.ident;
     let mut ok = check_plain_fn(sig, handler.kind, errors);
@@ -325,7 +330,8 @@ fn step(handler: &Handler, saga_key: Option<&syn::Ident>, errors: &mut Errors) -
     let default_args = StepArgs::default();
     let args = args.unwrap_or(&default_args);
     let key = args.key.clone().or_else(|| saga_key.cloned());
-    if key.is_none() && handler.args.is_some() {
+    // Without parsed arguments (reported already) the saga's key may simply have been lost.
+    if key.is_none() && handler.args.is_some() && saga_args_parsed {
         errors.at(
             handler.span,
             format!(

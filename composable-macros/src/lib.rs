@@ -1,6 +1,7 @@
 //! The attribute macros of [`composable`](https://docs.rs/composable): [`macro@event`],
 //! [`macro@aggregate`], and the [`macro@command`] and [`macro@apply`] handlers inside an
-//! aggregate.
+//! aggregate; [`macro@saga`], and the [`macro@start`], [`macro@step`] and [`macro@compensate`]
+//! handlers inside a saga.
 //!
 //! Use them through `composable`'s re-exports (`use composable::{aggregate, event, ...}`). The
 //! code they generate names the runtime as `::composable::__private::...`; when `composable` is
@@ -204,4 +205,121 @@ pub fn command(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn apply(args: TokenStream, item: TokenStream) -> TokenStream {
     composable_codegen::apply(args.into(), item.into()).into()
+}
+
+/// Implements `composable::saga::Saga` from an impl block of `#[start]`, `#[step]` and
+/// `#[compensate]` handlers: a workflow across aggregates, event-sourced like one.
+///
+/// ```
+/// use composable::saga::{Dispatch, Saga};
+/// use composable::{aggregate, apply, command, compensate, event, saga, start, step};
+/// use serde::{Deserialize, Serialize};
+///
+/// # #[derive(Debug, Default)] pub struct Order;
+/// # #[derive(Debug, Clone, PartialEq)] pub struct Cancel;
+/// # #[event(name = "order.cancelled", version = 1)]
+/// # #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)] pub struct Cancelled;
+/// # #[aggregate(stream = "order")]
+/// # impl Order {
+/// #     #[command] fn cancel(&self, _c: Cancel) -> Cancelled { Cancelled }
+/// #     #[apply] fn cancelled(&mut self, _e: &Cancelled) {}
+/// # }
+/// # #[derive(Debug, Default)] pub struct Payment;
+/// # #[derive(Debug, Clone, PartialEq)] pub struct Charge { pub cents: u64 }
+/// # #[event(name = "payment.charged", version = 1)]
+/// # #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)] pub struct Charged { pub order: String }
+/// # #[aggregate(stream = "payment")]
+/// # impl Payment {
+/// #     #[command] fn charge(&self, _c: Charge) -> Charged { Charged { order: String::new() } }
+/// #     #[apply] fn charged(&mut self, _e: &Charged) {}
+/// # }
+/// #[event(name = "order.placed", version = 1)]
+/// #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// pub struct OrderPlaced { pub order: String, pub cents: u64 }
+///
+/// #[derive(Debug, Default)]
+/// pub struct Checkout { order: String }
+///
+/// #[saga(name = "checkout", key = order)]
+/// impl Checkout {
+///     #[start(timeout = "5m")]
+///     fn placed(&mut self, event: &OrderPlaced) -> Dispatch {
+///         self.order.clone_from(&event.order);
+///         Dispatch::to::<Payment>(&event.order, Charge { cents: event.cents })
+///     }
+///
+///     #[step(end)]
+///     fn charged(&mut self, _event: &Charged) {}
+///
+///     #[compensate(placed)]
+///     fn cancel_order(&self) -> Dispatch {
+///         Dispatch::to::<Order>(&self.order, Cancel)
+///     }
+/// }
+///
+/// let placed = CheckoutEvent::from(OrderPlaced { order: "o1".into(), cents: 450 });
+/// assert_eq!(Checkout::key(&placed), "o1");
+/// let mut saga = Checkout::default();
+/// assert_eq!(saga.handle(&placed), Ok(vec![Dispatch::to::<Payment>("o1", Charge { cents: 450 })]));
+/// assert_eq!(saga.compensate(Checkout::step(&placed)), vec![Dispatch::to::<Order>("o1", Cancel)]);
+/// ```
+///
+/// # Handlers
+/// * `#[start] fn name(&mut self, event: &E) -> R`: the event that starts an instance. Exactly
+///   the start event creates one; any other event for an unknown key is ignored.
+/// * `#[step] fn name(&mut self, event: &E) -> R`: a later event of the instance.
+///   `#[step(end)]` finishes it.
+/// * `R` is what to do next: a `Dispatch`, a `Vec<Dispatch>`, an `Option<Dispatch>`, nothing,
+///   or a `Result` of one of those (an `Err` fails the saga, which then compensates).
+/// * `#[compensate(step)] fn name(&self) -> D`: undoes step `step`'s fact (`D` as `R`, without
+///   `Result`). When a step fails or times out, the compensations of every step whose event
+///   arrived run, latest first.
+///
+/// Handlers are replayed to rebuild an instance after a restart, so they read nothing but the
+/// saga's state and the event: no clocks, no I/O.
+///
+/// # Keys
+/// On `#[saga]`:
+/// * `name = "..."` (required): instances live in streams `saga.{name}-{key}`.
+/// * `key = field`: the field of every handled event holding the correlation key (any
+///   `Display` type); a step may name its own.
+/// * `event_enum = Name`, `vis = "pub(crate)"`, `crate = path`: as on `#[aggregate]`.
+///
+/// On `#[start]` and `#[step]`:
+/// * `key = field`: this event's correlation field.
+/// * `timeout = "30s"`: once the step's commands are dispatched, how long to wait for the next
+///   event (`ms`, `s`, `m`, `h`, `d`). When it fires, the saga compensates. Not on an `end`
+///   step.
+/// * `on_timeout = method`: a `fn(&mut self) -> D` whose commands go out when the timeout
+///   fires, before the compensations.
+/// * `end`: this step finishes the saga.
+///
+/// # Generated
+/// * `enum CheckoutEvent` with one variant per step, named after the event type, with `From`
+///   for each event and `EventSet`.
+/// * `impl Saga for Checkout`.
+#[proc_macro_attribute]
+pub fn saga(args: TokenStream, item: TokenStream) -> TokenStream {
+    composable_codegen::saga(args.into(), item.into()).into()
+}
+
+/// Marks the step of a [`macro@saga`] whose event starts an instance. Only meaningful inside
+/// `#[saga]`, which reads it; anywhere else it is an error.
+#[proc_macro_attribute]
+pub fn start(args: TokenStream, item: TokenStream) -> TokenStream {
+    composable_codegen::saga_handler("start", args.into(), item.into()).into()
+}
+
+/// Marks a step of a [`macro@saga`]: an event that moves an instance on. Only meaningful inside
+/// `#[saga]`, which reads it; anywhere else it is an error.
+#[proc_macro_attribute]
+pub fn step(args: TokenStream, item: TokenStream) -> TokenStream {
+    composable_codegen::saga_handler("step", args.into(), item.into()).into()
+}
+
+/// Marks the compensation of a step of a [`macro@saga`]. Only meaningful inside `#[saga]`,
+/// which reads it; anywhere else it is an error.
+#[proc_macro_attribute]
+pub fn compensate(args: TokenStream, item: TokenStream) -> TokenStream {
+    composable_codegen::saga_handler("compensate", args.into(), item.into()).into()
 }

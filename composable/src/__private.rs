@@ -3,11 +3,34 @@
 
 pub use ::core;
 pub use ::serde;
+pub use ::std::string::String;
 pub use ::std::vec::Vec;
 
 pub use crate::aggregate::Aggregate;
 pub use crate::codec::{Codec, CodecError};
 pub use crate::event::{DecodeError, Event, EventSet, IntoEvents, VersionedEvent, decode_payload};
+pub use crate::saga::{Dispatch, IntoDispatches, IntoReaction, Saga, Step as SagaStep};
+
+/// A saga's correlation key, read from an event's field.
+#[diagnostic::on_unimplemented(
+    message = "a saga key must be displayable, and `{Self}` is not",
+    note = "the key names the saga instance's stream (`saga.NAME-KEY`): use a field whose type implements `Display`, such as a `String` or an integer id"
+)]
+pub trait SagaKey {
+    /// The key as text.
+    fn saga_key(&self) -> String;
+}
+
+impl<T: core::fmt::Display + ?Sized> SagaKey for T {
+    fn saga_key(&self) -> String {
+        self.to_string()
+    }
+}
+
+/// Reads a saga's correlation key; generated `Saga::key` calls this.
+pub fn saga_key<K: SagaKey + ?Sized>(key: &K) -> String {
+    key.saga_key()
+}
 
 use core::marker::PhantomData;
 

@@ -13,6 +13,7 @@ pub mod hosted;
 pub mod memory;
 pub mod reducer;
 pub mod runner;
+pub mod saga;
 pub mod store;
 pub mod stream;
 #[cfg(feature = "testing")]
@@ -23,7 +24,7 @@ pub use clock::{Clock, SystemClock, TestClock};
 #[cfg(feature = "json")]
 pub use codec::Json;
 pub use codec::{Bincode, Codec, CodecError, CodecOperation};
-pub use composable_macros::{aggregate, apply, command, event};
+pub use composable_macros::{aggregate, apply, command, compensate, event, saga, start, step};
 pub use effect::{CancelId, Effect, Sender};
 pub use envelope::{EventMetadata, NewEvent, RecordedEvent, Snapshot};
 pub use event::{DecodeError, Event, EventSet, IntoEvents, VersionedEvent};
@@ -31,7 +32,8 @@ pub use event_store::{AppendResult, EventStore, EventStoreError};
 pub use hosted::{AggregateReducer, Hosted, HostedAction};
 pub use memory::InMemoryEventStore;
 pub use reducer::{Reducer, reducer_fn};
-pub use runner::{AggregateRunner, RetryPolicy, RunnerError};
+pub use runner::{AggregateRunner, CommandContext, RetryPolicy, RunnerError};
+pub use saga::{Dispatch, Saga, SagaRunner};
 pub use store::{SendHandle, Store};
 pub use stream::{ExpectedVersion, Position, StreamId, StreamIdError, Version};
 

@@ -119,3 +119,68 @@ fn aggregate_with_a_mistake() {
     );
     insta::assert_snapshot!(pretty(expanded));
 }
+
+#[test]
+fn saga_with_timeouts_and_compensations() {
+    let expanded = composable_codegen::saga(
+        tokens(r#"name = "checkout", key = order_id"#),
+        tokens(
+            r#"
+            impl Checkout {
+                /// Charges the customer.
+                #[start(timeout = "5m")]
+                fn order_placed(&mut self, event: &OrderPlaced) -> Dispatch {
+                    todo!()
+                }
+
+                #[step(timeout = "30s", on_timeout = release)]
+                fn payment_captured(&mut self, event: &PaymentCaptured) -> Result<Dispatch, Refused> {
+                    todo!()
+                }
+
+                #[step(end, key = order)]
+                fn stock_reserved(&mut self, event: &StockReserved) -> Dispatch {
+                    todo!()
+                }
+
+                #[compensate(order_placed)]
+                fn cancel_order(&self) -> Dispatch {
+                    todo!()
+                }
+
+                #[compensate(payment_captured)]
+                fn refund(&self) -> Vec<Dispatch> {
+                    todo!()
+                }
+
+                fn release(&mut self) -> Option<Dispatch> {
+                    todo!()
+                }
+            }
+            "#,
+        ),
+    );
+    insta::assert_snapshot!(pretty(expanded));
+}
+
+/// A mistake still expands to the impl block and the event enum, next to the error.
+#[test]
+fn saga_with_a_mistake() {
+    let expanded = composable_codegen::saga(
+        tokens(r#"name = "checkout""#),
+        tokens(
+            r#"
+            impl Checkout {
+                #[start]
+                fn order_placed(&mut self, event: &OrderPlaced) -> Dispatch {
+                    todo!()
+                }
+
+                #[step(end, key = order_id)]
+                fn stock_reserved(&mut self, event: &StockReserved) {}
+            }
+            "#,
+        ),
+    );
+    insta::assert_snapshot!(pretty(expanded));
+}

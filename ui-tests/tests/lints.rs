@@ -3,7 +3,10 @@
 
 #![deny(warnings, clippy::all, missing_docs, missing_debug_implementations)]
 
-use composable::{Aggregate, Bincode, EventSet, aggregate, apply, command, event};
+use composable::saga::{Dispatch, Saga};
+use composable::{
+    Aggregate, Bincode, EventSet, aggregate, apply, command, compensate, event, saga, start, step,
+};
 use serde::{Deserialize, Serialize};
 
 /// The state.
@@ -90,6 +93,49 @@ impl Cart {
     fn cleared(&mut self, _event: &Cleared) {
         self.items = 0;
     }
+}
+
+/// A cart was checked out.
+#[event(name = "cart.checked_out", version = 1)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckedOut {
+    /// Which cart.
+    pub cart: u32,
+}
+
+/// Clears carts once they are checked out.
+#[derive(Debug, Default)]
+pub struct Clearing {
+    cart: u32,
+}
+
+#[saga(name = "clearing", key = cart)]
+impl Clearing {
+    #[start(timeout = "1m", on_timeout = late)]
+    fn checked_out(&mut self, event: &CheckedOut) -> Dispatch {
+        self.cart = event.cart;
+        Dispatch::to::<Cart>(event.cart, Clear)
+    }
+
+    #[step(end, key = quantity)]
+    fn cleared(&mut self, _event: &ItemAdded) {}
+
+    #[compensate(checked_out)]
+    fn undo(&self) -> Dispatch {
+        Dispatch::to::<Cart>(self.cart, AddItem)
+    }
+
+    fn late(&mut self) {}
+}
+
+#[test]
+fn the_generated_saga_works_under_strict_lints() {
+    let event = ClearingEvent::from(CheckedOut { cart: 4 });
+    assert_eq!(Clearing::key(&event), "4");
+    let mut saga = Clearing::default();
+    assert_eq!(saga.handle(&event), Ok(vec![Dispatch::to::<Cart>(4, Clear)]));
+    assert_eq!(saga.compensate(0), vec![Dispatch::to::<Cart>(4, AddItem)]);
+    assert!(saga.timed_out(0).is_empty());
 }
 
 #[test]

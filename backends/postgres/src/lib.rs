@@ -10,6 +10,9 @@
 //!   while a transaction that could still commit a lower one is running;
 //! * snapshots are replaced only by snapshots of the same or a newer version.
 //!
+//! [`PostgresTimerStore`] keeps saga timeouts in the `timers` table of the same database, so a
+//! timeout due while no process runs fires when one starts again.
+//!
 //! The schema ships inside the crate as migrations: run [`PostgresEventStore::migrate`] once at
 //! start-up (it is idempotent). `docs/adr/0001-postgres-event-store.md` explains the schema.
 //!
@@ -33,10 +36,12 @@ mod config;
 mod error;
 mod rows;
 mod store;
+mod timers;
 
 pub use config::PostgresEventStoreBuilder;
 pub use error::PostgresError;
 pub use store::PostgresEventStore;
+pub use timers::PostgresTimerStore;
 
 /// The crate's embedded migrations, for callers that run them with their own tooling.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

@@ -1,10 +1,13 @@
-//! `#[command]` and `#[apply]` on their own.
+//! Handler attributes on their own (`#[command]`, `#[apply]`, and the saga's `#[start]`,
+//! `#[step]`, `#[compensate]`), and the signature checks their containers share.
 //!
-//! Inside an `#[aggregate]` impl block these attributes are read by `#[aggregate]` first, which
-//! rewrites them to `#[command(__within_aggregate)]`: they then expand to the bare method. Any
-//! other use is a handler outside of an aggregate, which is an error.
+//! Inside an `#[aggregate]` (or `#[saga]`) impl block these attributes are read by the container
+//! first, which rewrites them to `#[command(__within_aggregate)]`: they then expand to the bare
+//! method. Any other use is a handler outside of its container, which is an error.
 
 use proc_macro2::{Span, TokenStream, TokenTree};
+
+use crate::common::Errors;
 
 /// The argument `#[aggregate]` gives the handler attributes it has read.
 const CHECKED: &str = "__within_aggregate";
@@ -32,6 +35,9 @@ fn is_checked(args: &TokenStream) -> bool {
 pub(crate) enum HandlerKind {
     Command,
     Apply,
+    Start,
+    Step,
+    Compensate,
 }
 
 impl HandlerKind {
@@ -39,6 +45,18 @@ impl HandlerKind {
         match self {
             HandlerKind::Command => "command",
             HandlerKind::Apply => "apply",
+            HandlerKind::Start => "start",
+            HandlerKind::Step => "step",
+            HandlerKind::Compensate => "compensate",
+        }
+    }
+
+    fn container(self) -> &'static str {
+        match self {
+            HandlerKind::Command | HandlerKind::Apply => "aggregate(stream = \"...\")",
+            HandlerKind::Start | HandlerKind::Step | HandlerKind::Compensate => {
+                "saga(name = \"...\", key = ...)"
+            }
         }
     }
 }
@@ -53,14 +71,89 @@ pub(crate) fn outside_aggregate(
         return item;
     }
     let name = kind.attribute();
+    let container = kind.container();
+    let short = container.split('(').next().unwrap_or(container);
+    let article = if short.starts_with('a') { "an" } else { "a" };
     let error = syn::Error::new(
         Span::call_site(),
         format!(
-            "`#[{name}]` must be inside an `#[aggregate]` impl block: put this method in an \
-             `impl` block annotated with `#[aggregate(stream = \"...\")]`",
+            "`#[{name}]` must be inside {article} `#[{short}]` impl block: put this method in an \
+             `impl` block annotated with `#[{container}]`",
         ),
     );
     let mut out = item;
     out.extend(error.to_compile_error());
     out
+}
+
+/// Problems shared by both handler kinds: `async`, `unsafe`, generics, variadics.
+pub(crate) fn check_plain_fn(sig: &syn::Signature, kind: HandlerKind, errors: &mut Errors) -> bool {
+    let noun = match kind {
+        HandlerKind::Command => "a command handler",
+        HandlerKind::Apply => "an apply handler",
+        HandlerKind::Start | HandlerKind::Step => "a saga step",
+        HandlerKind::Compensate => "a compensation",
+    };
+    let mut ok = true;
+    if let Some(asyncness) = &sig.asyncness {
+        errors.at(
+            asyncness.span,
+            match kind {
+                HandlerKind::Command => {
+                    "a command handler can't be `async`: deciding is pure and synchronous; \
+                     remove `async` and pass what it needs through the environment"
+                }
+                HandlerKind::Apply => {
+                    "an apply handler can't be `async`: applying an event only changes the \
+                     state; remove `async`"
+                }
+                HandlerKind::Start | HandlerKind::Step | HandlerKind::Compensate => {
+                    "a saga handler can't be `async`: it decides the next commands and the saga \
+                     runner dispatches them; remove `async`"
+                }
+            },
+        );
+        ok = false;
+    }
+    if let syn::Safety::Unsafe(unsafety) = &sig.safety {
+        errors.at(unsafety.span, format!("{noun} can't be `unsafe`: remove `unsafe`"));
+        ok = false;
+    }
+    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+        errors.spanned(
+            &sig.generics,
+            format!(
+                "{noun} can't be generic: the generated enum names one concrete type per \
+                 handler; remove the generic parameters"
+            ),
+        );
+        ok = false;
+    }
+    if let Some(variadic) = &sig.variadic {
+        errors.spanned(variadic, format!("{noun} can't be variadic"));
+        ok = false;
+    }
+    ok
+}
+
+/// The receiver, if it is `&self` (`Some(false)`) or `&mut self` (`Some(true)`).
+pub(crate) fn reference_receiver(arg: Option<&syn::FnArg>) -> Option<bool> {
+    match arg {
+        Some(syn::FnArg::Receiver(receiver)) => match &receiver.kind {
+            syn::ReceiverKind::Reference(_, _, mutability) => Some(mutability.is_some()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The variant name for a handler's command or event type: its last path segment.
+pub(crate) fn variant_of(ty: &syn::Type) -> Option<syn::Ident> {
+    match ty {
+        syn::Type::Path(path) if path.qself.is_none() => {
+            path.path.segments.last().map(|last| last.ident.clone())
+        }
+        syn::Type::Group(group) => variant_of(&group.elem),
+        _ => None,
+    }
 }

@@ -12,7 +12,9 @@
 mod aggregate;
 mod common;
 mod event;
+mod event_set;
 mod handler;
+mod saga;
 
 use proc_macro2::TokenStream;
 
@@ -24,6 +26,22 @@ pub fn aggregate(args: TokenStream, item: TokenStream) -> TokenStream {
 /// Expands `#[event(...)]` on a struct or enum.
 pub fn event(args: TokenStream, item: TokenStream) -> TokenStream {
     event::expand(args, item)
+}
+
+/// Expands `#[saga(...)]` on an inherent impl block.
+pub fn saga(args: TokenStream, item: TokenStream) -> TokenStream {
+    saga::expand(args, item)
+}
+
+/// Expands a `#[start]`, `#[step]` or `#[compensate]` found outside a `#[saga]` impl block:
+/// always an error.
+pub fn saga_handler(kind: &str, args: TokenStream, item: TokenStream) -> TokenStream {
+    let kind = match kind {
+        "start" => handler::HandlerKind::Start,
+        "step" => handler::HandlerKind::Step,
+        _ => handler::HandlerKind::Compensate,
+    };
+    handler::outside_aggregate(kind, args, item)
 }
 
 /// Expands a `#[command]` found outside an `#[aggregate]` impl block: always an error.

@@ -1,5 +1,5 @@
-//! The testing kit (feature `testing`): an exhaustive [`TestStore`] for reducers and
-//! given/when/then for aggregates.
+//! The testing kit (feature `testing`): an exhaustive [`TestStore`] for reducers,
+//! given/when/then for aggregates, and given events → expected commands for sagas.
 //!
 //! Tests run without I/O and without sleeping: effects run on the test's runtime, delays run on a
 //! [`TestClock`](crate::TestClock) the test advances, and every state change and every action an
@@ -8,7 +8,9 @@
 mod aggregate;
 pub mod conformance;
 mod diff;
+mod saga;
 mod test_store;
 
 pub use aggregate::{AggregateTest, Decision};
+pub use saga::{RecordingDispatcher, SagaTest};
 pub use test_store::{Exhaustivity, TestStore};

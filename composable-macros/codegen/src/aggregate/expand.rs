@@ -99,91 +99,9 @@ fn event_enum(aggregate: &Aggregate, rt: &TokenStream) -> TokenStream {
 }
 
 fn event_set(aggregate: &Aggregate, rt: &TokenStream) -> TokenStream {
-    let Aggregate { event_enum, events, .. } = aggregate;
-    let names = events.iter().map(|Apply { ty, .. }| quote!(<#ty as #rt::Event>::NAME));
-    let name_arms = events
-        .iter()
-        .map(|Apply { variant, ty, .. }| quote!(Self::#variant(_) => <#ty as #rt::Event>::NAME));
-    let version_arms = events
-        .iter()
-        .map(|Apply { variant, ty, .. }| quote!(Self::#variant(_) => <#ty as #rt::Event>::VERSION));
-    let encode_arms = events.iter().map(|Apply { variant, ty, .. }| {
-        quote!(Self::#variant(ref event) => #rt::encode_event::<#ty, __C>(codec, event))
-    });
-    let decoders = events.iter().map(|Apply { variant, ty, .. }| {
-        // Spanned on the handler's event type: an older version of an event (or a type that
-        // isn't an event) is reported there.
-        let decode = quote_spanned! {ty.span()=>
-            <#ty as #rt::VersionedEvent>::decode_version::<__C>(codec, version, bytes)
-        };
-        quote! {
-            if name == <#ty as #rt::Event>::NAME {
-                return match #decode {
-                    ::core::result::Result::Ok(event) => ::core::result::Result::Ok(Self::#variant(event)),
-                    ::core::result::Result::Err(error) => ::core::result::Result::Err(error),
-                };
-            }
-        }
-    });
-    // Two events of one aggregate with the same stored name couldn't be told apart on load.
-    let unique_names = events.iter().enumerate().flat_map(|(later, b)| {
-        events[..later].iter().map(move |a| {
-            let (a_ty, b_ty) = (&a.ty, &b.ty);
-            let message = format!(
-                "`{}` and `{}` are stored under the same event name, so stored events couldn't be \
-                 told apart: give each event of an aggregate its own `name`",
-                a.variant, b.variant,
-            );
-            quote_spanned! {b_ty.span()=>
-                const _: () = ::core::assert!(
-                    !#rt::str_eq(<#a_ty as #rt::Event>::NAME, <#b_ty as #rt::Event>::NAME),
-                    #message,
-                );
-            }
-        })
-    });
-    quote! {
-        #(#unique_names)*
-
-        #[automatically_derived]
-        impl #rt::EventSet for #event_enum {
-            const NAMES: &'static [&'static ::core::primitive::str] = &[#(#names),*];
-
-            fn event_name(&self) -> &'static ::core::primitive::str {
-                match *self {
-                    #(#name_arms,)*
-                }
-            }
-
-            fn event_version(&self) -> ::core::primitive::u16 {
-                match *self {
-                    #(#version_arms,)*
-                }
-            }
-
-            fn encode<__C: #rt::Codec>(
-                &self,
-                codec: &__C,
-            ) -> ::core::result::Result<#rt::Vec<::core::primitive::u8>, #rt::CodecError> {
-                match *self {
-                    #(#encode_arms,)*
-                }
-            }
-
-            fn decode<__C: #rt::Codec>(
-                codec: &__C,
-                name: &::core::primitive::str,
-                version: ::core::primitive::u16,
-                bytes: &[::core::primitive::u8],
-            ) -> ::core::result::Result<Self, #rt::DecodeError> {
-                #(#decoders)*
-                ::core::result::Result::Err(#rt::DecodeError::UnknownEvent {
-                    name: ::core::convert::From::from(name),
-                    expected: <Self as #rt::EventSet>::NAMES,
-                })
-            }
-        }
-    }
+    let events: Vec<(&syn::Ident, &syn::Type)> =
+        aggregate.events.iter().map(|Apply { variant, ty, .. }| (variant, ty)).collect();
+    crate::event_set::expand(&aggregate.event_enum, &events, "an aggregate", rt)
 }
 
 fn aggregate_impl(aggregate: &Aggregate, rt: &TokenStream) -> TokenStream {

@@ -7,7 +7,7 @@ use syn::spanned::Spanned;
 
 use super::parse::{AggregateArgs, AggregateInput, Handler};
 use crate::common::{self, Errors};
-use crate::handler::HandlerKind;
+use crate::handler::{HandlerKind, check_plain_fn, reference_receiver, variant_of};
 
 /// One aggregate, checked.
 #[derive(Debug)]
@@ -172,6 +172,8 @@ impl Aggregate {
                     }
                     events.push(apply);
                 }
+                // Only `#[command]` and `#[apply]` are collected from an aggregate.
+                HandlerKind::Start | HandlerKind::Step | HandlerKind::Compensate => {}
             }
         }
 
@@ -327,72 +329,6 @@ struct CheckedCommand {
     env: Option<syn::Type>,
     /// The error type of its `Result`.
     error: Option<syn::Type>,
-}
-
-/// Problems shared by both handler kinds: `async`, `unsafe`, generics, variadics.
-fn check_plain_fn(sig: &syn::Signature, kind: HandlerKind, errors: &mut Errors) -> bool {
-    let noun = match kind {
-        HandlerKind::Command => "a command handler",
-        HandlerKind::Apply => "an apply handler",
-    };
-    let mut ok = true;
-    if let Some(asyncness) = &sig.asyncness {
-        errors.at(
-            asyncness.span,
-            match kind {
-                HandlerKind::Command => {
-                    "a command handler can't be `async`: deciding is pure and synchronous; \
-                     remove `async` and pass what it needs through the environment"
-                }
-                HandlerKind::Apply => {
-                    "an apply handler can't be `async`: applying an event only changes the \
-                     state; remove `async`"
-                }
-            },
-        );
-        ok = false;
-    }
-    if let syn::Safety::Unsafe(unsafety) = &sig.safety {
-        errors.at(unsafety.span, format!("{noun} can't be `unsafe`: remove `unsafe`"));
-        ok = false;
-    }
-    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
-        errors.spanned(
-            &sig.generics,
-            format!(
-                "{noun} can't be generic: the generated enum names one concrete type per \
-                 handler; remove the generic parameters"
-            ),
-        );
-        ok = false;
-    }
-    if let Some(variadic) = &sig.variadic {
-        errors.spanned(variadic, format!("{noun} can't be variadic"));
-        ok = false;
-    }
-    ok
-}
-
-/// The receiver, if it is `&self` (`Some(false)`) or `&mut self` (`Some(true)`).
-fn reference_receiver(arg: Option<&syn::FnArg>) -> Option<bool> {
-    match arg {
-        Some(syn::FnArg::Receiver(receiver)) => match &receiver.kind {
-            syn::ReceiverKind::Reference(_, _, mutability) => Some(mutability.is_some()),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-/// The variant name for a handler's command or event type: its last path segment.
-fn variant_of(ty: &syn::Type) -> Option<syn::Ident> {
-    match ty {
-        syn::Type::Path(path) if path.qself.is_none() => {
-            path.path.segments.last().map(|last| last.ident.clone())
-        }
-        syn::Type::Group(group) => variant_of(&group.elem),
-        _ => None,
-    }
 }
 
 fn command(handler: &Handler, error_given: bool, errors: &mut Errors) -> Option<CheckedCommand> {

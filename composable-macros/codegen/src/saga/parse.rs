@@ -1,0 +1,189 @@
+//! Reads `#[saga(...)]`'s arguments and finds the step and compensation handlers in the impl
+//! block.
+
+use darling::FromMeta;
+use darling::util::Flag;
+use proc_macro2::{Span, TokenStream};
+use syn::spanned::Spanned;
+
+use crate::common::{self, Errors};
+use crate::handler::{self, HandlerKind};
+
+/// The arguments of `#[saga(...)]`, as written. Everything is optional here so that an unknown
+/// key doesn't lose the others; `model` reports what is missing.
+#[derive(Debug, Default, FromMeta)]
+pub(super) struct SagaArgs {
+    /// The saga's name: instances live in streams `saga.{name}-{key}`.
+    #[darling(default)]
+    pub(super) name: Option<syn::LitStr>,
+    /// The field of every handled event holding the correlation key, unless a step says
+    /// otherwise.
+    #[darling(default)]
+    pub(super) key: Option<syn::Ident>,
+    /// The name of the generated event enum.
+    #[darling(default)]
+    pub(super) event_enum: Option<syn::Ident>,
+    /// The visibility of the generated enum.
+    #[darling(default)]
+    pub(super) vis: Option<syn::Visibility>,
+    /// Where the runtime is, when `composable` is re-exported under another name.
+    #[darling(rename = "crate", default)]
+    pub(super) krate: Option<syn::Path>,
+}
+
+/// The arguments of `#[start(...)]` and `#[step(...)]`.
+#[derive(Debug, Default, FromMeta)]
+pub(super) struct StepArgs {
+    /// The event's field holding the correlation key.
+    #[darling(default)]
+    pub(super) key: Option<syn::Ident>,
+    /// How long to wait for the next event after this step's commands, such as `"30s"`.
+    #[darling(default)]
+    pub(super) timeout: Option<syn::LitStr>,
+    /// A method run when the timeout fires, before the compensations.
+    #[darling(default)]
+    pub(super) on_timeout: Option<syn::Ident>,
+    /// This step finishes the saga.
+    #[darling(default)]
+    pub(super) end: Flag,
+}
+
+/// One method marked `#[start]`, `#[step]` or `#[compensate]`.
+#[derive(Debug)]
+pub(super) struct Handler {
+    pub(super) kind: HandlerKind,
+    /// The attribute, for errors about it as a whole.
+    pub(super) span: Span,
+    /// `#[start]`/`#[step]`: the arguments (`None` when they didn't parse).
+    pub(super) args: Option<StepArgs>,
+    /// `#[compensate(step)]`: the step named.
+    pub(super) compensates: Option<syn::Ident>,
+    pub(super) sig: syn::Signature,
+}
+
+#[derive(Debug)]
+pub(super) struct SagaInput {
+    /// `None` when the arguments didn't parse (the errors are already recorded).
+    pub(super) args: Option<SagaArgs>,
+    /// The impl block, with the handler attributes marked as read.
+    pub(super) item: syn::ItemImpl,
+    pub(super) handlers: Vec<Handler>,
+}
+
+/// Parses both halves. `None` means the item is not an inherent impl block.
+pub(super) fn parse(
+    args: TokenStream,
+    item: TokenStream,
+    errors: &mut Errors,
+) -> Option<SagaInput> {
+    let args = errors.handle(common::parse_args(args).and_then(|list| SagaArgs::from_list(&list)));
+    let mut item = errors.handle(parse_item(item))?;
+    let handlers = take_handlers(&mut item, errors);
+    Some(SagaInput { args, item, handlers })
+}
+
+fn parse_item(item: TokenStream) -> darling::Result<syn::ItemImpl> {
+    match syn::parse2::<syn::Item>(item)? {
+        syn::Item::Impl(item) => match &item.trait_ {
+            Some((path, _)) => Err(common::error(
+                path.span(),
+                "`#[saga]` goes on an inherent impl block holding the steps \
+                 (`impl Checkout { ... }`), not on a trait impl: it writes the `Saga` impl itself",
+            )),
+            None => Ok(item),
+        },
+        other => Err(common::error(
+            common::item_head_span(&other),
+            "`#[saga]` goes on the impl block holding the steps: \
+             `#[saga(name = \"checkout\", key = order_id)] impl Checkout { ... }`",
+        )),
+    }
+}
+
+/// Finds the handlers and marks their attributes as read, as `#[aggregate]` does.
+fn take_handlers(item: &mut syn::ItemImpl, errors: &mut Errors) -> Vec<Handler> {
+    let mut handlers = Vec::new();
+    for impl_item in &mut item.items {
+        let syn::ImplItem::Fn(method) = impl_item else {
+            continue;
+        };
+        let mut found: Option<Handler> = None;
+        let mut kept = Vec::with_capacity(method.attrs.len());
+        for mut attr in method.attrs.drain(..) {
+            let Some(kind) = handler_kind(attr.path()) else {
+                kept.push(attr);
+                continue;
+            };
+            let span = attr_span(&attr);
+            let meta = attr.meta.clone();
+            attr.meta = handler::checked_marker(attr.path().clone());
+            kept.push(attr);
+            if let Some(first) = &found {
+                errors.at(
+                    span,
+                    format!(
+                        "this method is already a `#[{}]` handler: one attribute per method",
+                        first.kind.attribute()
+                    ),
+                );
+                continue;
+            }
+            let (args, compensates) = match kind {
+                HandlerKind::Compensate => (None, compensated_step(&meta, span, errors)),
+                _ => (step_args(&meta, errors), None),
+            };
+            found = Some(Handler { kind, span, args, compensates, sig: method.sig.clone() });
+        }
+        method.attrs = kept;
+        handlers.extend(found);
+    }
+    handlers
+}
+
+fn step_args(meta: &syn::Meta, errors: &mut Errors) -> Option<StepArgs> {
+    match meta {
+        syn::Meta::Path(_) => Some(StepArgs::default()),
+        syn::Meta::List(list) => errors.handle(
+            common::parse_args(list.tokens.clone()).and_then(|list| StepArgs::from_list(&list)),
+        ),
+        syn::Meta::NameValue(value) => {
+            errors.spanned(
+                value,
+                "write the step's keys in parentheses: `#[step(timeout = \"30s\")]`",
+            );
+            None
+        }
+    }
+}
+
+fn compensated_step(meta: &syn::Meta, span: Span, errors: &mut Errors) -> Option<syn::Ident> {
+    let parsed = match meta {
+        syn::Meta::List(list) => syn::parse2::<syn::Ident>(list.tokens.clone()).ok(),
+        _ => None,
+    };
+    if parsed.is_none() {
+        errors.at(
+            span,
+            "`#[compensate]` names the step it undoes: `#[compensate(payment_captured)]`",
+        );
+    }
+    parsed
+}
+
+/// `#[start]`, `#[step]`, `#[compensate]`, or the same through a path.
+fn handler_kind(path: &syn::Path) -> Option<HandlerKind> {
+    let last = path.segments.last()?;
+    if last.ident == "start" {
+        Some(HandlerKind::Start)
+    } else if last.ident == "step" {
+        Some(HandlerKind::Step)
+    } else if last.ident == "compensate" {
+        Some(HandlerKind::Compensate)
+    } else {
+        None
+    }
+}
+
+fn attr_span(attr: &syn::Attribute) -> Span {
+    attr.pound_token.span.join(attr.bracket_token.span.close()).unwrap_or_else(|| attr.meta.span())
+}

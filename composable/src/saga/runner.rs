@@ -1,0 +1,647 @@
+//! Runs a saga: feeds it events and fired timers, records its progress, dispatches its
+//! commands.
+//!
+//! For each input the [`SagaRunner`] loads the instance (replaying its stream), runs the step,
+//! dispatches the commands, arms or cancels the step's timer, and appends what it accepted to
+//! the instance's stream, expecting the version it loaded. The order is chosen so that a crash
+//! at any point loses nothing: commands go out before the progress is recorded (a crash in
+//! between re-runs the step when the event is delivered again, so commands are delivered at
+//! least once); a new timer is stored before the record that arms it (a timer nobody recorded is
+//! ignored when it fires); an old timer is cancelled after the record that disarms it (a timer
+//! that fires anyway is ignored, since the instance no longer waits for it).
+
+use std::collections::HashSet;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use uuid::Uuid;
+
+use super::dispatch::{CommandDispatcher, Dispatch, DispatchError};
+use super::record::{Failed, Handled, SagaRecord, TimedOut};
+use super::timer::{Timer, TimerError, TimerStore};
+use super::{Saga, category};
+use crate::clock::{Clock, SystemClock};
+use crate::codec::{Bincode, Codec, CodecError};
+use crate::envelope::{EventMetadata, NewEvent, RecordedEvent};
+use crate::event::{DecodeError, EventSet};
+use crate::event_store::{EventStore, EventStoreError};
+use crate::runner::{CommandContext, StoredEventError};
+use crate::stream::{ExpectedVersion, Position, StreamId, StreamIdError, Version};
+
+/// Why a saga input could not be processed. Nothing was recorded; processing the same input
+/// again (the next delivery, the timer's next claim) is safe.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SagaError {
+    /// An input event or one of the saga's records could not be decoded.
+    #[error(transparent)]
+    Decode(Box<StoredEventError>),
+    /// A record could not be encoded.
+    #[error("cannot encode a record of `{stream}`: {source}")]
+    Encode {
+        /// The instance's stream.
+        stream: StreamId,
+        /// What the codec said.
+        #[source]
+        source: CodecError,
+    },
+    /// The correlation key does not make a stream id.
+    #[error("saga key `{key}` is not a valid stream id: {source}")]
+    InvalidKey {
+        /// The key read from the event.
+        key: String,
+        /// Why.
+        #[source]
+        source: StreamIdError,
+    },
+    /// A record names a step the saga no longer declares.
+    #[error("`{stream}` records step `{step}`, which the saga no longer has")]
+    UnknownStep {
+        /// The instance's stream.
+        stream: StreamId,
+        /// The recorded step.
+        step: String,
+    },
+    /// Another runner recorded progress on the instance first.
+    #[error(
+        "saga instance `{stream}` changed concurrently: loaded version {loaded}, found {actual}"
+    )]
+    Conflict {
+        /// The instance's stream.
+        stream: StreamId,
+        /// The version the input was processed on.
+        loaded: Version,
+        /// The version the store reported.
+        actual: Version,
+    },
+    /// A command could not be delivered (a rejection is not an error: the saga compensates).
+    #[error(transparent)]
+    Dispatch(DispatchError),
+    /// The event store failed.
+    #[error(transparent)]
+    Store(EventStoreError),
+    /// The timer store failed.
+    #[error(transparent)]
+    Timer(#[from] TimerError),
+}
+
+/// Where a saga instance stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SagaStatus {
+    /// Waiting for its next event.
+    #[default]
+    Running,
+    /// An `end` step ran.
+    Completed,
+    /// A step failed or timed out, and the completed steps' compensations were dispatched.
+    Compensated,
+}
+
+/// What one input did to a saga instance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    /// The instance's correlation key.
+    pub key: String,
+    /// The step that ran, or whose timeout fired.
+    pub step: &'static str,
+    /// Whether this was the step's timeout rather than its event.
+    pub timed_out: bool,
+    /// The commands dispatched and accepted, in order.
+    pub dispatched: Vec<Dispatch>,
+    /// Why the step failed, if it did.
+    pub failure: Option<String>,
+    /// The compensations dispatched, in order (latest step first).
+    pub compensations: Vec<Dispatch>,
+    /// Compensations the target refused, with the reason. Compensations should not fail;
+    /// these need a human.
+    pub refused_compensations: Vec<(Dispatch, String)>,
+    /// The instance's status afterwards.
+    pub status: SagaStatus,
+}
+
+/// A saga instance, rebuilt from its records.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary<G> {
+    /// The saga's state.
+    pub state: G,
+    /// Where it stands.
+    pub status: SagaStatus,
+    /// The steps whose events arrived, in order.
+    pub completed: Vec<&'static str>,
+    /// The flow the instance belongs to.
+    pub correlation_id: Option<Uuid>,
+    /// The version of its stream.
+    pub version: Version,
+}
+
+struct Instance<G> {
+    stream: StreamId,
+    saga: G,
+    status: SagaStatus,
+    completed: Vec<usize>,
+    /// The step waiting for its next event, and its timer.
+    armed: Option<(usize, Uuid)>,
+    processed: HashSet<Uuid>,
+    correlation_id: Option<Uuid>,
+    version: Version,
+}
+
+/// Feeds one saga type its events and timers. See the module docs for the order of effects.
+pub struct SagaRunner<G: Saga, S, D, T, C = Bincode> {
+    store: S,
+    dispatcher: D,
+    timers: T,
+    codec: C,
+    clock: Arc<dyn Clock>,
+    lease: Duration,
+    batch: usize,
+    checkpoint: Mutex<Position>,
+    saga: PhantomData<fn() -> G>,
+}
+
+impl<G: Saga, S, D, T, C> fmt::Debug for SagaRunner<G, S, D, T, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SagaRunner")
+            .field("saga", &G::NAME)
+            .field("lease", &self.lease)
+            .field("batch", &self.batch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<G: Saga, S: EventStore, D: CommandDispatcher, T: TimerStore> SagaRunner<G, S, D, T, Bincode> {
+    /// A runner reading events from and recording progress in `store`, sending commands through
+    /// `dispatcher` and keeping timeouts in `timers`; on the system clock, with the default
+    /// codec.
+    pub fn new(store: S, dispatcher: D, timers: T) -> Self {
+        Self {
+            store,
+            dispatcher,
+            timers,
+            codec: Bincode,
+            clock: Arc::new(SystemClock),
+            lease: Duration::from_secs(30),
+            batch: 256,
+            checkpoint: Mutex::new(Position::START),
+            saga: PhantomData,
+        }
+    }
+}
+
+impl<G: Saga, S: EventStore, D: CommandDispatcher, T: TimerStore, C: Codec>
+    SagaRunner<G, S, D, T, C>
+{
+    /// Decodes inputs and encodes records with `codec`.
+    pub fn with_codec<C2: Codec>(self, codec: C2) -> SagaRunner<G, S, D, T, C2> {
+        SagaRunner {
+            store: self.store,
+            dispatcher: self.dispatcher,
+            timers: self.timers,
+            codec,
+            clock: self.clock,
+            lease: self.lease,
+            batch: self.batch,
+            checkpoint: self.checkpoint,
+            saga: PhantomData,
+        }
+    }
+
+    /// Reads the time (for timers and records) from `clock`.
+    #[must_use]
+    pub fn with_clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// How long a claimed timer is reserved for this runner before another may fire it
+    /// (default 30 s).
+    #[must_use]
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// The event store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The timer store.
+    pub fn timers(&self) -> &T {
+        &self.timers
+    }
+
+    /// The stream of instance `key`.
+    ///
+    /// # Errors
+    /// When the key does not make a stream id.
+    pub fn stream_id(&self, key: &str) -> Result<StreamId, SagaError> {
+        StreamId::new(&category(G::NAME), key)
+            .map_err(|source| SagaError::InvalidKey { key: key.to_owned(), source })
+    }
+
+    /// Rebuilds instance `key`; `None` when it never started.
+    ///
+    /// # Errors
+    /// When the store fails or a record cannot be decoded.
+    pub async fn load(&self, key: &str) -> Result<Option<Summary<G>>, SagaError> {
+        let instance = self.load_instance(key).await?;
+        if instance.version == Version::ZERO {
+            return Ok(None);
+        }
+        Ok(Some(Summary {
+            completed: instance.completed.iter().map(|&step| G::STEPS[step].name).collect(),
+            state: instance.saga,
+            status: instance.status,
+            correlation_id: instance.correlation_id,
+            version: instance.version,
+        }))
+    }
+
+    async fn load_instance(&self, key: &str) -> Result<Instance<G>, SagaError> {
+        let stream = self.stream_id(key)?;
+        let mut instance = Instance {
+            saga: G::default(),
+            status: SagaStatus::Running,
+            completed: Vec::new(),
+            armed: None,
+            processed: HashSet::new(),
+            correlation_id: None,
+            version: Version::ZERO,
+            stream,
+        };
+        let stream = instance.stream.clone();
+        let mut records = self.store.read_stream(&stream, Version::ZERO);
+        while let Some(recorded) = records.try_next().await.map_err(SagaError::Store)? {
+            let record: SagaRecord = recorded
+                .decode(&self.codec)
+                .map_err(|source| stored_event_error(&recorded, source))?;
+            instance.correlation_id.get_or_insert(recorded.metadata.correlation_id);
+            instance.version = recorded.stream_version;
+            match record {
+                SagaRecord::Handled(handled) => {
+                    let step = step_index::<G>(&instance.stream, &handled.step)?;
+                    let event = self.decode_handled(&recorded, &handled)?;
+                    // Replay: the commands went out when the record was written.
+                    let _ = instance.saga.handle(&event);
+                    instance.processed.insert(handled.event_id);
+                    instance.completed.push(step);
+                    instance.armed = handled.timer.map(|timer| (step, timer));
+                    if G::STEPS[step].end {
+                        instance.status = SagaStatus::Completed;
+                    }
+                }
+                SagaRecord::Failed(_) => {
+                    instance.status = SagaStatus::Compensated;
+                    instance.armed = None;
+                }
+                SagaRecord::TimedOut(timed_out) => {
+                    let step = step_index::<G>(&instance.stream, &timed_out.step)?;
+                    let _ = instance.saga.timed_out(step);
+                    instance.processed.insert(timed_out.timer_id);
+                    instance.status = SagaStatus::Compensated;
+                    instance.armed = None;
+                }
+            }
+        }
+        Ok(instance)
+    }
+
+    fn decode_handled(
+        &self,
+        recorded: &RecordedEvent,
+        handled: &Handled,
+    ) -> Result<G::Event, SagaError> {
+        let decoded = if handled.format == self.codec.format() {
+            G::Event::decode(&self.codec, &handled.name, handled.version, &handled.payload)
+        } else {
+            Err(DecodeError::FormatMismatch {
+                expected: self.codec.format(),
+                found: handled.format.clone(),
+            })
+        };
+        decoded.map_err(|source| stored_event_error(recorded, source))
+    }
+
+    /// Feeds one event. `None` when the saga has nothing to do with it: not one of its events,
+    /// an event for an instance that never started (or already started, for a start event),
+    /// a duplicate delivery, or an instance that already finished.
+    ///
+    /// # Errors
+    /// See [`SagaError`]; nothing was recorded, and feeding the event again is safe.
+    pub async fn handle(&self, event: &RecordedEvent) -> Result<Option<Progress>, SagaError> {
+        if !G::Event::NAMES.contains(&event.name.as_str()) {
+            return Ok(None);
+        }
+        let input: G::Event =
+            event.decode(&self.codec).map_err(|source| stored_event_error(event, source))?;
+        let step = G::step(&input);
+        let key = G::key(&input);
+        let mut instance = self.load_instance(&key).await?;
+        let started = instance.version != Version::ZERO;
+        let ignored = if instance.processed.contains(&event.event_id) {
+            Some("a duplicate delivery")
+        } else if started == G::STEPS[step].start {
+            Some(if started { "a second start" } else { "an event of an instance never started" })
+        } else if instance.status != SagaStatus::Running {
+            Some("an event after the instance finished")
+        } else {
+            None
+        };
+        if let Some(why) = ignored {
+            tracing::debug!(saga = G::NAME, key, event = %event.event_id, "ignoring {why}");
+            return Ok(None);
+        }
+
+        let correlation_id = *instance.correlation_id.get_or_insert(event.metadata.correlation_id);
+        let context = CommandContext { correlation_id, causation_id: event.event_id };
+        let disarmed = instance.armed.take();
+        instance.completed.push(step);
+        let mut progress = Progress {
+            key: key.clone(),
+            step: G::STEPS[step].name,
+            timed_out: false,
+            dispatched: Vec::new(),
+            failure: None,
+            compensations: Vec::new(),
+            refused_compensations: Vec::new(),
+            status: SagaStatus::Running,
+        };
+        let mut handled = Handled {
+            step: G::STEPS[step].name.to_owned(),
+            event_id: event.event_id,
+            name: event.name.clone(),
+            version: event.version,
+            format: event.format.clone(),
+            payload: event.payload.clone(),
+            timer: None,
+        };
+        let failure = match instance.saga.handle(&input) {
+            Ok(commands) => self.dispatch_step(commands, context, &mut progress).await?,
+            Err(reason) => Some(reason),
+        };
+        let mut records = Vec::with_capacity(2);
+        match failure {
+            Some(reason) => {
+                records.push(SagaRecord::Handled(handled));
+                records.push(SagaRecord::Failed(Failed {
+                    step: G::STEPS[step].name.to_owned(),
+                    reason: reason.clone(),
+                }));
+                progress.failure = Some(reason);
+                self.compensate(&instance, context, &mut progress).await?;
+                progress.status = SagaStatus::Compensated;
+            }
+            None if G::STEPS[step].end => {
+                records.push(SagaRecord::Handled(handled));
+                progress.status = SagaStatus::Completed;
+            }
+            None => {
+                if let Some(timeout) = G::STEPS[step].timeout {
+                    let timer = Timer {
+                        id: Uuid::now_v7(),
+                        saga: G::NAME.to_owned(),
+                        key: key.clone(),
+                        step: G::STEPS[step].name.to_owned(),
+                        correlation_id,
+                        due_at: self
+                            .clock
+                            .now()
+                            .checked_add_signed(
+                                chrono::Duration::from_std(timeout)
+                                    .unwrap_or(chrono::Duration::MAX),
+                            )
+                            .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC),
+                    };
+                    handled.timer = Some(timer.id);
+                    self.timers.schedule(timer).await?;
+                }
+                records.push(SagaRecord::Handled(handled));
+            }
+        }
+        self.record(&instance, records, context).await?;
+        if let Some((_, timer)) = disarmed {
+            self.timers.cancel(timer).await?;
+        }
+        Ok(Some(progress))
+    }
+
+    /// Fires one claimed timer. `None` when it is stale: its step finished in time, it already
+    /// fired, or the instance finished.
+    ///
+    /// # Errors
+    /// See [`SagaError`]; nothing was recorded, and the timer is offered again when its lease
+    /// runs out.
+    pub async fn fire(&self, timer: &Timer) -> Result<Option<Progress>, SagaError> {
+        if timer.saga != G::NAME {
+            return Ok(None);
+        }
+        let mut instance = self.load_instance(&timer.key).await?;
+        let step = match instance.armed {
+            Some((step, armed))
+                if armed == timer.id
+                    && instance.status == SagaStatus::Running
+                    && !instance.processed.contains(&timer.id) =>
+            {
+                step
+            }
+            _ => {
+                tracing::debug!(saga = G::NAME, key = timer.key, timer = %timer.id, "ignoring a stale timer");
+                self.timers.complete(timer.id).await?;
+                return Ok(None);
+            }
+        };
+        let correlation_id = instance.correlation_id.unwrap_or(timer.correlation_id);
+        let context = CommandContext { correlation_id, causation_id: timer.id };
+        let mut progress = Progress {
+            key: timer.key.clone(),
+            step: G::STEPS[step].name,
+            timed_out: true,
+            dispatched: Vec::new(),
+            failure: Some(format!("step `{}` timed out", G::STEPS[step].name)),
+            compensations: Vec::new(),
+            refused_compensations: Vec::new(),
+            status: SagaStatus::Compensated,
+        };
+        for dispatch in instance.saga.timed_out(step) {
+            match self.dispatcher.dispatch(dispatch.clone(), context).await {
+                Ok(()) => progress.dispatched.push(dispatch),
+                Err(DispatchError::Rejected { reason, .. }) => {
+                    tracing::warn!(saga = G::NAME, key = timer.key, %dispatch, reason, "a timeout command was refused");
+                }
+                Err(error) => return Err(SagaError::Dispatch(error)),
+            }
+        }
+        self.compensate(&instance, context, &mut progress).await?;
+        instance.armed = None;
+        let record = SagaRecord::TimedOut(TimedOut {
+            step: G::STEPS[step].name.to_owned(),
+            timer_id: timer.id,
+        });
+        self.record(&instance, vec![record], context).await?;
+        self.timers.complete(timer.id).await?;
+        Ok(Some(progress))
+    }
+
+    /// Claims the timers due on the runner's clock and fires them.
+    ///
+    /// # Errors
+    /// The first timer that failed; the others claimed with it are offered again when their
+    /// lease runs out.
+    pub async fn fire_due(&self) -> Result<Vec<Progress>, SagaError> {
+        let due = self.timers.claim_due(G::NAME, self.clock.now(), self.lease, self.batch).await?;
+        let mut fired = Vec::new();
+        for timer in &due {
+            if let Some(progress) = self.fire(timer).await? {
+                fired.push(progress);
+            }
+        }
+        Ok(fired)
+    }
+
+    /// Feeds the next batch of events from the store's global log, after the last position this
+    /// runner processed, and returns how many it read and what they did.
+    ///
+    /// The position is held in memory: a new runner starts from the beginning of the log, which
+    /// is correct (every instance ignores what it recorded already), only slower.
+    ///
+    /// # Errors
+    /// The first input that failed; the position stays before it, so the next poll retries it.
+    pub async fn poll(&self) -> Result<(usize, Vec<Progress>), SagaError> {
+        let after = *self.checkpoint.lock().unwrap_or_else(PoisonError::into_inner);
+        let events = self.store.read_all(after, self.batch).await.map_err(SagaError::Store)?;
+        let mut done = Vec::new();
+        for event in &events {
+            if let Some(progress) = self.handle(event).await? {
+                done.push(progress);
+            }
+            *self.checkpoint.lock().unwrap_or_else(PoisonError::into_inner) = event.position;
+        }
+        Ok((events.len(), done))
+    }
+
+    /// Polls until the log holds nothing new (including the events the saga's own commands
+    /// caused), then fires the due timers, and repeats while that produced anything.
+    ///
+    /// # Errors
+    /// The first input that failed.
+    pub async fn run_until_idle(&self) -> Result<Vec<Progress>, SagaError> {
+        let mut done = Vec::new();
+        loop {
+            let (read, progress) = self.poll().await?;
+            done.extend(progress);
+            if read > 0 {
+                continue;
+            }
+            let fired = self.fire_due().await?;
+            if fired.is_empty() {
+                return Ok(done);
+            }
+            done.extend(fired);
+        }
+    }
+
+    /// Runs forever: [`run_until_idle`](Self::run_until_idle), then waits `every` on the
+    /// runner's clock. Failures are logged and retried on the next round.
+    pub async fn run(&self, every: Duration) -> std::convert::Infallible {
+        loop {
+            if let Err(error) = self.run_until_idle().await {
+                tracing::warn!(saga = G::NAME, %error, "saga round failed; retrying");
+            }
+            self.clock.sleep(every).await;
+        }
+    }
+
+    /// Dispatches a step's commands in order; the first rejection stops the step and is
+    /// returned as its failure.
+    async fn dispatch_step(
+        &self,
+        commands: Vec<Dispatch>,
+        context: CommandContext,
+        progress: &mut Progress,
+    ) -> Result<Option<String>, SagaError> {
+        for dispatch in commands {
+            match self.dispatcher.dispatch(dispatch.clone(), context).await {
+                Ok(()) => progress.dispatched.push(dispatch),
+                Err(rejected @ DispatchError::Rejected { .. }) => {
+                    return Ok(Some(rejected.to_string()));
+                }
+                Err(error) => return Err(SagaError::Dispatch(error)),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Dispatches the compensations of every completed step, latest first.
+    async fn compensate(
+        &self,
+        instance: &Instance<G>,
+        context: CommandContext,
+        progress: &mut Progress,
+    ) -> Result<(), SagaError> {
+        for &step in instance.completed.iter().rev() {
+            for dispatch in instance.saga.compensate(step) {
+                match self.dispatcher.dispatch(dispatch.clone(), context).await {
+                    Ok(()) => progress.compensations.push(dispatch),
+                    Err(DispatchError::Rejected { reason, .. }) => {
+                        tracing::warn!(saga = G::NAME, stream = %instance.stream, %dispatch, reason, "a compensation was refused");
+                        progress.refused_compensations.push((dispatch, reason));
+                    }
+                    Err(error) => return Err(SagaError::Dispatch(error)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn record(
+        &self,
+        instance: &Instance<G>,
+        records: Vec<SagaRecord>,
+        context: CommandContext,
+    ) -> Result<(), SagaError> {
+        let metadata = EventMetadata::caused_by(
+            context.correlation_id,
+            context.causation_id,
+            self.clock.now(),
+        );
+        let events = records
+            .iter()
+            .map(|record| {
+                NewEvent::encode(record, &self.codec, metadata.clone())
+                    .map_err(|source| SagaError::Encode { stream: instance.stream.clone(), source })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let expected = ExpectedVersion::Exact(instance.version);
+        match self.store.append(&instance.stream, expected, events).await {
+            Ok(_) => Ok(()),
+            Err(EventStoreError::Conflict { actual, .. }) => Err(SagaError::Conflict {
+                stream: instance.stream.clone(),
+                loaded: instance.version,
+                actual,
+            }),
+            Err(error) => Err(SagaError::Store(error)),
+        }
+    }
+}
+
+fn step_index<G: Saga>(stream: &StreamId, name: &str) -> Result<usize, SagaError> {
+    G::STEPS
+        .iter()
+        .position(|step| step.name == name)
+        .ok_or_else(|| SagaError::UnknownStep { stream: stream.clone(), step: name.to_owned() })
+}
+
+fn stored_event_error(recorded: &RecordedEvent, source: DecodeError) -> SagaError {
+    SagaError::Decode(Box::new(StoredEventError {
+        stream: recorded.stream_id.clone(),
+        stream_version: recorded.stream_version,
+        event_id: recorded.event_id,
+        name: recorded.name.clone(),
+        event_version: recorded.version,
+        source,
+    }))
+}

@@ -1,0 +1,63 @@
+//! A checkout across three aggregates, run by a saga.
+//!
+//! [`Order`], [`Payment`] and [`Inventory`] are ordinary `#[aggregate]`s that know nothing of
+//! each other. [`CheckoutSaga`] reads their events and drives them with commands: an order
+//! placed is charged, a captured payment reserves the stock, a reservation confirms the order.
+//! A declined card cancels the order; missing stock refunds the payment and cancels the order;
+//! a warehouse that doesn't answer within 30 seconds gets its reservation released, then the
+//! payment is refunded and the order cancelled.
+//!
+//! [`Checkout`] wires it together on any event store and timer store: in memory for the demo
+//! and the tests, on PostgreSQL in `tests/postgres.rs`.
+
+mod inventory;
+mod order;
+mod payment;
+mod saga;
+
+use std::sync::Arc;
+
+use composable::saga::{Dispatcher, TimerStore};
+use composable::{AggregateRunner, Clock, EventStore, SagaRunner};
+
+pub use inventory::{
+    Inventory, InventoryCommand, InventoryError, InventoryEvent, Release, ReservationRequested,
+    Reserve, Restock, Restocked, StockReleased, StockReserved,
+};
+pub use order::{
+    CancelOrder, ConfirmOrder, Order, OrderCancelled, OrderCommand, OrderConfirmed, OrderError,
+    OrderEvent, OrderPlaced, OrderStatus, PlaceOrder,
+};
+pub use payment::{
+    Charge, DECLINED_CARD, Payment, PaymentCaptured, PaymentCommand, PaymentError, PaymentEvent,
+    PaymentRefunded, Refund,
+};
+pub use saga::{CheckoutSaga, CheckoutSagaEvent};
+
+/// The three aggregates' runners and the saga's runner, on one event store.
+#[derive(Debug)]
+pub struct Checkout<S: EventStore, T: TimerStore> {
+    /// Runs order commands.
+    pub orders: Arc<AggregateRunner<Order, S>>,
+    /// Runs payment commands.
+    pub payments: Arc<AggregateRunner<Payment, S>>,
+    /// Runs inventory commands.
+    pub inventory: Arc<AggregateRunner<Inventory, S>>,
+    /// Feeds the checkout saga; dispatches to the three runners above.
+    pub saga: SagaRunner<CheckoutSaga, S, Dispatcher, T>,
+}
+
+impl<S: EventStore + Clone, T: TimerStore> Checkout<S, T> {
+    /// Everything on `store`, the saga's timers in `timers`, time from `clock`.
+    pub fn new(store: S, timers: T, clock: impl Clock + Clone) -> Self {
+        let orders = Arc::new(AggregateRunner::new(store.clone(), ()).with_clock(clock.clone()));
+        let payments = Arc::new(AggregateRunner::new(store.clone(), ()).with_clock(clock.clone()));
+        let inventory = Arc::new(AggregateRunner::new(store.clone(), ()).with_clock(clock.clone()));
+        let dispatcher = Dispatcher::new()
+            .route(Arc::clone(&orders))
+            .route(Arc::clone(&payments))
+            .route(Arc::clone(&inventory));
+        let saga = SagaRunner::new(store, dispatcher, timers).with_clock(clock);
+        Self { orders, payments, inventory, saga }
+    }
+}

@@ -1,0 +1,11 @@
+use composable::step;
+
+pub struct Checkout;
+pub struct Placed;
+
+impl Checkout {
+    #[step]
+    fn placed(&mut self, _event: &Placed) {}
+}
+
+fn main() {}

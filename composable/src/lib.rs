@@ -2,6 +2,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod aggregate;
+pub mod bus;
 pub mod clock;
 pub mod codec;
 pub mod effect;
@@ -12,6 +13,7 @@ mod executor;
 pub mod hosted;
 pub mod memory;
 pub mod reducer;
+pub mod relay;
 pub mod runner;
 pub mod store;
 pub mod stream;
@@ -19,6 +21,7 @@ pub mod stream;
 pub mod testing;
 
 pub use aggregate::Aggregate;
+pub use bus::{BusError, BusMessage, Delivery, EventBus, InMemoryBus, Subscription};
 pub use clock::{Clock, SystemClock, TestClock};
 #[cfg(feature = "json")]
 pub use codec::Json;
@@ -31,6 +34,7 @@ pub use event_store::{AppendResult, EventStore, EventStoreError};
 pub use hosted::{AggregateReducer, Hosted, HostedAction};
 pub use memory::InMemoryEventStore;
 pub use reducer::{Reducer, reducer_fn};
+pub use relay::{CheckpointStore, InMemoryCheckpointStore, Relay, RelayError};
 pub use runner::{AggregateRunner, RetryPolicy, RunnerError};
 pub use store::{SendHandle, Store};
 pub use stream::{ExpectedVersion, Position, StreamId, StreamIdError, Version};

@@ -10,6 +10,9 @@
 //!   while a transaction that could still commit a lower one is running;
 //! * snapshots are replaced only by snapshots of the same or a newer version.
 //!
+//! [`PostgresCheckpointStore`] keeps the outbox relay's checkpoint in the same database
+//! ([`composable::relay`]).
+//!
 //! The schema ships inside the crate as migrations: run [`PostgresEventStore::migrate`] once at
 //! start-up (it is idempotent). `docs/adr/0001-postgres-event-store.md` explains the schema.
 //!
@@ -29,11 +32,13 @@
 //! # }
 //! ```
 
+mod checkpoint;
 mod config;
 mod error;
 mod rows;
 mod store;
 
+pub use checkpoint::PostgresCheckpointStore;
 pub use config::PostgresEventStoreBuilder;
 pub use error::PostgresError;
 pub use store::PostgresEventStore;

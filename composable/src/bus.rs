@@ -23,7 +23,7 @@
 //!   moved to the dead-letter topic ([`RedeliveryPolicy::dead_letter_topic`]) with the error in
 //!   its headers, and the subscriber moves on.
 //!
-//! [`InMemoryBus`](memory::InMemoryBus) keeps these semantics in memory, deterministically;
+//! [`InMemoryBus`] keeps these semantics in memory, deterministically;
 //! `composable-kafka` keeps them on a Kafka-protocol broker.
 //!
 //! # Events on the bus

@@ -13,6 +13,7 @@
 
 _KAFKA_PID=""
 _KAFKA_DIR=""
+_KAFKA_CREATED_BASE=""
 
 _kafka_free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()' 2>/dev/null && return
@@ -59,6 +60,7 @@ kafka_start() {
         base="$SERVICES_DIR"
     else
         base=$(mktemp -d)
+        _KAFKA_CREATED_BASE="$base"
     fi
     _KAFKA_DIR=$(mktemp -d "$base/kafka.XXXXXX")
     port=$(_kafka_free_port) || return 1
@@ -97,5 +99,9 @@ kafka_stop() {
     wait "$pid" 2>/dev/null || true
     [ -n "${_KAFKA_DIR:-}" ] && rm -rf "$_KAFKA_DIR"
     _KAFKA_DIR=""
+    if [ -n "${_KAFKA_CREATED_BASE:-}" ]; then
+        rmdir "$_KAFKA_CREATED_BASE" 2>/dev/null || true
+        _KAFKA_CREATED_BASE=""
+    fi
     unset KAFKA_BROKERS
 }

@@ -2,6 +2,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod aggregate;
+pub mod bus;
 pub mod clock;
 pub mod codec;
 pub mod effect;
@@ -12,6 +13,7 @@ mod executor;
 pub mod hosted;
 pub mod memory;
 pub mod reducer;
+pub mod relay;
 pub mod runner;
 pub mod saga;
 pub mod store;
@@ -20,6 +22,7 @@ pub mod stream;
 pub mod testing;
 
 pub use aggregate::Aggregate;
+pub use bus::{BusError, BusMessage, Delivery, EventBus, InMemoryBus, Subscription};
 pub use clock::{Clock, SystemClock, TestClock};
 #[cfg(feature = "json")]
 pub use codec::Json;
@@ -32,6 +35,7 @@ pub use event_store::{AppendResult, EventStore, EventStoreError};
 pub use hosted::{AggregateReducer, Hosted, HostedAction};
 pub use memory::InMemoryEventStore;
 pub use reducer::{Reducer, reducer_fn};
+pub use relay::{CheckpointStore, InMemoryCheckpointStore, Relay, RelayError};
 pub use runner::{AggregateRunner, CommandContext, RetryPolicy, RunnerError};
 pub use saga::{Dispatch, Saga, SagaRunner};
 pub use store::{SendHandle, Store};

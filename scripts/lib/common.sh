@@ -31,3 +31,13 @@ ensure_postgres() {
     step "installing PostgreSQL"
     apt_install postgresql
 }
+
+# ensure_openssl_dev: the headers librdkafka's TLS support builds against (composable-kafka's
+# `ssl` feature, which `--all-features` turns on).
+ensure_openssl_dev() {
+    if pkg-config --exists openssl 2>/dev/null; then
+        return 0
+    fi
+    step "installing the OpenSSL headers"
+    apt_install libssl-dev pkg-config
+}

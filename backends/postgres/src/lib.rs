@@ -12,6 +12,8 @@
 //!
 //! [`PostgresTimerStore`] keeps saga timeouts in the `timers` table of the same database, so a
 //! timeout due while no process runs fires when one starts again.
+//! [`PostgresCheckpointStore`] keeps the outbox relay's checkpoint in the same database
+//! ([`composable::relay`]).
 //!
 //! The schema ships inside the crate as migrations: run [`PostgresEventStore::migrate`] once at
 //! start-up (it is idempotent). `docs/adr/0001-postgres-event-store.md` explains the schema.
@@ -32,12 +34,14 @@
 //! # }
 //! ```
 
+mod checkpoint;
 mod config;
 mod error;
 mod rows;
 mod store;
 mod timers;
 
+pub use checkpoint::PostgresCheckpointStore;
 pub use config::PostgresEventStoreBuilder;
 pub use error::PostgresError;
 pub use store::PostgresEventStore;

@@ -1,0 +1,84 @@
+//! Checkpoints on PostgreSQL: the outbox relay's (and any global-log reader's) durable position,
+//! in the `checkpoints` table the migrations create.
+
+use composable::Position;
+use composable::relay::{CheckpointError, CheckpointStore};
+use sqlx::postgres::PgPool;
+
+use crate::error::is_transient;
+
+/// A [`CheckpointStore`] on PostgreSQL, usually in the event store's own database. Cheap to
+/// clone: clones share one pool.
+///
+/// ```no_run
+/// use composable::relay::{CheckpointStore, Relay};
+/// use composable::InMemoryBus;
+/// use composable_postgres::{PostgresCheckpointStore, PostgresEventStore};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = PostgresEventStore::connect("postgres://postgres@127.0.0.1:5432/app").await?;
+/// store.migrate().await?;
+/// let checkpoints = PostgresCheckpointStore::new(store.pool().clone());
+/// let mut relay = Relay::new(store, InMemoryBus::new(), checkpoints).name("orders-relay");
+/// relay.run(async { let _ = tokio::signal::ctrl_c().await; }).await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct PostgresCheckpointStore {
+    pool: PgPool,
+}
+
+impl PostgresCheckpointStore {
+    /// Checkpoints in the database of `pool`, whose migrations have run
+    /// ([`crate::PostgresEventStore::migrate`]).
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+fn checkpoint_error(operation: &'static str, name: &str, error: sqlx::Error) -> CheckpointError {
+    if is_transient(&error) {
+        CheckpointError::Unavailable { operation, name: name.to_owned(), source: Box::new(error) }
+    } else {
+        CheckpointError::Backend { operation, name: name.to_owned(), source: Box::new(error) }
+    }
+}
+
+impl CheckpointStore for PostgresCheckpointStore {
+    async fn load(&self, name: &str) -> Result<Position, CheckpointError> {
+        let position: Option<i64> =
+            sqlx::query_scalar("SELECT position FROM checkpoints WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|error| checkpoint_error("load", name, error))?;
+        match position {
+            None => Ok(Position::START),
+            Some(position) => {
+                u64::try_from(position).map(Position).map_err(|_| CheckpointError::Corrupt {
+                    name: name.to_owned(),
+                    reason: format!("negative position {position}"),
+                })
+            }
+        }
+    }
+
+    async fn save(&self, name: &str, position: Position) -> Result<(), CheckpointError> {
+        let position = i64::try_from(position.get()).map_err(|_| CheckpointError::Backend {
+            operation: "save",
+            name: name.to_owned(),
+            source: format!("position {position} does not fit a bigint").into(),
+        })?;
+        sqlx::query(
+            "INSERT INTO checkpoints (name, position) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, updated_at = now()",
+        )
+        .bind(name)
+        .bind(position)
+        .execute(&self.pool)
+        .await
+        .map_err(|error| checkpoint_error("save", name, error))?;
+        Ok(())
+    }
+}

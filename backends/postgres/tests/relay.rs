@@ -1,0 +1,71 @@
+//! The checkpoint store on PostgreSQL, and the outbox relay reading a PostgreSQL event store.
+
+mod common;
+
+use chrono::Utc;
+use composable::bus::{EventBus, InMemoryBus};
+use composable::relay::{CheckpointError, CheckpointStore, Relay};
+use composable::{EventMetadata, EventStore, ExpectedVersion, NewEvent, Position, StreamId};
+use composable_postgres::PostgresCheckpointStore;
+
+fn events(count: usize) -> Vec<NewEvent> {
+    (0..count)
+        .map(|n| NewEvent {
+            event_id: uuid::Uuid::now_v7(),
+            name: "thing.happened".into(),
+            version: 1,
+            format: "raw".into(),
+            payload: n.to_string().into_bytes(),
+            metadata: EventMetadata::new_flow(Utc::now()),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn checkpoints_start_at_zero_and_keep_the_last_save() {
+    let db = common::test_database().await;
+    let checkpoints = PostgresCheckpointStore::new(db.store.pool().clone());
+    assert_eq!(checkpoints.load("relay").await.unwrap(), Position::START);
+    checkpoints.save("relay", Position(10)).await.unwrap();
+    checkpoints.save("other", Position(3)).await.unwrap();
+    checkpoints.save("relay", Position(12)).await.unwrap();
+    assert_eq!(checkpoints.load("relay").await.unwrap(), Position(12));
+    assert_eq!(checkpoints.load("other").await.unwrap(), Position(3));
+
+    db.store.pool().close().await;
+    let error = checkpoints.load("relay").await.unwrap_err();
+    assert!(matches!(error, CheckpointError::Unavailable { .. }), "{error}");
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn the_relay_publishes_every_event_once_and_resumes_from_its_checkpoint() {
+    let db = common::test_database().await;
+    let checkpoints = PostgresCheckpointStore::new(db.store.pool().clone());
+    let bus = InMemoryBus::new();
+    let mut subscription = bus.subscribe(Some("test"), &["order-events"]).await.unwrap();
+    for id in 0..3 {
+        let stream = StreamId::new("order", id).unwrap();
+        db.store.append(&stream, ExpectedVersion::NoStream, events(4)).await.unwrap();
+    }
+
+    let mut relay = Relay::new(db.store.clone(), bus.clone(), checkpoints.clone()).name("r");
+    assert_eq!(relay.run_once(5).await.unwrap().published, 5);
+    drop(relay);
+    let mut restarted = Relay::new(db.store.clone(), bus.clone(), checkpoints.clone()).name("r");
+    assert_eq!(restarted.checkpoint().await.unwrap(), Position(5));
+    assert_eq!(restarted.run_once(100).await.unwrap().published, 7);
+    assert_eq!(checkpoints.load("r").await.unwrap(), Position(12));
+
+    let mut versions = std::collections::HashMap::<String, u64>::new();
+    for _ in 0..12 {
+        let delivery = subscription.next().await.unwrap().unwrap();
+        let event = delivery.event().unwrap();
+        let last = versions.entry(event.stream_id.to_string()).or_insert(0);
+        assert_eq!(event.stream_version.get(), *last + 1, "per-stream order");
+        *last += 1;
+        delivery.ack();
+    }
+    assert_eq!(bus.messages("order-events").len(), 12);
+    db.drop_database().await;
+}

@@ -89,6 +89,49 @@ pub(crate) fn names_trait(path: &syn::Path, name: &str) -> bool {
     path.segments.last().is_some_and(|last| last.ident == name)
 }
 
+/// What an attribute that goes on an inherent impl block says when it is put elsewhere.
+pub(crate) struct ImplBlock<'a> {
+    /// The attribute, as written in messages: `#[aggregate]`.
+    pub(crate) attribute: &'a str,
+    /// What the block holds: `handlers`.
+    pub(crate) holding: &'a str,
+    /// A type to show in `impl Type { ... }`.
+    pub(crate) example_type: &'a str,
+    /// The trait the attribute implements itself.
+    pub(crate) implements: &'a str,
+    /// The attribute with its arguments, as in a usage example.
+    pub(crate) usage: &'a str,
+}
+
+/// Parses the item of an attribute that goes on an inherent impl block (`#[aggregate]`,
+/// `#[saga]`), refusing trait impls and other items with a message that shows the right use.
+pub(crate) fn inherent_impl(
+    item: TokenStream,
+    block: &ImplBlock<'_>,
+) -> darling::Result<syn::ItemImpl> {
+    let ImplBlock { attribute, holding, example_type, implements, usage } = block;
+    match syn::parse2::<syn::Item>(item)? {
+        syn::Item::Impl(item) => match &item.trait_ {
+            Some((path, _)) => Err(error(
+                path.span(),
+                format!(
+                    "`{attribute}` goes on an inherent impl block holding the {holding} \
+                     (`impl {example_type} {{ ... }}`), not on a trait impl: it writes the \
+                     `{implements}` impl itself"
+                ),
+            )),
+            None => Ok(item),
+        },
+        other => Err(error(
+            item_head_span(&other),
+            format!(
+                "`{attribute}` goes on the impl block holding the {holding}: \
+                 `{usage} impl {example_type} {{ ... }}`"
+            ),
+        )),
+    }
+}
+
 /// The span of an item's keyword and name, for errors about the item as a whole: pointing at
 /// the whole item would underline every line of it.
 pub(crate) fn item_head_span(item: &syn::Item) -> Span {

@@ -71,21 +71,16 @@ pub(super) fn parse(
 }
 
 fn parse_item(item: TokenStream) -> darling::Result<syn::ItemImpl> {
-    match syn::parse2::<syn::Item>(item)? {
-        syn::Item::Impl(item) => match &item.trait_ {
-            Some((path, _)) => Err(common::error(
-                path.span(),
-                "`#[aggregate]` goes on an inherent impl block holding the handlers \
-                 (`impl Order { ... }`), not on a trait impl: it writes the `Aggregate` impl itself",
-            )),
-            None => Ok(item),
+    common::inherent_impl(
+        item,
+        &common::ImplBlock {
+            attribute: "#[aggregate]",
+            holding: "handlers",
+            example_type: "Order",
+            implements: "Aggregate",
+            usage: "#[aggregate(stream = \"order\")]",
         },
-        other => Err(common::error(
-            common::item_head_span(&other),
-            "`#[aggregate]` goes on the impl block holding the handlers: \
-             `#[aggregate(stream = \"order\")] impl Order { ... }`",
-        )),
-    }
+    )
 }
 
 /// Finds the methods marked `#[command]` or `#[apply]`, and marks those attributes as read

@@ -83,21 +83,16 @@ pub(super) fn parse(
 }
 
 fn parse_item(item: TokenStream) -> darling::Result<syn::ItemImpl> {
-    match syn::parse2::<syn::Item>(item)? {
-        syn::Item::Impl(item) => match &item.trait_ {
-            Some((path, _)) => Err(common::error(
-                path.span(),
-                "`#[saga]` goes on an inherent impl block holding the steps \
-                 (`impl Checkout { ... }`), not on a trait impl: it writes the `Saga` impl itself",
-            )),
-            None => Ok(item),
+    common::inherent_impl(
+        item,
+        &common::ImplBlock {
+            attribute: "#[saga]",
+            holding: "steps",
+            example_type: "Checkout",
+            implements: "Saga",
+            usage: "#[saga(name = \"checkout\", key = order_id)]",
         },
-        other => Err(common::error(
-            common::item_head_span(&other),
-            "`#[saga]` goes on the impl block holding the steps: \
-             `#[saga(name = \"checkout\", key = order_id)] impl Checkout { ... }`",
-        )),
-    }
+    )
 }
 
 /// Finds the handlers and marks their attributes as read, as `#[aggregate]` does.

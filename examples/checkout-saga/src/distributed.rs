@@ -155,7 +155,10 @@ impl Distributed {
         RelayTask { stop, task }
     }
 
-    /// Joins consumer group `group` on the saga's input topics.
+    /// Joins consumer group `group` on the saga's input topics. The events committed before
+    /// are delivered as the group's offsets say, but [`SagaInput::run_until_idle`] waits only
+    /// for those committed from now on (a group that already consumed the older ones would
+    /// never see them again).
     ///
     /// # Errors
     /// When the bus refuses the subscription.
@@ -167,13 +170,15 @@ impl Distributed {
             INPUT_CATEGORIES.iter().map(|category| topic_for(category)).collect();
         let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
         let subscription = self.bus.subscribe(Some(group), &topics).await?;
-        Ok(SagaInput {
+        let mut input = SagaInput {
             subscription,
             store: self.store.clone(),
             cursor: Position::START,
             pending: HashSet::new(),
             delivered: HashSet::new(),
-        })
+        };
+        input.skip_to_head().await?;
+        Ok(input)
     }
 }
 
@@ -194,6 +199,15 @@ impl RelayTask {
         self.task.await??;
         Ok(())
     }
+}
+
+/// What [`SagaInput::handle_next`] did with a delivery.
+#[derive(Debug)]
+pub enum Handled {
+    /// Fed to the saga and acknowledged; `None` when the saga had nothing to do with it.
+    Delivered(Option<Progress>),
+    /// The consumer reported a transient error instead of a delivery.
+    Transient,
 }
 
 /// The saga's input from Kafka. It also follows the event store, to know which input events
@@ -233,44 +247,70 @@ impl<S: EventStore + Clone> SagaInput<S> {
                 done.extend(fired);
                 continue;
             }
-            let delivery =
-                match tokio::time::timeout(DELIVERY_TIMEOUT, self.subscription.next()).await {
-                    Err(_) => {
-                        return Err(format!(
-                            "{} committed events were not delivered within {DELIVERY_TIMEOUT:?}",
-                            self.pending.len()
-                        )
-                        .into());
-                    }
-                    Ok(None) => return Err("the saga's subscription closed".into()),
-                    Ok(Some(Err(error))) if error.is_transient() => {
-                        tracing::warn!(%error, "transient consumer error; waiting on");
-                        continue;
-                    }
-                    Ok(Some(Err(error))) => return Err(error.into()),
-                    Ok(Some(Ok(delivery))) => delivery,
-                };
-            let event = match delivery.event() {
-                Ok(event) => event,
-                Err(error) => {
-                    delivery.nack(&error);
-                    return Err(error.into());
-                }
-            };
-            match saga.handle(&event).await {
-                Ok(progress) => {
-                    delivery.ack();
-                    if !self.pending.remove(&event.event_id) {
-                        self.delivered.insert(event.event_id);
-                    }
-                    done.extend(progress);
-                }
-                Err(error) => {
-                    delivery.nack(&error);
-                    return Err(error.into());
+            let pending = self.pending.len();
+            match self.handle_next(saga, DELIVERY_TIMEOUT).await? {
+                Some(Handled::Delivered(progress)) => done.extend(progress),
+                Some(Handled::Transient) => {}
+                None => {
+                    return Err(format!(
+                        "{pending} committed events were not delivered within \
+                         {DELIVERY_TIMEOUT:?}"
+                    )
+                    .into());
                 }
             }
         }
+    }
+
+    /// Waits up to `within` for the next delivery, feeds it to `saga` and acknowledges it.
+    /// `None` when nothing came in time.
+    ///
+    /// # Errors
+    /// When the delivery could not be decoded or handled (it is nacked, so the bus redelivers
+    /// it), or the subscription failed or closed.
+    pub async fn handle_next<T: TimerStore>(
+        &mut self,
+        saga: &SagaRunner<CheckoutSaga, S, Dispatcher, T>,
+        within: Duration,
+    ) -> Result<Option<Handled>, Error> {
+        let delivery = match tokio::time::timeout(within, self.subscription.next()).await {
+            Err(_) => return Ok(None),
+            Ok(None) => return Err("the saga's subscription closed".into()),
+            Ok(Some(Err(error))) if error.is_transient() => {
+                tracing::warn!(%error, "transient consumer error; waiting on");
+                return Ok(Some(Handled::Transient));
+            }
+            Ok(Some(Err(error))) => return Err(error.into()),
+            Ok(Some(Ok(delivery))) => delivery,
+        };
+        let event = match delivery.event() {
+            Ok(event) => event,
+            Err(error) => {
+                delivery.nack(&error);
+                return Err(error.into());
+            }
+        };
+        match saga.handle(&event).await {
+            Ok(progress) => {
+                delivery.ack();
+                if !self.pending.remove(&event.event_id) {
+                    self.delivered.insert(event.event_id);
+                }
+                Ok(Some(Handled::Delivered(progress)))
+            }
+            Err(error) => {
+                delivery.nack(&error);
+                Err(error.into())
+            }
+        }
+    }
+
+    /// Moves the store cursor past every event committed so far.
+    async fn skip_to_head(&mut self) -> Result<(), Error> {
+        while let Some(last) = self.store.read_all(self.cursor, 1000).await?.last() {
+            self.cursor = last.position;
+        }
+        Ok(())
     }
 
     /// Reads the events committed since the last look and notes the saga's input among them.

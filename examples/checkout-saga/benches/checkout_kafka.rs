@@ -2,7 +2,9 @@
 //! clients, the outbox relay publishing the events, the saga reading them from a consumer group
 //! and dispatching to the runners. A checkout's latency runs from placing the order to the saga
 //! completing it (three events through the relay and the broker). The in-memory checkout (the
-//! saga polling the store's log) runs first, in the same process, as the baseline.
+//! saga polling the store's log) runs first, in the same process, as the baseline. Every 50th
+//! order of a client goes to a newly stocked sku; the restock is outside the latency but inside
+//! the throughput's wall time.
 //!
 //! Needs `DATABASE_URL` and `KAFKA_BROKERS`; `CHECKOUT_BENCH_SECS` sets how long each row runs
 //! (10 s by default).
@@ -42,6 +44,19 @@ fn env(name: &str) -> String {
         .unwrap_or_else(|| panic!("{name} is not set: {HOW_TO_START}"))
 }
 
+/// Orders per sku: each sku's stream stays short (the runners load whole streams), so the
+/// figures don't drift with the length of the run.
+const ORDERS_PER_SKU: usize = 50;
+
+/// The sku of a client's `number`th order, and whether it needs stocking first.
+fn sku(worker: usize, number: usize) -> (String, bool) {
+    (format!("sku-{worker}-{}", number / ORDERS_PER_SKU), number.is_multiple_of(ORDERS_PER_SKU))
+}
+
+fn restock() -> Restock {
+    Restock { quantity: 1_000, manual: false }
+}
+
 fn place(order_id: &str, sku: &str) -> PlaceOrder {
     PlaceOrder {
         order_id: order_id.into(),
@@ -55,17 +70,16 @@ fn place(order_id: &str, sku: &str) -> PlaceOrder {
 async fn in_memory(duration: Duration) -> Row {
     let checkout =
         Checkout::new(InMemoryEventStore::new(), InMemoryTimerStore::new(), TestClock::new());
-    checkout
-        .inventory
-        .execute("tea", Restock { quantity: u32::MAX / 2, manual: false })
-        .await
-        .expect("a command");
     let mut latencies = Vec::new();
     let start = Instant::now();
     while start.elapsed() < duration {
         let order_id = latencies.len().to_string();
+        let (sku, restock_first) = sku(0, latencies.len());
+        if restock_first {
+            checkout.inventory.execute(&sku, restock()).await.expect("a command");
+        }
         let placed = Instant::now();
-        checkout.orders.execute(&order_id, place(&order_id, "tea")).await.expect("a command");
+        checkout.orders.execute(&order_id, place(&order_id, &sku)).await.expect("a command");
         let progress = checkout.saga.run_until_idle().await.expect("a command");
         assert_eq!(progress.last().map(|step| step.status), Some(SagaStatus::Completed));
         latencies.push(placed.elapsed());
@@ -101,10 +115,6 @@ async fn on_kafka(workers: usize, duration: Duration) -> Row {
     let checkout: Arc<PgCheckout> = Arc::new(backends.checkout(TestClock::new()));
     let relay = backends.spawn_relay();
     let mut input = backends.subscribe_saga("checkout-saga").await.expect("subscribe");
-    for worker in 0..workers {
-        let restock = Restock { quantity: u32::MAX / 2, manual: false };
-        checkout.inventory.execute(&format!("sku-{worker}"), restock).await.expect("a command");
-    }
 
     let waiters: Waiters = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
@@ -128,7 +138,7 @@ async fn on_kafka(workers: usize, duration: Duration) -> Row {
 
     // Warm up: the consumer group joins and the topics' partitions are assigned.
     for worker in 0..workers {
-        checkout_one(&checkout, &waiters, worker, usize::MAX).await;
+        checkout_one(&checkout, &waiters, worker + workers, 0).await;
     }
 
     let start = Instant::now();
@@ -167,8 +177,11 @@ async fn checkout_one(
     let order_id = format!("{worker}-{number}");
     let (done, completed) = oneshot::channel();
     waiters.lock().expect("the waiters").insert(order_id.clone(), done);
+    let (sku, restock_first) = sku(worker, number);
+    if restock_first {
+        checkout.inventory.execute(&sku, restock()).await.expect("a command");
+    }
     let placed = Instant::now();
-    let sku = format!("sku-{worker}");
     checkout.orders.execute(&order_id, place(&order_id, &sku)).await.expect("a command");
     let completed = tokio::time::timeout(Duration::from_secs(60), completed)
         .await

@@ -38,6 +38,9 @@ const PARTITIONS: i32 = 3;
 /// delivered before giving up.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long [`SagaInput::run_until_idle`] waits before its last look at the store.
+const SETTLE: Duration = Duration::from_millis(50);
+
 /// A bus whose topic names (and consumer groups) all start with `prefix`, so that runs sharing a
 /// broker do not see each other's events. An empty prefix leaves the names as they are.
 #[derive(Debug, Clone)]
@@ -227,7 +230,9 @@ pub struct SagaInput<S> {
 impl<S: EventStore + Clone> SagaInput<S> {
     /// Feeds `saga` the deliveries until every input event committed so far (including those
     /// its own commands caused) was handled, then fires the due timers, and repeats while that
-    /// produced anything. Each delivery is acknowledged after the saga handled it.
+    /// produced anything. Each delivery is acknowledged after the saga handled it. Idle is
+    /// declared after a last look at the store 50 ms after it seemed caught up, since the log
+    /// may show a commit late while an older transaction runs elsewhere on the server.
     ///
     /// # Errors
     /// The first delivery that could not be decoded or handled (it is nacked, so the bus
@@ -241,10 +246,17 @@ impl<S: EventStore + Clone> SagaInput<S> {
             self.follow_store().await?;
             if self.pending.is_empty() {
                 let fired = saga.fire_due().await?;
-                if fired.is_empty() {
+                if !fired.is_empty() {
+                    done.extend(fired);
+                    continue;
+                }
+                // The PostgreSQL store's global log holds back commits newer than the oldest
+                // transaction still running on the server: look once more after a moment.
+                tokio::time::sleep(SETTLE).await;
+                self.follow_store().await?;
+                if self.pending.is_empty() {
                     return Ok(done);
                 }
-                done.extend(fired);
                 continue;
             }
             let pending = self.pending.len();

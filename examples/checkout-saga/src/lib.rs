@@ -8,8 +8,10 @@
 //! payment is refunded and the order cancelled.
 //!
 //! [`Checkout`] wires it together on any event store and timer store: in memory for the demo
-//! and the tests, on PostgreSQL in `tests/postgres.rs`.
+//! and the tests, on PostgreSQL in `tests/postgres.rs`; [`distributed`] adds the outbox relay to Kafka and feeds
+//! the saga from a consumer group.
 
+pub mod distributed;
 mod inventory;
 mod order;
 mod payment;

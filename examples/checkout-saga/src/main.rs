@@ -3,13 +3,21 @@
 //!
 //! Time is a test clock, so the 30-second timeout passes instantly and the output is the same
 //! on every run.
+//!
+//! With `DATABASE_URL` and `KAFKA_BROKERS` both set, the same scenarios run on PostgreSQL and
+//! Kafka instead (see `checkout_saga::distributed`): the events and the saga's timers in the
+//! database, the outbox relay publishing the events to `{category}-events`, the saga fed from
+//! those topics in the consumer group `checkout-saga`. Order ids and skus then carry a tag of
+//! the run, so runs against the same database do not collide.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
+use checkout_saga::distributed::{self, Distributed, SagaInput};
 use checkout_saga::{Checkout, DECLINED_CARD, OrderStatus, PlaceOrder, Restock};
-use composable::saga::{InMemoryTimerStore, Progress, SagaStatus};
-use composable::{InMemoryEventStore, TestClock};
+use composable::saga::{InMemoryTimerStore, Progress, SagaStatus, TimerStore};
+use composable::{EventStore, InMemoryEventStore, TestClock};
+use composable_postgres::PostgresEventStore;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -33,50 +41,116 @@ async fn main() -> ExitCode {
             manual: true,
         },
     ];
-    for (number, scenario) in (1..).zip(&scenarios) {
-        if let Err(error) = run(number, scenario).await {
+    let result = match (env("DATABASE_URL"), env("KAFKA_BROKERS")) {
+        (Some(database_url), Some(brokers)) => {
+            run_distributed(&scenarios, &database_url, &brokers).await
+        }
+        _ => run_in_memory(&scenarios).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
             eprintln!("error: {error}");
-            return ExitCode::FAILURE;
+            ExitCode::FAILURE
         }
     }
-    ExitCode::SUCCESS
 }
 
-async fn run(number: u32, scenario: &Scenario) -> Result<(), Error> {
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|value| !value.is_empty())
+}
+
+/// Each scenario on its own in-memory store.
+async fn run_in_memory(scenarios: &[Scenario]) -> Result<(), Error> {
+    for (number, scenario) in (1..).zip(scenarios) {
+        let clock = TestClock::new();
+        let checkout =
+            Checkout::new(InMemoryEventStore::new(), InMemoryTimerStore::new(), clock.clone());
+        let ids = Ids { order_id: format!("{}", 1000 + number), sku: "tea".into() };
+        run(number, scenario, &checkout, &clock, &ids, None).await?;
+    }
+    Ok(())
+}
+
+/// Every scenario on one database and broker, with the relay running beside them.
+async fn run_distributed(
+    scenarios: &[Scenario],
+    database_url: &str,
+    brokers: &str,
+) -> Result<(), Error> {
+    let store = PostgresEventStore::connect(database_url).await?;
+    let backends = Distributed::connect(store, distributed::kafka_config(brokers), "").await?;
+    println!("on PostgreSQL and Kafka at {brokers}; the outbox relay publishes to the broker\n");
+    let relay = backends.spawn_relay();
+    let mut input = backends.subscribe_saga("checkout-saga").await?;
+    let tag = uuid::Uuid::now_v7().simple().to_string()[24..].to_owned();
+    for (number, scenario) in (1..).zip(scenarios) {
+        let clock = TestClock::new();
+        let checkout = backends.checkout(clock.clone());
+        let ids = Ids {
+            order_id: format!("{tag}-{}", 1000 + number),
+            sku: format!("tea-{tag}-{number}"),
+        };
+        run(number, scenario, &checkout, &clock, &ids, Some(&mut input)).await?;
+    }
+    relay.stop().await
+}
+
+struct Ids {
+    order_id: String,
+    sku: String,
+}
+
+/// Runs the saga until it is idle: from the store's log in memory, from Kafka with `input`.
+async fn settle<S: EventStore + Clone, T: TimerStore>(
+    checkout: &Checkout<S, T>,
+    input: Option<&mut SagaInput<S>>,
+) -> Result<Vec<Progress>, Error> {
+    match input {
+        None => Ok(checkout.saga.run_until_idle().await?),
+        Some(input) => input.run_until_idle(&checkout.saga).await,
+    }
+}
+
+async fn run<S: EventStore + Clone, T: TimerStore>(
+    number: u32,
+    scenario: &Scenario,
+    checkout: &Checkout<S, T>,
+    clock: &TestClock,
+    ids: &Ids,
+    mut input: Option<&mut SagaInput<S>>,
+) -> Result<(), Error> {
     println!("== {number}. {} ==", scenario.title);
-    let clock = TestClock::new();
-    let checkout =
-        Checkout::new(InMemoryEventStore::new(), InMemoryTimerStore::new(), clock.clone());
+    let Ids { order_id, sku } = ids;
     checkout
         .inventory
-        .execute("tea", Restock { quantity: scenario.stock, manual: scenario.manual })
+        .execute(sku, Restock { quantity: scenario.stock, manual: scenario.manual })
         .await?;
-    let order_id = format!("{}", 1000 + number);
     let place = PlaceOrder {
         order_id: order_id.clone(),
-        sku: "tea".into(),
+        sku: sku.clone(),
         quantity: 2,
         total: 900,
         card: scenario.card.into(),
     };
-    checkout.orders.execute(&order_id, place).await?;
-    println!("order {order_id} placed: 2 x tea, 9.00, paid with {}", scenario.card);
+    checkout.orders.execute(order_id, place).await?;
+    println!("order {order_id} placed: 2 x {sku}, 9.00, paid with {}", scenario.card);
 
-    let mut progress = checkout.saga.run_until_idle().await?;
+    let mut progress = settle(checkout, input.as_deref_mut()).await?;
     print_progress(&progress);
     if progress.last().is_some_and(|last| last.status == SagaStatus::Running) {
         println!("  ... no answer; the clock moves 30 s on");
         clock.advance(Duration::from_secs(30)).await;
-        progress = checkout.saga.run_until_idle().await?;
+        progress = settle(checkout, input).await?;
         print_progress(&progress);
     }
 
-    let order = checkout.orders.load(&order_id).await?.state;
-    let payment = checkout.payments.load(&order_id).await?.state;
-    let stock = checkout.inventory.load("tea").await?.state;
-    let saga = checkout.saga.load(&order_id).await?.map(|summary| summary.status);
+    let order = checkout.orders.load(order_id).await?.state;
+    let payment = checkout.payments.load(order_id).await?.state;
+    let stock = checkout.inventory.load(sku).await?.state;
+    let saga = checkout.saga.load(order_id).await?.map(|summary| summary.status);
     println!(
-        "result: saga {saga:?}, order {:?}, captured {}.{:02}, tea available {} ({} reserved)\n",
+        "result: saga {saga:?}, order {:?}, captured {}.{:02}, {sku} available {} ({} reserved)\n",
         order.status,
         payment.captured / 100,
         payment.captured % 100,

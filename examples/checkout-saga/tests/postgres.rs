@@ -12,6 +12,10 @@ use composable::{EventStore, Position, TestClock};
 use composable_postgres::{PgConnectOptions, PostgresEventStore, PostgresTimerStore};
 use sqlx::{Connection, Executor, PgConnection};
 
+/// The store's global log holds back commits newer than the oldest transaction still running on
+/// the server, so a test reading it right after its own commits must not run beside another.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 const HOW_TO_START: &str = "run `scripts/test` (it starts a private PostgreSQL), or \
     `source scripts/lib/postgres.sh && pg_start` in this shell first";
 
@@ -72,6 +76,7 @@ fn place(order_id: &str) -> PlaceOrder {
 
 #[tokio::test]
 async fn the_happy_path_on_postgres() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let database = Database::create().await;
     let clock = TestClock::new();
     let checkout = database.checkout(&clock);
@@ -96,6 +101,7 @@ async fn the_happy_path_on_postgres() {
 
 #[tokio::test]
 async fn a_timeout_due_across_a_restart_fires_once_on_postgres() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let database = Database::create().await;
     let clock = TestClock::new();
     let first = database.checkout(&clock);

@@ -1,0 +1,232 @@
+//! Sustained checkouts per second on PostgreSQL and Kafka: the orders placed by concurrent
+//! clients, the outbox relay publishing the events, the saga reading them from a consumer group
+//! and dispatching to the runners. A checkout's latency runs from placing the order to the saga
+//! completing it (three events through the relay and the broker). The in-memory checkout (the
+//! saga polling the store's log) runs first, in the same process, as the baseline. Every 50th
+//! order of a client goes to a newly stocked sku; the restock is outside the latency but inside
+//! the throughput's wall time.
+//!
+//! Needs `DATABASE_URL` and `KAFKA_BROKERS`; `CHECKOUT_BENCH_SECS` sets how long each row runs
+//! (10 s by default).
+//!
+//! `cargo bench -p checkout-saga --bench checkout_kafka`
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use checkout_saga::distributed::{self, Distributed, Handled};
+use checkout_saga::{Checkout, PlaceOrder, Restock};
+use composable::saga::{InMemoryTimerStore, SagaStatus};
+use composable::{InMemoryEventStore, TestClock};
+use composable_postgres::{PgConnectOptions, PostgresEventStore, PostgresTimerStore};
+use sqlx::{Connection, Executor, PgConnection};
+use tokio::sync::oneshot;
+
+const HOW_TO_START: &str = "run `scripts/bench`, or in this shell `source scripts/lib/common.sh \
+    && source scripts/lib/postgres.sh && source scripts/lib/kafka.sh && pg_start && kafka_start`";
+
+type Waiters = Arc<Mutex<HashMap<String, oneshot::Sender<Instant>>>>;
+type PgCheckout = Checkout<PostgresEventStore, PostgresTimerStore>;
+
+struct Row {
+    backend: &'static str,
+    workers: usize,
+    latencies: Vec<Duration>,
+    elapsed: Duration,
+}
+
+fn env(name: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|value| !value.is_empty())
+        .unwrap_or_else(|| panic!("{name} is not set: {HOW_TO_START}"))
+}
+
+/// Orders per sku: each sku's stream stays short (the runners load whole streams), so the
+/// figures don't drift with the length of the run.
+const ORDERS_PER_SKU: usize = 50;
+
+/// The sku of a client's `number`th order, and whether it needs stocking first.
+fn sku(worker: usize, number: usize) -> (String, bool) {
+    (format!("sku-{worker}-{}", number / ORDERS_PER_SKU), number.is_multiple_of(ORDERS_PER_SKU))
+}
+
+fn restock() -> Restock {
+    Restock { quantity: 1_000, manual: false }
+}
+
+fn place(order_id: &str, sku: &str) -> PlaceOrder {
+    PlaceOrder {
+        order_id: order_id.into(),
+        sku: sku.into(),
+        quantity: 1,
+        total: 900,
+        card: "tok_visa".into(),
+    }
+}
+
+async fn in_memory(duration: Duration) -> Row {
+    let checkout =
+        Checkout::new(InMemoryEventStore::new(), InMemoryTimerStore::new(), TestClock::new());
+    let mut latencies = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < duration {
+        let order_id = latencies.len().to_string();
+        let (sku, restock_first) = sku(0, latencies.len());
+        if restock_first {
+            checkout.inventory.execute(&sku, restock()).await.expect("a command");
+        }
+        let placed = Instant::now();
+        checkout.orders.execute(&order_id, place(&order_id, &sku)).await.expect("a command");
+        let progress = checkout.saga.run_until_idle().await.expect("a command");
+        assert_eq!(progress.last().map(|step| step.status), Some(SagaStatus::Completed));
+        latencies.push(placed.elapsed());
+    }
+    Row { backend: "in memory", workers: 1, latencies, elapsed: start.elapsed() }
+}
+
+async fn fresh_database() -> PostgresEventStore {
+    let url = env("DATABASE_URL");
+    let admin_options: PgConnectOptions = url.parse().expect("a valid DATABASE_URL");
+    let mut admin = PgConnection::connect_with(&admin_options)
+        .await
+        .unwrap_or_else(|error| panic!("cannot reach PostgreSQL: {error}; {HOW_TO_START}"));
+    let name = format!("checkout_bench_{}", uuid::Uuid::now_v7().simple());
+    admin.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("create database");
+    PostgresEventStore::builder()
+        .connect_options(admin_options.database(&name))
+        .max_connections(24)
+        .connect()
+        .await
+        .expect("connect to the bench database")
+}
+
+/// `workers` clients each placing an order and waiting for the saga to complete it, for
+/// `duration`, on a fresh database and fresh topics.
+async fn on_kafka(workers: usize, duration: Duration) -> Row {
+    let brokers = env("KAFKA_BROKERS");
+    let prefix = format!("b{}.", uuid::Uuid::now_v7().simple());
+    let backends =
+        Distributed::connect(fresh_database().await, distributed::kafka_config(&brokers), &prefix)
+            .await
+            .unwrap_or_else(|error| panic!("set up PostgreSQL and Kafka: {error}; {HOW_TO_START}"));
+    let checkout: Arc<PgCheckout> = Arc::new(backends.checkout(TestClock::new()));
+    let relay = backends.spawn_relay();
+    let mut input = backends.subscribe_saga("checkout-saga").await.expect("subscribe");
+
+    let waiters: Waiters = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let consumer = tokio::spawn({
+        let (checkout, waiters, stop) =
+            (Arc::clone(&checkout), Arc::clone(&waiters), Arc::clone(&stop));
+        async move {
+            while !stop.load(Ordering::Relaxed) {
+                let handled = input.handle_next(&checkout.saga, Duration::from_millis(100)).await;
+                if let Some(Handled::Delivered(Some(progress))) = handled.expect("saga input")
+                    && progress.status == SagaStatus::Completed
+                {
+                    let waiter = waiters.lock().expect("the waiters").remove(&progress.key);
+                    if let Some(waiter) = waiter {
+                        let _ = waiter.send(Instant::now());
+                    }
+                }
+            }
+        }
+    });
+
+    // Warm up: the consumer group joins and the topics' partitions are assigned.
+    for worker in 0..workers {
+        checkout_one(&checkout, &waiters, worker + workers, 0).await;
+    }
+
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..workers)
+        .map(|worker| {
+            let (checkout, waiters) = (Arc::clone(&checkout), Arc::clone(&waiters));
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                while start.elapsed() < duration {
+                    latencies
+                        .push(checkout_one(&checkout, &waiters, worker, latencies.len()).await);
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await.expect("a worker"));
+    }
+    let elapsed = start.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    consumer.await.expect("the consumer");
+    relay.stop().await.expect("stop the relay");
+    backends.store().pool().close().await;
+    Row { backend: "PostgreSQL + Kafka, relay", workers, latencies, elapsed }
+}
+
+/// Places one order and waits for the saga to complete it: the time it took.
+async fn checkout_one(
+    checkout: &PgCheckout,
+    waiters: &Waiters,
+    worker: usize,
+    number: usize,
+) -> Duration {
+    let order_id = format!("{worker}-{number}");
+    let (done, completed) = oneshot::channel();
+    waiters.lock().expect("the waiters").insert(order_id.clone(), done);
+    let (sku, restock_first) = sku(worker, number);
+    if restock_first {
+        checkout.inventory.execute(&sku, restock()).await.expect("a command");
+    }
+    let placed = Instant::now();
+    checkout.orders.execute(&order_id, place(&order_id, &sku)).await.expect("a command");
+    let completed = tokio::time::timeout(Duration::from_secs(60), completed)
+        .await
+        .unwrap_or_else(|_| panic!("checkout {order_id} not completed within 60 s"))
+        .expect("the consumer stopped");
+    completed - placed
+}
+
+fn print(rows: &mut [Row]) {
+    println!("| backend | clients | checkouts | checkouts/s | p50 latency | p99 latency |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for row in rows {
+        row.latencies.sort_unstable();
+        let n = row.latencies.len();
+        let at = |q: usize| row.latencies[(n * q / 100).min(n - 1)];
+        #[allow(clippy::cast_precision_loss)]
+        let rate = n as f64 / row.elapsed.as_secs_f64();
+        println!(
+            "| {} | {} | {n} | {rate:.0} | {:.2} ms | {:.2} ms |",
+            row.backend,
+            row.workers,
+            at(50).as_secs_f64() * 1e3,
+            at(99).as_secs_f64() * 1e3,
+        );
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; any other run (`cargo test --benches`) only checks that it builds.
+    if !std::env::args().any(|arg| arg == "--bench") {
+        return;
+    }
+    let seconds =
+        std::env::var("CHECKOUT_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
+    let duration = Duration::from_secs(seconds);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let mut rows = runtime.block_on(async {
+        vec![in_memory(duration).await, on_kafka(1, duration).await, on_kafka(16, duration).await]
+    });
+    println!(
+        "checkouts for {seconds} s each; latency from placing the order to the saga completing it"
+    );
+    print(&mut rows);
+}

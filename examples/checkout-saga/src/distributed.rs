@@ -1,0 +1,343 @@
+//! The checkout on PostgreSQL and Kafka: the aggregates' events and the saga's timers in one
+//! database, the outbox [`Relay`] publishing the events table to `{category}-events`, and the
+//! saga reading its input from those topics in a consumer group.
+//!
+//! Commands still go straight to the runners in this process ([`Checkout`]'s dispatcher); only
+//! the saga's input travels through the broker. A delivery is acknowledged once
+//! [`SagaRunner::handle`] succeeded, so a crash in between redelivers it, and the saga ignores
+//! what it recorded already.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use composable::bus::{BusError, BusMessage, EventBus, Subscription, topic_for};
+use composable::relay::Relay;
+use composable::saga::{Dispatcher, Progress, TimerStore};
+use composable::{Clock, EventStore, Position, SagaRunner};
+use composable_kafka::{KafkaBus, KafkaConfig};
+use composable_postgres::{PostgresCheckpointStore, PostgresEventStore, PostgresTimerStore};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use crate::{Checkout, CheckoutSaga};
+
+/// Any failure of the wiring: the store, the bus, the relay or the saga.
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// The stream categories the saga reads.
+pub const INPUT_CATEGORIES: [&str; 3] = ["order", "payment", "inventory"];
+
+/// Every category the relay publishes: the saga's input and the saga's own records.
+pub const CATEGORIES: [&str; 4] = ["order", "payment", "inventory", "saga.checkout"];
+
+/// Partitions of each topic created up front.
+const PARTITIONS: i32 = 3;
+
+/// How long [`SagaInput::run_until_idle`] waits for an event that is in the store but not yet
+/// delivered before giving up.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long [`SagaInput::run_until_idle`] waits before its last look at the store.
+const SETTLE: Duration = Duration::from_millis(50);
+
+/// A bus whose topic names (and consumer groups) all start with `prefix`, so that runs sharing a
+/// broker do not see each other's events. An empty prefix leaves the names as they are.
+#[derive(Debug, Clone)]
+pub struct Namespaced<B> {
+    inner: B,
+    prefix: String,
+}
+
+impl<B> Namespaced<B> {
+    /// `inner` with every topic and group renamed to `{prefix}{name}`.
+    pub fn new(inner: B, prefix: impl Into<String>) -> Self {
+        Self { inner, prefix: prefix.into() }
+    }
+
+    /// The name `name` has on the broker.
+    pub fn name(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+}
+
+impl<B: EventBus> EventBus for Namespaced<B> {
+    async fn publish(&self, mut messages: Vec<BusMessage>) -> Result<(), BusError> {
+        for message in &mut messages {
+            message.topic.insert_str(0, &self.prefix);
+        }
+        self.inner.publish(messages).await
+    }
+
+    async fn subscribe(
+        &self,
+        group: Option<&str>,
+        topics: &[&str],
+    ) -> Result<Subscription, BusError> {
+        let group = group.map(|group| self.name(group));
+        let topics: Vec<String> = topics.iter().map(|topic| self.name(topic)).collect();
+        let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+        self.inner.subscribe(group.as_deref(), &topics).await
+    }
+}
+
+/// Kafka settings for the checkout: short batching and fetch waits, since each saga step waits
+/// for the previous one's event to come back from the broker.
+pub fn kafka_config(brokers: &str) -> KafkaConfig {
+    KafkaConfig::new(brokers)
+        .linger(Duration::from_millis(1))
+        .message_timeout(Duration::from_secs(20))
+        .session_timeout(Duration::from_secs(6))
+        .set("fetch.wait.max.ms", "5")
+}
+
+/// The checkout's PostgreSQL database and Kafka broker, with the topics created.
+#[derive(Debug, Clone)]
+pub struct Distributed {
+    store: PostgresEventStore,
+    timers: PostgresTimerStore,
+    bus: Namespaced<KafkaBus>,
+}
+
+impl Distributed {
+    /// Migrates `store`, checks that the broker answers and creates the `{category}-events`
+    /// topics (prefixed with `prefix`) for every category in [`CATEGORIES`].
+    ///
+    /// # Errors
+    /// When the migration, the connection to the broker or the topic creation fails.
+    pub async fn connect(
+        store: PostgresEventStore,
+        kafka: KafkaConfig,
+        prefix: &str,
+    ) -> Result<Self, Error> {
+        store.migrate().await?;
+        let timers = PostgresTimerStore::new(store.pool().clone());
+        let brokers = kafka.brokers().to_owned();
+        let kafka = KafkaBus::new(kafka)?;
+        kafka
+            .check_connection(Duration::from_secs(10))
+            .await
+            .map_err(|error| format!("cannot reach the Kafka broker at {brokers}: {error}"))?;
+        let bus = Namespaced::new(kafka, prefix);
+        let topics: Vec<String> =
+            CATEGORIES.iter().map(|category| bus.name(&topic_for(category))).collect();
+        let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+        bus.inner.create_topics(&topics, PARTITIONS, 1).await?;
+        Ok(Self { store, timers, bus })
+    }
+
+    /// The event store.
+    pub fn store(&self) -> &PostgresEventStore {
+        &self.store
+    }
+
+    /// The runners on the database, time from `clock`.
+    pub fn checkout(
+        &self,
+        clock: impl Clock + Clone,
+    ) -> Checkout<PostgresEventStore, PostgresTimerStore> {
+        Checkout::new(self.store.clone(), self.timers.clone(), clock)
+    }
+
+    /// Starts the outbox relay (its checkpoint in the database) as a task.
+    pub fn spawn_relay(&self) -> RelayTask {
+        let mut relay = Relay::new(
+            self.store.clone(),
+            self.bus.clone(),
+            PostgresCheckpointStore::new(self.store.pool().clone()),
+        )
+        .poll_interval(Duration::from_millis(5));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            relay
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        RelayTask { stop, task }
+    }
+
+    /// Joins consumer group `group` on the saga's input topics. The events committed before
+    /// are delivered as the group's offsets say, but [`SagaInput::run_until_idle`] waits only
+    /// for those committed from now on (a group that already consumed the older ones would
+    /// never see them again).
+    ///
+    /// # Errors
+    /// When the bus refuses the subscription.
+    pub async fn subscribe_saga(
+        &self,
+        group: &str,
+    ) -> Result<SagaInput<PostgresEventStore>, Error> {
+        let topics: Vec<String> =
+            INPUT_CATEGORIES.iter().map(|category| topic_for(category)).collect();
+        let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+        let subscription = self.bus.subscribe(Some(group), &topics).await?;
+        let mut input = SagaInput {
+            subscription,
+            store: self.store.clone(),
+            cursor: Position::START,
+            pending: HashSet::new(),
+            delivered: HashSet::new(),
+        };
+        input.skip_to_head().await?;
+        Ok(input)
+    }
+}
+
+/// The relay running as a task.
+#[derive(Debug)]
+pub struct RelayTask {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), composable::relay::RelayError>>,
+}
+
+impl RelayTask {
+    /// Lets the batch in flight finish and stops the relay.
+    ///
+    /// # Errors
+    /// When the relay had stopped on a failure it could not retry, or panicked.
+    pub async fn stop(self) -> Result<(), Error> {
+        let _ = self.stop.send(());
+        self.task.await??;
+        Ok(())
+    }
+}
+
+/// What [`SagaInput::handle_next`] did with a delivery.
+#[derive(Debug)]
+pub enum Handled {
+    /// Fed to the saga and acknowledged; `None` when the saga had nothing to do with it.
+    Delivered(Option<Progress>),
+    /// The consumer reported a transient error instead of a delivery.
+    Transient,
+}
+
+/// The saga's input from Kafka. It also follows the event store, to know which input events
+/// were committed but not delivered yet: the saga is idle when none is left and no timer is due.
+#[derive(Debug)]
+pub struct SagaInput<S> {
+    subscription: Subscription,
+    store: S,
+    /// How far the store was read.
+    cursor: Position,
+    /// Input events in the store, not delivered yet.
+    pending: HashSet<Uuid>,
+    /// Input events delivered before they were seen in the store.
+    delivered: HashSet<Uuid>,
+}
+
+impl<S: EventStore + Clone> SagaInput<S> {
+    /// Feeds `saga` the deliveries until every input event committed so far (including those
+    /// its own commands caused) was handled, then fires the due timers, and repeats while that
+    /// produced anything. Each delivery is acknowledged after the saga handled it. Idle is
+    /// declared after a last look at the store 50 ms after it seemed caught up, since the log
+    /// may show a commit late while an older transaction runs elsewhere on the server.
+    ///
+    /// # Errors
+    /// The first delivery that could not be decoded or handled (it is nacked, so the bus
+    /// redelivers it), a bus failure, or a committed event not delivered within 30 s.
+    pub async fn run_until_idle<T: TimerStore>(
+        &mut self,
+        saga: &SagaRunner<CheckoutSaga, S, Dispatcher, T>,
+    ) -> Result<Vec<Progress>, Error> {
+        let mut done = Vec::new();
+        loop {
+            self.follow_store().await?;
+            if self.pending.is_empty() {
+                let fired = saga.fire_due().await?;
+                if !fired.is_empty() {
+                    done.extend(fired);
+                    continue;
+                }
+                // The PostgreSQL store's global log holds back commits newer than the oldest
+                // transaction still running on the server: look once more after a moment.
+                tokio::time::sleep(SETTLE).await;
+                self.follow_store().await?;
+                if self.pending.is_empty() {
+                    return Ok(done);
+                }
+                continue;
+            }
+            let pending = self.pending.len();
+            match self.handle_next(saga, DELIVERY_TIMEOUT).await? {
+                Some(Handled::Delivered(progress)) => done.extend(progress),
+                Some(Handled::Transient) => {}
+                None => {
+                    return Err(format!(
+                        "{pending} committed events were not delivered within \
+                         {DELIVERY_TIMEOUT:?}"
+                    )
+                    .into());
+                }
+            }
+        }
+    }
+
+    /// Waits up to `within` for the next delivery, feeds it to `saga` and acknowledges it.
+    /// `None` when nothing came in time.
+    ///
+    /// # Errors
+    /// When the delivery could not be decoded or handled (it is nacked, so the bus redelivers
+    /// it), or the subscription failed or closed.
+    pub async fn handle_next<T: TimerStore>(
+        &mut self,
+        saga: &SagaRunner<CheckoutSaga, S, Dispatcher, T>,
+        within: Duration,
+    ) -> Result<Option<Handled>, Error> {
+        let delivery = match tokio::time::timeout(within, self.subscription.next()).await {
+            Err(_) => return Ok(None),
+            Ok(None) => return Err("the saga's subscription closed".into()),
+            Ok(Some(Err(error))) if error.is_transient() => {
+                tracing::warn!(%error, "transient consumer error; waiting on");
+                return Ok(Some(Handled::Transient));
+            }
+            Ok(Some(Err(error))) => return Err(error.into()),
+            Ok(Some(Ok(delivery))) => delivery,
+        };
+        let event = match delivery.event() {
+            Ok(event) => event,
+            Err(error) => {
+                delivery.nack(&error);
+                return Err(error.into());
+            }
+        };
+        match saga.handle(&event).await {
+            Ok(progress) => {
+                delivery.ack();
+                if !self.pending.remove(&event.event_id) {
+                    self.delivered.insert(event.event_id);
+                }
+                Ok(Some(Handled::Delivered(progress)))
+            }
+            Err(error) => {
+                delivery.nack(&error);
+                Err(error.into())
+            }
+        }
+    }
+
+    /// Moves the store cursor past every event committed so far.
+    async fn skip_to_head(&mut self) -> Result<(), Error> {
+        while let Some(last) = self.store.read_all(self.cursor, 1000).await?.last() {
+            self.cursor = last.position;
+        }
+        Ok(())
+    }
+
+    /// Reads the events committed since the last look and notes the saga's input among them.
+    async fn follow_store(&mut self) -> Result<(), Error> {
+        loop {
+            let events = self.store.read_all(self.cursor, 500).await?;
+            let Some(last) = events.last() else { return Ok(()) };
+            self.cursor = last.position;
+            for event in &events {
+                if INPUT_CATEGORIES.contains(&event.stream_id.category())
+                    && !self.delivered.remove(&event.event_id)
+                {
+                    self.pending.insert(event.event_id);
+                }
+            }
+        }
+    }
+}

@@ -88,6 +88,25 @@ impl PostgresEventStore {
         MIGRATOR.run(&self.pool).await.map_err(PostgresError::Migrate)
     }
 
+    /// The highest position committed and visible now. The gap-safe [`EventStore::read_all`]
+    /// reaches it once every transaction older than those commits has finished, which can take
+    /// a moment while unrelated transactions run on the server. A reader that must not stop
+    /// early — one waiting for the system to go quiet — reads until it gets here.
+    ///
+    /// # Errors
+    /// When the database is unreachable.
+    pub async fn head(&self) -> Result<Position, EventStoreError> {
+        let head: Option<i64> = sqlx::query_scalar("SELECT max(position) FROM events")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|error| store_error("read the head of the log", error))?;
+        let head = head.unwrap_or(0);
+        u64::try_from(head).map(Position).map_err(|_| EventStoreError::Corrupt {
+            position: Position::START,
+            reason: format!("negative head position {head}"),
+        })
+    }
+
     async fn stored_events(
         &self,
         ids: &[Uuid],

@@ -38,9 +38,6 @@ const PARTITIONS: i32 = 3;
 /// delivered before giving up.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How long [`SagaInput::run_until_idle`] waits before its last look at the store.
-const SETTLE: Duration = Duration::from_millis(50);
-
 /// A bus whose topic names (and consumer groups) all start with `prefix`, so that runs sharing a
 /// broker do not see each other's events. An empty prefix leaves the names as they are.
 #[derive(Debug, Clone)]
@@ -165,10 +162,7 @@ impl Distributed {
     ///
     /// # Errors
     /// When the bus refuses the subscription.
-    pub async fn subscribe_saga(
-        &self,
-        group: &str,
-    ) -> Result<SagaInput<PostgresEventStore>, Error> {
+    pub async fn subscribe_saga(&self, group: &str) -> Result<SagaInput, Error> {
         let topics: Vec<String> =
             INPUT_CATEGORIES.iter().map(|category| topic_for(category)).collect();
         let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
@@ -216,9 +210,9 @@ pub enum Handled {
 /// The saga's input from Kafka. It also follows the event store, to know which input events
 /// were committed but not delivered yet: the saga is idle when none is left and no timer is due.
 #[derive(Debug)]
-pub struct SagaInput<S> {
+pub struct SagaInput {
     subscription: Subscription,
-    store: S,
+    store: PostgresEventStore,
     /// How far the store was read.
     cursor: Position,
     /// Input events in the store, not delivered yet.
@@ -227,17 +221,17 @@ pub struct SagaInput<S> {
     delivered: HashSet<Uuid>,
 }
 
-impl<S: EventStore + Clone> SagaInput<S> {
+impl SagaInput {
     /// Feeds `saga` the deliveries until every input event committed so far (including those
     /// its own commands caused) was handled, then fires the due timers, and repeats while that
-    /// produced anything. Each delivery is acknowledged after the saga handled it. Idle is
-    /// declared after a last look at the store 50 ms after it seemed caught up, since the log
-    /// may show a commit late while an older transaction runs elsewhere on the server.
+    /// produced anything. Each delivery is acknowledged after the saga handled it. The store's
+    /// log is read up to its committed head each time, so a commit the gap-safe log still holds
+    /// back (while an older transaction runs elsewhere on the server) is waited for, not missed.
     ///
     /// # Errors
     /// The first delivery that could not be decoded or handled (it is nacked, so the bus
     /// redelivers it), a bus failure, or a committed event not delivered within 30 s.
-    pub async fn run_until_idle<T: TimerStore>(
+    pub async fn run_until_idle<S: EventStore + Clone, T: TimerStore>(
         &mut self,
         saga: &SagaRunner<CheckoutSaga, S, Dispatcher, T>,
     ) -> Result<Vec<Progress>, Error> {
@@ -250,14 +244,7 @@ impl<S: EventStore + Clone> SagaInput<S> {
                     done.extend(fired);
                     continue;
                 }
-                // The PostgreSQL store's global log holds back commits newer than the oldest
-                // transaction still running on the server: look once more after a moment.
-                tokio::time::sleep(SETTLE).await;
-                self.follow_store().await?;
-                if self.pending.is_empty() {
-                    return Ok(done);
-                }
-                continue;
+                return Ok(done);
             }
             let pending = self.pending.len();
             match self.handle_next(saga, DELIVERY_TIMEOUT).await? {
@@ -280,7 +267,7 @@ impl<S: EventStore + Clone> SagaInput<S> {
     /// # Errors
     /// When the delivery could not be decoded or handled (it is nacked, so the bus redelivers
     /// it), or the subscription failed or closed.
-    pub async fn handle_next<T: TimerStore>(
+    pub async fn handle_next<S: EventStore + Clone, T: TimerStore>(
         &mut self,
         saga: &SagaRunner<CheckoutSaga, S, Dispatcher, T>,
         within: Duration,
@@ -326,10 +313,28 @@ impl<S: EventStore + Clone> SagaInput<S> {
     }
 
     /// Reads the events committed since the last look and notes the saga's input among them.
+    /// Reads the store's log up to the head committed when it starts, so that no input event
+    /// committed so far is missed while the gap-safe log still holds it back.
     async fn follow_store(&mut self) -> Result<(), Error> {
+        let head = self.store.head().await?;
+        let deadline = tokio::time::Instant::now() + DELIVERY_TIMEOUT;
         loop {
             let events = self.store.read_all(self.cursor, 500).await?;
-            let Some(last) = events.last() else { return Ok(()) };
+            let Some(last) = events.last() else {
+                if self.cursor >= head {
+                    return Ok(());
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(format!(
+                        "the log stayed behind its head {head} (read up to {}) for \
+                         {DELIVERY_TIMEOUT:?}: a transaction on the server is not finishing",
+                        self.cursor
+                    )
+                    .into());
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                continue;
+            };
             self.cursor = last.position;
             for event in &events {
                 if INPUT_CATEGORIES.contains(&event.stream_id.category())

@@ -104,7 +104,7 @@ struct Ids {
 /// Runs the saga until it is idle: from the store's log in memory, from Kafka with `input`.
 async fn settle<S: EventStore + Clone, T: TimerStore>(
     checkout: &Checkout<S, T>,
-    input: Option<&mut SagaInput<S>>,
+    input: Option<&mut SagaInput>,
 ) -> Result<Vec<Progress>, Error> {
     match input {
         None => Ok(checkout.saga.run_until_idle().await?),
@@ -118,7 +118,7 @@ async fn run<S: EventStore + Clone, T: TimerStore>(
     checkout: &Checkout<S, T>,
     clock: &TestClock,
     ids: &Ids,
-    mut input: Option<&mut SagaInput<S>>,
+    mut input: Option<&mut SagaInput>,
 ) -> Result<(), Error> {
     println!("== {number}. {} ==", scenario.title);
     let Ids { order_id, sku } = ids;

@@ -89,6 +89,37 @@ pub(crate) fn names_trait(path: &syn::Path, name: &str) -> bool {
     path.segments.last().is_some_and(|last| last.ident == name)
 }
 
+/// A handler attribute found on a method: its kind, the span of the whole attribute, and its
+/// arguments as the user wrote them.
+pub(crate) struct HandlerAttribute<K> {
+    pub(crate) kind: K,
+    pub(crate) span: Span,
+    pub(crate) meta: syn::Meta,
+}
+
+/// Finds the handler attributes `kind_of` recognises on `method`, in order, and marks them as
+/// read (`crate::handler::checked_marker`) so that they expand to nothing. They are kept rather
+/// than removed so that the user's `use composable::{command, apply, ...}` is still used: a
+/// removed attribute is never resolved, and its import would warn as unused.
+pub(crate) fn take_handler_attributes<K>(
+    method: &mut syn::ImplItemFn,
+    kind_of: impl Fn(&syn::Path) -> Option<K>,
+) -> Vec<HandlerAttribute<K>> {
+    let mut found = Vec::new();
+    for attr in &mut method.attrs {
+        let Some(kind) = kind_of(attr.path()) else { continue };
+        let span = attr
+            .pound_token
+            .span
+            .join(attr.bracket_token.span.close())
+            .unwrap_or_else(|| attr.meta.span());
+        let marker = crate::handler::checked_marker(attr.path().clone());
+        let meta = std::mem::replace(&mut attr.meta, marker);
+        found.push(HandlerAttribute { kind, span, meta });
+    }
+    found
+}
+
 /// What an attribute that goes on an inherent impl block says when it is put elsewhere.
 pub(crate) struct ImplBlock<'a> {
     /// The attribute, as written in messages: `#[aggregate]`.

@@ -1,11 +1,10 @@
 //! Reads `#[aggregate(...)]`'s arguments and finds the handlers in the impl block.
 
 use darling::FromMeta;
-use proc_macro2::{Span, TokenStream};
-use syn::spanned::Spanned;
+use proc_macro2::TokenStream;
 
 use crate::common::{self, Errors};
-use crate::handler::{self, HandlerKind};
+use crate::handler::HandlerKind;
 
 /// The arguments of `#[aggregate(...)]`, as written. Everything is optional here so that an
 /// unknown key doesn't lose the others; `model` reports what is missing.
@@ -83,11 +82,7 @@ fn parse_item(item: TokenStream) -> darling::Result<syn::ItemImpl> {
     )
 }
 
-/// Finds the methods marked `#[command]` or `#[apply]`, and marks those attributes as read
-/// (`#[command(__within_aggregate)]`), so that they expand to nothing.
-///
-/// They are kept rather than removed so that the user's `use composable::{command, apply}` is
-/// still used: a removed attribute is never resolved, and its import would warn as unused.
+/// Finds the methods marked `#[command]` or `#[apply]`; their attributes are marked as read.
 fn take_handlers(item: &mut syn::ItemImpl, errors: &mut Errors) -> Vec<Handler> {
     let mut handlers = Vec::new();
     for impl_item in &mut item.items {
@@ -95,16 +90,8 @@ fn take_handlers(item: &mut syn::ItemImpl, errors: &mut Errors) -> Vec<Handler> 
             continue;
         };
         let mut kind: Option<HandlerKind> = None;
-        let mut kept = Vec::with_capacity(method.attrs.len());
-        for mut attr in method.attrs.drain(..) {
-            let Some(this) = handler_kind(attr.path()) else {
-                kept.push(attr);
-                continue;
-            };
-            let span = attr_span(&attr);
-            let meta = attr.meta.clone();
-            attr.meta = handler::checked_marker(attr.path().clone());
-            kept.push(attr);
+        for found in common::take_handler_attributes(method, handler_kind) {
+            let common::HandlerAttribute { kind: this, span, meta } = found;
             if !matches!(meta, syn::Meta::Path(_)) {
                 errors.spanned(
                     &meta,
@@ -134,7 +121,6 @@ fn take_handlers(item: &mut syn::ItemImpl, errors: &mut Errors) -> Vec<Handler> 
                 ),
             }
         }
-        method.attrs = kept;
         if let Some(kind) = kind {
             handlers.push(Handler { kind, sig: method.sig.clone() });
         }
@@ -142,7 +128,6 @@ fn take_handlers(item: &mut syn::ItemImpl, errors: &mut Errors) -> Vec<Handler> 
     handlers
 }
 
-/// `#[command]`, `#[apply]`, or the same through a path (`#[composable::command]`).
 fn handler_kind(path: &syn::Path) -> Option<HandlerKind> {
     let last = path.segments.last()?;
     if last.ident == "command" {
@@ -152,8 +137,4 @@ fn handler_kind(path: &syn::Path) -> Option<HandlerKind> {
     } else {
         None
     }
-}
-
-fn attr_span(attr: &syn::Attribute) -> Span {
-    attr.pound_token.span.join(attr.bracket_token.span.close()).unwrap_or_else(|| attr.meta.span())
 }

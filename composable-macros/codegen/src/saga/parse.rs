@@ -4,10 +4,9 @@
 use darling::FromMeta;
 use darling::util::Flag;
 use proc_macro2::{Span, TokenStream};
-use syn::spanned::Spanned;
 
 use crate::common::{self, Errors};
-use crate::handler::{self, HandlerKind};
+use crate::handler::HandlerKind;
 
 /// The arguments of `#[saga(...)]`, as written. Everything is optional here so that an unknown
 /// key doesn't lose the others; `model` reports what is missing.
@@ -103,16 +102,8 @@ fn take_handlers(item: &mut syn::ItemImpl, errors: &mut Errors) -> Vec<Handler> 
             continue;
         };
         let mut found: Option<Handler> = None;
-        let mut kept = Vec::with_capacity(method.attrs.len());
-        for mut attr in method.attrs.drain(..) {
-            let Some(kind) = handler_kind(attr.path()) else {
-                kept.push(attr);
-                continue;
-            };
-            let span = attr_span(&attr);
-            let meta = attr.meta.clone();
-            attr.meta = handler::checked_marker(attr.path().clone());
-            kept.push(attr);
+        for attribute in common::take_handler_attributes(method, handler_kind) {
+            let common::HandlerAttribute { kind, span, meta } = attribute;
             if let Some(first) = &found {
                 errors.at(
                     span,
@@ -129,7 +120,6 @@ fn take_handlers(item: &mut syn::ItemImpl, errors: &mut Errors) -> Vec<Handler> 
             };
             found = Some(Handler { kind, span, args, compensates, sig: method.sig.clone() });
         }
-        method.attrs = kept;
         handlers.extend(found);
     }
     handlers
@@ -177,8 +167,4 @@ fn handler_kind(path: &syn::Path) -> Option<HandlerKind> {
     } else {
         None
     }
-}
-
-fn attr_span(attr: &syn::Attribute) -> Span {
-    attr.pound_token.span.join(attr.bracket_token.span.close()).unwrap_or_else(|| attr.meta.span())
 }

@@ -48,7 +48,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::envelope::{EventMetadata, RecordedEvent};
-use crate::stream::{Position, StreamId, Version};
+use crate::stream::{StreamId, Version};
 
 pub use dedupe::{Dedupe, DedupeError, Handled};
 pub use memory::InMemoryBus;
@@ -67,7 +67,8 @@ pub mod headers {
     pub const FORMAT: &str = "event-format";
     /// The event's version within its stream (decimal).
     pub const STREAM_VERSION: &str = "stream-version";
-    /// The event's global position in the event store (decimal).
+    /// The event's global position in the event store (`transaction.sequence`, see
+    /// [`Position`](crate::Position)).
     pub const POSITION: &str = "position";
     /// The flow the event belongs to (UUID, text).
     pub const CORRELATION_ID: &str = "correlation-id";
@@ -155,7 +156,7 @@ impl BusMessage {
     /// use composable::bus::{BusMessage, headers};
     /// # use composable::{EventMetadata, Position, RecordedEvent, StreamId, Version};
     /// # let event = RecordedEvent {
-    /// #     position: Position(7), stream_id: StreamId::new("order", 42)?,
+    /// #     position: Position::new(3, 7), stream_id: StreamId::new("order", 42)?,
     /// #     stream_version: Version(1), event_id: uuid::Uuid::now_v7(),
     /// #     name: "order.placed".into(), version: 1, format: "json".into(),
     /// #     payload: b"{}".to_vec(), metadata: EventMetadata::new_flow(chrono::Utc::now()),
@@ -203,7 +204,7 @@ impl BusMessage {
     /// [`MessageError`] naming the missing or malformed header (or key).
     pub fn to_event(&self) -> Result<RecordedEvent, MessageError> {
         Ok(RecordedEvent {
-            position: Position(self.parse_header(headers::POSITION)?),
+            position: self.parse_header(headers::POSITION)?,
             stream_id: StreamId::parse(self.key.clone()).map_err(|error| {
                 MessageError::MalformedKey { key: self.key.clone(), reason: error.to_string() }
             })?,
@@ -647,10 +648,11 @@ impl RedeliveryPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stream::Position;
 
     fn event() -> RecordedEvent {
         RecordedEvent {
-            position: Position(9),
+            position: Position::new(4, 9),
             stream_id: StreamId::new("order", "7").unwrap(),
             stream_version: Version(3),
             event_id: Uuid::now_v7(),

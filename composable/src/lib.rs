@@ -39,7 +39,7 @@ pub use relay::{CheckpointStore, InMemoryCheckpointStore, Relay, RelayError};
 pub use runner::{AggregateRunner, CommandContext, RetryPolicy, RunnerError};
 pub use saga::{Dispatch, Saga, SagaRunner};
 pub use store::{SendHandle, Store};
-pub use stream::{ExpectedVersion, Position, StreamId, StreamIdError, Version};
+pub use stream::{ExpectedVersion, Position, PositionParseError, StreamId, StreamIdError, Version};
 
 /// The guide: reducers, effects and the store; testing; aggregates and events; storage.
 ///

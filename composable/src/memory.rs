@@ -3,7 +3,7 @@
 //! [`InMemoryEventStore`] keeps the exact semantics of `composable-postgres`' event store (the
 //! same conformance suite runs against both), so an aggregate tested here behaves the same way
 //! against Postgres: all-or-nothing appends, expected versions checked before positions are
-//! assigned, idempotent retries, and global positions 1, 2, 3, ... in commit order.
+//! assigned, idempotent retries, and global positions in commit order (each append one transaction).
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -58,8 +58,11 @@ struct Inner {
 
 #[derive(Debug, Default)]
 struct Log {
-    /// The global log: the event at position `p` is at index `p - 1`.
+    /// The global log, in position order: the event with sequence number `s` is at index
+    /// `s - 1`, and each append is one transaction, numbered from 1.
     events: Vec<RecordedEvent>,
+    /// How many appends committed: the transaction number of the last one.
+    appends: u64,
     /// Per stream, the indexes of its events in `events`, in version order.
     streams: HashMap<StreamId, Vec<usize>>,
     /// Where each stored event id lives, as an index into `events`.
@@ -160,6 +163,8 @@ impl EventStore for InMemoryEventStore {
                 return Err(EventStoreError::Conflict { stream: stream.clone(), expected, actual });
             }
             let recorded_at = Utc::now();
+            log.appends += 1;
+            let transaction = log.appends;
             let Log { events: log_events, streams, ids, .. } = &mut *log;
             let stream_events = match streams.entry(stream.clone()) {
                 Entry::Occupied(entry) => entry.into_mut(),
@@ -169,7 +174,7 @@ impl EventStore for InMemoryEventStore {
             for event in events {
                 let index = log_events.len();
                 let record = RecordedEvent {
-                    position: Position(index as u64 + 1),
+                    position: Position::new(transaction, index as u64 + 1),
                     stream_id: stream.clone(),
                     stream_version: Version(stream_events.len() as u64 + 1),
                     event_id: event.event_id,
@@ -187,7 +192,7 @@ impl EventStore for InMemoryEventStore {
             AppendResult {
                 first_version,
                 last_version: Version(stream_events.len() as u64),
-                last_position: Position(log_events.len() as u64),
+                last_position: Position::new(transaction, log_events.len() as u64),
             }
         };
         self.inner.appended.send_replace(result.last_position);
@@ -218,8 +223,8 @@ impl EventStore for InMemoryEventStore {
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, EventStoreError> {
         let log = self.log();
-        let skip = usize::try_from(after.get()).unwrap_or(usize::MAX);
-        Ok(log.events.iter().skip(skip).take(limit).cloned().collect())
+        let skip = log.events.partition_point(|event| event.position <= after);
+        Ok(log.events[skip..].iter().take(limit).cloned().collect())
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<Version, EventStoreError> {
@@ -263,23 +268,26 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn positions_count_from_one_in_commit_order() {
+    async fn positions_number_appends_and_events_from_one() {
         let store = InMemoryEventStore::new();
         let mut appends = store.subscribe_appends();
         let a = StreamId::new("a", 1).unwrap();
         let b = StreamId::new("b", 1).unwrap();
         store.append(&a, ExpectedVersion::Any, vec![event(), event()]).await.unwrap();
         store.append(&b, ExpectedVersion::Any, vec![event()]).await.unwrap();
-        let positions: Vec<u64> = store
+        let positions: Vec<Position> = store
             .read_all(Position::START, 10)
             .await
             .unwrap()
             .iter()
-            .map(|event| event.position.get())
+            .map(|event| event.position)
             .collect();
-        assert_eq!(positions, [1, 2, 3]);
+        assert_eq!(positions, [Position::new(1, 1), Position::new(1, 2), Position::new(2, 3)]);
         assert!(appends.has_changed().unwrap());
-        assert_eq!(*appends.borrow_and_update(), Position(3));
+        assert_eq!(*appends.borrow_and_update(), Position::new(2, 3));
+        let after_first = store.read_all(Position::new(1, 2), 10).await.unwrap();
+        assert_eq!(after_first.len(), 1);
+        assert_eq!(after_first[0].stream_id, b);
     }
 
     #[tokio::test]

@@ -86,8 +86,8 @@ pub trait CheckpointStore: Send + Sync + 'static {
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let checkpoints = InMemoryCheckpointStore::new();
 /// assert_eq!(checkpoints.load("relay").await?, Position::START);
-/// checkpoints.save("relay", Position(42)).await?;
-/// assert_eq!(checkpoints.load("relay").await?, Position(42));
+/// checkpoints.save("relay", Position::new(7, 42)).await?;
+/// assert_eq!(checkpoints.load("relay").await?, Position::new(7, 42));
 /// # Ok::<(), composable::relay::CheckpointError>(())
 /// # }).unwrap();
 /// ```
@@ -435,7 +435,7 @@ mod tests {
 
         let mut restarted = Relay::new(store.clone(), inner.clone(), checkpoints.clone());
         assert_eq!(restarted.run_once(10).await.unwrap().published, 7);
-        assert_eq!(checkpoints.load("relay").await.unwrap(), Position(7));
+        assert_eq!(checkpoints.load("relay").await.unwrap(), Position::new(3, 7));
         assert_eq!(restarted.run_once(10).await.unwrap().published, 0);
 
         // Every event arrived at least once, and each stream's first copies are in order.

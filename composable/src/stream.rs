@@ -176,28 +176,75 @@ impl fmt::Display for ExpectedVersion {
     }
 }
 
-/// A position in the global log, across all streams. Positions grow with commit order as seen by
-/// a gap-safe reader; the first event has position 1, and [`Position::START`] is "before
-/// everything".
+/// A position in the global log, across all streams: the writing transaction, then the event's
+/// sequence number. Positions are ordered by transaction first, so the log a gap-safe reader
+/// sees only ever grows at its end; sequence numbers alone need not increase along it.
+///
+/// On PostgreSQL the transaction is the writer's transaction id (see
+/// `docs/adr/0001-postgres-event-store.md`); the in-memory store numbers its appends. A reader
+/// keeps the position of the last event it processed and reads after it; [`Position::START`] is
+/// "before everything".
+///
+/// The text form is `transaction.sequence`, which [`FromStr`](std::str::FromStr) reads back:
+///
+/// ```
+/// use composable::Position;
+///
+/// let position = Position::new(742, 15);
+/// assert_eq!(position.to_string(), "742.15");
+/// assert_eq!("742.15".parse(), Ok(position));
+/// assert!(Position::new(741, 90) < position && position < Position::new(743, 1));
+/// assert!("742".parse::<Position>().is_err());
+/// ```
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
 )]
-#[serde(transparent)]
-pub struct Position(pub u64);
+pub struct Position {
+    transaction: u64,
+    sequence: u64,
+}
 
 impl Position {
     /// Before the first event: reading after `START` reads the whole log.
-    pub const START: Self = Self(0);
+    pub const START: Self = Self::new(0, 0);
 
-    /// The raw number.
-    pub const fn get(self) -> u64 {
-        self.0
+    /// The position of event `sequence`, written by `transaction`.
+    pub const fn new(transaction: u64, sequence: u64) -> Self {
+        Self { transaction, sequence }
+    }
+
+    /// The writing transaction (the first part of the order).
+    pub const fn transaction(self) -> u64 {
+        self.transaction
+    }
+
+    /// The event's sequence number (the second part of the order), unique across the log.
+    pub const fn sequence(self) -> u64 {
+        self.sequence
     }
 }
 
 impl fmt::Display for Position {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
+        write!(f, "{}.{}", self.transaction, self.sequence)
+    }
+}
+
+/// Text that is not a `transaction.sequence` position.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a position: expected `transaction.sequence`, two unsigned integers")]
+pub struct PositionParseError(String);
+
+impl std::str::FromStr for Position {
+    type Err = PositionParseError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let invalid = || PositionParseError(text.to_owned());
+        let (transaction, sequence) = text.split_once('.').ok_or_else(invalid)?;
+        Ok(Self::new(
+            transaction.parse().map_err(|_| invalid())?,
+            sequence.parse().map_err(|_| invalid())?,
+        ))
     }
 }
 

@@ -54,7 +54,7 @@ fn messages(topic_category: &str, count: usize) -> Vec<BusMessage> {
         .map(|n| {
             let event = new_event(n);
             BusMessage::from_event(&RecordedEvent {
-                position: Position(n as u64 + 1),
+                position: Position::new(n as u64 + 1, n as u64 + 1),
                 stream_id: StreamId::new(topic_category, n % 1_000).unwrap(),
                 stream_version: Version(n as u64 / 1_000 + 1),
                 event_id: event.event_id,

@@ -47,35 +47,40 @@ fn checkpoint_error(operation: &'static str, name: &str, error: sqlx::Error) -> 
 
 impl CheckpointStore for PostgresCheckpointStore {
     async fn load(&self, name: &str) -> Result<Position, CheckpointError> {
-        let position: Option<i64> =
-            sqlx::query_scalar("SELECT position FROM checkpoints WHERE name = $1")
+        let position: Option<(i64, i64)> =
+            sqlx::query_as("SELECT transaction_id, position FROM checkpoints WHERE name = $1")
                 .bind(name)
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(|error| checkpoint_error("load", name, error))?;
-        match position {
-            None => Ok(Position::START),
-            Some(position) => {
-                u64::try_from(position).map(Position).map_err(|_| CheckpointError::Corrupt {
-                    name: name.to_owned(),
-                    reason: format!("negative position {position}"),
-                })
-            }
+        let Some((transaction, sequence)) = position else {
+            return Ok(Position::START);
+        };
+        match (u64::try_from(transaction), u64::try_from(sequence)) {
+            (Ok(transaction), Ok(sequence)) => Ok(Position::new(transaction, sequence)),
+            _ => Err(CheckpointError::Corrupt {
+                name: name.to_owned(),
+                reason: format!("negative position {sequence} of transaction {transaction}"),
+            }),
         }
     }
 
     async fn save(&self, name: &str, position: Position) -> Result<(), CheckpointError> {
-        let position = i64::try_from(position.get()).map_err(|_| CheckpointError::Backend {
+        let too_large = || CheckpointError::Backend {
             operation: "save",
             name: name.to_owned(),
-            source: format!("position {position} does not fit a bigint").into(),
-        })?;
+            source: format!("position {position} does not fit two bigints").into(),
+        };
+        let transaction = i64::try_from(position.transaction()).map_err(|_| too_large())?;
+        let sequence = i64::try_from(position.sequence()).map_err(|_| too_large())?;
         sqlx::query(
-            "INSERT INTO checkpoints (name, position) VALUES ($1, $2) \
-             ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, updated_at = now()",
+            "INSERT INTO checkpoints (name, transaction_id, position) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET transaction_id = EXCLUDED.transaction_id, \
+                 position = EXCLUDED.position, updated_at = now()",
         )
         .bind(name)
-        .bind(position)
+        .bind(transaction)
+        .bind(sequence)
         .execute(&self.pool)
         .await
         .map_err(|error| checkpoint_error("save", name, error))?;

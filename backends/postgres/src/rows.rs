@@ -11,7 +11,8 @@ use uuid::Uuid;
 
 /// The columns [`recorded_event`] reads, in a form every event query selects.
 pub(crate) const EVENT_COLUMNS: &str = "position, stream_id, stream_version, event_id, \
-     event_name, event_version, payload_format, payload, metadata::text AS metadata, recorded_at";
+     event_name, event_version, payload_format, payload, metadata::text AS metadata, recorded_at, \
+     transaction_id::text::bigint AS transaction_id";
 
 /// The columns [`snapshot`] reads.
 pub(crate) const SNAPSHOT_COLUMNS: &str =
@@ -41,11 +42,18 @@ fn corrupt(position: Position, reason: String) -> EventStoreError {
 /// which saves a lookup by name per column on long replays.
 pub(crate) fn recorded_event(row: &PgRow) -> Result<RecordedEvent, EventStoreError> {
     let raw_position: i64 = column(row, 0, "position", Position::START)?;
-    let position = u64::try_from(raw_position)
-        .ok()
-        .filter(|&position| position > 0)
-        .map(Position)
-        .ok_or_else(|| corrupt(Position::START, format!("position {raw_position}")))?;
+    let raw_transaction: i64 = column(row, 10, "transaction_id", Position::START)?;
+    let position = match (u64::try_from(raw_transaction), u64::try_from(raw_position)) {
+        (Ok(transaction), Ok(sequence)) if transaction > 0 && sequence > 0 => {
+            Position::new(transaction, sequence)
+        }
+        _ => {
+            return Err(corrupt(
+                Position::START,
+                format!("position {raw_position} of transaction {raw_transaction}"),
+            ));
+        }
+    };
     let stream_id: String = column(row, 1, "stream_id", position)?;
     let stream_id = StreamId::parse(stream_id)
         .map_err(|error| corrupt(position, format!("stream id: {error}")))?;

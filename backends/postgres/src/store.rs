@@ -27,7 +27,16 @@ static READ_STREAM: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-const APPEND: &str = "SELECT new_version, first_position, last_position \
+static READ_ALL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {EVENT_COLUMNS} FROM events \
+         WHERE (transaction_id, position) > ($1::bigint::text::xid8, $2) \
+           AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+         ORDER BY transaction_id, position LIMIT $3"
+    )
+});
+
+const APPEND: &str = "SELECT new_version, last_position, writer \
      FROM composable_append($1, $2, $3, $4, $5, $6, $7, $8)";
 
 /// An [`EventStore`] on PostgreSQL. Cheap to clone: clones share one connection pool.
@@ -96,15 +105,23 @@ impl PostgresEventStore {
     /// # Errors
     /// When the database is unreachable.
     pub async fn head(&self) -> Result<Position, EventStoreError> {
-        let head: Option<i64> = sqlx::query_scalar("SELECT max(position) FROM events")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|error| store_error("read the head of the log", error))?;
-        let head = head.unwrap_or(0);
-        u64::try_from(head).map(Position).map_err(|_| EventStoreError::Corrupt {
-            position: Position::START,
-            reason: format!("negative head position {head}"),
-        })
+        let head: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT transaction_id::text::bigint, position FROM events \
+             ORDER BY transaction_id DESC, position DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|error| store_error("read the head of the log", error))?;
+        let Some((transaction, sequence)) = head else {
+            return Ok(Position::START);
+        };
+        match (u64::try_from(transaction), u64::try_from(sequence)) {
+            (Ok(transaction), Ok(sequence)) => Ok(Position::new(transaction, sequence)),
+            _ => Err(EventStoreError::Corrupt {
+                position: Position::START,
+                reason: format!("head position {sequence} of transaction {transaction}"),
+            }),
+        }
     }
 
     async fn stored_events(
@@ -158,9 +175,9 @@ async fn stream_version_with<'e>(
     stream: &StreamId,
 ) -> Result<Version, EventStoreError> {
     let version: Option<i64> =
-        sqlx::query_scalar("SELECT version FROM streams WHERE stream_id = $1")
+        sqlx::query_scalar("SELECT max(stream_version) FROM events WHERE stream_id = $1")
             .bind(stream.as_str())
-            .fetch_optional(executor)
+            .fetch_one(executor)
             .await
             .map_err(|error| store_error("read a stream's version", error))?;
     match version {
@@ -241,23 +258,32 @@ impl EventStore for PostgresEventStore {
         let decode = |error: sqlx::Error| store_error("read an append's outcome", error);
         let new_version: i64 = row.try_get("new_version").map_err(decode)?;
         let last_position: Option<i64> = row.try_get("last_position").map_err(decode)?;
+        let writer: Option<i64> = row.try_get("writer").map_err(decode)?;
         let new_version = u64::try_from(new_version).map_err(|_| EventStoreError::Corrupt {
             position: Position::START,
             reason: format!("stream `{stream}` has version {new_version}"),
         })?;
-        let Some(last_position) = last_position else {
+        let (Some(last_position), Some(writer)) = (last_position, writer) else {
             return self
                 .explain_refusal(stream, expected, &events, Some(Version(new_version)))
                 .await;
         };
-        let last_position = u64::try_from(last_position).map_err(|_| EventStoreError::Corrupt {
-            position: Position::START,
-            reason: format!("append to `{stream}` was given position {last_position}"),
-        })?;
+        let last_position = match (u64::try_from(writer), u64::try_from(last_position)) {
+            (Ok(writer), Ok(sequence)) => Position::new(writer, sequence),
+            _ => {
+                return Err(EventStoreError::Corrupt {
+                    position: Position::START,
+                    reason: format!(
+                        "append to `{stream}` was given position {last_position} \
+                         of transaction {writer}"
+                    ),
+                });
+            }
+        };
         Ok(AppendResult {
             first_version: Version(new_version + 1 - events.len() as u64),
             last_version: Version(new_version),
-            last_position: Position(last_position),
+            last_position,
         })
     }
 
@@ -288,17 +314,13 @@ impl EventStore for PostgresEventStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        // Only rows of transactions older than every transaction still running: positions
-        // are taken in transaction-id order, so no running transaction can commit a position
-        // lower than one returned here. See docs/adr/0001-postgres-event-store.md.
-        let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM events \
-             WHERE position > $1 \
-               AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
-             ORDER BY position LIMIT $2"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(to_i64(after.get()))
+        // The log is ordered by (transaction id, position), and only rows of transactions
+        // older than every transaction still running are returned: a transaction that has not
+        // finished, or not yet written, can only add rows after them. See
+        // docs/adr/0001-postgres-event-store.md.
+        let rows = sqlx::query(&READ_ALL)
+            .bind(to_i64(after.transaction()))
+            .bind(to_i64(after.sequence()))
             .bind(to_i64(limit as u64))
             .fetch_all(&self.pool)
             .await

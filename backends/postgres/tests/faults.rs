@@ -24,7 +24,7 @@ async fn raw_append(
     stream: &StreamId,
     expected: Option<i64>,
     events: &[NewEvent],
-) -> (i64, i64) {
+) -> (i64, Position) {
     let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.event_id).collect();
     let names: Vec<&str> = events.iter().map(|e| e.name.as_str()).collect();
     let versions: Vec<i32> = events.iter().map(|e| i32::from(e.version)).collect();
@@ -33,7 +33,7 @@ async fn raw_append(
     let metadata: Vec<String> =
         events.iter().map(|e| serde_json::to_string(&e.metadata).unwrap()).collect();
     let row = sqlx::query(
-        "SELECT new_version, last_position \
+        "SELECT new_version, last_position, writer \
          FROM composable_append($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(stream.as_str())
@@ -47,16 +47,22 @@ async fn raw_append(
     .fetch_one(&mut *connection)
     .await
     .unwrap();
-    (row.get("new_version"), row.get("last_position"))
+    let (writer, last): (i64, i64) = (row.get("writer"), row.get("last_position"));
+    let last_position = Position::new(u64::try_from(writer).unwrap(), u64::try_from(last).unwrap());
+    (row.get("new_version"), last_position)
 }
 
-async fn positions(store: &impl EventStore, after: Position) -> Vec<u64> {
-    store.read_all(after, 100).await.unwrap().iter().map(|event| event.position.get()).collect()
+async fn positions(store: &impl EventStore, after: Position) -> Vec<Position> {
+    store.read_all(after, 100).await.unwrap().iter().map(|event| event.position).collect()
 }
 
 /// The positions after `after` once at least `count` are visible: other tests' transactions in
 /// the same cluster may hold the gap-safe reader back for a moment.
-async fn settled_positions(store: &impl EventStore, after: Position, count: usize) -> Vec<u64> {
+async fn settled_positions(
+    store: &impl EventStore,
+    after: Position,
+    count: usize,
+) -> Vec<Position> {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let seen = positions(store, after).await;
@@ -73,9 +79,9 @@ async fn read_all_holds_back_events_behind_an_open_transaction() {
     let store = &db.store;
     let first =
         store.append(&stream("before"), ExpectedVersion::Any, new_events(0, 1)).await.unwrap();
-    assert_eq!(settled_positions(store, Position::START, 1).await, [first.last_position.get()]);
+    assert_eq!(settled_positions(store, Position::START, 1).await, [first.last_position]);
 
-    // A writer takes the next positions and stays open.
+    // A writer writes the next events and stays open.
     let mut slow = db.connection().await;
     let mut open = slow.begin().await.unwrap();
     let (_, slow_last) = raw_append(&mut open, &stream("slow"), None, &new_events(1, 2)).await;
@@ -83,11 +89,11 @@ async fn read_all_holds_back_events_behind_an_open_transaction() {
     // Later writers commit higher positions while it is open.
     let later =
         store.append(&stream("later"), ExpectedVersion::NoStream, new_events(3, 2)).await.unwrap();
-    assert!(later.last_position.get() > u64::try_from(slow_last).unwrap());
+    assert!(later.last_position > slow_last);
     for _ in 0..5 {
         assert_eq!(
             positions(store, Position::START).await,
-            [first.last_position.get()],
+            [first.last_position],
             "nothing past the open transaction's positions is returned"
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -96,7 +102,7 @@ async fn read_all_holds_back_events_behind_an_open_transaction() {
     open.commit().await.unwrap();
     let after_gap = settled_positions(store, first.last_position, 4).await;
     assert_eq!(after_gap.len(), 4, "the reader continues with nothing skipped");
-    assert_eq!(*after_gap.last().unwrap(), later.last_position.get());
+    assert_eq!(*after_gap.last().unwrap(), later.last_position);
     assert!(after_gap.windows(2).all(|w| w[0] < w[1]));
     let names: Vec<String> = store
         .read_all(first.last_position, 100)
@@ -120,7 +126,7 @@ async fn a_rolled_back_append_leaves_no_event_and_blocks_nothing() {
         store.append(&stream("kept"), ExpectedVersion::Any, new_events(2, 1)).await.unwrap();
     assert!(positions(store, Position::START).await.is_empty());
     open.rollback().await.unwrap();
-    assert_eq!(settled_positions(store, Position::START, 1).await, [later.last_position.get()]);
+    assert_eq!(settled_positions(store, Position::START, 1).await, [later.last_position]);
     assert_eq!(store.stream_version(&stream("gone")).await.unwrap(), Version::ZERO);
     db.drop_database().await;
 }
@@ -130,7 +136,7 @@ async fn an_append_after_other_writes_in_its_transaction_is_refused() {
     let db = common::test_database().await;
     let mut connection = db.connection().await;
     let mut open = connection.begin().await.unwrap();
-    sqlx::query("INSERT INTO streams (stream_id, version) VALUES ('other-1', 0)")
+    sqlx::query("INSERT INTO checkpoints (name, transaction_id, position) VALUES ('other', 0, 0)")
         .execute(&mut *open)
         .await
         .unwrap();
@@ -158,29 +164,25 @@ async fn refused_appends_take_no_position() {
     }
     let next =
         store.append(&s, ExpectedVersion::Exact(Version(1)), new_events(10, 1)).await.unwrap();
-    assert_eq!(next.last_position.get(), first.last_position.get() + 1);
+    assert_eq!(next.last_position.sequence(), first.last_position.sequence() + 1);
     db.drop_database().await;
 }
 
-async fn insert_raw_row(db: &common::TestDatabase, metadata: &str, event_version: i32) -> u64 {
+async fn insert_raw_row(db: &common::TestDatabase, metadata: &str, event_version: i32) -> Position {
     let mut connection = db.connection().await;
-    let position: i64 = sqlx::query_scalar(
+    let (writer, position): (i64, i64) = sqlx::query_as(
         "INSERT INTO events (stream_id, stream_version, event_id, event_name, event_version, \
              payload_format, payload, metadata) \
          VALUES ('fault-raw', 1, gen_random_uuid(), 'raw', $1, 'bincode2', \
              '\\xdeadbeef'::bytea, $2::jsonb) \
-         RETURNING position",
+         RETURNING transaction_id::text::bigint, position",
     )
     .bind(event_version)
     .bind(metadata)
     .fetch_one(&mut connection)
     .await
     .unwrap();
-    sqlx::query("INSERT INTO streams VALUES ('fault-raw', 1)")
-        .execute(&mut connection)
-        .await
-        .unwrap();
-    u64::try_from(position).unwrap()
+    Position::new(u64::try_from(writer).unwrap(), u64::try_from(position).unwrap())
 }
 
 /// The first non-empty answer (or error) of `read_all` from the start.
@@ -213,7 +215,7 @@ async fn metadata_of_the_wrong_shape_is_a_corrupt_row() {
     for result in [settled_read_all(&db.store).await, read_raw_stream(&db).await] {
         match result {
             Err(EventStoreError::Corrupt { position: at, reason }) => {
-                assert_eq!(at, Position(position));
+                assert_eq!(at, position);
                 assert!(reason.contains("metadata"), "{reason}");
             }
             other => panic!("expected a corrupt row, got {other:?}"),
@@ -229,7 +231,7 @@ async fn an_impossible_event_version_is_a_corrupt_row() {
     let position = insert_raw_row(&db, &metadata, -3).await;
     match settled_read_all(&db.store).await {
         Err(EventStoreError::Corrupt { position: at, reason }) => {
-            assert_eq!(at, Position(position));
+            assert_eq!(at, position);
             assert!(reason.contains("event version -3"), "{reason}");
         }
         other => panic!("expected a corrupt row, got {other:?}"),
@@ -245,7 +247,7 @@ async fn payload_bytes_are_returned_as_stored_even_when_they_do_not_decode() {
     let events = read_raw_stream(&db).await.unwrap();
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].payload, [0xde, 0xad, 0xbe, 0xef]);
-    assert_eq!(events[0].position, Position(position));
+    assert_eq!(events[0].position, position);
     let decoded = events[0].decode::<NoEvents, _>(&composable::Bincode);
     assert!(decoded.is_err(), "decoding is the caller's job, and fails there");
     db.drop_database().await;
@@ -294,7 +296,7 @@ async fn a_retry_after_a_lost_response_returns_the_original_result() {
     let retried = db.store.append(&s, ExpectedVersion::Exact(Version(1)), batch).await.unwrap();
     assert_eq!(retried.first_version, Version(2));
     assert_eq!(retried.last_version, Version(u64::try_from(version).unwrap()));
-    assert_eq!(retried.last_position, Position(u64::try_from(last_position).unwrap()));
+    assert_eq!(retried.last_position, last_position);
     assert_eq!(db.store.stream_version(&s).await.unwrap(), Version(4));
     db.drop_database().await;
 }
@@ -362,4 +364,43 @@ async fn unreachable_database_is_unavailable_not_a_panic() {
     let error =
         store.append(&stream("x"), ExpectedVersion::Any, new_events(0, 1)).await.unwrap_err();
     assert!(matches!(error, EventStoreError::Unavailable { .. }), "{error}");
+}
+
+/// The order that makes the log gap-safe without a global lock: by writing transaction, then
+/// sequence. A hand-written transaction that took its id early and wrote late comes first,
+/// although its sequence number is higher; a reader never saw the younger event before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_is_ordered_by_transaction_then_sequence() {
+    let db = common::test_database().await;
+    let store = &db.store;
+    let mut connection = db.connection().await;
+    let mut older = connection.begin().await.unwrap();
+    let older_id: i64 = sqlx::query_scalar("SELECT pg_current_xact_id()::text::bigint")
+        .fetch_one(&mut *older)
+        .await
+        .unwrap();
+    let younger = store
+        .append(&stream("younger"), ExpectedVersion::NoStream, new_events(0, 1))
+        .await
+        .unwrap();
+    let metadata = serde_json::to_string(&new_events(1, 1)[0].metadata).unwrap();
+    let older_sequence: i64 = sqlx::query_scalar(
+        "INSERT INTO events (stream_id, stream_version, event_id, event_name, event_version, \
+             payload_format, payload, metadata) \
+         VALUES ('fault-older', 1, gen_random_uuid(), 'raw', 1, 'raw', '\\x01'::bytea, $1::jsonb) \
+         RETURNING position",
+    )
+    .bind(&metadata)
+    .fetch_one(&mut *older)
+    .await
+    .unwrap();
+    assert!(u64::try_from(older_sequence).unwrap() > younger.last_position.sequence());
+    assert!(positions(store, Position::START).await.is_empty(), "the older one is still open");
+
+    older.commit().await.unwrap();
+    let log = settled_positions(store, Position::START, 2).await;
+    let older_position =
+        Position::new(u64::try_from(older_id).unwrap(), u64::try_from(older_sequence).unwrap());
+    assert_eq!(log, [older_position, younger.last_position]);
+    db.drop_database().await;
 }

@@ -26,11 +26,11 @@ async fn checkpoints_start_at_zero_and_keep_the_last_save() {
     let db = common::test_database().await;
     let checkpoints = PostgresCheckpointStore::new(db.store.pool().clone());
     assert_eq!(checkpoints.load("relay").await.unwrap(), Position::START);
-    checkpoints.save("relay", Position(10)).await.unwrap();
-    checkpoints.save("other", Position(3)).await.unwrap();
-    checkpoints.save("relay", Position(12)).await.unwrap();
-    assert_eq!(checkpoints.load("relay").await.unwrap(), Position(12));
-    assert_eq!(checkpoints.load("other").await.unwrap(), Position(3));
+    checkpoints.save("relay", Position::new(900, 10)).await.unwrap();
+    checkpoints.save("other", Position::new(800, 3)).await.unwrap();
+    checkpoints.save("relay", Position::new(901, 12)).await.unwrap();
+    assert_eq!(checkpoints.load("relay").await.unwrap(), Position::new(901, 12));
+    assert_eq!(checkpoints.load("other").await.unwrap(), Position::new(800, 3));
 
     db.store.pool().close().await;
     let error = checkpoints.load("relay").await.unwrap_err();
@@ -53,9 +53,12 @@ async fn the_relay_publishes_every_event_once_and_resumes_from_its_checkpoint() 
     assert_eq!(relay.run_once(5).await.unwrap().published, 5);
     drop(relay);
     let mut restarted = Relay::new(db.store.clone(), bus.clone(), checkpoints.clone()).name("r");
-    assert_eq!(restarted.checkpoint().await.unwrap(), Position(5));
+    let resumed_from = restarted.checkpoint().await.unwrap();
     assert_eq!(restarted.run_once(100).await.unwrap().published, 7);
-    assert_eq!(checkpoints.load("r").await.unwrap(), Position(12));
+    // The relay saw all twelve, so this (later) gap-safe read sees them too.
+    let log = db.store.read_all(Position::START, 100).await.unwrap();
+    assert_eq!(resumed_from, log[4].position);
+    assert_eq!(checkpoints.load("r").await.unwrap(), log[11].position);
 
     let mut versions = std::collections::HashMap::<String, u64>::new();
     for _ in 0..12 {

@@ -6,6 +6,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use futures::TryStreamExt;
 use uuid::Uuid;
 
 use crate::aggregate::Aggregate;
@@ -19,7 +20,7 @@ use crate::saga::{
     CommandDispatcher, Dispatch, DispatchError, InMemoryTimerStore, Progress, Saga, SagaRunner,
     SagaStatus,
 };
-use crate::stream::{ExpectedVersion, Position, StreamId};
+use crate::stream::{ExpectedVersion, StreamId, Version};
 use crate::testing::diff::debug_diff;
 
 /// A [`CommandDispatcher`] that executes nothing: it records every command, and rejects those
@@ -212,12 +213,10 @@ impl<G: Saga> SagaTest<G> {
         let stream = StreamId::new("given", self.given)
             .unwrap_or_else(|error| panic!("invalid test stream: {error}"));
         let store = self.runner.store();
-        let appended = match store.append(&stream, ExpectedVersion::Any, vec![new]).await {
-            Ok(appended) => appended,
-            Err(error) => panic!("cannot record {event:?}: {error}"),
-        };
-        let before = Position(appended.last_position.get().saturating_sub(1));
-        let recorded = store.read_all(before, 1).await.ok().and_then(|mut events| events.pop());
+        if let Err(error) = store.append(&stream, ExpectedVersion::Any, vec![new]).await {
+            panic!("cannot record {event:?}: {error}");
+        }
+        let recorded = store.read_stream(&stream, Version::ZERO).try_next().await.ok().flatten();
         let Some(recorded) = recorded else {
             panic!("the given event {event:?} was not recorded");
         };

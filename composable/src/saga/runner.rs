@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::TryStreamExt;
+use futures::future::BoxFuture;
 use uuid::Uuid;
 
 use super::dispatch::{CommandDispatcher, Dispatch, DispatchError};
@@ -28,6 +29,7 @@ use crate::codec::{Bincode, Codec, CodecError};
 use crate::envelope::{EventMetadata, NewEvent, RecordedEvent};
 use crate::event::{DecodeError, EventSet};
 use crate::event_store::{EventStore, EventStoreError};
+use crate::relay::{CheckpointError, CheckpointStore, InMemoryCheckpointStore};
 use crate::runner::{CommandContext, StoredEventError};
 use crate::stream::{ExpectedVersion, Position, StreamId, StreamIdError, Version};
 
@@ -86,6 +88,9 @@ pub enum SagaError {
     /// The timer store failed.
     #[error(transparent)]
     Timer(#[from] TimerError),
+    /// The runner's read position could not be loaded or saved.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
 }
 
 /// Where a saga instance stands.
@@ -158,7 +163,9 @@ pub struct SagaRunner<G: Saga, S, D, T, C = Bincode> {
     clock: Arc<dyn Clock>,
     lease: Duration,
     batch: usize,
-    checkpoint: Mutex<Position>,
+    checkpoints: Arc<dyn Checkpoints>,
+    /// The position [`SagaRunner::poll`] reads after; `None` until loaded from `checkpoints`.
+    position: Mutex<Option<Position>>,
     saga: PhantomData<fn() -> G>,
 }
 
@@ -185,7 +192,8 @@ impl<G: Saga, S: EventStore, D: CommandDispatcher, T: TimerStore> SagaRunner<G, 
             clock: Arc::new(SystemClock),
             lease: Duration::from_secs(30),
             batch: 256,
-            checkpoint: Mutex::new(Position::START),
+            checkpoints: Arc::new(InMemoryCheckpointStore::new()),
+            position: Mutex::new(None),
             saga: PhantomData,
         }
     }
@@ -204,7 +212,8 @@ impl<G: Saga, S: EventStore, D: CommandDispatcher, T: TimerStore, C: Codec>
             clock: self.clock,
             lease: self.lease,
             batch: self.batch,
-            checkpoint: self.checkpoint,
+            checkpoints: self.checkpoints,
+            position: self.position,
             saga: PhantomData,
         }
     }
@@ -222,6 +231,23 @@ impl<G: Saga, S: EventStore, D: CommandDispatcher, T: TimerStore, C: Codec>
     pub fn with_lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
         self
+    }
+
+    /// Keeps the position [`poll`](Self::poll) reads the global log from in `checkpoints`,
+    /// under [`checkpoint_name`](Self::checkpoint_name), so a restarted runner resumes where
+    /// the last one stopped instead of rereading the log. Without it the position lives in
+    /// memory and a new runner starts from the beginning (correct, only slower: every instance
+    /// ignores what it recorded already).
+    #[must_use]
+    pub fn with_checkpoints(mut self, checkpoints: impl CheckpointStore) -> Self {
+        self.checkpoints = Arc::new(checkpoints);
+        *self.position.get_mut().unwrap_or_else(PoisonError::into_inner) = None;
+        self
+    }
+
+    /// The name of the runner's checkpoint: `saga.{name}`.
+    pub fn checkpoint_name(&self) -> String {
+        category(G::NAME)
     }
 
     /// The event store.
@@ -505,22 +531,42 @@ impl<G: Saga, S: EventStore, D: CommandDispatcher, T: TimerStore, C: Codec>
     /// Feeds the next batch of events from the store's global log, after the last position this
     /// runner processed, and returns how many it read and what they did.
     ///
-    /// The position is held in memory: a new runner starts from the beginning of the log, which
-    /// is correct (every instance ignores what it recorded already), only slower.
+    /// The position is saved to the runner's checkpoint store after the batch (see
+    /// [`with_checkpoints`](Self::with_checkpoints)); a crash before that replays the batch,
+    /// which the instances ignore as duplicates.
     ///
     /// # Errors
-    /// The first input that failed; the position stays before it, so the next poll retries it.
+    /// The first input that failed; the position stays before it (and what was processed
+    /// before it is saved), so the next poll retries it.
     pub async fn poll(&self) -> Result<(usize, Vec<Progress>), SagaError> {
-        let after = *self.checkpoint.lock().unwrap_or_else(PoisonError::into_inner);
+        let name = self.checkpoint_name();
+        let cached = *self.position.lock().unwrap_or_else(PoisonError::into_inner);
+        let after = match cached {
+            Some(position) => position,
+            None => self.checkpoints.load(&name).await?,
+        };
         let events = self.store.read_all(after, self.batch).await.map_err(SagaError::Store)?;
         let mut done = Vec::new();
+        let mut reached = after;
+        let mut failure = None;
         for event in &events {
-            if let Some(progress) = self.handle(event).await? {
-                done.push(progress);
+            match self.handle(event).await {
+                Ok(progress) => done.extend(progress),
+                Err(error) => {
+                    failure = Some(error);
+                    break;
+                }
             }
-            *self.checkpoint.lock().unwrap_or_else(PoisonError::into_inner) = event.position;
+            reached = event.position;
         }
-        Ok((events.len(), done))
+        if reached != after {
+            self.checkpoints.save(&name, reached).await?;
+        }
+        *self.position.lock().unwrap_or_else(PoisonError::into_inner) = Some(reached);
+        match failure {
+            Some(error) => Err(error),
+            None => Ok((events.len(), done)),
+        }
     }
 
     /// Polls until the log holds nothing new (including the events the saga's own commands
@@ -625,6 +671,30 @@ impl<G: Saga, S: EventStore, D: CommandDispatcher, T: TimerStore, C: Codec>
             }),
             Err(error) => Err(SagaError::Store(error)),
         }
+    }
+}
+
+/// A [`CheckpointStore`] behind a pointer, so the runner's type does not name it.
+trait Checkpoints: Send + Sync {
+    fn load<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Position, CheckpointError>>;
+    fn save<'a>(
+        &'a self,
+        name: &'a str,
+        position: Position,
+    ) -> BoxFuture<'a, Result<(), CheckpointError>>;
+}
+
+impl<K: CheckpointStore> Checkpoints for K {
+    fn load<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Position, CheckpointError>> {
+        Box::pin(CheckpointStore::load(self, name))
+    }
+
+    fn save<'a>(
+        &'a self,
+        name: &'a str,
+        position: Position,
+    ) -> BoxFuture<'a, Result<(), CheckpointError>> {
+        Box::pin(CheckpointStore::save(self, name, position))
     }
 }
 

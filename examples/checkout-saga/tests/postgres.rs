@@ -7,9 +7,13 @@
 use std::time::Duration;
 
 use checkout_saga::{Checkout, OrderStatus, PlaceOrder, Restock};
+use composable::relay::CheckpointStore;
 use composable::saga::SagaStatus;
-use composable::{EventStore, Position, TestClock};
-use composable_postgres::{PgConnectOptions, PostgresEventStore, PostgresTimerStore};
+use composable::{EventStore, Position, StreamId, TestClock, Version};
+use composable_postgres::{
+    PgConnectOptions, PostgresCheckpointStore, PostgresEventStore, PostgresTimerStore,
+};
+use futures::TryStreamExt;
 use sqlx::{Connection, Executor, PgConnection};
 
 /// The store's global log holds back commits newer than the oldest transaction still running on
@@ -52,8 +56,14 @@ impl Database {
         Self { name, store, timers }
     }
 
+    fn checkpoints(&self) -> PostgresCheckpointStore {
+        PostgresCheckpointStore::new(self.store.pool().clone())
+    }
+
+    /// The checkout on this database, the saga's read position kept in its `checkpoints`.
     fn checkout(&self, clock: &TestClock) -> Checkout<PostgresEventStore, PostgresTimerStore> {
-        Checkout::new(self.store.clone(), self.timers.clone(), clock.clone())
+        let checkout = Checkout::new(self.store.clone(), self.timers.clone(), clock.clone());
+        Checkout { saga: checkout.saga.with_checkpoints(self.checkpoints()), ..checkout }
     }
 
     async fn drop(self) {
@@ -108,6 +118,20 @@ async fn a_timeout_due_across_a_restart_fires_once_on_postgres() {
     first.inventory.execute("tea", Restock { quantity: 5, manual: true }).await.expect("restock");
     first.orders.execute("1", place("1")).await.expect("place");
     first.saga.run_until_idle().await.expect("run the saga");
+    // The saga's read position is durable: the next process resumes after the order it handled.
+    let placed = database
+        .store
+        .read_stream(&StreamId::new("order", "1").expect("stream id"), Version::ZERO)
+        .try_next()
+        .await
+        .expect("read the order")
+        .expect("the order was placed");
+    let checkpoint = database
+        .checkpoints()
+        .load(&first.saga.checkpoint_name())
+        .await
+        .expect("load the saga's checkpoint");
+    assert!(checkpoint >= placed.position, "{checkpoint} is before the order {}", placed.position);
     assert_eq!(
         first.saga.load("1").await.expect("load").expect("started").status,
         SagaStatus::Running

@@ -8,6 +8,7 @@ use checkout_saga::{
     OrderPlaced, OrderStatus, Payment, PaymentCaptured, PlaceOrder, Refund, Release, Reserve,
     Restock, StockReserved,
 };
+use composable::relay::{CheckpointStore, InMemoryCheckpointStore};
 use composable::saga::{Dispatch, InMemoryTimerStore, SagaStatus};
 use composable::testing::SagaTest;
 use composable::{EventStore, InMemoryEventStore, Position, RecordedEvent, TestClock};
@@ -274,4 +275,46 @@ async fn the_saga_alone_times_out_and_compensates_in_reverse_order() {
     // Caused by the timer, in the instance's flow.
     assert!(dispatched.iter().all(|(_, context)| context.correlation_id == saga.correlation_id()));
     assert_eq!(saga.status("7").await, Some(SagaStatus::Compensated));
+}
+
+#[tokio::test]
+async fn a_restarted_saga_resumes_from_its_checkpoint() {
+    let clock = TestClock::new();
+    let store = InMemoryEventStore::new();
+    let checkpoints = InMemoryCheckpointStore::new();
+    let with_checkpoints = |checkout: InMemoryCheckout| Checkout {
+        saga: checkout.saga.with_checkpoints(checkpoints.clone()),
+        ..checkout
+    };
+    let first =
+        with_checkpoints(Checkout::new(store.clone(), InMemoryTimerStore::new(), clock.clone()));
+    start(&first, 10, false, "tok_visa").await;
+    let name = first.saga.checkpoint_name();
+    assert_eq!(name, "saga.checkout");
+    let log = log(&first).await;
+    assert_eq!(checkpoints.load(&name).await.unwrap(), log.last().unwrap().position);
+    drop(first);
+
+    // A new process with the same checkpoints reads nothing old; one without rereads it all.
+    let resumed =
+        with_checkpoints(Checkout::new(store.clone(), InMemoryTimerStore::new(), clock.clone()));
+    assert_eq!(resumed.saga.poll().await.unwrap(), (0, Vec::new()));
+    let forgetful = Checkout::new(store.clone(), InMemoryTimerStore::new(), clock.clone());
+    let mut reread = 0;
+    loop {
+        let (read, progress) = forgetful.saga.poll().await.unwrap();
+        assert!(progress.is_empty(), "every event is a duplicate for its instance");
+        if read == 0 {
+            break;
+        }
+        reread += read;
+    }
+    assert_eq!(reread, log.len());
+
+    // New events after the checkpoint are the only ones the resumed saga reads.
+    resumed.orders.execute("2", place("2", "tok_visa")).await.unwrap();
+    let (read, progress) = resumed.saga.poll().await.unwrap();
+    assert_eq!(read, 1);
+    assert_eq!(progress.len(), 1);
+    assert_eq!(progress[0].step, "order_placed");
 }

@@ -40,41 +40,37 @@ CREATE FUNCTION composable_append(
     p_versions  integer[],
     p_formats   text[],
     p_payloads  bytea[],
-    p_metadata  text[]
-) RETURNS TABLE (new_version bigint, first_position bigint, last_position bigint,
-                 writer bigint)
+    p_metadata  text[],
+    OUT new_version   bigint,
+    OUT last_position bigint,
+    OUT writer        bigint
+)
 LANGUAGE plpgsql VOLATILE
 AS $$
-DECLARE
-    v_count  bigint := cardinality(p_event_ids);
-    v_actual bigint;
 BEGIN
     IF pg_current_xact_id_if_assigned() IS NOT NULL THEN
         RAISE EXCEPTION 'composable_append must be the first write of its transaction'
             USING ERRCODE = '25001';
     END IF;
     PERFORM pg_advisory_xact_lock(hashtextextended(p_stream, 0));
-    SELECT coalesce(max(e.stream_version), 0) INTO v_actual
+    SELECT coalesce(max(e.stream_version), 0) INTO new_version
       FROM events e WHERE e.stream_id = p_stream;
-    IF v_count = 0 OR (p_expected IS NOT NULL AND p_expected <> v_actual) THEN
-        RETURN QUERY SELECT v_actual, NULL::bigint, NULL::bigint, NULL::bigint;
-        RETURN;
+    IF cardinality(p_event_ids) = 0 OR (p_expected IS NOT NULL AND p_expected <> new_version)
+    THEN
+        RETURN; -- the actual version, and no positions
     END IF;
 
-    RETURN QUERY
-    WITH written AS (
-        INSERT INTO events (stream_id, stream_version, event_id, event_name, event_version,
-                            payload_format, payload, metadata)
-            SELECT p_stream, v_actual + e.ord, e.event_id, e.event_name, e.event_version,
-                   e.payload_format, e.payload, e.metadata::jsonb
-              FROM unnest(p_event_ids, p_names, p_versions, p_formats, p_payloads, p_metadata)
-                   WITH ORDINALITY AS e(event_id, event_name, event_version, payload_format,
-                                        payload, metadata, ord)
-             ORDER BY e.ord
-        RETURNING events.position
-    )
-    SELECT v_actual + v_count, min(w.position), max(w.position),
-           pg_current_xact_id()::text::bigint
-      FROM written w;
+    INSERT INTO events (stream_id, stream_version, event_id, event_name, event_version,
+                        payload_format, payload, metadata)
+        SELECT p_stream, new_version + e.ord, e.event_id, e.event_name, e.event_version,
+               e.payload_format, e.payload, e.metadata::jsonb
+          FROM unnest(p_event_ids, p_names, p_versions, p_formats, p_payloads, p_metadata)
+               WITH ORDINALITY AS e(event_id, event_name, event_version, payload_format,
+                                    payload, metadata, ord)
+         ORDER BY e.ord;
+    new_version := new_version + cardinality(p_event_ids);
+    -- The rows took their positions in order, so the session's last one is the batch's last.
+    last_position := currval('events_position_seq');
+    writer := pg_current_xact_id()::text::bigint;
 END;
 $$;

@@ -18,7 +18,7 @@ use uuid::Uuid;
 use crate::MIGRATOR;
 use crate::config::PostgresEventStoreBuilder;
 use crate::error::{PostgresError, store_error, unique_violation};
-use crate::rows::{EVENT_COLUMNS, SNAPSHOT_COLUMNS, recorded_event, snapshot};
+use crate::rows::{EVENT_COLUMNS, SNAPSHOT_COLUMNS, Xid8, recorded_event, snapshot};
 
 static READ_STREAM: LazyLock<String> = LazyLock::new(|| {
     format!(
@@ -105,19 +105,19 @@ impl PostgresEventStore {
     /// # Errors
     /// When the database is unreachable.
     pub async fn head(&self) -> Result<Position, EventStoreError> {
-        let head: Option<(i64, i64)> = sqlx::query_as(
-            "SELECT transaction_id::text::bigint, position FROM events \
+        let head: Option<(Xid8, i64)> = sqlx::query_as(
+            "SELECT transaction_id, position FROM events \
              ORDER BY transaction_id DESC, position DESC LIMIT 1",
         )
         .fetch_optional(&self.pool)
         .await
         .map_err(|error| store_error("read the head of the log", error))?;
-        let Some((transaction, sequence)) = head else {
+        let Some((Xid8(transaction), sequence)) = head else {
             return Ok(Position::START);
         };
-        match (u64::try_from(transaction), u64::try_from(sequence)) {
-            (Ok(transaction), Ok(sequence)) => Ok(Position::new(transaction, sequence)),
-            _ => Err(EventStoreError::Corrupt {
+        match u64::try_from(sequence) {
+            Ok(sequence) => Ok(Position::new(transaction, sequence)),
+            Err(_) => Err(EventStoreError::Corrupt {
                 position: Position::START,
                 reason: format!("head position {sequence} of transaction {transaction}"),
             }),

@@ -25,6 +25,7 @@ use super::timer::{Timer, TimerError, TimerStore};
 use super::{Saga, category};
 use crate::clock::{Clock, SystemClock};
 use crate::codec::{Bincode, Codec, CodecError};
+use crate::command::derive_id;
 use crate::envelope::{EventMetadata, NewEvent, RecordedEvent};
 use crate::event::{DecodeError, EventSet};
 use crate::event_store::{EventStore, EventStoreError};
@@ -357,7 +358,7 @@ impl<G: Saga, S: EventStore, D: CommandDispatcher, T: TimerStore, C: Codec>
         }
 
         let correlation_id = *instance.correlation_id.get_or_insert(event.metadata.correlation_id);
-        let context = CommandContext { correlation_id, causation_id: event.event_id };
+        let context = CommandContext::caused_by(correlation_id, event.event_id);
         let disarmed = instance.armed.take();
         instance.completed.push(step);
         let mut progress = Progress {
@@ -455,7 +456,7 @@ impl<G: Saga, S: EventStore, D: CommandDispatcher, T: TimerStore, C: Codec>
             }
         };
         let correlation_id = instance.correlation_id.unwrap_or(timer.correlation_id);
-        let context = CommandContext { correlation_id, causation_id: timer.id };
+        let context = CommandContext::caused_by(correlation_id, timer.id);
         let mut progress = Progress {
             key: timer.key.clone(),
             step: G::STEPS[step].name,
@@ -466,8 +467,9 @@ impl<G: Saga, S: EventStore, D: CommandDispatcher, T: TimerStore, C: Codec>
             refused_compensations: Vec::new(),
             status: SagaStatus::Compensated,
         };
-        for dispatch in instance.saga.timed_out(step) {
-            match self.dispatcher.dispatch(dispatch.clone(), context).await {
+        for (index, dispatch) in instance.saga.timed_out(step).into_iter().enumerate() {
+            let command = command_context(context, "timeout", index);
+            match self.dispatcher.dispatch(dispatch.clone(), command).await {
                 Ok(()) => progress.dispatched.push(dispatch),
                 Err(DispatchError::Rejected { reason, .. }) => {
                     tracing::warn!(saga = G::NAME, key = timer.key, %dispatch, reason, "a timeout command was refused");
@@ -563,8 +565,9 @@ impl<G: Saga, S: EventStore, D: CommandDispatcher, T: TimerStore, C: Codec>
         context: CommandContext,
         progress: &mut Progress,
     ) -> Result<Option<String>, SagaError> {
-        for dispatch in commands {
-            match self.dispatcher.dispatch(dispatch.clone(), context).await {
+        for (index, dispatch) in commands.into_iter().enumerate() {
+            let command = command_context(context, "step", index);
+            match self.dispatcher.dispatch(dispatch.clone(), command).await {
                 Ok(()) => progress.dispatched.push(dispatch),
                 Err(rejected @ DispatchError::Rejected { .. }) => {
                     return Ok(Some(rejected.to_string()));
@@ -582,16 +585,21 @@ impl<G: Saga, S: EventStore, D: CommandDispatcher, T: TimerStore, C: Codec>
         context: CommandContext,
         progress: &mut Progress,
     ) -> Result<(), SagaError> {
-        for &step in instance.completed.iter().rev() {
-            for dispatch in instance.saga.compensate(step) {
-                match self.dispatcher.dispatch(dispatch.clone(), context).await {
-                    Ok(()) => progress.compensations.push(dispatch),
-                    Err(DispatchError::Rejected { reason, .. }) => {
-                        tracing::warn!(saga = G::NAME, stream = %instance.stream, %dispatch, reason, "a compensation was refused");
-                        progress.refused_compensations.push((dispatch, reason));
-                    }
-                    Err(error) => return Err(SagaError::Dispatch(error)),
+        let compensations: Vec<Dispatch> = instance
+            .completed
+            .iter()
+            .rev()
+            .flat_map(|&step| instance.saga.compensate(step))
+            .collect();
+        for (index, dispatch) in compensations.into_iter().enumerate() {
+            let command = command_context(context, "compensation", index);
+            match self.dispatcher.dispatch(dispatch.clone(), command).await {
+                Ok(()) => progress.compensations.push(dispatch),
+                Err(DispatchError::Rejected { reason, .. }) => {
+                    tracing::warn!(saga = G::NAME, stream = %instance.stream, %dispatch, reason, "a compensation was refused");
+                    progress.refused_compensations.push((dispatch, reason));
                 }
+                Err(error) => return Err(SagaError::Dispatch(error)),
             }
         }
         Ok(())
@@ -626,6 +634,15 @@ impl<G: Saga, S: EventStore, D: CommandDispatcher, T: TimerStore, C: Codec>
             Err(error) => Err(SagaError::Store(error)),
         }
     }
+}
+
+/// The context of the `index`-th command of kind `kind` (`step`, `compensation`, `timeout`)
+/// sent for one input: its command id is derived from the input's id (the event's or the
+/// timer's), so re-running the input after a crash sends the same ids and the aggregates
+/// answer the repeats as duplicates. The kinds keep a step's commands, its compensations and a
+/// timeout's commands apart.
+fn command_context(input: CommandContext, kind: &str, index: usize) -> CommandContext {
+    input.with_command_id(derive_id(input.causation_id, &format!("{kind}/{index}")))
 }
 
 fn step_index<G: Saga>(stream: &StreamId, name: &str) -> Result<usize, SagaError> {

@@ -6,6 +6,7 @@ pub mod bus;
 pub mod clock;
 pub mod codec;
 pub mod command;
+pub mod command_bus;
 pub mod effect;
 pub mod envelope;
 pub mod event;

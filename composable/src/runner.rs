@@ -148,7 +148,7 @@ pub struct Executed<A: Aggregate> {
 }
 
 impl<A: Aggregate> Executed<A> {
-    fn duplicate(state: A, version: Version) -> Self {
+    fn already_done(state: A, version: Version) -> Self {
         Self { events: Vec::new(), state, version, append: None, duplicate: true }
     }
 }
@@ -439,7 +439,7 @@ impl<A: Aggregate, S: EventStore, C: Codec> AggregateRunner<A, S, C> {
             Ok(events) => events,
             Err(error) => {
                 if self.took_effect(stream, context).await? {
-                    return Ok(Executed::duplicate(state, version));
+                    return Ok(Executed::already_done(state, version));
                 }
                 return Err(RunnerError::Rejected(error));
             }
@@ -464,7 +464,7 @@ impl<A: Aggregate, S: EventStore, C: Codec> AggregateRunner<A, S, C> {
             ) => {
                 if self.took_effect(stream, context).await? {
                     let Loaded { state, version, .. } = self.load_stream(stream).await?;
-                    return Ok(Executed::duplicate(state, version));
+                    return Ok(Executed::already_done(state, version));
                 }
                 Err(error)
             }

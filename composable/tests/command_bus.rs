@@ -309,34 +309,37 @@ fn saga<S: EventStore, D: CommandDispatcher>(store: S, dispatcher: D) -> Saga<S,
     SagaRunner::new(store, dispatcher, InMemoryTimerStore::new())
 }
 
+async fn read(store: &InMemoryEventStore, stream: &str) -> Vec<RecordedEvent> {
+    use futures::TryStreamExt;
+    let stream = StreamId::parse(stream).expect("a stream id");
+    store.read_stream(&stream, Version::ZERO).try_collect().await.expect("read the stream")
+}
+
+async fn first_event(store: &InMemoryEventStore, stream: &str) -> RecordedEvent {
+    read(store, stream).await.into_iter().next().expect("an event")
+}
+
+async fn count(store: &InMemoryEventStore, stream: &str, name: &str) -> usize {
+    read(store, stream).await.iter().filter(|event| event.name == name).count()
+}
+
+/// Places order `order_id` directly (the shop front) and returns its `order.placed` event.
 async fn place(store: &InMemoryEventStore, order_id: &str, card: &str) -> RecordedEvent {
     let orders = AggregateRunner::<Order, _>::new(store.clone(), ());
     let command = PlaceOrder { order_id: order_id.into(), card: card.into() };
     orders.execute(order_id, command).await.expect("place the order");
-    let stream = StreamId::new("order", order_id).unwrap();
-    use futures::TryStreamExt;
-    let events: Vec<RecordedEvent> =
-        store.read_stream(&stream, Version::ZERO).try_collect().await.unwrap();
-    events.into_iter().next().expect("the order.placed event")
+    first_event(store, &format!("order-{order_id}")).await
 }
 
 fn replies(bus: &InMemoryBus) -> Vec<CommandReply> {
     bus.messages(REPLIES)
         .iter()
-        .map(|message| CommandReply::from_message(message).unwrap())
+        .map(|message| CommandReply::from_message(message).expect("a reply"))
         .collect()
 }
 
 fn outcomes(bus: &InMemoryBus) -> Vec<ReplyOutcome> {
     replies(bus).into_iter().map(|reply| reply.outcome).collect()
-}
-
-async fn count(store: &InMemoryEventStore, stream: &str, name: &str) -> usize {
-    use futures::TryStreamExt;
-    let stream = StreamId::parse(stream).unwrap();
-    let events: Vec<RecordedEvent> =
-        store.read_stream(&stream, Version::ZERO).try_collect().await.unwrap();
-    events.iter().filter(|event| event.name == name).count()
 }
 
 // ---- Tests -----------------------------------------------------------------------------------
@@ -369,7 +372,7 @@ async fn a_saga_drives_aggregates_on_another_runtime_through_the_bus() {
         decoded,
         PaymentCommand::Charge(Charge { order_id: "7".into(), card: "visa".into() })
     );
-    let placed = place_event(&store, "7").await;
+    let placed = first_event(&store, "order-7").await;
     assert_eq!(charge.causation_id, placed.event_id);
     assert_eq!(charge.correlation_id, placed.metadata.correlation_id);
     // The payment's event carries the command's id as its cause, and an id derived from it.
@@ -379,18 +382,6 @@ async fn a_saga_drives_aggregates_on_another_runtime_through_the_bus() {
     assert_eq!(outcomes(&bus), [ReplyOutcome::Accepted, ReplyOutcome::Accepted]);
 
     remote.stop();
-}
-
-async fn first_event(store: &InMemoryEventStore, stream: &str) -> RecordedEvent {
-    use futures::TryStreamExt;
-    let stream = StreamId::parse(stream).unwrap();
-    let events: Vec<RecordedEvent> =
-        store.read_stream(&stream, Version::ZERO).try_collect().await.unwrap();
-    events.into_iter().next().expect("an event")
-}
-
-async fn place_event(store: &InMemoryEventStore, order_id: &str) -> RecordedEvent {
-    first_event(store, &format!("order-{order_id}")).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,8 +1,8 @@
-//! Commands across processes: a saga (or anything holding a [`CommandDispatcher`]) in one
+//! Commands across processes: a saga (or anything holding a [`CommandDispatcher`](crate::saga::CommandDispatcher)) in one
 //! process, the aggregates' runners in another, the bus between them.
 //!
 //! In the flow of DESIGN.md this is the `Dispatch(command) → another aggregate's store` arrow
-//! when that store lives elsewhere. It is request/reply over the [`EventBus`]:
+//! when that store lives elsewhere. It is request/reply over the [`EventBus`](crate::EventBus):
 //!
 //! 1. [`BusDispatcher`] encodes the command ([`CommandCodec`](crate::CommandCodec)) and publishes
 //!    a [`CommandMessage`] to `{aggregate}-commands` ([`command_topic`]), keyed by the target's

@@ -1,5 +1,6 @@
-//! Commands across processes: a saga (or anything holding a [`CommandDispatcher`](crate::saga::CommandDispatcher)) in one
-//! process, the aggregates' runners in another, the bus between them.
+//! Commands across processes: a saga (or anything holding a
+//! [`CommandDispatcher`](crate::saga::CommandDispatcher)) in one process, the aggregates' runners
+//! in another, the bus between them.
 //!
 //! In the flow of DESIGN.md this is the `Dispatch(command) → another aggregate's store` arrow
 //! when that store lives elsewhere. It is request/reply over the [`EventBus`](crate::EventBus):

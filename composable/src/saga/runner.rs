@@ -6,7 +6,7 @@
 //! the instance's stream, expecting the version it loaded. The order is chosen so that a crash
 //! at any point loses nothing: commands go out before the progress is recorded (a crash in
 //! between re-runs the step when the event is delivered again, so commands are delivered at
-//! least once); a new timer is stored before the record that arms it (a timer nobody recorded is
+//! least once, with the same command ids, which the aggregates deduplicate); a new timer is stored before the record that arms it (a timer nobody recorded is
 //! ignored when it fires); an old timer is cancelled after the record that disarms it (a timer
 //! that fires anyway is ignored, since the instance no longer waits for it).
 

@@ -104,6 +104,7 @@ impl EventStoreError {
 /// * `read_stream` yields the stream's events after a version, in version order, as a stream.
 /// * `read_all` yields up to `limit` events after a global position, in position order, and never
 ///   skips an event that commits later with a lower position (gap-safe).
+/// * `event` finds one stored event by its id, as soon as its append returned.
 pub trait EventStore: Send + Sync + 'static {
     /// Appends `events` to `stream` if the stream is at `expected`.
     fn append(
@@ -145,6 +146,15 @@ pub trait EventStore: Send + Sync + 'static {
         &self,
         stream: &StreamId,
     ) -> impl Future<Output = Result<Option<Snapshot>, EventStoreError>> + Send;
+
+    /// The stored event with id `id`, if any: an exact lookup, not limited by the gap-safe
+    /// rule of `read_all` (an event is found as soon as its append returned). The runner uses
+    /// it to tell a repeated command from a refused one
+    /// ([`AggregateRunner::execute_in`](crate::AggregateRunner::execute_in)).
+    fn event(
+        &self,
+        id: Uuid,
+    ) -> impl Future<Output = Result<Option<RecordedEvent>, EventStoreError>> + Send;
 }
 
 /// For backends: the original [`AppendResult`] when `records` (the stored events carrying the ids

@@ -5,6 +5,8 @@ pub mod aggregate;
 pub mod bus;
 pub mod clock;
 pub mod codec;
+pub mod command;
+pub mod command_bus;
 pub mod effect;
 pub mod envelope;
 pub mod event;
@@ -27,6 +29,7 @@ pub use clock::{Clock, SystemClock, TestClock};
 #[cfg(feature = "json")]
 pub use codec::Json;
 pub use codec::{Bincode, Codec, CodecError, CodecOperation};
+pub use command::{CommandCodec, CommandDecodeError};
 pub use composable_macros::{aggregate, apply, command, compensate, event, saga, start, step};
 pub use effect::{CancelId, Effect, Sender};
 pub use envelope::{EventMetadata, NewEvent, RecordedEvent, Snapshot};

@@ -249,6 +249,11 @@ impl EventStore for InMemoryEventStore {
     async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, EventStoreError> {
         Ok(self.log().snapshots.get(stream).cloned())
     }
+
+    async fn event(&self, id: Uuid) -> Result<Option<RecordedEvent>, EventStoreError> {
+        let log = self.log();
+        Ok(log.ids.get(&id).map(|&index| log.events[index].clone()))
+    }
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ use uuid::Uuid;
 use crate::aggregate::Aggregate;
 use crate::clock::{Clock, SystemClock};
 use crate::codec::{Bincode, Codec, CodecError};
+use crate::command;
 use crate::envelope::{EventMetadata, NewEvent, RecordedEvent, Snapshot};
 use crate::event::{DecodeError, EventSet};
 use crate::event_store::{AppendResult, EventStore, EventStoreError};
@@ -140,22 +141,62 @@ pub struct Executed<A: Aggregate> {
     pub version: Version,
     /// Where the store put the events; `None` when there were none.
     pub append: Option<AppendResult>,
+    /// The command carried a [command id](CommandContext::command_id) whose events were
+    /// already stored: it took effect on an earlier delivery, nothing was appended now, and
+    /// `events` is empty. `state` and `version` are the aggregate's current ones.
+    pub duplicate: bool,
 }
 
-/// The message a command carries through a flow: which flow, and what caused it.
+impl<A: Aggregate> Executed<A> {
+    fn already_done(state: A, version: Version) -> Self {
+        Self { events: Vec::new(), state, version, append: None, duplicate: true }
+    }
+}
+
+/// The message a command carries through a flow: which flow, what caused it, and (when it may
+/// be delivered more than once) its own id.
+///
+/// ```
+/// use composable::CommandContext;
+/// let flow = CommandContext::new_flow();
+/// let next = CommandContext::caused_by(flow.correlation_id, uuid::Uuid::now_v7());
+/// assert_eq!(next.correlation_id, flow.correlation_id);
+/// assert_eq!(next.command_id, None);
+/// let id = uuid::Uuid::now_v7();
+/// assert_eq!(next.with_command_id(id).command_id, Some(id));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CommandContext {
     /// Shared by every message of one flow.
     pub correlation_id: Uuid,
     /// The id of the command (or event) that caused this command.
     pub causation_id: Uuid,
+    /// The command's own id, stable across deliveries of the same command. With one, the runner
+    /// derives the ids of the command's events from it ([`crate::command::event_id`]) and
+    /// answers a repeated delivery as a duplicate instead of deciding it again; see
+    /// [`AggregateRunner::execute_in`]. `None` for a command that is sent once.
+    pub command_id: Option<Uuid>,
 }
 
 impl CommandContext {
-    /// A command that starts a new flow: its own id is both correlation and causation.
+    /// A command that starts a new flow: its own id is both correlation and causation. It has
+    /// no command id.
     pub fn new_flow() -> Self {
         let id = Uuid::now_v7();
-        Self { correlation_id: id, causation_id: id }
+        Self { correlation_id: id, causation_id: id, command_id: None }
+    }
+
+    /// A command of the flow `correlation_id`, caused by the message `causation_id`, without a
+    /// command id.
+    pub fn caused_by(correlation_id: Uuid, causation_id: Uuid) -> Self {
+        Self { correlation_id, causation_id, command_id: None }
+    }
+
+    /// The same context for the command `command_id`.
+    #[must_use]
+    pub fn with_command_id(mut self, command_id: Uuid) -> Self {
+        self.command_id = Some(command_id);
+        self
     }
 }
 
@@ -309,6 +350,46 @@ impl<A: Aggregate, S: EventStore, C: Codec> AggregateRunner<A, S, C> {
     /// Executes `command` on aggregate `id` as part of the flow `context`: the events carry its
     /// correlation id and name the command as their cause.
     ///
+    /// With a [command id](CommandContext::command_id) the command takes effect at most once,
+    /// however often it is delivered. Its events get ids derived from the command id
+    /// ([`crate::command::event_id`]); when the aggregate refuses the command, or the append
+    /// collides with stored event ids or with another writer, the runner looks up the id of the
+    /// command's first event, and if that event is stored in this aggregate's stream, the
+    /// command took effect on an earlier delivery: the result is `Ok` with
+    /// [`Executed::duplicate`] set and nothing appended. The lookup happens only on those paths,
+    /// so an accepted command costs the same with an id as without. A command that decided no
+    /// events leaves no trace, so a repeat of it is decided afresh.
+    ///
+    /// ```
+    /// # use composable::{aggregate, apply, command, event};
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Debug, Default)] pub struct Payment { charged: bool }
+    /// # #[derive(Debug, Clone, PartialEq)] pub struct Charge;
+    /// # #[event(name = "payment.charged", version = 1)]
+    /// # #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)] pub struct Charged;
+    /// # #[derive(Debug, thiserror::Error)] #[error("already charged")] pub struct Twice;
+    /// # #[aggregate(stream = "payment")]
+    /// # impl Payment {
+    /// #     #[command] fn charge(&self, _c: Charge) -> Result<Charged, Twice> {
+    /// #         if self.charged { Err(Twice) } else { Ok(Charged) }
+    /// #     }
+    /// #     #[apply] fn charged(&mut self, _e: &Charged) { self.charged = true }
+    /// # }
+    /// use composable::{AggregateRunner, CommandContext, InMemoryEventStore, RunnerError};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let payments = AggregateRunner::<Payment, _>::new(InMemoryEventStore::new(), ());
+    /// let charge = CommandContext::new_flow().with_command_id(uuid::Uuid::now_v7());
+    /// let first = payments.execute_in("o1", Charge, charge).await?;
+    /// let again = payments.execute_in("o1", Charge, charge).await?;
+    /// assert!(!first.duplicate && again.duplicate && again.events.is_empty());
+    /// // Without the id, the same command is a new one, and refused.
+    /// let other = CommandContext::new_flow();
+    /// assert!(matches!(payments.execute_in("o1", Charge, other).await, Err(RunnerError::Rejected(_))));
+    /// # Ok::<(), RunnerError<Twice>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
     /// # Errors
     /// See [`RunnerError`].
     pub async fn execute_in(
@@ -354,19 +435,68 @@ impl<A: Aggregate, S: EventStore, C: Codec> AggregateRunner<A, S, C> {
         context: CommandContext,
     ) -> Result<Executed<A>, RunnerError<A::Error>> {
         let Loaded { mut state, version, .. } = self.load_stream(stream).await?;
-        let events = state.decide(command, &self.env).map_err(RunnerError::Rejected)?;
+        let events = match state.decide(command, &self.env) {
+            Ok(events) => events,
+            Err(error) => {
+                if self.took_effect(stream, context).await? {
+                    return Ok(Executed::already_done(state, version));
+                }
+                return Err(RunnerError::Rejected(error));
+            }
+        };
         if events.is_empty() {
-            return Ok(Executed { events, state, version, append: None });
+            return Ok(Executed { events, state, version, append: None, duplicate: false });
         }
         for event in &events {
             state.apply(event);
         }
-        let append = self.commit(stream, version, &events, &state, context).await?;
-        Ok(Executed { events, state, version: append.last_version, append: Some(append) })
+        match self.commit(stream, version, &events, &state, context).await {
+            Ok(append) => Ok(Executed {
+                events,
+                state,
+                version: append.last_version,
+                append: Some(append),
+                duplicate: false,
+            }),
+            Err(
+                error @ (RunnerError::Conflict { .. }
+                | RunnerError::Store(EventStoreError::DuplicateEventId { .. })),
+            ) => {
+                if self.took_effect(stream, context).await? {
+                    let Loaded { state, version, .. } = self.load_stream(stream).await?;
+                    return Ok(Executed::already_done(state, version));
+                }
+                Err(error)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Whether the command of `context` already appended its events to `stream`: its first
+    /// event's id is stored there. Always `false` without a command id.
+    async fn took_effect(
+        &self,
+        stream: &StreamId,
+        context: CommandContext,
+    ) -> Result<bool, RunnerError<A::Error>> {
+        let Some(command_id) = context.command_id else {
+            return Ok(false);
+        };
+        let first = command::event_id(command_id, 0);
+        let stored = self.store.event(first).await.map_err(RunnerError::Store)?;
+        Ok(stored.is_some_and(|event| {
+            if event.stream_id != *stream {
+                tracing::warn!(
+                    %stream, command = %command_id, found_in = %event.stream_id,
+                    "a command id was reused for another aggregate; deciding the command as new"
+                );
+            }
+            event.stream_id == *stream
+        }))
     }
 
     /// Appends `events`, decided on the aggregate at version `loaded`, as part of the flow
-    /// `context`; `state_after` is the state with the events applied, snapshotted when the
+    /// `context` (with ids derived from its command id, when it has one); `state_after` is the state with the events applied, snapshotted when the
     /// append crosses a multiple of `SNAPSHOT_EVERY`.
     ///
     /// # Errors
@@ -387,12 +517,22 @@ impl<A: Aggregate, S: EventStore, C: Codec> AggregateRunner<A, S, C> {
         );
         let new_events = events
             .iter()
-            .map(|event| {
-                NewEvent::encode(event, &self.codec, metadata.clone()).map_err(|source| {
-                    RunnerError::Encode { stream: stream.clone(), name: event.event_name(), source }
-                })
+            .enumerate()
+            .map(|(index, event)| {
+                let mut new =
+                    NewEvent::encode(event, &self.codec, metadata.clone()).map_err(|source| {
+                        RunnerError::Encode {
+                            stream: stream.clone(),
+                            name: event.event_name(),
+                            source,
+                        }
+                    })?;
+                if let Some(command_id) = context.command_id {
+                    new.event_id = command::event_id(command_id, index);
+                }
+                Ok(new)
             })
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>, RunnerError<A::Error>>>()?;
         let append =
             match self.store.append(stream, ExpectedVersion::Exact(loaded), new_events).await {
                 Ok(append) => append,

@@ -53,7 +53,7 @@ async fn a_command_deciding_nothing_appends_nothing() {
 #[tokio::test]
 async fn events_carry_the_flow_context() {
     let store = InMemoryEventStore::new();
-    let context = CommandContext { correlation_id: Uuid::now_v7(), causation_id: Uuid::now_v7() };
+    let context = CommandContext::caused_by(Uuid::now_v7(), Uuid::now_v7());
     runner(&store).execute_in("a", AccountCommand::Deposit(5), context).await.expect("deposit");
     let recorded = store.read_all(composable::Position::START, 10).await.expect("read");
     assert_eq!(recorded[0].metadata.correlation_id, context.correlation_id);
@@ -122,6 +122,13 @@ impl EventStore for RacingStore {
         stream: &StreamId,
     ) -> Result<Option<Snapshot>, composable::EventStoreError> {
         self.inner.load_snapshot(stream).await
+    }
+
+    async fn event(
+        &self,
+        id: Uuid,
+    ) -> Result<Option<composable::RecordedEvent>, composable::EventStoreError> {
+        self.inner.event(id).await
     }
 }
 
@@ -238,4 +245,90 @@ async fn bad_stored_events_are_typed_errors_naming_stream_version_and_event() {
         assert!(message.contains("at `account-bad` version 1"), "{message}");
         assert!(message.contains(expected), "{message}");
     }
+}
+
+fn with_command_id() -> CommandContext {
+    CommandContext::new_flow().with_command_id(Uuid::now_v7())
+}
+
+#[tokio::test]
+async fn a_command_with_an_id_appends_events_with_ids_derived_from_it() {
+    let store = InMemoryEventStore::new();
+    let context = with_command_id();
+    let command_id = context.command_id.expect("an id");
+    runner(&store).execute_in("a", AccountCommand::Deposit(5), context).await.expect("deposit");
+    let recorded = store.read_all(composable::Position::START, 10).await.expect("read");
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(recorded[0].event_id, composable::command::event_id(command_id, 0));
+}
+
+#[tokio::test]
+async fn a_repeated_command_that_would_be_accepted_again_takes_effect_once() {
+    let store = InMemoryEventStore::new();
+    let runner = runner(&store);
+    let context = with_command_id();
+    let first = runner.execute_in("a", AccountCommand::Deposit(5), context).await.expect("first");
+    assert!(!first.duplicate);
+    let again = runner.execute_in("a", AccountCommand::Deposit(5), context).await.expect("again");
+    assert!(again.duplicate, "the repeat is answered as a duplicate");
+    assert!(again.events.is_empty() && again.append.is_none());
+    assert_eq!((again.state.balance, again.version), (5, Version(1)));
+    assert_eq!(store.stream_version(&stream("a")).await.expect("version"), Version(1));
+}
+
+#[tokio::test]
+async fn a_repeated_command_that_would_now_be_refused_is_a_duplicate_not_a_rejection() {
+    let store = InMemoryEventStore::new();
+    let runner = runner(&store);
+    runner.execute("a", AccountCommand::Deposit(10)).await.expect("deposit");
+    let context = with_command_id();
+    runner.execute_in("a", AccountCommand::Withdraw(10), context).await.expect("withdraw");
+    // Decided again, the withdrawal finds no funds; its first event is stored, so it is a repeat.
+    let again = runner.execute_in("a", AccountCommand::Withdraw(10), context).await.expect("dup");
+    assert!(again.duplicate);
+    assert_eq!((again.state.balance, again.version), (0, Version(2)));
+    // Another command, with another id, is refused as usual.
+    let other = runner.execute_in("a", AccountCommand::Withdraw(10), with_command_id()).await;
+    assert!(matches!(other, Err(RunnerError::Rejected(AccountError::InsufficientFunds { .. }))));
+}
+
+#[tokio::test]
+async fn a_refused_command_with_an_id_stays_refused_when_repeated() {
+    let store = InMemoryEventStore::new();
+    let runner = runner(&store);
+    let context = with_command_id();
+    for _ in 0..2 {
+        let error = runner
+            .execute_in("a", AccountCommand::Withdraw(1), context)
+            .await
+            .expect_err("nothing to withdraw");
+        assert!(matches!(error, RunnerError::Rejected(_)), "{error:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_command_id_used_on_another_aggregate_is_not_a_duplicate_there() {
+    let store = InMemoryEventStore::new();
+    let runner = runner(&store);
+    let context = with_command_id();
+    runner.execute_in("a", AccountCommand::Deposit(1), context).await.expect("deposit on a");
+    // The same id for `b`: its derived event ids are taken, which is an error, never a silent
+    // "already done" for an aggregate the command never touched.
+    let error = runner.execute_in("b", AccountCommand::Deposit(1), context).await.expect_err("id");
+    assert!(
+        matches!(error, RunnerError::Store(composable::EventStoreError::DuplicateEventId { .. })),
+        "{error:?}"
+    );
+    assert_eq!(store.stream_version(&stream("b")).await.expect("version"), Version::ZERO);
+}
+
+#[tokio::test]
+async fn a_command_with_an_id_losing_a_race_to_another_command_is_still_a_conflict() {
+    let store = racing();
+    let runner = AggregateRunner::<Account, _>::new(store.clone(), ());
+    let error = runner
+        .execute_in("a", AccountCommand::Deposit(1), with_command_id())
+        .await
+        .expect_err("the rival deposit came first");
+    assert!(matches!(error, RunnerError::Conflict { .. }), "{error:?}");
 }

@@ -364,4 +364,15 @@ impl EventStore for PostgresEventStore {
             .map_err(|error| store_error("load a snapshot", error))?;
         row.as_ref().map(snapshot).transpose()
     }
+
+    async fn event(&self, id: Uuid) -> Result<Option<RecordedEvent>, EventStoreError> {
+        // The unique index on `event_id` makes this one index lookup.
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|error| store_error("look up an event by id", error))?;
+        row.as_ref().map(recorded_event).transpose()
+    }
 }

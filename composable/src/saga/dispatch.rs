@@ -2,9 +2,10 @@
 //!
 //! A [`Dispatch`] names its target (the aggregate's stream category and the instance id) and
 //! holds the command, type-erased so that one saga can address many aggregate types. A
-//! [`CommandDispatcher`] delivers it as part of a flow ([`CommandContext`]): [`Dispatcher`] runs
-//! it in process on the target aggregate's [`AggregateRunner`]; a bus-backed dispatcher can be
-//! added behind the same trait.
+//! [`CommandDispatcher`] delivers it as part of a flow ([`CommandContext`], with the command id
+//! the saga derived): [`Dispatcher`] runs it in process on the target aggregate's
+//! [`AggregateRunner`]; [`BusDispatcher`](crate::command_bus::BusDispatcher) sends it through the
+//! bus to another process.
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -197,7 +198,9 @@ pub enum DispatchError {
         source: BoxError,
     },
     /// No runner is registered for the target aggregate.
-    #[error("no route for aggregate `{aggregate}`: register its runner with `Dispatcher::route`")]
+    #[error(
+        "no route for aggregate `{aggregate}`: register it with `Dispatcher::route` (its runner) or `BusDispatcher::route`"
+    )]
     NoRoute {
         /// The target's stream category.
         aggregate: &'static str,
@@ -218,8 +221,10 @@ pub enum DispatchError {
 
 /// Delivers a saga's commands to their aggregates.
 ///
-/// [`Dispatcher`] executes them in process; an implementation on the bus would publish them and
-/// report rejections as they come back.
+/// [`Dispatcher`] executes them in process;
+/// [`BusDispatcher`](crate::command_bus::BusDispatcher) publishes them and reports the replies.
+/// The context's command id must reach the aggregate, so that a repeated command is answered as
+/// a duplicate.
 pub trait CommandDispatcher: Send + Sync + 'static {
     /// Executes `dispatch` as part of the flow `context`.
     fn dispatch(

@@ -20,9 +20,12 @@
 //! instance replays those records through the same handlers, so a saga survives restarts, and
 //! an event id already recorded is a duplicate delivery and is ignored.
 //!
-//! Commands go out through a [`CommandDispatcher`]: [`Dispatcher`] runs them in process on the
-//! aggregates' runners. Timeouts are [`Timer`]s in a [`TimerStore`]: [`InMemoryTimerStore`]
-//! here, a `timers` table in `composable-postgres`. `docs/adr/0006-sagas.md` explains the
+//! Commands go out through a [`CommandDispatcher`], each with a command id derived from the input
+//! that caused it, so a step re-run after a crash sends the same ids and the aggregates answer
+//! the repeats as duplicates: [`Dispatcher`] runs them in process on the aggregates' runners,
+//! [`BusDispatcher`](crate::command_bus::BusDispatcher) sends them through the bus. Timeouts are
+//! [`Timer`]s in a [`TimerStore`]: [`InMemoryTimerStore`] here, a `timers` table in
+//! `composable-postgres`. `docs/adr/0006-sagas.md` explains the
 //! choices.
 
 mod dispatch;

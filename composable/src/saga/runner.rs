@@ -6,7 +6,7 @@
 //! the instance's stream, expecting the version it loaded. The order is chosen so that a crash
 //! at any point loses nothing: commands go out before the progress is recorded (a crash in
 //! between re-runs the step when the event is delivered again, so commands are delivered at
-//! least once); a new timer is stored before the record that arms it (a timer nobody recorded is
+//! least once, with the same command ids, which the aggregates deduplicate); a new timer is stored before the record that arms it (a timer nobody recorded is
 //! ignored when it fires); an old timer is cancelled after the record that disarms it (a timer
 //! that fires anyway is ignored, since the instance no longer waits for it).
 
@@ -26,6 +26,7 @@ use super::timer::{Timer, TimerError, TimerStore};
 use super::{Saga, category};
 use crate::clock::{Clock, SystemClock};
 use crate::codec::{Bincode, Codec, CodecError};
+use crate::command::derive_id;
 use crate::envelope::{EventMetadata, NewEvent, RecordedEvent};
 use crate::event::{DecodeError, EventSet};
 use crate::event_store::{EventStore, EventStoreError};
@@ -383,7 +384,7 @@ impl<G: Saga, S: EventStore, D: CommandDispatcher, T: TimerStore, C: Codec>
         }
 
         let correlation_id = *instance.correlation_id.get_or_insert(event.metadata.correlation_id);
-        let context = CommandContext { correlation_id, causation_id: event.event_id };
+        let context = CommandContext::caused_by(correlation_id, event.event_id);
         let disarmed = instance.armed.take();
         instance.completed.push(step);
         let mut progress = Progress {
@@ -481,7 +482,7 @@ impl<G: Saga, S: EventStore, D: CommandDispatcher, T: TimerStore, C: Codec>
             }
         };
         let correlation_id = instance.correlation_id.unwrap_or(timer.correlation_id);
-        let context = CommandContext { correlation_id, causation_id: timer.id };
+        let context = CommandContext::caused_by(correlation_id, timer.id);
         let mut progress = Progress {
             key: timer.key.clone(),
             step: G::STEPS[step].name,
@@ -492,8 +493,9 @@ impl<G: Saga, S: EventStore, D: CommandDispatcher, T: TimerStore, C: Codec>
             refused_compensations: Vec::new(),
             status: SagaStatus::Compensated,
         };
-        for dispatch in instance.saga.timed_out(step) {
-            match self.dispatcher.dispatch(dispatch.clone(), context).await {
+        for (index, dispatch) in instance.saga.timed_out(step).into_iter().enumerate() {
+            let command = command_context(context, "timeout", index);
+            match self.dispatcher.dispatch(dispatch.clone(), command).await {
                 Ok(()) => progress.dispatched.push(dispatch),
                 Err(DispatchError::Rejected { reason, .. }) => {
                     tracing::warn!(saga = G::NAME, key = timer.key, %dispatch, reason, "a timeout command was refused");
@@ -609,8 +611,9 @@ impl<G: Saga, S: EventStore, D: CommandDispatcher, T: TimerStore, C: Codec>
         context: CommandContext,
         progress: &mut Progress,
     ) -> Result<Option<String>, SagaError> {
-        for dispatch in commands {
-            match self.dispatcher.dispatch(dispatch.clone(), context).await {
+        for (index, dispatch) in commands.into_iter().enumerate() {
+            let command = command_context(context, "step", index);
+            match self.dispatcher.dispatch(dispatch.clone(), command).await {
                 Ok(()) => progress.dispatched.push(dispatch),
                 Err(rejected @ DispatchError::Rejected { .. }) => {
                     return Ok(Some(rejected.to_string()));
@@ -628,16 +631,21 @@ impl<G: Saga, S: EventStore, D: CommandDispatcher, T: TimerStore, C: Codec>
         context: CommandContext,
         progress: &mut Progress,
     ) -> Result<(), SagaError> {
-        for &step in instance.completed.iter().rev() {
-            for dispatch in instance.saga.compensate(step) {
-                match self.dispatcher.dispatch(dispatch.clone(), context).await {
-                    Ok(()) => progress.compensations.push(dispatch),
-                    Err(DispatchError::Rejected { reason, .. }) => {
-                        tracing::warn!(saga = G::NAME, stream = %instance.stream, %dispatch, reason, "a compensation was refused");
-                        progress.refused_compensations.push((dispatch, reason));
-                    }
-                    Err(error) => return Err(SagaError::Dispatch(error)),
+        let compensations: Vec<Dispatch> = instance
+            .completed
+            .iter()
+            .rev()
+            .flat_map(|&step| instance.saga.compensate(step))
+            .collect();
+        for (index, dispatch) in compensations.into_iter().enumerate() {
+            let command = command_context(context, "compensation", index);
+            match self.dispatcher.dispatch(dispatch.clone(), command).await {
+                Ok(()) => progress.compensations.push(dispatch),
+                Err(DispatchError::Rejected { reason, .. }) => {
+                    tracing::warn!(saga = G::NAME, stream = %instance.stream, %dispatch, reason, "a compensation was refused");
+                    progress.refused_compensations.push((dispatch, reason));
                 }
+                Err(error) => return Err(SagaError::Dispatch(error)),
             }
         }
         Ok(())
@@ -696,6 +704,15 @@ impl<K: CheckpointStore> Checkpoints for K {
     ) -> BoxFuture<'a, Result<(), CheckpointError>> {
         Box::pin(CheckpointStore::save(self, name, position))
     }
+}
+
+/// The context of the `index`-th command of kind `kind` (`step`, `compensation`, `timeout`)
+/// sent for one input: its command id is derived from the input's id (the event's or the
+/// timer's), so re-running the input after a crash sends the same ids and the aggregates
+/// answer the repeats as duplicates. The kinds keep a step's commands, its compensations and a
+/// timeout's commands apart.
+fn command_context(input: CommandContext, kind: &str, index: usize) -> CommandContext {
+    input.with_command_id(derive_id(input.causation_id, &format!("{kind}/{index}")))
 }
 
 fn step_index<G: Saga>(stream: &StreamId, name: &str) -> Result<usize, SagaError> {

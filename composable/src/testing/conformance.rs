@@ -47,6 +47,7 @@ macro_rules! event_store_conformance {
             snapshots_are_replaced_only_by_newer_ones,
             concurrent_writers_on_one_stream_get_one_winner_per_version,
             concurrent_appends_to_different_streams_are_all_read_once,
+            an_event_is_found_by_its_id,
         );
     };
     (@tests $factory:expr; $($check:ident),* $(,)?) => {
@@ -688,4 +689,31 @@ where
     written.sort();
     assert_eq!(seen_ids, written, "every event read exactly once");
     assert_eq!(read_everything(&*store, 1000).await, seen, "a later full read agrees");
+}
+
+/// `event` finds a stored event by its id, with every field as `read_stream` returns it, right
+/// after its append returned; an id never stored is `None`.
+pub async fn an_event_is_found_by_its_id<S, F, Fut>(factory: F)
+where
+    S: EventStore,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    let store = factory().await;
+    let first = stream("byid1");
+    let second = stream("byid2");
+    let events = new_events(0, 3);
+    append_ok(&store, &first, ExpectedVersion::NoStream, events.clone()).await;
+    append_ok(&store, &second, ExpectedVersion::NoStream, new_events(3, 1)).await;
+    let read = read_stream_vec(&store, &first, Version::ZERO).await;
+    for (sent, recorded) in events.iter().zip(&read) {
+        match store.event(sent.event_id).await {
+            Ok(Some(found)) => assert_eq!(&found, recorded, "event {} by id", sent.event_id),
+            other => panic!("event {} was appended but `event` returned {other:?}", sent.event_id),
+        }
+    }
+    match store.event(Uuid::now_v7()).await {
+        Ok(None) => {}
+        other => panic!("an id never stored must be `None`, got {other:?}"),
+    }
 }

@@ -1,6 +1,7 @@
 //! Sustained checkouts per second on PostgreSQL and Kafka: the orders placed by concurrent
 //! clients, the outbox relay publishing the events, the saga reading them from a consumer group
-//! and dispatching to the runners. A checkout's latency runs from placing the order to the saga
+//! and dispatching to the runners in its process (`Distributed::checkout_in_process`; the
+//! commands don't cross the broker here). A checkout's latency runs from placing the order to the saga
 //! completing it (three events through the relay and the broker). The in-memory checkout (the
 //! saga polling the store's log) runs first, in the same process, as the baseline. Every 50th
 //! order of a client goes to a newly stocked sku; the restock is outside the latency but inside
@@ -112,7 +113,7 @@ async fn on_kafka(workers: usize, duration: Duration) -> Row {
         Distributed::connect(fresh_database().await, distributed::kafka_config(&brokers), &prefix)
             .await
             .unwrap_or_else(|error| panic!("set up PostgreSQL and Kafka: {error}; {HOW_TO_START}"));
-    let checkout: Arc<PgCheckout> = Arc::new(backends.checkout(TestClock::new()));
+    let checkout: Arc<PgCheckout> = Arc::new(backends.checkout_in_process(TestClock::new()));
     let relay = backends.spawn_relay();
     let mut input = backends.subscribe_saga("checkout-saga").await.expect("subscribe");
 

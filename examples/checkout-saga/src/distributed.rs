@@ -1,26 +1,30 @@
 //! The checkout on PostgreSQL and Kafka: the aggregates' events and the saga's timers in one
-//! database, the outbox [`Relay`] publishing the events table to `{category}-events`, and the
-//! saga reading its input from those topics in a consumer group.
+//! database, the outbox [`Relay`] publishing the events table to `{category}-events`, the saga
+//! reading its input from those topics in a consumer group, and its commands crossing the
+//! broker too: a [`BusDispatcher`] publishes them to `{category}-commands` and waits for the
+//! reply on [`REPLY_TOPIC`], a [`CommandService`] hosting the three aggregates executes them.
+//! The saga and the aggregates can therefore run in one process or in two (the binary's
+//! `--role`).
 //!
-//! Commands still go straight to the runners in this process ([`Checkout`]'s dispatcher); only
-//! the saga's input travels through the broker. A delivery is acknowledged once
-//! [`SagaRunner::handle`] succeeded, so a crash in between redelivers it, and the saga ignores
-//! what it recorded already.
+//! A delivery of the saga's input is acknowledged once [`SagaRunner::handle`] succeeded, so a
+//! crash in between redelivers it, and the saga ignores what it recorded already; the commands
+//! it sends again carry the same command ids, which the aggregates answer as duplicates.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use composable::bus::{BusError, BusMessage, EventBus, Subscription, topic_for};
+use composable::command_bus::{BusDispatcher, CommandService, CommandServiceTask, command_topic};
 use composable::relay::Relay;
-use composable::saga::{Dispatcher, Progress, TimerStore};
-use composable::{Clock, EventStore, Position, SagaRunner};
+use composable::saga::{CommandDispatcher, Progress, TimerStore};
+use composable::{Bincode, Clock, EventStore, Position, SagaRunner};
 use composable_kafka::{KafkaBus, KafkaConfig};
 use composable_postgres::{PostgresCheckpointStore, PostgresEventStore, PostgresTimerStore};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::{Checkout, CheckoutSaga};
+use crate::{Aggregates, Checkout, CheckoutSaga, Inventory, Order, Payment};
 
 /// Any failure of the wiring: the store, the bus, the relay or the saga.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -30,6 +34,21 @@ pub const INPUT_CATEGORIES: [&str; 3] = ["order", "payment", "inventory"];
 
 /// Every category the relay publishes: the saga's input and the saga's own records.
 pub const CATEGORIES: [&str; 4] = ["order", "payment", "inventory", "saga.checkout"];
+
+/// The aggregates the saga sends commands to, each on `{category}-commands`.
+pub const COMMAND_CATEGORIES: [&str; 3] = ["order", "payment", "inventory"];
+
+/// Where the saga's dispatcher waits for the replies to its commands.
+pub const REPLY_TOPIC: &str = "checkout-saga-replies";
+
+/// How long the saga waits for a command's reply; after that, the input is retried later.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The broker, with the run's topic prefix.
+pub type Bus = Namespaced<KafkaBus>;
+
+/// The checkout whose saga sends its commands through the broker.
+pub type DistributedCheckout = Checkout<PostgresEventStore, PostgresTimerStore, BusDispatcher<Bus>>;
 
 /// Partitions of each topic created up front.
 const PARTITIONS: i32 = 3;
@@ -97,8 +116,9 @@ pub struct Distributed {
 }
 
 impl Distributed {
-    /// Migrates `store`, checks that the broker answers and creates the `{category}-events`
-    /// topics (prefixed with `prefix`) for every category in [`CATEGORIES`].
+    /// Migrates `store`, checks that the broker answers and creates the topics (prefixed with
+    /// `prefix`): `{category}-events` for every category in [`CATEGORIES`],
+    /// `{category}-commands` for every one in [`COMMAND_CATEGORIES`], and [`REPLY_TOPIC`].
     ///
     /// # Errors
     /// When the migration, the connection to the broker or the topic creation fails.
@@ -116,8 +136,13 @@ impl Distributed {
             .await
             .map_err(|error| format!("cannot reach the Kafka broker at {brokers}: {error}"))?;
         let bus = Namespaced::new(kafka, prefix);
-        let topics: Vec<String> =
-            CATEGORIES.iter().map(|category| bus.name(&topic_for(category))).collect();
+        let topics: Vec<String> = CATEGORIES
+            .iter()
+            .map(|category| topic_for(category))
+            .chain(COMMAND_CATEGORIES.iter().map(|category| command_topic(category)))
+            .chain([REPLY_TOPIC.to_owned()])
+            .map(|topic| bus.name(&topic))
+            .collect();
         let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
         bus.inner.create_topics(&topics, PARTITIONS, 1).await?;
         Ok(Self { store, timers, bus })
@@ -128,12 +153,46 @@ impl Distributed {
         &self.store
     }
 
-    /// The runners on the database, time from `clock`.
-    pub fn checkout(
+    /// The runners on the database, time from `clock`; the saga sends its commands through the
+    /// broker ([`Distributed::dispatcher`]), so a command service must host the aggregates
+    /// ([`Distributed::spawn_command_service`], here or in another process).
+    pub fn checkout(&self, clock: impl Clock + Clone) -> DistributedCheckout {
+        Checkout::with_dispatcher(self.store.clone(), self.timers.clone(), clock, self.dispatcher())
+    }
+
+    /// The runners on the database, time from `clock`, with the saga dispatching to them in
+    /// this process: only the saga's input crosses the broker. What `benches/checkout_kafka.rs`
+    /// measures.
+    pub fn checkout_in_process(
         &self,
         clock: impl Clock + Clone,
     ) -> Checkout<PostgresEventStore, PostgresTimerStore> {
         Checkout::new(self.store.clone(), self.timers.clone(), clock)
+    }
+
+    /// The saga's dispatcher: commands for the three aggregates to `{category}-commands`,
+    /// replies awaited on [`REPLY_TOPIC`] for up to 30 s.
+    pub fn dispatcher(&self) -> BusDispatcher<Bus> {
+        BusDispatcher::new(self.bus.clone(), Bincode, REPLY_TOPIC)
+            .route::<Order>()
+            .route::<Payment>()
+            .route::<Inventory>()
+            .with_timeout(REPLY_TIMEOUT)
+    }
+
+    /// Starts a command service hosting `aggregates` as a task: it consumes the three
+    /// `{category}-commands` topics in one consumer group, so several processes running it
+    /// share the work.
+    pub fn spawn_command_service(
+        &self,
+        aggregates: &Aggregates<PostgresEventStore>,
+    ) -> CommandServiceTask {
+        CommandService::new(self.bus.clone(), Bincode)
+            .with_group("checkout-aggregates")
+            .route(std::sync::Arc::clone(&aggregates.orders))
+            .route(std::sync::Arc::clone(&aggregates.payments))
+            .route(std::sync::Arc::clone(&aggregates.inventory))
+            .spawn()
     }
 
     /// Starts the outbox relay (its checkpoint in the database) as a task.
@@ -231,9 +290,9 @@ impl SagaInput {
     /// # Errors
     /// The first delivery that could not be decoded or handled (it is nacked, so the bus
     /// redelivers it), a bus failure, or a committed event not delivered within 30 s.
-    pub async fn run_until_idle<S: EventStore + Clone, T: TimerStore>(
+    pub async fn run_until_idle<S: EventStore + Clone, D: CommandDispatcher, T: TimerStore>(
         &mut self,
-        saga: &SagaRunner<CheckoutSaga, S, Dispatcher, T>,
+        saga: &SagaRunner<CheckoutSaga, S, D, T>,
     ) -> Result<Vec<Progress>, Error> {
         let mut done = Vec::new();
         loop {
@@ -267,9 +326,9 @@ impl SagaInput {
     /// # Errors
     /// When the delivery could not be decoded or handled (it is nacked, so the bus redelivers
     /// it), or the subscription failed or closed.
-    pub async fn handle_next<S: EventStore + Clone, T: TimerStore>(
+    pub async fn handle_next<S: EventStore + Clone, D: CommandDispatcher, T: TimerStore>(
         &mut self,
-        saga: &SagaRunner<CheckoutSaga, S, Dispatcher, T>,
+        saga: &SagaRunner<CheckoutSaga, S, D, T>,
         within: Duration,
     ) -> Result<Option<Handled>, Error> {
         let delivery = match tokio::time::timeout(within, self.subscription.next()).await {

@@ -51,7 +51,7 @@ pub struct StockReleased {
 }
 
 /// Add stock.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Restock {
     /// How many.
     pub quantity: u32,
@@ -60,7 +60,7 @@ pub struct Restock {
 }
 
 /// Set stock aside for an order.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Reserve {
     /// The order.
     pub order_id: String,
@@ -69,7 +69,7 @@ pub struct Reserve {
 }
 
 /// Give up an order's reservation, if it has one.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Release {
     /// The order.
     pub order_id: String,

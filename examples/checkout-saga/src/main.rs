@@ -7,16 +7,21 @@
 //! With `DATABASE_URL` and `KAFKA_BROKERS` both set, the same scenarios run on PostgreSQL and
 //! Kafka instead (see `checkout_saga::distributed`): the events and the saga's timers in the
 //! database, the outbox relay publishing the events to `{category}-events`, the saga fed from
-//! those topics in the consumer group `checkout-saga`. Order ids and skus then carry a tag of
-//! the run, so runs against the same database do not collide.
+//! those topics in the consumer group `checkout-saga`, and its commands sent through the broker
+//! to a command service hosting the aggregates. Order ids and skus then carry a tag of the run,
+//! so runs against the same database do not collide.
+//!
+//! `--role` splits that across processes: `aggregates` runs the relay and the command service
+//! until interrupted; `saga` runs the scenarios and the saga, and needs an `aggregates` process
+//! on the same database and broker; `all` (the default) runs everything in one process.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use checkout_saga::distributed::{self, Distributed, SagaInput};
-use checkout_saga::{Checkout, DECLINED_CARD, OrderStatus, PlaceOrder, Restock};
-use composable::saga::{InMemoryTimerStore, Progress, SagaStatus, TimerStore};
-use composable::{EventStore, InMemoryEventStore, TestClock};
+use checkout_saga::{Aggregates, Checkout, DECLINED_CARD, OrderStatus, PlaceOrder, Restock};
+use composable::saga::{CommandDispatcher, InMemoryTimerStore, Progress, SagaStatus, TimerStore};
+use composable::{EventStore, InMemoryEventStore, SystemClock, TestClock};
 use composable_postgres::PostgresEventStore;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -41,11 +46,15 @@ async fn main() -> ExitCode {
             manual: true,
         },
     ];
-    let result = match (env("DATABASE_URL"), env("KAFKA_BROKERS")) {
-        (Some(database_url), Some(brokers)) => {
-            run_distributed(&scenarios, &database_url, &brokers).await
+    let result = match (role(), env("DATABASE_URL"), env("KAFKA_BROKERS")) {
+        (Err(error), _, _) => Err(error),
+        (Ok(role), Some(database_url), Some(brokers)) => {
+            run_distributed(&scenarios, role, &database_url, &brokers).await
         }
-        _ => run_in_memory(&scenarios).await,
+        (Ok(Role::All), _, _) => run_in_memory(&scenarios).await,
+        (Ok(role), _, _) => {
+            Err(format!("--role {role:?} needs DATABASE_URL and KAFKA_BROKERS").into())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -54,6 +63,46 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// What this process runs in distributed mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// The scenarios and the saga.
+    Saga,
+    /// The relay and the command service hosting the aggregates.
+    Aggregates,
+    /// Everything.
+    All,
+}
+
+/// `--role saga|aggregates|all` (or `--role=...`); `all` when absent.
+fn role() -> Result<Role, Error> {
+    let mut args = std::env::args().skip(1);
+    let mut role = Role::All;
+    while let Some(arg) = args.next() {
+        let value = match arg.strip_prefix("--role=") {
+            Some(value) => value.to_owned(),
+            None if arg == "--role" => args.next().ok_or("--role needs a value")?,
+            None => {
+                return Err(format!(
+                    "unknown argument `{arg}`; usage: [--role saga|aggregates|all]"
+                )
+                .into());
+            }
+        };
+        role = match value.as_str() {
+            "saga" => Role::Saga,
+            "aggregates" => Role::Aggregates,
+            "all" => Role::All,
+            other => {
+                return Err(
+                    format!("unknown role `{other}`: expected saga, aggregates or all").into()
+                );
+            }
+        };
+    }
+    Ok(role)
 }
 
 fn env(name: &str) -> Option<String> {
@@ -72,16 +121,49 @@ async fn run_in_memory(scenarios: &[Scenario]) -> Result<(), Error> {
     Ok(())
 }
 
-/// Every scenario on one database and broker, with the relay running beside them.
+/// Every scenario on one database and broker. The relay and the command service run here
+/// unless the role is `saga`; the scenarios run here unless it is `aggregates`.
 async fn run_distributed(
     scenarios: &[Scenario],
+    role: Role,
     database_url: &str,
     brokers: &str,
 ) -> Result<(), Error> {
     let store = PostgresEventStore::connect(database_url).await?;
     let backends = Distributed::connect(store, distributed::kafka_config(brokers), "").await?;
-    println!("on PostgreSQL and Kafka at {brokers}; the outbox relay publishes to the broker\n");
-    let relay = backends.spawn_relay();
+    let hosting = match role {
+        Role::Saga => None,
+        Role::Aggregates | Role::All => {
+            let aggregates = Aggregates::new(backends.store(), &SystemClock);
+            Some((backends.spawn_relay(), backends.spawn_command_service(&aggregates)))
+        }
+    };
+    match role {
+        Role::Aggregates => {
+            println!(
+                "on PostgreSQL and Kafka at {brokers}: relaying events and serving order, \
+                 payment and inventory commands until interrupted"
+            );
+            tokio::signal::ctrl_c().await?;
+        }
+        Role::Saga | Role::All => {
+            let commands =
+                if role == Role::Saga { "an aggregates process" } else { "this process" };
+            println!(
+                "on PostgreSQL and Kafka at {brokers}; the outbox relay publishes to the broker, \
+                 and {commands} serves the saga's commands\n"
+            );
+            run_scenarios(scenarios, &backends).await?;
+        }
+    }
+    if let Some((relay, commands)) = hosting {
+        commands.stop().await?;
+        relay.stop().await?;
+    }
+    Ok(())
+}
+
+async fn run_scenarios(scenarios: &[Scenario], backends: &Distributed) -> Result<(), Error> {
     let mut input = backends.subscribe_saga("checkout-saga").await?;
     let tag = uuid::Uuid::now_v7().simple().to_string()[24..].to_owned();
     for (number, scenario) in (1..).zip(scenarios) {
@@ -93,7 +175,7 @@ async fn run_distributed(
         };
         run(number, scenario, &checkout, &clock, &ids, Some(&mut input)).await?;
     }
-    relay.stop().await
+    Ok(())
 }
 
 struct Ids {
@@ -102,8 +184,8 @@ struct Ids {
 }
 
 /// Runs the saga until it is idle: from the store's log in memory, from Kafka with `input`.
-async fn settle<S: EventStore + Clone, T: TimerStore>(
-    checkout: &Checkout<S, T>,
+async fn settle<S: EventStore + Clone, T: TimerStore, D: CommandDispatcher>(
+    checkout: &Checkout<S, T, D>,
     input: Option<&mut SagaInput>,
 ) -> Result<Vec<Progress>, Error> {
     match input {
@@ -112,10 +194,10 @@ async fn settle<S: EventStore + Clone, T: TimerStore>(
     }
 }
 
-async fn run<S: EventStore + Clone, T: TimerStore>(
+async fn run<S: EventStore + Clone, T: TimerStore, D: CommandDispatcher>(
     number: u32,
     scenario: &Scenario,
-    checkout: &Checkout<S, T>,
+    checkout: &Checkout<S, T, D>,
     clock: &TestClock,
     ids: &Ids,
     mut input: Option<&mut SagaInput>,

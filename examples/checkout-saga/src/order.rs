@@ -38,7 +38,7 @@ pub struct OrderCancelled {
 }
 
 /// Place an order.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlaceOrder {
     /// The order's id.
     pub order_id: String,
@@ -53,11 +53,11 @@ pub struct PlaceOrder {
 }
 
 /// Confirm a placed order.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConfirmOrder;
 
 /// Cancel a placed order.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CancelOrder {
     /// Why.
     pub reason: String,

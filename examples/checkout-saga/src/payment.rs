@@ -28,7 +28,7 @@ pub struct PaymentRefunded {
 }
 
 /// Take the money for an order.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Charge {
     /// The order.
     pub order_id: String,
@@ -39,7 +39,7 @@ pub struct Charge {
 }
 
 /// Give the money back.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Refund;
 
 /// Why a payment command is refused.

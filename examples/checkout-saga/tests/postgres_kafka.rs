@@ -1,6 +1,7 @@
 //! The checkout on PostgreSQL and Kafka, end to end: the outbox relay publishes the events table
-//! to the broker and the saga reads its input from a consumer group. Each test has its own
-//! database and its own topics (a unique prefix), so tests sharing the broker don't meet.
+//! to the broker, the saga reads its input from a consumer group, and its commands cross the
+//! broker to a command service hosting the aggregates. Each test has its own database and its
+//! own topics (a unique prefix), so tests sharing the broker don't meet.
 //!
 //! Needs `DATABASE_URL` and `KAFKA_BROKERS` (`scripts/test` starts a private PostgreSQL and a
 //! tansu broker and sets both).
@@ -8,7 +9,8 @@
 use std::time::Duration;
 
 use checkout_saga::distributed::{self, Distributed};
-use checkout_saga::{DECLINED_CARD, OrderStatus, PlaceOrder, Restock};
+use checkout_saga::{Aggregates, DECLINED_CARD, OrderStatus, PlaceOrder, Restock};
+use composable::command::{derive_id, event_id};
 use composable::saga::SagaStatus;
 use composable::{EventStore, StreamId, TestClock, Version};
 use composable_postgres::{PgConnectOptions, PostgresEventStore};
@@ -86,6 +88,10 @@ async fn the_happy_path_through_kafka() {
     let clock = TestClock::new();
     let checkout = backends.distributed.checkout(clock.clone());
     let relay = backends.distributed.spawn_relay();
+    // The aggregates' own runners, as another process would have them: the saga reaches them
+    // only through the broker.
+    let hosted = Aggregates::new(backends.distributed.store(), &clock);
+    let commands = backends.distributed.spawn_command_service(&hosted);
     let mut input = backends.distributed.subscribe_saga("checkout-saga").await.expect("subscribe");
 
     checkout.inventory.execute("tea", Restock { quantity: 5, manual: false }).await.unwrap();
@@ -99,7 +105,14 @@ async fn the_happy_path_through_kafka() {
     assert_eq!(checkout.inventory.load("tea").await.unwrap().state.available, 3);
     let summary = checkout.saga.load("1").await.unwrap().expect("started");
     assert_eq!(summary.status, SagaStatus::Completed);
+    // The charge crossed the broker with a command id derived from the event that caused it,
+    // and the payment's event id is derived from that: a re-sent charge would be a duplicate.
+    let placed = first_event(&backends, "order-1").await;
+    let captured = first_event(&backends, "payment-1").await;
+    assert_eq!(captured.metadata.causation_id, Some(placed.event_id));
+    assert_eq!(captured.event_id, event_id(derive_id(placed.event_id, "step/0"), 0));
 
+    commands.stop().await.expect("stop the command service");
     relay.stop().await.expect("stop the relay");
     backends.drop().await;
 }
@@ -110,6 +123,7 @@ async fn a_declined_card_cancels_the_order_through_kafka() {
     let clock = TestClock::new();
     let checkout = backends.distributed.checkout(clock.clone());
     let relay = backends.distributed.spawn_relay();
+    let commands = backends.distributed.spawn_command_service(&checkout.aggregates());
     let mut input = backends.distributed.subscribe_saga("checkout-saga").await.expect("subscribe");
 
     checkout.inventory.execute("tea", Restock { quantity: 5, manual: false }).await.unwrap();
@@ -123,6 +137,7 @@ async fn a_declined_card_cancels_the_order_through_kafka() {
     assert_eq!(checkout.payments.load("1").await.unwrap().state.captured, 0);
     assert_eq!(checkout.inventory.load("tea").await.unwrap().state.available, 5);
 
+    commands.stop().await.expect("stop the command service");
     relay.stop().await.expect("stop the relay");
     backends.drop().await;
 }
@@ -133,6 +148,7 @@ async fn a_silent_warehouse_times_out_and_is_compensated_through_kafka() {
     let clock = TestClock::new();
     let checkout = backends.distributed.checkout(clock.clone());
     let relay = backends.distributed.spawn_relay();
+    let commands = backends.distributed.spawn_command_service(&checkout.aggregates());
     let mut input = backends.distributed.subscribe_saga("checkout-saga").await.expect("subscribe");
 
     checkout.inventory.execute("tea", Restock { quantity: 5, manual: true }).await.unwrap();
@@ -164,6 +180,19 @@ async fn a_silent_warehouse_times_out_and_is_compensated_through_kafka() {
         .count();
     assert_eq!(refunds, 1);
 
+    commands.stop().await.expect("stop the command service");
     relay.stop().await.expect("stop the relay");
     backends.drop().await;
+}
+
+async fn first_event(backends: &Backends, stream: &str) -> composable::RecordedEvent {
+    let stream = StreamId::parse(stream).expect("a stream id");
+    let events: Vec<_> = backends
+        .distributed
+        .store()
+        .read_stream(&stream, Version::ZERO)
+        .try_collect()
+        .await
+        .expect("read the stream");
+    events.into_iter().next().expect("an event")
 }

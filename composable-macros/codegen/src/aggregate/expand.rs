@@ -10,11 +10,13 @@ pub(super) fn expand(aggregate: &Aggregate) -> TokenStream {
     let krate = &aggregate.krate;
     let rt = quote!(#krate::__private);
     let commands = command_enum(aggregate, &rt);
+    let command_codec = command_codec(aggregate, &rt);
     let events = event_enum(aggregate, &rt);
     let event_set = event_set(aggregate, &rt);
     let aggregate_impl = aggregate_impl(aggregate, &rt);
     quote! {
         #commands
+        #command_codec
         #events
         #event_set
         #aggregate_impl
@@ -54,6 +56,72 @@ fn command_enum(aggregate: &Aggregate, _rt: &TokenStream) -> TokenStream {
         }
 
         #(#froms)*
+    }
+}
+
+/// `CommandCodec` for every codec under which each command type is serialisable. The bounds
+/// name the codec parameter, so they are checked where the impl is used (routing the aggregate
+/// through the bus), not here: commands that aren't serde types stay legal in process.
+fn command_codec(aggregate: &Aggregate, rt: &TokenStream) -> TokenStream {
+    let Aggregate { command_enum, commands, .. } = aggregate;
+    let names: Vec<String> =
+        commands.iter().map(|Command { variant, .. }| variant.to_string()).collect();
+    let bounds = commands.iter().map(|Command { ty, .. }| {
+        // Spanned on the command type: a command that can't be serialised is reported there.
+        quote_spanned!(ty.span()=> #ty: #rt::WireCommand<__C>)
+    });
+    let name_arms = commands
+        .iter()
+        .zip(&names)
+        .map(|(Command { variant, .. }, name)| quote!(#command_enum::#variant(_) => #name));
+    let encode_arms = commands.iter().map(|Command { variant, ty, .. }| {
+        quote!(#command_enum::#variant(ref command) => <#ty as #rt::WireCommand<__C>>::encode_command(command, codec))
+    });
+    let decode_arms = commands.iter().zip(&names).map(|(Command { variant, ty, .. }, name)| {
+        quote! {
+            #name => ::core::result::Result::map(
+                <#ty as #rt::WireCommand<__C>>::decode_command(codec, #name, bytes),
+                #command_enum::#variant,
+            )
+        }
+    });
+    quote! {
+        #[automatically_derived]
+        impl<__C: #rt::Codec> #rt::CommandCodec<__C> for #command_enum
+        where
+            #(#bounds,)*
+        {
+            const NAMES: &'static [&'static ::core::primitive::str] = &[#(#names),*];
+
+            fn command_name(&self) -> &'static ::core::primitive::str {
+                match *self {
+                    #(#name_arms,)*
+                }
+            }
+
+            fn encode(
+                &self,
+                codec: &__C,
+            ) -> ::core::result::Result<#rt::Vec<::core::primitive::u8>, #rt::CodecError> {
+                match *self {
+                    #(#encode_arms,)*
+                }
+            }
+
+            fn decode(
+                codec: &__C,
+                name: &::core::primitive::str,
+                bytes: &[::core::primitive::u8],
+            ) -> ::core::result::Result<Self, #rt::CommandDecodeError> {
+                match name {
+                    #(#decode_arms,)*
+                    _ => ::core::result::Result::Err(#rt::CommandDecodeError::UnknownCommand {
+                        name: <#rt::String as ::core::convert::From<&::core::primitive::str>>::from(name),
+                        expected: <Self as #rt::CommandCodec<__C>>::NAMES,
+                    }),
+                }
+            }
+        }
     }
 }
 

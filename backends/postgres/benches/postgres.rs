@@ -13,7 +13,8 @@
 //! * single appends: one-event `append`s with `Exact` expected versions, by 1 writer and by 16
 //!   writers on different streams, vs single-row `INSERT`s (one transaction each);
 //! * stream read: `read_stream` of a `BENCH_BATCH`-event stream vs one raw `SELECT` of the same
-//!   rows. Neither decodes payloads;
+//!   rows and columns (a position is two columns: the transaction id and the sequence). Neither
+//!   decodes payloads;
 //! * replay: `AggregateRunner::load` (read, decode, apply) of a `BENCH_BATCH`-event aggregate vs
 //!   the raw `SELECT` of the same rows;
 //! * snapshot: loading a 10000-event aggregate from a snapshot at its last version vs replaying
@@ -285,8 +286,8 @@ async fn main() {
     // (c) stream read of the first batch stream
     let stream = StreamId::new("batch", 0).unwrap();
     let select = "SELECT position, stream_id, stream_version, event_id, event_name, \
-         event_version, payload_format, payload, metadata::text AS metadata, recorded_at \
-         FROM events WHERE stream_id = $1 ORDER BY stream_version";
+         event_version, payload_format, payload, metadata::text AS metadata, recorded_at, \
+         transaction_id FROM events WHERE stream_id = $1 ORDER BY stream_version";
     let (mut framework, mut baseline) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
         let started = Instant::now();

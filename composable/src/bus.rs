@@ -234,7 +234,8 @@ impl BusMessage {
         self.parse_header(headers::EVENT_ID)
     }
 
-    fn text_header(&self, name: &'static str) -> Result<&str, MessageError> {
+    /// Header `name` as text: missing or not UTF-8 is a [`MessageError`].
+    pub(crate) fn text_header(&self, name: &'static str) -> Result<&str, MessageError> {
         let value = self.header(name).ok_or(MessageError::MissingHeader { name })?;
         std::str::from_utf8(value).map_err(|_| MessageError::MalformedHeader {
             name,
@@ -243,7 +244,8 @@ impl BusMessage {
         })
     }
 
-    fn parse_header<T>(&self, name: &'static str) -> Result<T, MessageError>
+    /// Header `name` parsed with [`FromStr`]: missing or malformed is a [`MessageError`].
+    pub(crate) fn parse_header<T>(&self, name: &'static str) -> Result<T, MessageError>
     where
         T: FromStr,
         T::Err: fmt::Display,

@@ -393,7 +393,7 @@ async fn read_replies(
         let message = delivery.message();
         let (command_id, outcome) = match CommandReply::from_message(message) {
             Ok(reply) => (reply.command_id, reply.outcome),
-            Err(error) => match super::parse_header::<Uuid>(message, super::headers::COMMAND_ID) {
+            Err(error) => match message.parse_header::<Uuid>(super::headers::COMMAND_ID) {
                 // The command is known, its answer is not: report that rather than time out.
                 Ok(command_id) => (
                     command_id,

@@ -34,7 +34,6 @@ mod dispatcher;
 mod service;
 
 use std::fmt;
-use std::str::FromStr;
 
 use uuid::Uuid;
 
@@ -146,14 +145,14 @@ impl CommandMessage {
     /// [`MessageError`] naming the missing or malformed header.
     pub fn from_message(message: &BusMessage) -> Result<Self, MessageError> {
         Ok(Self {
-            command_id: parse_header(message, headers::COMMAND_ID)?,
-            aggregate: text_header(message, headers::AGGREGATE)?.to_owned(),
-            aggregate_id: text_header(message, headers::AGGREGATE_ID)?.to_owned(),
-            name: text_header(message, headers::COMMAND_NAME)?.to_owned(),
-            format: text_header(message, headers::FORMAT)?.to_owned(),
-            correlation_id: parse_header(message, headers::CORRELATION_ID)?,
-            causation_id: parse_header(message, headers::CAUSATION_ID)?,
-            reply_to: text_header(message, headers::REPLY_TO)?.to_owned(),
+            command_id: message.parse_header(headers::COMMAND_ID)?,
+            aggregate: message.text_header(headers::AGGREGATE)?.to_owned(),
+            aggregate_id: message.text_header(headers::AGGREGATE_ID)?.to_owned(),
+            name: message.text_header(headers::COMMAND_NAME)?.to_owned(),
+            format: message.text_header(headers::FORMAT)?.to_owned(),
+            correlation_id: message.parse_header(headers::CORRELATION_ID)?,
+            causation_id: message.parse_header(headers::CAUSATION_ID)?,
+            reply_to: message.text_header(headers::REPLY_TO)?.to_owned(),
             payload: message.payload.clone(),
         })
     }
@@ -251,9 +250,9 @@ impl CommandReply {
     /// # Errors
     /// [`MessageError`] naming the missing or malformed header.
     pub fn from_message(message: &BusMessage) -> Result<Self, MessageError> {
-        let command_id = parse_header(message, headers::COMMAND_ID)?;
+        let command_id = message.parse_header(headers::COMMAND_ID)?;
         let reason = || String::from_utf8_lossy(&message.payload).into_owned();
-        let outcome = match text_header(message, headers::OUTCOME)? {
+        let outcome = match message.text_header(headers::OUTCOME)? {
             "accepted" => ReplyOutcome::Accepted,
             "duplicate" => ReplyOutcome::Duplicate,
             "rejected" => ReplyOutcome::Rejected { reason: reason() },
@@ -268,28 +267,6 @@ impl CommandReply {
         };
         Ok(Self { command_id, outcome })
     }
-}
-
-fn text_header<'m>(message: &'m BusMessage, name: &'static str) -> Result<&'m str, MessageError> {
-    let value = message.header(name).ok_or(MessageError::MissingHeader { name })?;
-    std::str::from_utf8(value).map_err(|_| MessageError::MalformedHeader {
-        name,
-        value: String::from_utf8_lossy(value).into_owned(),
-        reason: "not UTF-8".into(),
-    })
-}
-
-fn parse_header<T>(message: &BusMessage, name: &'static str) -> Result<T, MessageError>
-where
-    T: FromStr,
-    T::Err: fmt::Display,
-{
-    let text = text_header(message, name)?;
-    text.parse().map_err(|error: T::Err| MessageError::MalformedHeader {
-        name,
-        value: text.to_owned(),
-        reason: error.to_string(),
-    })
 }
 
 #[cfg(test)]

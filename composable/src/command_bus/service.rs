@@ -183,8 +183,8 @@ impl<B: EventBus, C: Codec> CommandService<B, C> {
     pub async fn serve(&self, delivery: Delivery) -> Result<CommandReply, ServeError> {
         let message = delivery.message();
         let (command_id, reply_to) = match (
-            super::parse_header::<uuid::Uuid>(message, headers::COMMAND_ID),
-            super::text_header(message, headers::REPLY_TO),
+            message.parse_header::<uuid::Uuid>(headers::COMMAND_ID),
+            message.text_header(headers::REPLY_TO),
         ) {
             (Ok(command_id), Ok(reply_to)) => (command_id, reply_to.to_owned()),
             (Err(error), _) | (_, Err(error)) => {

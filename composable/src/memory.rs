@@ -254,6 +254,10 @@ impl EventStore for InMemoryEventStore {
         let log = self.log();
         Ok(log.ids.get(&id).map(|&index| log.events[index].clone()))
     }
+
+    async fn head(&self) -> Result<Position, EventStoreError> {
+        Ok(self.log().events.last().map_or(Position::START, |event| event.position))
+    }
 }
 
 #[cfg(test)]

@@ -130,6 +130,10 @@ impl EventStore for RacingStore {
     ) -> Result<Option<composable::RecordedEvent>, composable::EventStoreError> {
         self.inner.event(id).await
     }
+
+    async fn head(&self) -> Result<composable::Position, composable::EventStoreError> {
+        self.inner.head().await
+    }
 }
 
 fn racing() -> RacingStore {

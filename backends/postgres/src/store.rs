@@ -97,33 +97,6 @@ impl PostgresEventStore {
         MIGRATOR.run(&self.pool).await.map_err(PostgresError::Migrate)
     }
 
-    /// The highest position committed and visible now. The gap-safe [`EventStore::read_all`]
-    /// reaches it once every transaction older than those commits has finished, which can take
-    /// a moment while unrelated transactions run on the server. A reader that must not stop
-    /// early — one waiting for the system to go quiet — reads until it gets here.
-    ///
-    /// # Errors
-    /// When the database is unreachable.
-    pub async fn head(&self) -> Result<Position, EventStoreError> {
-        let head: Option<(Xid8, i64)> = sqlx::query_as(
-            "SELECT transaction_id, position FROM events \
-             ORDER BY transaction_id DESC, position DESC LIMIT 1",
-        )
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|error| store_error("read the head of the log", error))?;
-        let Some((Xid8(transaction), sequence)) = head else {
-            return Ok(Position::START);
-        };
-        match u64::try_from(sequence) {
-            Ok(sequence) => Ok(Position::new(transaction, sequence)),
-            Err(_) => Err(EventStoreError::Corrupt {
-                position: Position::START,
-                reason: format!("head position {sequence} of transaction {transaction}"),
-            }),
-        }
-    }
-
     async fn stored_events(
         &self,
         ids: &[Uuid],
@@ -374,5 +347,26 @@ impl EventStore for PostgresEventStore {
             .await
             .map_err(|error| store_error("look up an event by id", error))?;
         row.as_ref().map(recorded_event).transpose()
+    }
+
+    /// The last event committed, by `(transaction_id, position)`: one step down the index.
+    async fn head(&self) -> Result<Position, EventStoreError> {
+        let head: Option<(Xid8, i64)> = sqlx::query_as(
+            "SELECT transaction_id, position FROM events \
+             ORDER BY transaction_id DESC, position DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|error| store_error("read the head of the log", error))?;
+        let Some((Xid8(transaction), sequence)) = head else {
+            return Ok(Position::START);
+        };
+        match u64::try_from(sequence) {
+            Ok(sequence) => Ok(Position::new(transaction, sequence)),
+            Err(_) => Err(EventStoreError::Corrupt {
+                position: Position::START,
+                reason: format!("head position {sequence} of transaction {transaction}"),
+            }),
+        }
     }
 }

@@ -7,6 +7,7 @@ mod common;
 
 use composable::relay::CheckpointStore;
 use composable::testing::conformance::new_events;
+use composable::testing::read_all_to_head;
 use composable::{EventStore, ExpectedVersion, Position, StreamId, Version};
 use composable_postgres::{PostgresCheckpointStore, PostgresEventStore};
 use sqlx::{Connection, Executor, PgConnection};
@@ -61,11 +62,11 @@ async fn an_upgraded_database_keeps_its_order_and_its_checkpoints() {
     assert_eq!(checkpoints.load("fresh").await.unwrap(), Position::START);
     let relay = checkpoints.load("relay").await.unwrap();
     assert_eq!(relay.sequence(), 3);
-    let log = store.read_all(Position::START, 100).await.unwrap();
+    let log = read_all_to_head(&store, Position::START).await;
     let sequences: Vec<u64> = log.iter().map(|event| event.position.sequence()).collect();
     assert_eq!(sequences, [1, 2, 3, 4, 5, 6], "the old order is the new order");
     assert_eq!(relay, log[2].position);
-    let rest = store.read_all(relay, 100).await.unwrap();
+    let rest = read_all_to_head(&store, relay).await;
     assert_eq!(rest.iter().map(|event| event.position.sequence()).collect::<Vec<_>>(), [4, 5, 6]);
 
     // Versions now come from the events themselves; appends go on where they left off.

@@ -6,8 +6,8 @@
 //! the instance's stream, expecting the version it loaded. The order is chosen so that a crash
 //! at any point loses nothing: commands go out before the progress is recorded (a crash in
 //! between re-runs the step when the event is delivered again, so commands are delivered at
-//! least once, with the same command ids, which the aggregates deduplicate); a new timer is stored before the record that arms it (a timer nobody recorded is
-//! ignored when it fires); an old timer is cancelled after the record that disarms it (a timer
+//! least once, with the same command ids, which the aggregates deduplicate); a new timer is
+//! stored before the record that arms it (a timer nobody recorded is ignored when it fires); an old timer is cancelled after the record that disarms it (a timer
 //! that fires anyway is ignored, since the instance no longer waits for it).
 
 use std::collections::HashSet;
@@ -92,6 +92,21 @@ pub enum SagaError {
     /// The runner's read position could not be loaded or saved.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    /// [`SagaRunner::run_until_idle`] found events committed that the gap-safe log kept back
+    /// for longer than the runner's settle timeout: a transaction on the database server that
+    /// started before those commits has not finished.
+    #[error(
+        "the global log stayed behind its head {head} (read up to {reached}) for {waited:?}: \
+         a transaction that started before those commits is still running on the server"
+    )]
+    Behind {
+        /// The last event committed.
+        head: Position,
+        /// How far the log could be read.
+        reached: Position,
+        /// How long the runner waited.
+        waited: Duration,
+    },
 }
 
 /// Where a saga instance stands.
@@ -155,6 +170,9 @@ struct Instance<G> {
     version: Version,
 }
 
+/// How often [`SagaRunner::run_until_idle`] looks again while the log is behind its head.
+const SETTLE_POLL: Duration = Duration::from_millis(5);
+
 /// Feeds one saga type its events and timers. See the module docs for the order of effects.
 pub struct SagaRunner<G: Saga, S, D, T, C = Bincode> {
     store: S,
@@ -163,6 +181,7 @@ pub struct SagaRunner<G: Saga, S, D, T, C = Bincode> {
     codec: C,
     clock: Arc<dyn Clock>,
     lease: Duration,
+    settle_timeout: Duration,
     batch: usize,
     checkpoints: Arc<dyn Checkpoints>,
     /// The position [`SagaRunner::poll`] reads after; `None` until loaded from `checkpoints`.
@@ -192,6 +211,7 @@ impl<G: Saga, S: EventStore, D: CommandDispatcher, T: TimerStore> SagaRunner<G, 
             codec: Bincode,
             clock: Arc::new(SystemClock),
             lease: Duration::from_secs(30),
+            settle_timeout: Duration::from_secs(30),
             batch: 256,
             checkpoints: Arc::new(InMemoryCheckpointStore::new()),
             position: Mutex::new(None),
@@ -212,6 +232,7 @@ impl<G: Saga, S: EventStore, D: CommandDispatcher, T: TimerStore, C: Codec>
             codec,
             clock: self.clock,
             lease: self.lease,
+            settle_timeout: self.settle_timeout,
             batch: self.batch,
             checkpoints: self.checkpoints,
             position: self.position,
@@ -231,6 +252,15 @@ impl<G: Saga, S: EventStore, D: CommandDispatcher, T: TimerStore, C: Codec>
     #[must_use]
     pub fn with_lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
+        self
+    }
+
+    /// How long [`run_until_idle`](Self::run_until_idle) waits for the gap-safe log to show
+    /// events already committed, while older transactions on the database run, before it
+    /// gives up with [`SagaError::Behind`] (default 30 s).
+    #[must_use]
+    pub fn with_settle_timeout(mut self, timeout: Duration) -> Self {
+        self.settle_timeout = timeout;
         self
     }
 
@@ -571,19 +601,43 @@ impl<G: Saga, S: EventStore, D: CommandDispatcher, T: TimerStore, C: Codec>
         }
     }
 
-    /// Polls until the log holds nothing new (including the events the saga's own commands
-    /// caused), then fires the due timers, and repeats while that produced anything.
+    /// Handles every event committed before it returns — including the events the saga's own
+    /// commands caused — then fires the due timers, and repeats while that produced anything.
+    ///
+    /// "Committed" is the store's [`head`](EventStore::head): a gap-safe store may keep recent
+    /// commits out of [`read_all`](EventStore::read_all) for a moment while older transactions
+    /// run, so the runner polls until it has read up to the head, for at most the
+    /// [settle timeout](Self::with_settle_timeout).
     ///
     /// # Errors
-    /// The first input that failed.
+    /// The first input that failed; [`SagaError::Behind`] when the log did not reach its head in
+    /// time.
     pub async fn run_until_idle(&self) -> Result<Vec<Progress>, SagaError> {
         let mut done = Vec::new();
+        let mut behind_since = None;
         loop {
             let (read, progress) = self.poll().await?;
             done.extend(progress);
             if read > 0 {
+                behind_since = None;
                 continue;
             }
+            let head = self.store.head().await.map_err(SagaError::Store)?;
+            let reached = self
+                .position
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .unwrap_or(Position::START);
+            if reached < head {
+                let since = *behind_since.get_or_insert_with(tokio::time::Instant::now);
+                let waited = since.elapsed();
+                if waited >= self.settle_timeout {
+                    return Err(SagaError::Behind { head, reached, waited });
+                }
+                tokio::time::sleep(SETTLE_POLL).await;
+                continue;
+            }
+            behind_since = None;
             let fired = self.fire_due().await?;
             if fired.is_empty() {
                 return Ok(done);

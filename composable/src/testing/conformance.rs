@@ -9,8 +9,9 @@
 //! ```
 //!
 //! `read_all` may lag behind appends: a gap-safe store holds committed events back while an
-//! older transaction of any client may still commit a lower position. The checks therefore wait
-//! (up to 30 s) for the global log to show what was appended before they compare it.
+//! older transaction of any client may still commit a lower position. The checks therefore read
+//! the global log up to the store's `head` with [`read_all_to_head`], which waits (up to 30 s)
+//! for it to get there.
 //!
 //! The generated tests run on tokio's multi-threaded runtime, so the crate using the macro needs
 //! `tokio` (features `macros`, `rt-multi-thread`) among its dev-dependencies.
@@ -25,6 +26,7 @@ use uuid::Uuid;
 use crate::envelope::{EventMetadata, NewEvent, RecordedEvent, Snapshot};
 use crate::event_store::{AppendResult, EventStore, EventStoreError};
 use crate::stream::{ExpectedVersion, Position, StreamId, Version};
+use crate::testing::read_all_to_head;
 
 /// Expands to one `#[tokio::test]` per conformance check, each calling the check with the given
 /// factory (an expression evaluating to `impl Fn() -> impl Future<Output = impl EventStore>`).
@@ -48,6 +50,7 @@ macro_rules! event_store_conformance {
             concurrent_writers_on_one_stream_get_one_winner_per_version,
             concurrent_appends_to_different_streams_are_all_read_once,
             an_event_is_found_by_its_id,
+            head_is_the_last_committed_position,
         );
     };
     (@tests $factory:expr; $($check:ident),* $(,)?) => {
@@ -134,24 +137,6 @@ async fn read_everything<S: EventStore>(store: &S, page: usize) -> Vec<RecordedE
     }
 }
 
-/// The whole global log once it holds at least `count` events: a gap-safe store may hold back
-/// committed events while older transactions (of any client of the database) still run.
-async fn read_all_settled<S: EventStore>(store: &S, count: usize) -> Vec<RecordedEvent> {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let all = read_everything(store, 1000).await;
-        if all.len() >= count {
-            return all;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "read_all shows {} events 30 s after {count} were appended",
-            all.len()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
-}
-
 async fn version_of<S: EventStore>(store: &S, stream: &StreamId) -> Version {
     match store.stream_version(stream).await {
         Ok(version) => version,
@@ -211,7 +196,7 @@ where
     assert!(read.windows(2).all(|w| w[0].position < w[1].position));
     assert_eq!(read[2].position, result.last_position);
 
-    let all = read_all_settled(&store, 3).await;
+    let all = read_all_to_head(&store, Position::START).await;
     assert_eq!(all, read, "the global log holds the same events");
 
     let other = stream("round2");
@@ -255,7 +240,7 @@ where
     let created =
         append_ok(&store, &fresh, ExpectedVersion::Exact(Version::ZERO), new_events(4, 1)).await;
     assert_eq!(created.first_version, Version(1));
-    assert_eq!(read_all_settled(&store, 3).await.len(), 3);
+    assert_eq!(read_all_to_head(&store, Position::START).await.len(), 3);
 }
 
 /// `Exact` appends only at that version; a conflict reports the actual version and writes
@@ -281,7 +266,7 @@ where
     assert_conflict(ahead, &s, ExpectedVersion::Exact(Version(9)), Version(4));
 
     assert_eq!(version_of(&store, &s).await, Version(4));
-    assert_eq!(read_all_settled(&store, 4).await.len(), 4);
+    assert_eq!(read_all_to_head(&store, Position::START).await.len(), 4);
 }
 
 /// An append without events is refused and changes nothing.
@@ -328,7 +313,7 @@ where
     assert_eq!(any, original, "a retry with `Any` returns the original");
 
     assert_eq!(version_of(&store, &s).await, Version(5));
-    assert_eq!(read_all_settled(&store, 5).await.len(), 5);
+    assert_eq!(read_all_to_head(&store, Position::START).await.len(), 5);
 
     let mut reordered = batch.clone();
     reordered.swap(0, 2);
@@ -375,7 +360,7 @@ where
         }
     }
     assert_eq!(version_of(&store, &second).await, Version::ZERO);
-    assert_eq!(read_all_settled(&store, 2).await.len(), 2);
+    assert_eq!(read_all_to_head(&store, Position::START).await.len(), 2);
 }
 
 /// An append of which only some ids are stored is refused and writes nothing.
@@ -407,7 +392,7 @@ where
         "{result:?}"
     );
     assert_eq!(version_of(&store, &s).await, Version(2));
-    assert_eq!(read_all_settled(&store, 2).await.len(), 2);
+    assert_eq!(read_all_to_head(&store, Position::START).await.len(), 2);
 }
 
 /// An append carrying the same id twice is refused and writes nothing.
@@ -480,7 +465,7 @@ where
         append_ok(&store, &s, ExpectedVersion::Any, batch).await;
     }
     assert!(read_all_vec(&store, Position::START, 0).await.is_empty());
-    let everything = read_all_settled(&store, sent.len()).await;
+    let everything = read_all_to_head(&store, Position::START).await;
     assert_eq!(everything.len(), sent.len());
     assert_eq!(read_all_vec(&store, Position::START, 1000).await, everything);
     for (recorded, sent) in everything.iter().zip(&sent) {
@@ -716,4 +701,35 @@ where
         Ok(None) => {}
         other => panic!("an id never stored must be `None`, got {other:?}"),
     }
+}
+
+/// `head` is [`Position::START`] for an empty store and the last position an append returned
+/// right after it returned; refused appends do not move it, and the log read up to it holds
+/// every event.
+pub async fn head_is_the_last_committed_position<S, F, Fut>(factory: F)
+where
+    S: EventStore,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    let store = factory().await;
+    let head = || async {
+        match store.head().await {
+            Ok(head) => head,
+            Err(error) => panic!("head() failed: {error}"),
+        }
+    };
+    assert_eq!(head().await, Position::START, "an empty store's head");
+    let first =
+        append_ok(&store, &stream("head1"), ExpectedVersion::NoStream, new_events(0, 2)).await;
+    assert_eq!(head().await, first.last_position);
+    let second =
+        append_ok(&store, &stream("head2"), ExpectedVersion::NoStream, new_events(2, 3)).await;
+    assert_eq!(head().await, second.last_position);
+    let refused = store.append(&stream("head1"), ExpectedVersion::NoStream, new_events(5, 1)).await;
+    assert!(refused.is_err(), "a stale append must be refused, got {refused:?}");
+    assert_eq!(head().await, second.last_position, "a refused append leaves the head");
+    let log = read_all_to_head(&store, Position::START).await;
+    assert_eq!(log.len(), 5);
+    assert_eq!(log.last().map(|event| event.position), Some(second.last_position));
 }

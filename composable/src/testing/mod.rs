@@ -8,9 +8,11 @@
 mod aggregate;
 pub mod conformance;
 mod diff;
+mod log;
 mod saga;
 mod test_store;
 
 pub use aggregate::{AggregateTest, Decision};
+pub use log::read_all_to_head;
 pub use saga::{RecordingDispatcher, SagaTest};
 pub use test_store::{Exhaustivity, TestStore};

@@ -9,16 +9,13 @@ use std::time::Duration;
 use checkout_saga::{Checkout, OrderStatus, PlaceOrder, Restock};
 use composable::relay::CheckpointStore;
 use composable::saga::SagaStatus;
+use composable::testing::read_all_to_head;
 use composable::{EventStore, Position, StreamId, TestClock, Version};
 use composable_postgres::{
     PgConnectOptions, PostgresCheckpointStore, PostgresEventStore, PostgresTimerStore,
 };
 use futures::TryStreamExt;
 use sqlx::{Connection, Executor, PgConnection};
-
-/// The store's global log holds back commits newer than the oldest transaction still running on
-/// the server, so a test reading it right after its own commits must not run beside another.
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const HOW_TO_START: &str = "run `scripts/test` (it starts a private PostgreSQL), or \
     `source scripts/lib/postgres.sh && pg_start` in this shell first";
@@ -86,7 +83,6 @@ fn place(order_id: &str) -> PlaceOrder {
 
 #[tokio::test]
 async fn the_happy_path_on_postgres() {
-    let _alone = ONE_AT_A_TIME.lock().await;
     let database = Database::create().await;
     let clock = TestClock::new();
     let checkout = database.checkout(&clock);
@@ -111,7 +107,6 @@ async fn the_happy_path_on_postgres() {
 
 #[tokio::test]
 async fn a_timeout_due_across_a_restart_fires_once_on_postgres() {
-    let _alone = ONE_AT_A_TIME.lock().await;
     let database = Database::create().await;
     let clock = TestClock::new();
     let first = database.checkout(&clock);
@@ -149,11 +144,8 @@ async fn a_timeout_due_across_a_restart_fires_once_on_postgres() {
     let third = database.checkout(&clock);
     clock.advance(Duration::from_secs(3600)).await;
     assert!(third.saga.run_until_idle().await.expect("run a third time").is_empty());
-    let refunds = database
-        .store
-        .read_all(Position::START, 1000)
+    let refunds = read_all_to_head(&database.store, Position::START)
         .await
-        .expect("read the log")
         .iter()
         .filter(|event| event.name == "payment.refunded")
         .count();

@@ -1,0 +1,71 @@
+//! Reading a gap-safe global log in tests.
+
+use std::time::Duration;
+
+use crate::envelope::RecordedEvent;
+use crate::event_store::EventStore;
+use crate::stream::Position;
+
+/// How long [`read_all_to_head`] waits for the log to reach its head.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Every event of the global log after `after`, up to the store's [`head`](EventStore::head)
+/// when called: what a test appended is all there.
+///
+/// A gap-safe store holds commits back from [`read_all`](EventStore::read_all) while older
+/// transactions run — on PostgreSQL, those of any client of the server, such as tests beside
+/// this one creating their databases. This reads until the head is reached, waiting up to 30 s.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use composable::testing::read_all_to_head;
+/// use composable::{EventStore, ExpectedVersion, InMemoryEventStore, NewEvent, Position, StreamId};
+/// # use composable::EventMetadata;
+/// # let event = || NewEvent {
+/// #     event_id: uuid::Uuid::now_v7(),
+/// #     name: "thing.happened".into(),
+/// #     version: 1,
+/// #     format: "raw".into(),
+/// #     payload: vec![],
+/// #     metadata: EventMetadata::new_flow(chrono::Utc::now()),
+/// # };
+///
+/// let store = InMemoryEventStore::new();
+/// let stream = StreamId::new("thing", "1").unwrap();
+/// store.append(&stream, ExpectedVersion::NoStream, vec![event(), event()]).await.unwrap();
+/// assert_eq!(read_all_to_head(&store, Position::START).await.len(), 2);
+/// # });
+/// ```
+///
+/// # Panics
+/// When the store fails, or the log stays behind its head for 30 s; the message says which.
+pub async fn read_all_to_head<S: EventStore>(store: &S, after: Position) -> Vec<RecordedEvent> {
+    let head = match store.head().await {
+        Ok(head) => head,
+        Err(error) => panic!("reading the head of the log failed: {error}"),
+    };
+    let deadline = tokio::time::Instant::now() + SETTLE_TIMEOUT;
+    let mut events = Vec::new();
+    let mut reached = after;
+    while reached < head {
+        let batch = match store.read_all(reached, 1000).await {
+            Ok(batch) => batch,
+            Err(error) => panic!("read_all(after {reached}) failed: {error}"),
+        };
+        match batch.last() {
+            Some(last) => {
+                reached = last.position;
+                events.extend(batch);
+            }
+            None => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the log stayed behind its head {head} (read up to {reached}) for \
+                     {SETTLE_TIMEOUT:?}: a transaction on the server is not finishing"
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    }
+    events
+}

@@ -1,0 +1,142 @@
+//! The checkout on a store whose global log lags behind its commits, as a gap-safe PostgreSQL
+//! log does while an older transaction on the server is still running: the saga waits for the
+//! log to reach its head instead of calling itself idle, and says so when it never gets there.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use checkout_saga::{Checkout, OrderStatus, PlaceOrder, Restock};
+use composable::saga::{InMemoryTimerStore, SagaError, SagaStatus};
+use composable::{
+    AppendResult, EventStore, EventStoreError, ExpectedVersion, InMemoryEventStore, NewEvent,
+    Position, RecordedEvent, Snapshot, StreamId, TestClock, Version,
+};
+use futures::stream::BoxStream;
+use uuid::Uuid;
+
+/// An in-memory store whose `read_all` shows nothing new for the next `polls` reads after each
+/// append — or never, once `stuck` — while `head` tells the truth.
+#[derive(Clone, Default)]
+struct LaggingStore {
+    inner: InMemoryEventStore,
+    polls: usize,
+    held_for: Arc<AtomicUsize>,
+    stuck: Arc<AtomicBool>,
+}
+
+impl LaggingStore {
+    fn holding_each_append_for(polls: usize) -> Self {
+        Self { polls, ..Self::default() }
+    }
+}
+
+impl EventStore for LaggingStore {
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, EventStoreError> {
+        let result = self.inner.append(stream, expected, events).await;
+        self.held_for.store(self.polls, Ordering::SeqCst);
+        result
+    }
+
+    fn read_stream<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        after: Version,
+    ) -> BoxStream<'a, Result<RecordedEvent, EventStoreError>> {
+        self.inner.read_stream(stream, after)
+    }
+
+    async fn read_all(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, EventStoreError> {
+        let held = self
+            .held_for
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if held || self.stuck.load(Ordering::SeqCst) {
+            return Ok(Vec::new());
+        }
+        self.inner.read_all(after, limit).await
+    }
+
+    async fn stream_version(&self, stream: &StreamId) -> Result<Version, EventStoreError> {
+        self.inner.stream_version(stream).await
+    }
+
+    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), EventStoreError> {
+        self.inner.save_snapshot(snapshot).await
+    }
+
+    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, EventStoreError> {
+        self.inner.load_snapshot(stream).await
+    }
+
+    async fn event(&self, id: Uuid) -> Result<Option<RecordedEvent>, EventStoreError> {
+        self.inner.event(id).await
+    }
+
+    async fn head(&self) -> Result<Position, EventStoreError> {
+        self.inner.head().await
+    }
+}
+
+async fn place_an_order(checkout: &Checkout<LaggingStore, InMemoryTimerStore>) {
+    let restock = Restock { quantity: 5, manual: false };
+    checkout.inventory.execute("tea", restock).await.expect("restock");
+    let order = PlaceOrder {
+        order_id: "1".into(),
+        sku: "tea".into(),
+        quantity: 2,
+        total: 900,
+        card: "tok_visa".into(),
+    };
+    checkout.orders.execute("1", order).await.expect("place");
+}
+
+#[tokio::test]
+async fn the_saga_waits_for_a_lagging_log_to_show_every_commit() {
+    let store = LaggingStore::holding_each_append_for(3);
+    let checkout = Checkout::new(store, InMemoryTimerStore::new(), TestClock::new());
+    place_an_order(&checkout).await;
+
+    // Each of the saga's commands is held back three polls too; the run goes on regardless.
+    let progress = checkout.saga.run_until_idle().await.expect("run the saga");
+    assert_eq!(progress.len(), 3, "{progress:#?}");
+    assert_eq!(checkout.orders.load("1").await.expect("load").state.status, OrderStatus::Confirmed);
+    let saga = checkout.saga.load("1").await.expect("load the saga").expect("started");
+    assert_eq!(saga.status, SagaStatus::Completed);
+}
+
+#[tokio::test]
+async fn a_log_that_never_reaches_its_head_is_reported_as_behind() {
+    let store = LaggingStore::default();
+    store.stuck.store(true, Ordering::SeqCst);
+    let checkout = Checkout::new(store.clone(), InMemoryTimerStore::new(), TestClock::new());
+    let checkout =
+        Checkout { saga: checkout.saga.with_settle_timeout(Duration::from_millis(50)), ..checkout };
+    place_an_order(&checkout).await;
+
+    let error = checkout.saga.run_until_idle().await.expect_err("the log never caught up");
+    let head = store.head().await.expect("head");
+    match error {
+        SagaError::Behind { head: reported, reached, waited } => {
+            assert_eq!(reported, head);
+            assert_eq!(reached, Position::START);
+            assert!(waited >= Duration::from_millis(50), "{waited:?}");
+        }
+        other => panic!("expected `Behind`, got {other}"),
+    }
+    assert!(checkout.saga.load("1").await.expect("load the saga").is_none(), "nothing was read");
+
+    // Once the transaction holding the log back finishes, the same runner carries on.
+    store.stuck.store(false, Ordering::SeqCst);
+    checkout.saga.run_until_idle().await.expect("run the saga");
+    assert_eq!(checkout.orders.load("1").await.expect("load").state.status, OrderStatus::Confirmed);
+}

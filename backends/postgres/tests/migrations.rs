@@ -17,7 +17,11 @@ const BEFORE: [&str; 3] = [
     include_str!("../migrations/20250101000002_timers.sql"),
     include_str!("../migrations/20250101000003_checkpoints.sql"),
 ];
-const UPGRADE: &str = include_str!("../migrations/20250101000004_transaction_order.sql");
+/// The migrations since: the order by transaction (4), and that order as the primary key (5).
+const UPGRADE: [&str; 2] = [
+    include_str!("../migrations/20250101000004_transaction_order.sql"),
+    include_str!("../migrations/20250101000005_global_order_key.sql"),
+];
 
 /// An append through the previous `composable_append`; returns its last position.
 async fn old_append(connection: &mut PgConnection, stream: &str, events: usize) -> i64 {
@@ -55,7 +59,9 @@ async fn an_upgraded_database_keeps_its_order_and_its_checkpoints() {
         .await
         .unwrap();
 
-    sqlx::raw_sql(UPGRADE).execute(&mut connection).await.unwrap();
+    for migration in UPGRADE {
+        sqlx::raw_sql(migration).execute(&mut connection).await.unwrap();
+    }
 
     let store = PostgresEventStore::builder().connect_options(options).connect().await.unwrap();
     let checkpoints = PostgresCheckpointStore::new(store.pool().clone());

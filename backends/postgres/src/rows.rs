@@ -62,22 +62,32 @@ fn corrupt(position: Position, reason: String) -> EventStoreError {
     EventStoreError::Corrupt { position, reason }
 }
 
+/// An event's position from its writer's transaction id and its sequence number, both of which
+/// are positive for every stored event; `what` names the value in the error otherwise. The
+/// transaction id comes as `xid8` (unsigned) or as `bigint` (signed), hence the wide type.
+pub(crate) fn event_position(
+    transaction: i128,
+    sequence: i64,
+    what: impl FnOnce() -> String,
+) -> Result<Position, EventStoreError> {
+    match (u64::try_from(transaction), u64::try_from(sequence)) {
+        (Ok(transaction), Ok(sequence)) if transaction > 0 && sequence > 0 => {
+            Ok(Position::new(transaction, sequence))
+        }
+        _ => Err(corrupt(
+            Position::START,
+            format!("{} has position {sequence} of transaction {transaction}", what()),
+        )),
+    }
+}
+
 /// Decodes one row selected with [`EVENT_COLUMNS`]; columns are read by their index there,
 /// which saves a lookup by name per column on long replays.
 pub(crate) fn recorded_event(row: &PgRow) -> Result<RecordedEvent, EventStoreError> {
     let raw_position: i64 = column(row, 0, "position", Position::START)?;
     let Xid8(raw_transaction) = column(row, 10, "transaction_id", Position::START)?;
-    let position = match u64::try_from(raw_position) {
-        Ok(sequence) if raw_transaction > 0 && sequence > 0 => {
-            Position::new(raw_transaction, sequence)
-        }
-        _ => {
-            return Err(corrupt(
-                Position::START,
-                format!("position {raw_position} of transaction {raw_transaction}"),
-            ));
-        }
-    };
+    let position =
+        event_position(raw_transaction.into(), raw_position, || "a stored event".to_owned())?;
     let stream_id: String = column(row, 1, "stream_id", position)?;
     let stream_id = StreamId::parse(stream_id)
         .map_err(|error| corrupt(position, format!("stream id: {error}")))?;

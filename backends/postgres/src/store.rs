@@ -18,7 +18,9 @@ use uuid::Uuid;
 use crate::MIGRATOR;
 use crate::config::PostgresEventStoreBuilder;
 use crate::error::{PostgresError, store_error, unique_violation};
-use crate::rows::{EVENT_COLUMNS, SNAPSHOT_COLUMNS, Xid8, recorded_event, snapshot};
+use crate::rows::{
+    EVENT_COLUMNS, SNAPSHOT_COLUMNS, Xid8, event_position, recorded_event, snapshot,
+};
 
 static READ_STREAM: LazyLock<String> = LazyLock::new(|| {
     format!(
@@ -241,18 +243,8 @@ impl EventStore for PostgresEventStore {
                 .explain_refusal(stream, expected, &events, Some(Version(new_version)))
                 .await;
         };
-        let last_position = match (u64::try_from(writer), u64::try_from(last_position)) {
-            (Ok(writer), Ok(sequence)) => Position::new(writer, sequence),
-            _ => {
-                return Err(EventStoreError::Corrupt {
-                    position: Position::START,
-                    reason: format!(
-                        "append to `{stream}` was given position {last_position} \
-                         of transaction {writer}"
-                    ),
-                });
-            }
-        };
+        let last_position =
+            event_position(writer.into(), last_position, || format!("the append to `{stream}`"))?;
         Ok(AppendResult {
             first_version: Version(new_version + 1 - events.len() as u64),
             last_version: Version(new_version),
@@ -361,12 +353,6 @@ impl EventStore for PostgresEventStore {
         let Some((Xid8(transaction), sequence)) = head else {
             return Ok(Position::START);
         };
-        match u64::try_from(sequence) {
-            Ok(sequence) => Ok(Position::new(transaction, sequence)),
-            Err(_) => Err(EventStoreError::Corrupt {
-                position: Position::START,
-                reason: format!("head position {sequence} of transaction {transaction}"),
-            }),
-        }
+        event_position(transaction.into(), sequence, || "the head of the log".to_owned())
     }
 }

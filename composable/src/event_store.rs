@@ -105,8 +105,8 @@ impl EventStoreError {
 /// * `read_all` yields up to `limit` events after a global position, in position order, and never
 ///   skips an event that commits later with a lower position (gap-safe).
 /// * `event` finds one stored event by its id, as soon as its append returned.
-/// * `head` is the position of the last event committed; `read_all` reaches it once the
-///   transactions that may still commit below it have finished.
+/// * `head` is the highest position committed; `read_all` reaches it once the transactions that
+///   may still commit below it have finished.
 pub trait EventStore: Send + Sync + 'static {
     /// Appends `events` to `stream` if the stream is at `expected`.
     fn append(
@@ -158,7 +158,7 @@ pub trait EventStore: Send + Sync + 'static {
         id: Uuid,
     ) -> impl Future<Output = Result<Option<RecordedEvent>, EventStoreError>> + Send;
 
-    /// The position of the last event committed, [`Position::START`] when there is none. Not
+    /// The highest position committed, [`Position::START`] when there is none. Not
     /// limited by the gap-safe rule: a gap-safe `read_all` may stop short of it for a moment
     /// while older transactions run, and reaches it once they finish. A reader that must not
     /// stop early — one waiting for the system to go quiet, like

@@ -80,6 +80,7 @@ async fn read_all_holds_back_events_behind_an_open_transaction() {
     let later =
         store.append(&stream("later"), ExpectedVersion::NoStream, new_events(3, 2)).await.unwrap();
     assert!(later.last_position > slow_last);
+    assert_eq!(store.head().await.unwrap(), later.last_position, "the head ignores open writes");
     for _ in 0..5 {
         assert_eq!(
             positions(store, Position::START).await,
@@ -115,7 +116,9 @@ async fn a_rolled_back_append_leaves_no_event_and_blocks_nothing() {
     let later =
         store.append(&stream("kept"), ExpectedVersion::Any, new_events(2, 1)).await.unwrap();
     assert!(positions(store, Position::START).await.is_empty());
+    assert_eq!(store.head().await.unwrap(), later.last_position, "the head ignores open writes");
     open.rollback().await.unwrap();
+    assert_eq!(store.head().await.unwrap(), later.last_position);
     assert_eq!(settled_positions(store, Position::START).await, [later.last_position]);
     assert_eq!(store.stream_version(&stream("gone")).await.unwrap(), Version::ZERO);
     db.drop_database().await;

@@ -7,8 +7,9 @@
 //! at any point loses nothing: commands go out before the progress is recorded (a crash in
 //! between re-runs the step when the event is delivered again, so commands are delivered at
 //! least once, with the same command ids, which the aggregates deduplicate); a new timer is
-//! stored before the record that arms it (a timer nobody recorded is ignored when it fires); an old timer is cancelled after the record that disarms it (a timer
-//! that fires anyway is ignored, since the instance no longer waits for it).
+//! stored before the record that arms it (a timer nobody recorded is ignored when it fires);
+//! an old timer is cancelled after the record that disarms it (a timer that fires anyway is
+//! ignored, since the instance no longer waits for it).
 
 use std::collections::HashSet;
 use std::fmt;
@@ -93,11 +94,11 @@ pub enum SagaError {
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
     /// [`SagaRunner::run_until_idle`] found events committed that the gap-safe log kept back
-    /// for longer than the runner's settle timeout: a transaction on the database server that
-    /// started before those commits has not finished.
+    /// for longer than the runner's settle timeout: a transaction older than those commits has
+    /// not finished (on PostgreSQL, any write transaction on the cluster).
     #[error(
         "the global log stayed behind its head {head} (read up to {reached}) for {waited:?}: \
-         a transaction that started before those commits is still running on the server"
+         a transaction older than those commits is still running in the event store"
     )]
     Behind {
         /// The last event committed.
@@ -194,6 +195,7 @@ impl<G: Saga, S, D, T, C> fmt::Debug for SagaRunner<G, S, D, T, C> {
         f.debug_struct("SagaRunner")
             .field("saga", &G::NAME)
             .field("lease", &self.lease)
+            .field("settle_timeout", &self.settle_timeout)
             .field("batch", &self.batch)
             .finish_non_exhaustive()
     }
@@ -601,35 +603,50 @@ impl<G: Saga, S: EventStore, D: CommandDispatcher, T: TimerStore, C: Codec>
         }
     }
 
-    /// Handles every event committed before it returns — including the events the saga's own
-    /// commands caused — then fires the due timers, and repeats while that produced anything.
+    /// Handles every event committed before it was called — and the events the saga's own
+    /// commands cause meanwhile — then fires the due timers, and repeats while that produced
+    /// anything.
     ///
     /// "Committed" is the store's [`head`](EventStore::head): a gap-safe store may keep recent
     /// commits out of [`read_all`](EventStore::read_all) for a moment while older transactions
-    /// run, so the runner polls until it has read up to the head, for at most the
-    /// [settle timeout](Self::with_settle_timeout).
+    /// run, so the runner polls until it has read up to the head it took when the log first
+    /// looked empty. It takes a new one only after its own inputs made progress, so other
+    /// writers' later commits never keep it going. Timers fire only once the log has reached
+    /// that head: a timeout never overtakes a committed event that would have cancelled it.
     ///
     /// # Errors
-    /// The first input that failed; [`SagaError::Behind`] when the log did not reach its head in
-    /// time.
+    /// The first input that failed; [`SagaError::Behind`] when the log stopped short of the head
+    /// for the [settle timeout](Self::with_settle_timeout) without any event read.
     pub async fn run_until_idle(&self) -> Result<Vec<Progress>, SagaError> {
         let mut done = Vec::new();
-        let mut behind_since = None;
+        // The head to reach, and since when nothing was read while short of it.
+        let mut target: Option<(Position, tokio::time::Instant)> = None;
         loop {
             let (read, progress) = self.poll().await?;
+            if !progress.is_empty() {
+                // The saga's commands appended events the old head does not cover.
+                target = None;
+            }
             done.extend(progress);
             if read > 0 {
-                behind_since = None;
+                if let Some((_, since)) = &mut target {
+                    *since = tokio::time::Instant::now();
+                }
                 continue;
             }
-            let head = self.store.head().await.map_err(SagaError::Store)?;
+            let (head, since) = match target {
+                Some(target) => target,
+                None => {
+                    let head = self.store.head().await.map_err(SagaError::Store)?;
+                    *target.insert((head, tokio::time::Instant::now()))
+                }
+            };
             let reached = self
                 .position
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .unwrap_or(Position::START);
             if reached < head {
-                let since = *behind_since.get_or_insert_with(tokio::time::Instant::now);
                 let waited = since.elapsed();
                 if waited >= self.settle_timeout {
                     return Err(SagaError::Behind { head, reached, waited });
@@ -637,12 +654,12 @@ impl<G: Saga, S: EventStore, D: CommandDispatcher, T: TimerStore, C: Codec>
                 tokio::time::sleep(SETTLE_POLL).await;
                 continue;
             }
-            behind_since = None;
             let fired = self.fire_due().await?;
             if fired.is_empty() {
                 return Ok(done);
             }
             done.extend(fired);
+            target = None;
         }
     }
 

@@ -9,8 +9,9 @@ use crate::stream::Position;
 /// How long [`read_all_to_head`] waits for the log to reach its head.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Every event of the global log after `after`, up to the store's [`head`](EventStore::head)
-/// when called: what a test appended is all there.
+/// The events of the global log after `after`, read until the store's
+/// [`head`](EventStore::head) as it was when called: what a test appended is all there (the last
+/// page may go past the head).
 ///
 /// A gap-safe store holds commits back from [`read_all`](EventStore::read_all) while older
 /// transactions run — on PostgreSQL, those of any client of the server, such as tests beside
@@ -52,19 +53,22 @@ pub async fn read_all_to_head<S: EventStore>(store: &S, after: Position) -> Vec<
             Ok(batch) => batch,
             Err(error) => panic!("read_all(after {reached}) failed: {error}"),
         };
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the log stayed behind its head {head} (read up to {reached}) for \
+             {SETTLE_TIMEOUT:?}: a transaction older than those commits is not finishing"
+        );
         match batch.last() {
             Some(last) => {
+                assert!(
+                    last.position > reached,
+                    "read_all(after {reached}) returned events up to {}, not after it",
+                    last.position
+                );
                 reached = last.position;
                 events.extend(batch);
             }
-            None => {
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "the log stayed behind its head {head} (read up to {reached}) for \
-                     {SETTLE_TIMEOUT:?}: a transaction on the server is not finishing"
-                );
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
+            None => tokio::time::sleep(Duration::from_millis(5)).await,
         }
     }
     events

@@ -2,12 +2,13 @@
 //! log does while an older transaction on the server is still running: the saga waits for the
 //! log to reach its head instead of calling itself idle, and says so when it never gets there.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use checkout_saga::{Checkout, OrderStatus, PlaceOrder, Restock};
 use composable::saga::{InMemoryTimerStore, SagaError, SagaStatus};
+use composable::testing::conformance::new_events;
 use composable::{
     AppendResult, EventStore, EventStoreError, ExpectedVersion, InMemoryEventStore, NewEvent,
     Position, RecordedEvent, Snapshot, StreamId, TestClock, Version,
@@ -15,19 +16,30 @@ use composable::{
 use futures::stream::BoxStream;
 use uuid::Uuid;
 
-/// An in-memory store whose `read_all` shows nothing new for the next `polls` reads after each
-/// append — or never, once `stuck` — while `head` tells the truth.
+/// An in-memory store whose `read_all` shows each append only `lag` after it returned — or
+/// nothing new at all, once `stuck` — while `head` tells the truth.
 #[derive(Clone, Default)]
 struct LaggingStore {
     inner: InMemoryEventStore,
-    polls: usize,
-    held_for: Arc<AtomicUsize>,
+    lag: Duration,
+    /// Each append's last position and when it returned, in order.
+    appended: Arc<Mutex<Vec<(Position, Instant)>>>,
     stuck: Arc<AtomicBool>,
 }
 
 impl LaggingStore {
-    fn holding_each_append_for(polls: usize) -> Self {
-        Self { polls, ..Self::default() }
+    fn lagging_by(lag: Duration) -> Self {
+        Self { lag, ..Self::default() }
+    }
+
+    /// The last position old enough to be shown.
+    fn visible(&self) -> Position {
+        let appended = self.appended.lock().unwrap_or_else(PoisonError::into_inner);
+        appended
+            .iter()
+            .take_while(|(_, at)| at.elapsed() >= self.lag)
+            .last()
+            .map_or(Position::START, |(position, _)| *position)
     }
 }
 
@@ -38,9 +50,11 @@ impl EventStore for LaggingStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, EventStoreError> {
-        let result = self.inner.append(stream, expected, events).await;
-        self.held_for.store(self.polls, Ordering::SeqCst);
-        result
+        let result = self.inner.append(stream, expected, events).await?;
+        let mut appended = self.appended.lock().unwrap_or_else(PoisonError::into_inner);
+        appended.push((result.last_position, Instant::now()));
+        appended.sort_by_key(|(position, _)| *position);
+        Ok(result)
     }
 
     fn read_stream<'a>(
@@ -56,14 +70,13 @@ impl EventStore for LaggingStore {
         after: Position,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, EventStoreError> {
-        let held = self
-            .held_for
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok();
-        if held || self.stuck.load(Ordering::SeqCst) {
+        if self.stuck.load(Ordering::SeqCst) {
             return Ok(Vec::new());
         }
-        self.inner.read_all(after, limit).await
+        let visible = self.visible();
+        let mut events = self.inner.read_all(after, limit).await?;
+        events.retain(|event| event.position <= visible);
+        Ok(events)
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<Version, EventStoreError> {
@@ -102,11 +115,11 @@ async fn place_an_order(checkout: &Checkout<LaggingStore, InMemoryTimerStore>) {
 
 #[tokio::test]
 async fn the_saga_waits_for_a_lagging_log_to_show_every_commit() {
-    let store = LaggingStore::holding_each_append_for(3);
+    let store = LaggingStore::lagging_by(Duration::from_millis(20));
     let checkout = Checkout::new(store, InMemoryTimerStore::new(), TestClock::new());
     place_an_order(&checkout).await;
 
-    // Each of the saga's commands is held back three polls too; the run goes on regardless.
+    // The events of the saga's own commands are held back too; the run goes on regardless.
     let progress = checkout.saga.run_until_idle().await.expect("run the saga");
     assert_eq!(progress.len(), 3, "{progress:#?}");
     assert_eq!(checkout.orders.load("1").await.expect("load").state.status, OrderStatus::Confirmed);
@@ -138,5 +151,27 @@ async fn a_log_that_never_reaches_its_head_is_reported_as_behind() {
     // Once the transaction holding the log back finishes, the same runner carries on.
     store.stuck.store(false, Ordering::SeqCst);
     checkout.saga.run_until_idle().await.expect("run the saga");
+    assert_eq!(checkout.orders.load("1").await.expect("load").state.status, OrderStatus::Confirmed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_writers_committing_all_the_time_do_not_keep_the_saga_running() {
+    let store = LaggingStore::lagging_by(Duration::from_millis(3));
+    let checkout = Checkout::new(store.clone(), InMemoryTimerStore::new(), TestClock::new());
+    place_an_order(&checkout).await;
+    // Another writer appends every millisecond, so the log is never all shown.
+    let writer = tokio::spawn(async move {
+        let stream = StreamId::new("other", "1").expect("stream id");
+        loop {
+            let event = new_events(0, 1);
+            store.append(&stream, ExpectedVersion::Any, event).await.expect("append");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    });
+
+    let run = tokio::time::timeout(Duration::from_secs(10), checkout.saga.run_until_idle()).await;
+    writer.abort();
+    let progress = run.expect("the saga stops at the head it saw").expect("run the saga");
+    assert_eq!(progress.len(), 3, "{progress:#?}");
     assert_eq!(checkout.orders.load("1").await.expect("load").state.status, OrderStatus::Confirmed);
 }

@@ -9,48 +9,40 @@ use std::sync::Arc;
 
 use composable::testing::conformance::{new_event, new_events};
 use composable::testing::read_all_to_head;
-use composable::{
-    EventStore, EventStoreError, ExpectedVersion, NewEvent, Position, StreamId, Version,
-};
+use composable::{EventStore, EventStoreError, ExpectedVersion, Position, StreamId, Version};
 use futures::TryStreamExt;
-use sqlx::{Connection, Row};
+use sqlx::Connection;
 
 fn stream(name: &str) -> StreamId {
     StreamId::new("fault", name).unwrap()
 }
 
-/// The statement the store sends for an append, for a hand-driven transaction.
-async fn raw_append(
+/// Writes `count` events of version 1 onwards to `stream` in `connection`'s transaction, the
+/// way an append lays them out (positions 1 to `count` of the transaction), and returns the
+/// last one's position. The transaction stays as the caller left it: open, or autocommitted.
+async fn insert_events(
     connection: &mut sqlx::PgConnection,
     stream: &StreamId,
-    expected: Option<i64>,
-    events: &[NewEvent],
-) -> (i64, Position) {
-    let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.event_id).collect();
-    let names: Vec<&str> = events.iter().map(|e| e.name.as_str()).collect();
-    let versions: Vec<i32> = events.iter().map(|e| i32::from(e.version)).collect();
-    let formats: Vec<&str> = events.iter().map(|e| e.format.as_str()).collect();
-    let payloads: Vec<&[u8]> = events.iter().map(|e| e.payload.as_slice()).collect();
-    let metadata: Vec<String> =
-        events.iter().map(|e| serde_json::to_string(&e.metadata).unwrap()).collect();
-    let row = sqlx::query(
-        "SELECT new_version, last_position, writer \
-         FROM composable_append($1, $2, $3, $4, $5, $6, $7, $8)",
+    count: i64,
+) -> Position {
+    let metadata = serde_json::to_string(&new_event(0).metadata).unwrap();
+    let (writer, last): (i64, i64) = sqlx::query_as(
+        "INSERT INTO events (position, stream_id, stream_version, event_id, event_name, \
+             event_version, payload_format, payload, metadata) \
+         SELECT n, $1, n, gen_random_uuid(), 'raw', 1, 'raw', '\\x01'::bytea, $2::jsonb \
+           FROM generate_series(1, $3::bigint) AS n \
+         RETURNING transaction_id::text::bigint, position",
     )
     .bind(stream.as_str())
-    .bind(expected)
-    .bind(&ids)
-    .bind(&names)
-    .bind(&versions)
-    .bind(&formats)
-    .bind(&payloads)
     .bind(&metadata)
-    .fetch_one(&mut *connection)
+    .bind(count)
+    .fetch_all(&mut *connection)
     .await
+    .unwrap()
+    .into_iter()
+    .max()
     .unwrap();
-    let (writer, last): (i64, i64) = (row.get("writer"), row.get("last_position"));
-    let last_position = Position::new(u64::try_from(writer).unwrap(), u64::try_from(last).unwrap());
-    (row.get("new_version"), last_position)
+    Position::new(u64::try_from(writer).unwrap(), u64::try_from(last).unwrap())
 }
 
 async fn positions(store: &impl EventStore, after: Position) -> Vec<Position> {
@@ -74,7 +66,7 @@ async fn read_all_holds_back_events_behind_an_open_transaction() {
     // A writer writes the next events and stays open.
     let mut slow = db.connection().await;
     let mut open = slow.begin().await.unwrap();
-    let (_, slow_last) = raw_append(&mut open, &stream("slow"), None, &new_events(1, 2)).await;
+    let slow_last = insert_events(&mut open, &stream("slow"), 2).await;
 
     // Later writers commit higher positions while it is open.
     let later =
@@ -112,7 +104,7 @@ async fn a_rolled_back_append_leaves_no_event_and_blocks_nothing() {
     let store = &db.store;
     let mut connection = db.connection().await;
     let mut open = connection.begin().await.unwrap();
-    raw_append(&mut open, &stream("gone"), None, &new_events(0, 2)).await;
+    insert_events(&mut open, &stream("gone"), 2).await;
     let later =
         store.append(&stream("kept"), ExpectedVersion::Any, new_events(2, 1)).await.unwrap();
     assert!(positions(store, Position::START).await.is_empty());
@@ -124,49 +116,48 @@ async fn a_rolled_back_append_leaves_no_event_and_blocks_nothing() {
     db.drop_database().await;
 }
 
+/// An append refused for its expected version writes nothing: not when the stream exists
+/// already (the version's unique key refuses it), and not when the stream is behind the
+/// expected version (the statement finds no event to follow).
 #[tokio::test]
-async fn an_append_after_other_writes_in_its_transaction_is_refused() {
-    let db = common::test_database().await;
-    let mut connection = db.connection().await;
-    let mut open = connection.begin().await.unwrap();
-    sqlx::query("INSERT INTO checkpoints (name, transaction_id, position) VALUES ('other', 0, 0)")
-        .execute(&mut *open)
-        .await
-        .unwrap();
-    let result = sqlx::query(
-        "SELECT * FROM composable_append('fault-x', NULL, ARRAY[gen_random_uuid()], \
-         ARRAY['x'], ARRAY[1], ARRAY['raw'], ARRAY['\\x00'::bytea], ARRAY['{}'])",
-    )
-    .fetch_one(&mut *open)
-    .await;
-    let error = result.unwrap_err();
-    assert!(error.to_string().contains("first write of its transaction"), "{error}");
-    drop(open);
-    db.drop_database().await;
-}
-
-#[tokio::test]
-async fn refused_appends_take_no_position() {
+async fn refused_appends_leave_nothing_behind() {
     let db = common::test_database().await;
     let store = &db.store;
-    let s = stream("gapless");
+    let s = stream("refused");
     let first = store.append(&s, ExpectedVersion::NoStream, new_events(0, 1)).await.unwrap();
     for tag in 1..5 {
         let refused = store.append(&s, ExpectedVersion::NoStream, new_events(tag, 3)).await;
-        assert!(matches!(refused, Err(EventStoreError::Conflict { .. })));
+        assert!(
+            matches!(refused, Err(EventStoreError::Conflict { actual: Version(1), .. })),
+            "{refused:?}"
+        );
     }
+    let ahead = store.append(&s, ExpectedVersion::Exact(Version(5)), new_events(5, 1)).await;
+    assert!(
+        matches!(ahead, Err(EventStoreError::Conflict { actual: Version(1), .. })),
+        "{ahead:?}"
+    );
+    assert_eq!(store.head().await.unwrap(), first.last_position, "refusals leave the head");
+
     let next =
         store.append(&s, ExpectedVersion::Exact(Version(1)), new_events(10, 1)).await.unwrap();
-    assert_eq!(next.last_position.sequence(), first.last_position.sequence() + 1);
+    assert_eq!(next.last_position.sequence(), 1, "the first event of its transaction");
+    assert_eq!(
+        settled_positions(store, Position::START).await,
+        [first.last_position, next.last_position]
+    );
+    let count: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(store.pool()).await.unwrap();
+    assert_eq!(count, 2);
     db.drop_database().await;
 }
 
 async fn insert_raw_row(db: &common::TestDatabase, metadata: &str, event_version: i32) -> Position {
     let mut connection = db.connection().await;
     let (writer, position): (i64, i64) = sqlx::query_as(
-        "INSERT INTO events (stream_id, stream_version, event_id, event_name, event_version, \
-             payload_format, payload, metadata) \
-         VALUES ('fault-raw', 1, gen_random_uuid(), 'raw', $1, 'bincode2', \
+        "INSERT INTO events (position, stream_id, stream_version, event_id, event_name, \
+             event_version, payload_format, payload, metadata) \
+         VALUES (1, 'fault-raw', 1, gen_random_uuid(), 'raw', $1, 'bincode2', \
              '\\xdeadbeef'::bytea, $2::jsonb) \
          RETURNING transaction_id::text::bigint, position",
     )
@@ -282,15 +273,16 @@ async fn a_retry_after_a_lost_response_returns_the_original_result() {
     db.store.append(&s, ExpectedVersion::NoStream, new_events(0, 1)).await.unwrap();
     let batch = new_events(1, 3);
     // The append reached the database and committed, but its answer never came back.
-    let mut connection = db.connection().await;
-    let (version, last_position) = raw_append(&mut connection, &s, Some(1), &batch).await;
-    drop(connection);
+    let lost =
+        db.store.append(&s, ExpectedVersion::Exact(Version(1)), batch.clone()).await.unwrap();
 
     let retried = db.store.append(&s, ExpectedVersion::Exact(Version(1)), batch).await.unwrap();
+    assert_eq!(retried, lost);
     assert_eq!(retried.first_version, Version(2));
-    assert_eq!(retried.last_version, Version(u64::try_from(version).unwrap()));
-    assert_eq!(retried.last_position, last_position);
+    assert_eq!(retried.last_version, Version(4));
     assert_eq!(db.store.stream_version(&s).await.unwrap(), Version(4));
+    let stored = read_all_to_head(&db.store, Position::START).await;
+    assert_eq!(stored.len(), 4, "the retry stored nothing more");
     db.drop_database().await;
 }
 
@@ -341,6 +333,10 @@ async fn writers_racing_with_any_on_one_stream_lose_nothing() {
     for (index, event) in events.iter().enumerate() {
         assert_eq!(event.stream_version, Version(index as u64 + 1));
     }
+    // Each append that won saw the ones before it committed, so it wrote under a younger
+    // transaction: the global log holds the stream in version order too.
+    let log = read_all_to_head(&*store, Position::START).await;
+    assert_eq!(log, events, "the global log has the stream's events in version order");
     db.drop_database().await;
 }
 
@@ -359,11 +355,11 @@ async fn unreachable_database_is_unavailable_not_a_panic() {
     assert!(matches!(error, EventStoreError::Unavailable { .. }), "{error}");
 }
 
-/// The order that makes the log gap-safe without a global lock: by writing transaction, then
-/// sequence. A hand-written transaction that took its id early and wrote late comes first,
-/// although its sequence number is higher; a reader never saw the younger event before it.
+/// The order that makes the log gap-safe without a global lock: by writing transaction. A
+/// transaction that took its id early and wrote late comes first, although its event committed
+/// after a younger one; a reader never saw the younger event before it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_log_is_ordered_by_transaction_then_sequence() {
+async fn the_log_is_ordered_by_writing_transaction() {
     let db = common::test_database().await;
     let store = &db.store;
     let mut connection = db.connection().await;
@@ -376,24 +372,13 @@ async fn the_log_is_ordered_by_transaction_then_sequence() {
         .append(&stream("younger"), ExpectedVersion::NoStream, new_events(0, 1))
         .await
         .unwrap();
-    let metadata = serde_json::to_string(&new_events(1, 1)[0].metadata).unwrap();
-    let older_sequence: i64 = sqlx::query_scalar(
-        "INSERT INTO events (stream_id, stream_version, event_id, event_name, event_version, \
-             payload_format, payload, metadata) \
-         VALUES ('fault-older', 1, gen_random_uuid(), 'raw', 1, 'raw', '\\x01'::bytea, $1::jsonb) \
-         RETURNING position",
-    )
-    .bind(&metadata)
-    .fetch_one(&mut *older)
-    .await
-    .unwrap();
-    assert!(u64::try_from(older_sequence).unwrap() > younger.last_position.sequence());
+    let older_position = insert_events(&mut older, &stream("older"), 1).await;
+    assert_eq!(older_position, Position::new(u64::try_from(older_id).unwrap(), 1));
+    assert!(older_position < younger.last_position);
     assert!(positions(store, Position::START).await.is_empty(), "the older one is still open");
 
     older.commit().await.unwrap();
     let log = settled_positions(store, Position::START).await;
-    let older_position =
-        Position::new(u64::try_from(older_id).unwrap(), u64::try_from(older_sequence).unwrap());
     assert_eq!(log, [older_position, younger.last_position]);
     db.drop_database().await;
 }

@@ -147,7 +147,10 @@ impl fmt::Display for Version {
 /// `Exact(Version::ZERO)` and `NoStream` mean the same thing: the stream must hold no events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ExpectedVersion {
-    /// Append whatever the stream's version is. No concurrency check.
+    /// Append whatever the stream's version is: there is no expectation to miss. A store whose
+    /// writers race for versions (PostgreSQL) tries again when another writer takes them first,
+    /// and reports a [`Conflict`](crate::EventStoreError::Conflict) only when the append keeps
+    /// losing that race (100 attempts there).
     Any,
     /// The stream must not exist yet.
     NoStream,

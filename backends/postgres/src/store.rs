@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::MIGRATOR;
 use crate::config::PostgresEventStoreBuilder;
-use crate::error::{PostgresError, store_error, unique_violation};
+use crate::error::{PostgresError, is_serialization_failure, store_error, unique_violation};
 use crate::rows::{
     EVENT_COLUMNS, SNAPSHOT_COLUMNS, Xid8, event_position, recorded_event, snapshot,
 };
@@ -38,40 +38,39 @@ static READ_ALL: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// An append: one statement, its own transaction. Its events go after `base.version`, taking
-/// positions `(this transaction, 1..=n)`, and it returns one row: the writing transaction, how
-/// many events it wrote and the stream's new version.
+/// An append: one statement, always sent on its own, so it is its own transaction. Its events go
+/// after the stream's version `base`, taking positions `(this transaction, 1..=n)`, and each
+/// row written is returned with its transaction id and version.
 ///
-/// `base` holds the version the events go after, or no row (and nothing is written) when the
-/// expected version `$2` cannot hold: for `$2 = k > 0` event `k` must exist, and a later one is
-/// refused by `events_stream_version_key`; for `$2 = 0` that key refuses a stream that exists.
-/// With `$2` NULL (any version) the stream's version is read, and a writer that got there
-/// first makes the same key refuse the append, which [`PostgresEventStore::append`] retries.
+/// `base` is `$2`, the expected version, or for any version (`$2` NULL) the stream's version,
+/// read once. The one-time filter writes nothing when the expected version cannot hold: for
+/// `$2 = k > 0` event `k` must exist, and a later one makes `events_stream_version_key` refuse
+/// the insert; for `$2 = 0` that key alone refuses a stream that exists. For any version, a
+/// writer that got there first makes the same key refuse the append, which
+/// [`PostgresEventStore::append`] sends again.
 ///
 /// Whatever succeeds saw every earlier event of its stream committed, so its transaction id,
 /// taken at its first row, is higher than theirs: a stream's events are in version order in the
-/// global log too. See docs/adr/0001-postgres-event-store.md.
-const APPEND: &str = "WITH base AS MATERIALIZED ( \
-         SELECT coalesce($2, (SELECT coalesce(max(stream_version), 0) FROM events \
-                              WHERE stream_id = $1)) AS version \
-          WHERE $2 IS NULL OR $2 = 0 \
-             OR EXISTS (SELECT FROM events WHERE stream_id = $1 AND stream_version = $2)), \
-     appended AS ( \
-         INSERT INTO events (position, stream_id, stream_version, event_id, event_name, \
-                             event_version, payload_format, payload, metadata) \
-         SELECT e.ord, $1, base.version + e.ord, e.event_id, e.event_name, e.event_version, \
-                e.payload_format, e.payload, e.metadata::jsonb \
-           FROM base, unnest($3::uuid[], $4::text[], $5::int4[], $6::text[], $7::bytea[], \
-                             $8::text[]) \
-                WITH ORDINALITY AS e(event_id, event_name, event_version, payload_format, \
-                                     payload, metadata, ord) \
-         RETURNING transaction_id, stream_version) \
-     SELECT transaction_id, count(*) AS appended, max(stream_version) AS last_version \
-       FROM appended GROUP BY transaction_id";
+/// global log too. That needs the append to be its transaction's first write, so this statement
+/// never runs inside a caller's transaction. See docs/adr/0001-postgres-event-store.md.
+const APPEND: &str = "INSERT INTO events (position, stream_id, stream_version, event_id, event_name, \
+                         event_version, payload_format, payload, metadata) \
+     SELECT e.ord, $1, \
+            coalesce($2, (SELECT coalesce(max(stream_version), 0) FROM events \
+                          WHERE stream_id = $1)) + e.ord, \
+            e.event_id, e.event_name, e.event_version, e.payload_format, e.payload, \
+            e.metadata::jsonb \
+       FROM unnest($3::uuid[], $4::text[], $5::int4[], $6::text[], $7::bytea[], $8::text[]) \
+            WITH ORDINALITY AS e(event_id, event_name, event_version, payload_format, payload, \
+                                 metadata, ord) \
+      WHERE $2 IS NULL OR $2 = 0 \
+         OR EXISTS (SELECT FROM events WHERE stream_id = $1 AND stream_version = $2) \
+     RETURNING transaction_id, stream_version";
 
-/// How often an append with [`ExpectedVersion::Any`] is sent again after other writers took
-/// the versions it read, before it gives up with a conflict.
-const ANY_VERSION_ATTEMPTS: u32 = 100;
+/// How many times an append is sent, at most, while it loses races it can retry: an append at
+/// any version whose versions another writer took first, or any append refused by a
+/// serialization failure. After the last attempt it is reported like any other refusal.
+const APPEND_ATTEMPTS: u32 = 100;
 
 /// An [`EventStore`] on PostgreSQL. Cheap to clone: clones share one connection pool.
 ///
@@ -232,9 +231,9 @@ impl EventStore for PostgresEventStore {
         let payloads: Vec<&[u8]> = events.iter().map(|event| event.payload.as_slice()).collect();
 
         let mut attempts = 0;
-        let row = loop {
+        let (writer, count, last_version) = loop {
             attempts += 1;
-            let outcome = sqlx::query(APPEND)
+            let mut rows = sqlx::query(APPEND)
                 .bind(stream.as_str())
                 .bind(expected_sql)
                 .bind(&ids)
@@ -243,48 +242,62 @@ impl EventStore for PostgresEventStore {
                 .bind(&formats)
                 .bind(&payloads)
                 .bind(&metadata)
-                .fetch_optional(&self.pool)
-                .await;
-            match outcome {
-                Ok(Some(row)) => break row,
-                // Nothing written: the stream is behind the expected version.
-                Ok(None) => return self.explain_refusal(stream, expected, &events).await,
-                Err(error) => match unique_violation(&error) {
-                    Some("events_stream_version_key")
-                        if matches!(expected, ExpectedVersion::Any)
-                            && attempts < ANY_VERSION_ATTEMPTS => {}
-                    Some("events_event_id_key" | "events_stream_version_key") => {
-                        return self.explain_refusal(stream, expected, &events).await;
-                    }
-                    _ => return Err(store_error("append events", error)),
-                },
+                .fetch(&self.pool);
+            // Every row is read before the outcome is known: a later row can still fail.
+            let mut written = Ok((0u64, None));
+            while let Some(row) = rows.next().await {
+                written = written.and_then(|(count, _)| {
+                    let row = row?;
+                    let Xid8(writer) = row.try_get(0)?;
+                    let version: i64 = row.try_get(1)?;
+                    Ok((count + 1, Some((writer, version))))
+                });
             }
+            drop(rows);
+            let error = match written {
+                Ok((count, Some((writer, version)))) => break (writer, count, version),
+                // Nothing written: the stream is behind the expected version.
+                Ok((_, None)) => return self.explain_refusal(stream, expected, &events).await,
+                Err(error) => error,
+            };
+            let retry = attempts < APPEND_ATTEMPTS
+                && match unique_violation(&error) {
+                    // Another writer took the versions an append at any version read.
+                    Some("events_stream_version_key") => matches!(expected, ExpectedVersion::Any),
+                    Some(_) => false,
+                    // Under a serializable default, a race can end this way instead.
+                    None => is_serialization_failure(&error),
+                };
+            if retry {
+                continue;
+            }
+            return match unique_violation(&error) {
+                Some("events_event_id_key" | "events_stream_version_key") => {
+                    self.explain_refusal(stream, expected, &events).await
+                }
+                _ => Err(store_error("append events", error)),
+            };
         };
-        let decode = |error: sqlx::Error| store_error("read an append's outcome", error);
-        let Xid8(writer) = row.try_get("transaction_id").map_err(decode)?;
-        let appended: i64 = row.try_get("appended").map_err(decode)?;
-        let last_version: i64 = row.try_get("last_version").map_err(decode)?;
         let what = || format!("the append to `{stream}`");
-        let count = events.len() as u64;
+        let expected_count = events.len() as u64;
         let first_version = u64::try_from(last_version)
             .ok()
-            .filter(|_| u64::try_from(appended) == Ok(count))
+            .filter(|_| count == expected_count)
             .and_then(|last| last.checked_sub(count - 1))
             .filter(|&first| first > 0);
         let Some(first_version) = first_version else {
             return Err(EventStoreError::Corrupt {
                 position: Position::START,
                 reason: format!(
-                    "{} wrote {appended} of {} events, up to version {last_version}",
-                    what(),
-                    events.len()
+                    "{} wrote {count} of {expected_count} events, up to version {last_version}",
+                    what()
                 ),
             });
         };
         Ok(AppendResult {
             first_version: Version(first_version),
             last_version: Version(first_version + count - 1),
-            last_position: event_position(writer.into(), appended, what)?,
+            last_position: event_position(writer.into(), to_i64(count), what)?,
         })
     }
 

@@ -97,8 +97,8 @@ impl EventStoreError {
 /// Durable, ordered storage of event streams, with snapshots.
 ///
 /// Semantics every implementation keeps (the conformance suite checks them):
-/// * `append` writes all events or none; it checks `expected` against the stream's version
-///   before assigning positions, and refuses with [`EventStoreError::Conflict`] otherwise.
+/// * `append` writes all events or none; when the stream is not at `expected` it writes
+///   nothing and refuses with [`EventStoreError::Conflict`].
 /// * Appending events whose ids are all already stored, at the same place, is a retry: it
 ///   returns the original [`AppendResult`] and writes nothing.
 /// * `read_stream` yields the stream's events after a version, in version order, as a stream.

@@ -58,8 +58,8 @@ struct Inner {
 
 #[derive(Debug, Default)]
 struct Log {
-    /// The global log, in position order: the event with sequence number `s` is at index
-    /// `s - 1`, and each append is one transaction, numbered from 1.
+    /// The global log, in position order. Each append is one transaction, numbered from 1, and
+    /// its events are numbered from 1 within it.
     events: Vec<RecordedEvent>,
     /// How many appends committed: the transaction number of the last one.
     appends: u64,
@@ -171,10 +171,12 @@ impl EventStore for InMemoryEventStore {
                 Entry::Vacant(entry) => entry.insert(Vec::new()),
             };
             let first_version = actual.next();
-            for event in events {
+            let mut last_position = Position::START;
+            for (event, sequence) in events.into_iter().zip(1..) {
                 let index = log_events.len();
+                last_position = Position::new(transaction, sequence);
                 let record = RecordedEvent {
-                    position: Position::new(transaction, index as u64 + 1),
+                    position: last_position,
                     stream_id: stream.clone(),
                     stream_version: Version(stream_events.len() as u64 + 1),
                     event_id: event.event_id,
@@ -192,7 +194,7 @@ impl EventStore for InMemoryEventStore {
             AppendResult {
                 first_version,
                 last_version: Version(stream_events.len() as u64),
-                last_position: Position::new(transaction, log_events.len() as u64),
+                last_position,
             }
         };
         self.inner.appended.send_replace(result.last_position);
@@ -277,7 +279,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn positions_number_appends_and_events_from_one() {
+    async fn positions_number_appends_and_the_events_within_each_from_one() {
         let store = InMemoryEventStore::new();
         let mut appends = store.subscribe_appends();
         let a = StreamId::new("a", 1).unwrap();
@@ -291,9 +293,9 @@ mod tests {
             .iter()
             .map(|event| event.position)
             .collect();
-        assert_eq!(positions, [Position::new(1, 1), Position::new(1, 2), Position::new(2, 3)]);
+        assert_eq!(positions, [Position::new(1, 1), Position::new(1, 2), Position::new(2, 1)]);
         assert!(appends.has_changed().unwrap());
-        assert_eq!(*appends.borrow_and_update(), Position::new(2, 3));
+        assert_eq!(*appends.borrow_and_update(), Position::new(2, 1));
         let after_first = store.read_all(Position::new(1, 2), 10).await.unwrap();
         assert_eq!(after_first.len(), 1);
         assert_eq!(after_first[0].stream_id, b);

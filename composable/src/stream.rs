@@ -147,7 +147,10 @@ impl fmt::Display for Version {
 /// `Exact(Version::ZERO)` and `NoStream` mean the same thing: the stream must hold no events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ExpectedVersion {
-    /// Append whatever the stream's version is. No concurrency check.
+    /// Append whatever the stream's version is: there is no expectation to miss. A store whose
+    /// writers race for versions (PostgreSQL) tries again when another writer takes them first,
+    /// and reports a [`Conflict`](crate::EventStoreError::Conflict) only when the append keeps
+    /// losing that race (100 attempts there).
     Any,
     /// The stream must not exist yet.
     NoStream,
@@ -177,13 +180,15 @@ impl fmt::Display for ExpectedVersion {
 }
 
 /// A position in the global log, across all streams: the writing transaction, then the event's
-/// sequence number. Positions are ordered by transaction first, so the log a gap-safe reader
-/// sees only ever grows at its end; sequence numbers alone need not increase along it.
+/// sequence number within it. Each append is one transaction, and its events are numbered from
+/// 1, so an append of `n` events takes `(t, 1)` to `(t, n)`. Positions are ordered by
+/// transaction first, so the log a gap-safe reader sees only ever grows at its end.
 ///
 /// On PostgreSQL the transaction is the writer's transaction id (see
-/// `docs/adr/0001-postgres-event-store.md`); the in-memory store numbers its appends. A reader
-/// keeps the position of the last event it processed and reads after it; [`Position::START`] is
-/// "before everything".
+/// `docs/adr/0001-postgres-event-store.md`; events stored before its migration 6 keep the
+/// sequence numbers the log gave them then, which also count up within a transaction); the
+/// in-memory store numbers its appends. A reader keeps the position of the last event it
+/// processed and reads after it; [`Position::START`] is "before everything".
 ///
 /// The text form is `transaction.sequence`, which [`FromStr`](std::str::FromStr) reads back:
 ///
@@ -208,7 +213,7 @@ impl Position {
     /// Before the first event: reading after `START` reads the whole log.
     pub const START: Self = Self::new(0, 0);
 
-    /// The position of event `sequence`, written by `transaction`.
+    /// The position of the `sequence`th event written by `transaction`.
     pub const fn new(transaction: u64, sequence: u64) -> Self {
         Self { transaction, sequence }
     }
@@ -218,7 +223,7 @@ impl Position {
         self.transaction
     }
 
-    /// The event's sequence number (the second part of the order), unique across the log.
+    /// The event's sequence number within its transaction (the second part of the order).
     pub const fn sequence(self) -> u64 {
         self.sequence
     }

@@ -5,13 +5,18 @@
 //! ```
 //!
 //! Sizes: `BENCH_BATCH` events per batch append and per stream read (default 100000),
-//! `BENCH_SINGLE` single-event appends per writer setup (default 2000), `BENCH_ROUNDS`
+//! `BENCH_SINGLE` single-event appends per writer setup (default 6000), `BENCH_ROUNDS`
 //! repetitions of each measurement, of which the median is reported (default 3).
 //!
 //! * batch append: one `append` of `BENCH_BATCH` events vs one raw multi-row `INSERT ...
-//!   SELECT FROM unnest(...)` of the same rows into a plain table of the same shape and indexes;
+//!   SELECT FROM unnest(...)` of the same rows into a plain table with the same columns and as
+//!   many indexes: an identity key on `position`, the usual order of a hand-written log, and
+//!   the two unique constraints;
 //! * single appends: one-event `append`s with `Exact` expected versions, by 1 writer and by 16
-//!   writers on different streams, vs single-row `INSERT`s (one transaction each);
+//!   writers on different streams, vs single-row `INSERT`s (one transaction each) into that
+//!   table; and with 16 writers once more, vs the same `INSERT`s into a table keyed like the
+//!   store's, by `(transaction_id, position)` with no sequence, which leaves only what the
+//!   store adds to an insert: the version check and the rows it returns;
 //! * stream read: `read_stream` of a `BENCH_BATCH`-event stream vs one raw `SELECT` of the same
 //!   rows and columns (a position is two columns: the transaction id and the sequence). Neither
 //!   decodes payloads;
@@ -56,6 +61,32 @@ const RAW_INSERT: &str = "INSERT INTO raw_events (stream_id, stream_version, eve
           WITH ORDINALITY AS e(event_id, event_name, event_version, payload_format, payload, \
                                metadata, ord)";
 
+/// The store's own table shape without the store: keyed by `(transaction_id, position)`, with
+/// positions numbered within the transaction and no sequence.
+const RAW_KEYED_TABLE: &str = "CREATE TABLE raw_keyed_events (
+    position        bigint NOT NULL,
+    stream_id       text NOT NULL,
+    stream_version  bigint NOT NULL,
+    event_id        uuid NOT NULL UNIQUE,
+    event_name      text NOT NULL,
+    event_version   integer NOT NULL,
+    payload_format  text NOT NULL,
+    payload         bytea NOT NULL,
+    metadata        jsonb NOT NULL,
+    recorded_at     timestamptz NOT NULL DEFAULT now(),
+    transaction_id  xid8 NOT NULL DEFAULT pg_current_xact_id(),
+    PRIMARY KEY (transaction_id, position),
+    UNIQUE (stream_id, stream_version)
+)";
+
+const RAW_KEYED_INSERT: &str = "INSERT INTO raw_keyed_events (position, stream_id, \
+     stream_version, event_id, event_name, event_version, payload_format, payload, metadata) \
+     SELECT e.ord, $1, $8 + e.ord, e.event_id, e.event_name, e.event_version, e.payload_format, \
+            e.payload, e.metadata::jsonb \
+     FROM unnest($2::uuid[], $3::text[], $4::int4[], $5::text[], $6::bytea[], $7::text[]) \
+          WITH ORDINALITY AS e(event_id, event_name, event_version, payload_format, payload, \
+                               metadata, ord)";
+
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|value| value.parse().ok()).unwrap_or(default)
 }
@@ -71,7 +102,7 @@ fn event(index: usize) -> NewEvent {
     }
 }
 
-async fn raw_insert(pool: &PgPool, stream: &str, after: i64, events: &[NewEvent]) {
+async fn raw_insert(pool: &PgPool, sql: &str, stream: &str, after: i64, events: &[NewEvent]) {
     let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
     let names: Vec<&str> = events.iter().map(|e| e.name.as_str()).collect();
     let versions: Vec<i32> = events.iter().map(|e| i32::from(e.version)).collect();
@@ -79,7 +110,7 @@ async fn raw_insert(pool: &PgPool, stream: &str, after: i64, events: &[NewEvent]
     let payloads: Vec<&[u8]> = events.iter().map(|e| e.payload.as_slice()).collect();
     let metadata: Vec<String> =
         events.iter().map(|e| serde_json::to_string(&e.metadata).unwrap()).collect();
-    sqlx::query(RAW_INSERT)
+    sqlx::query(sql)
         .bind(stream)
         .bind(&ids)
         .bind(&names)
@@ -204,7 +235,13 @@ async fn single_appends(store: &PostgresEventStore, round: usize, writers: usize
     }
 }
 
-async fn raw_single_inserts(pool: &PgPool, round: usize, writers: usize, total: usize) {
+async fn raw_single_inserts(
+    pool: &PgPool,
+    sql: &'static str,
+    round: usize,
+    writers: usize,
+    total: usize,
+) {
     let each = total / writers;
     let mut tasks = Vec::new();
     for writer in 0..writers {
@@ -212,7 +249,7 @@ async fn raw_single_inserts(pool: &PgPool, round: usize, writers: usize, total: 
         tasks.push(tokio::spawn(async move {
             let stream = format!("rawsingle-{round}x{writers}x{writer}");
             for index in 0..each {
-                raw_insert(&pool, &stream, index as i64, &[event(index)]).await;
+                raw_insert(&pool, sql, &stream, index as i64, &[event(index)]).await;
             }
         }));
     }
@@ -224,7 +261,7 @@ async fn raw_single_inserts(pool: &PgPool, round: usize, writers: usize, total: 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let batch = env_usize("BENCH_BATCH", 100_000);
-    let single = env_usize("BENCH_SINGLE", 2_000);
+    let single = env_usize("BENCH_SINGLE", 6_000);
     let rounds = env_usize("BENCH_ROUNDS", 3).max(1);
     let url = std::env::var("DATABASE_URL").expect(
         "DATABASE_URL is not set: start PostgreSQL with `source scripts/lib/postgres.sh && pg_start`",
@@ -242,6 +279,7 @@ async fn main() {
     store.migrate().await.unwrap();
     let pool = store.pool().clone();
     sqlx::query(RAW_TABLE).execute(&pool).await.unwrap();
+    sqlx::query(RAW_KEYED_TABLE).execute(&pool).await.unwrap();
     let mut rows = Vec::new();
 
     // (a) batch append
@@ -254,7 +292,7 @@ async fn main() {
         store.append(&stream, ExpectedVersion::NoStream, events).await.unwrap();
         framework.push(started.elapsed());
         let started = Instant::now();
-        raw_insert(&pool, &format!("rawbatch-{round}"), 0, &raw).await;
+        raw_insert(&pool, RAW_INSERT, &format!("rawbatch-{round}"), 0, &raw).await;
         baseline.push(started.elapsed());
     }
     rows.push(Row {
@@ -264,19 +302,25 @@ async fn main() {
         baseline: median(baseline),
     });
 
-    // (b) single-event appends
-    for writers in [1, 16] {
+    // (b) single-event appends, against a plain table and against one keyed like the store's
+    let baselines = [
+        (1, RAW_INSERT, ""),
+        (16, RAW_INSERT, ""),
+        (16, RAW_KEYED_INSERT, ", raw table keyed like the store's"),
+    ];
+    for (setup, (writers, sql, keyed)) in baselines.into_iter().enumerate() {
         let (mut framework, mut baseline) = (Vec::new(), Vec::new());
         for round in 0..rounds {
+            let round = setup * rounds + round;
             let started = Instant::now();
             single_appends(&store, round, writers, single).await;
             framework.push(started.elapsed());
             let started = Instant::now();
-            raw_single_inserts(&pool, round, writers, single).await;
+            raw_single_inserts(&pool, sql, round, writers, single).await;
             baseline.push(started.elapsed());
         }
         rows.push(Row {
-            name: format!("single-event appends, {writers} writer(s)"),
+            name: format!("single-event appends, {writers} writer(s){keyed}"),
             events: single / writers * writers,
             framework: median(framework),
             baseline: median(baseline),

@@ -62,3 +62,14 @@ pub(crate) fn unique_violation(error: &sqlx::Error) -> Option<&str> {
         _ => None,
     }
 }
+
+/// Whether `error` is a serialization failure or a deadlock: the statement lost a race with
+/// another transaction, and sending it again decides it afresh.
+pub(crate) fn is_serialization_failure(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(database) => {
+            matches!(database.code().as_deref(), Some("40001" | "40P01"))
+        }
+        _ => false,
+    }
+}

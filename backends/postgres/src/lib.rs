@@ -3,8 +3,8 @@
 //! [`PostgresEventStore`] implements [`composable::EventStore`] with the same semantics as
 //! [`composable::InMemoryEventStore`] (one conformance suite runs against both):
 //!
-//! * an append is one round trip for any number of events, all-or-nothing, and checks the
-//!   expected version before any global position is taken;
+//! * an append is one statement (one round trip) for any number of events, all-or-nothing; it
+//!   checks the expected version itself, so a refused append writes nothing;
 //! * a retried append (same event ids, same place, same content) returns the original result;
 //! * [`read_all`](composable::EventStore::read_all) is gap-safe: it never returns a position
 //!   while a transaction that could still commit a lower one is running;

@@ -1,5 +1,5 @@
-//! The event store on PostgreSQL: appends through `composable_append` (one round trip),
-//! gap-safe global reads, streamed stream reads and snapshots.
+//! The event store on PostgreSQL: appends in one statement (one round trip), gap-safe global
+//! reads, streamed stream reads and snapshots.
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::MIGRATOR;
 use crate::config::PostgresEventStoreBuilder;
-use crate::error::{PostgresError, store_error, unique_violation};
+use crate::error::{PostgresError, is_serialization_failure, store_error, unique_violation};
 use crate::rows::{
     EVENT_COLUMNS, SNAPSHOT_COLUMNS, Xid8, event_position, recorded_event, snapshot,
 };
@@ -38,8 +38,39 @@ static READ_ALL: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-const APPEND: &str = "SELECT new_version, last_position, writer \
-     FROM composable_append($1, $2, $3, $4, $5, $6, $7, $8)";
+/// An append: one statement, always sent on its own, so it is its own transaction. Its events go
+/// after the stream's version `base`, taking positions `(this transaction, 1..=n)`, and each
+/// row written is returned with its transaction id and version.
+///
+/// `base` is `$2`, the expected version, or for any version (`$2` NULL) the stream's version,
+/// read once. The one-time filter writes nothing when the expected version cannot hold: for
+/// `$2 = k > 0` event `k` must exist, and a later one makes `events_stream_version_key` refuse
+/// the insert; for `$2 = 0` that key alone refuses a stream that exists. For any version, a
+/// writer that got there first makes the same key refuse the append, which
+/// [`PostgresEventStore::append`] sends again.
+///
+/// Whatever succeeds saw every earlier event of its stream committed, so its transaction id,
+/// taken at its first row, is higher than theirs: a stream's events are in version order in the
+/// global log too. That needs the append to be its transaction's first write, so this statement
+/// never runs inside a caller's transaction. See docs/adr/0001-postgres-event-store.md.
+const APPEND: &str = "INSERT INTO events (position, stream_id, stream_version, event_id, event_name, \
+                         event_version, payload_format, payload, metadata) \
+     SELECT e.ord, $1, \
+            coalesce($2, (SELECT coalesce(max(stream_version), 0) FROM events \
+                          WHERE stream_id = $1)) + e.ord, \
+            e.event_id, e.event_name, e.event_version, e.payload_format, e.payload, \
+            e.metadata::jsonb \
+       FROM unnest($3::uuid[], $4::text[], $5::int4[], $6::text[], $7::bytea[], $8::text[]) \
+            WITH ORDINALITY AS e(event_id, event_name, event_version, payload_format, payload, \
+                                 metadata, ord) \
+      WHERE $2 IS NULL OR $2 = 0 \
+         OR EXISTS (SELECT FROM events WHERE stream_id = $1 AND stream_version = $2) \
+     RETURNING transaction_id, stream_version";
+
+/// How many times an append is sent, at most, while it loses races it can retry: an append at
+/// any version whose versions another writer took first, or any append refused by a
+/// serialization failure. After the last attempt it is reported like any other refusal.
+const APPEND_ATTEMPTS: u32 = 100;
 
 /// An [`EventStore`] on PostgreSQL. Cheap to clone: clones share one connection pool.
 ///
@@ -112,23 +143,19 @@ impl PostgresEventStore {
         rows.iter().map(|row| recorded_event(row).map(|event| (event.event_id, event))).collect()
     }
 
-    /// Decides what an append that was refused (`actual` is the stream's version, when known)
-    /// or hit a stored event id really was: a retry, a duplicate, or a conflict.
+    /// Decides what an append that was refused, or hit a stored event id, really was: a retry,
+    /// a duplicate, or a conflict with the stream's version.
     async fn explain_refusal(
         &self,
         stream: &StreamId,
         expected: ExpectedVersion,
         events: &[NewEvent],
-        actual: Option<Version>,
     ) -> Result<AppendResult, EventStoreError> {
         let ids: Vec<Uuid> = events.iter().map(|event| event.event_id).collect();
         let stored = self.stored_events(&ids).await?;
         let records: Vec<&RecordedEvent> = ids.iter().filter_map(|id| stored.get(id)).collect();
         let Some(first) = records.first() else {
-            let actual = match actual {
-                Some(actual) => actual,
-                None => self.stream_version(stream).await?,
-            };
+            let actual = self.stream_version(stream).await?;
             return Err(EventStoreError::Conflict { stream: stream.clone(), expected, actual });
         };
         retried_append(stream, expected, events, &records).ok_or_else(|| {
@@ -203,52 +230,74 @@ impl EventStore for PostgresEventStore {
         let formats: Vec<&str> = events.iter().map(|event| event.format.as_str()).collect();
         let payloads: Vec<&[u8]> = events.iter().map(|event| event.payload.as_slice()).collect();
 
-        let outcome = sqlx::query(APPEND)
-            .bind(stream.as_str())
-            .bind(expected_sql)
-            .bind(&ids)
-            .bind(&names)
-            .bind(&versions)
-            .bind(&formats)
-            .bind(&payloads)
-            .bind(&metadata)
-            .fetch_one(&self.pool)
-            .await;
-        let row = match outcome {
-            Ok(row) => row,
-            Err(error) => {
-                return match unique_violation(&error) {
-                    Some("events_event_id_key") => {
-                        self.explain_refusal(stream, expected, &events, None).await
-                    }
-                    Some("events_stream_version_key") => Err(EventStoreError::Conflict {
-                        stream: stream.clone(),
-                        expected,
-                        actual: self.stream_version(stream).await?,
-                    }),
-                    _ => Err(store_error("append events", error)),
-                };
+        let mut attempts = 0;
+        let (writer, count, last_version) = loop {
+            attempts += 1;
+            let mut rows = sqlx::query(APPEND)
+                .bind(stream.as_str())
+                .bind(expected_sql)
+                .bind(&ids)
+                .bind(&names)
+                .bind(&versions)
+                .bind(&formats)
+                .bind(&payloads)
+                .bind(&metadata)
+                .fetch(&self.pool);
+            // Every row is read before the outcome is known: a later row can still fail.
+            let mut written = Ok((0u64, None));
+            while let Some(row) = rows.next().await {
+                written = written.and_then(|(count, _)| {
+                    let row = row?;
+                    let Xid8(writer) = row.try_get(0)?;
+                    let version: i64 = row.try_get(1)?;
+                    Ok((count + 1, Some((writer, version))))
+                });
             }
+            drop(rows);
+            let error = match written {
+                Ok((count, Some((writer, version)))) => break (writer, count, version),
+                // Nothing written: the stream is behind the expected version.
+                Ok((_, None)) => return self.explain_refusal(stream, expected, &events).await,
+                Err(error) => error,
+            };
+            let retry = attempts < APPEND_ATTEMPTS
+                && match unique_violation(&error) {
+                    // Another writer took the versions an append at any version read.
+                    Some("events_stream_version_key") => matches!(expected, ExpectedVersion::Any),
+                    Some(_) => false,
+                    // Under a serializable default, a race can end this way instead.
+                    None => is_serialization_failure(&error),
+                };
+            if retry {
+                continue;
+            }
+            return match unique_violation(&error) {
+                Some("events_event_id_key" | "events_stream_version_key") => {
+                    self.explain_refusal(stream, expected, &events).await
+                }
+                _ => Err(store_error("append events", error)),
+            };
         };
-        let decode = |error: sqlx::Error| store_error("read an append's outcome", error);
-        let new_version: i64 = row.try_get("new_version").map_err(decode)?;
-        let last_position: Option<i64> = row.try_get("last_position").map_err(decode)?;
-        let writer: Option<i64> = row.try_get("writer").map_err(decode)?;
-        let new_version = u64::try_from(new_version).map_err(|_| EventStoreError::Corrupt {
-            position: Position::START,
-            reason: format!("stream `{stream}` has version {new_version}"),
-        })?;
-        let (Some(last_position), Some(writer)) = (last_position, writer) else {
-            return self
-                .explain_refusal(stream, expected, &events, Some(Version(new_version)))
-                .await;
+        let what = || format!("the append to `{stream}`");
+        let expected_count = events.len() as u64;
+        let first_version = u64::try_from(last_version)
+            .ok()
+            .filter(|_| count == expected_count)
+            .and_then(|last| last.checked_sub(count - 1))
+            .filter(|&first| first > 0);
+        let Some(first_version) = first_version else {
+            return Err(EventStoreError::Corrupt {
+                position: Position::START,
+                reason: format!(
+                    "{} wrote {count} of {expected_count} events, up to version {last_version}",
+                    what()
+                ),
+            });
         };
-        let last_position =
-            event_position(writer.into(), last_position, || format!("the append to `{stream}`"))?;
         Ok(AppendResult {
-            first_version: Version(new_version + 1 - events.len() as u64),
-            last_version: Version(new_version),
-            last_position,
+            first_version: Version(first_version),
+            last_version: Version(first_version + count - 1),
+            last_position: event_position(writer.into(), to_i64(count), what)?,
         })
     }
 

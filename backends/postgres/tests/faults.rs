@@ -1,5 +1,6 @@
 //! Failure modes of the PostgreSQL event store that the conformance suite cannot provoke:
-//! transactions left open across a read, corrupt rows, lost responses.
+//! transactions left open across a read or an append, corrupt rows, racing retries, a
+//! serializable default isolation.
 
 #![allow(clippy::unwrap_used)] // test helpers: a failure is the test failing
 
@@ -9,48 +10,44 @@ use std::sync::Arc;
 
 use composable::testing::conformance::{new_event, new_events};
 use composable::testing::read_all_to_head;
-use composable::{
-    EventStore, EventStoreError, ExpectedVersion, NewEvent, Position, StreamId, Version,
-};
+use composable::{EventStore, EventStoreError, ExpectedVersion, Position, StreamId, Version};
+use composable_postgres::PostgresEventStore;
 use futures::TryStreamExt;
-use sqlx::{Connection, Row};
+use sqlx::Connection;
 
 fn stream(name: &str) -> StreamId {
     StreamId::new("fault", name).unwrap()
 }
 
-/// The statement the store sends for an append, for a hand-driven transaction.
-async fn raw_append(
+/// Writes `count` events of version `first` onwards to `stream` in `connection`'s transaction,
+/// the way an append lays them out (positions 1 to `count` of the transaction), and returns the
+/// last one's position. The transaction stays as the caller left it: open, or autocommitted.
+async fn insert_events(
     connection: &mut sqlx::PgConnection,
     stream: &StreamId,
-    expected: Option<i64>,
-    events: &[NewEvent],
-) -> (i64, Position) {
-    let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.event_id).collect();
-    let names: Vec<&str> = events.iter().map(|e| e.name.as_str()).collect();
-    let versions: Vec<i32> = events.iter().map(|e| i32::from(e.version)).collect();
-    let formats: Vec<&str> = events.iter().map(|e| e.format.as_str()).collect();
-    let payloads: Vec<&[u8]> = events.iter().map(|e| e.payload.as_slice()).collect();
-    let metadata: Vec<String> =
-        events.iter().map(|e| serde_json::to_string(&e.metadata).unwrap()).collect();
-    let row = sqlx::query(
-        "SELECT new_version, last_position, writer \
-         FROM composable_append($1, $2, $3, $4, $5, $6, $7, $8)",
+    first: i64,
+    count: i64,
+) -> Position {
+    let metadata = serde_json::to_string(&new_event(0).metadata).unwrap();
+    let (writer, last): (i64, i64) = sqlx::query_as(
+        "INSERT INTO events (position, stream_id, stream_version, event_id, event_name, \
+             event_version, payload_format, payload, metadata) \
+         SELECT n, $1, $3 + n - 1, gen_random_uuid(), 'raw', 1, 'raw', '\\x01'::bytea, \
+                $2::jsonb \
+           FROM generate_series(1, $4::bigint) AS n \
+         RETURNING transaction_id::text::bigint, position",
     )
     .bind(stream.as_str())
-    .bind(expected)
-    .bind(&ids)
-    .bind(&names)
-    .bind(&versions)
-    .bind(&formats)
-    .bind(&payloads)
     .bind(&metadata)
-    .fetch_one(&mut *connection)
+    .bind(first)
+    .bind(count)
+    .fetch_all(&mut *connection)
     .await
+    .unwrap()
+    .into_iter()
+    .max()
     .unwrap();
-    let (writer, last): (i64, i64) = (row.get("writer"), row.get("last_position"));
-    let last_position = Position::new(u64::try_from(writer).unwrap(), u64::try_from(last).unwrap());
-    (row.get("new_version"), last_position)
+    Position::new(u64::try_from(writer).unwrap(), u64::try_from(last).unwrap())
 }
 
 async fn positions(store: &impl EventStore, after: Position) -> Vec<Position> {
@@ -74,7 +71,7 @@ async fn read_all_holds_back_events_behind_an_open_transaction() {
     // A writer writes the next events and stays open.
     let mut slow = db.connection().await;
     let mut open = slow.begin().await.unwrap();
-    let (_, slow_last) = raw_append(&mut open, &stream("slow"), None, &new_events(1, 2)).await;
+    let slow_last = insert_events(&mut open, &stream("slow"), 1, 2).await;
 
     // Later writers commit higher positions while it is open.
     let later =
@@ -112,7 +109,7 @@ async fn a_rolled_back_append_leaves_no_event_and_blocks_nothing() {
     let store = &db.store;
     let mut connection = db.connection().await;
     let mut open = connection.begin().await.unwrap();
-    raw_append(&mut open, &stream("gone"), None, &new_events(0, 2)).await;
+    insert_events(&mut open, &stream("gone"), 1, 2).await;
     let later =
         store.append(&stream("kept"), ExpectedVersion::Any, new_events(2, 1)).await.unwrap();
     assert!(positions(store, Position::START).await.is_empty());
@@ -124,49 +121,48 @@ async fn a_rolled_back_append_leaves_no_event_and_blocks_nothing() {
     db.drop_database().await;
 }
 
+/// An append refused for its expected version writes nothing: not when the stream exists
+/// already (the version's unique key refuses it), and not when the stream is behind the
+/// expected version (the statement finds no event to follow).
 #[tokio::test]
-async fn an_append_after_other_writes_in_its_transaction_is_refused() {
-    let db = common::test_database().await;
-    let mut connection = db.connection().await;
-    let mut open = connection.begin().await.unwrap();
-    sqlx::query("INSERT INTO checkpoints (name, transaction_id, position) VALUES ('other', 0, 0)")
-        .execute(&mut *open)
-        .await
-        .unwrap();
-    let result = sqlx::query(
-        "SELECT * FROM composable_append('fault-x', NULL, ARRAY[gen_random_uuid()], \
-         ARRAY['x'], ARRAY[1], ARRAY['raw'], ARRAY['\\x00'::bytea], ARRAY['{}'])",
-    )
-    .fetch_one(&mut *open)
-    .await;
-    let error = result.unwrap_err();
-    assert!(error.to_string().contains("first write of its transaction"), "{error}");
-    drop(open);
-    db.drop_database().await;
-}
-
-#[tokio::test]
-async fn refused_appends_take_no_position() {
+async fn refused_appends_leave_nothing_behind() {
     let db = common::test_database().await;
     let store = &db.store;
-    let s = stream("gapless");
+    let s = stream("refused");
     let first = store.append(&s, ExpectedVersion::NoStream, new_events(0, 1)).await.unwrap();
     for tag in 1..5 {
         let refused = store.append(&s, ExpectedVersion::NoStream, new_events(tag, 3)).await;
-        assert!(matches!(refused, Err(EventStoreError::Conflict { .. })));
+        assert!(
+            matches!(refused, Err(EventStoreError::Conflict { actual: Version(1), .. })),
+            "{refused:?}"
+        );
     }
+    let ahead = store.append(&s, ExpectedVersion::Exact(Version(5)), new_events(5, 1)).await;
+    assert!(
+        matches!(ahead, Err(EventStoreError::Conflict { actual: Version(1), .. })),
+        "{ahead:?}"
+    );
+    assert_eq!(store.head().await.unwrap(), first.last_position, "refusals leave the head");
+
     let next =
         store.append(&s, ExpectedVersion::Exact(Version(1)), new_events(10, 1)).await.unwrap();
-    assert_eq!(next.last_position.sequence(), first.last_position.sequence() + 1);
+    assert_eq!(next.last_position.sequence(), 1, "the first event of its transaction");
+    assert_eq!(
+        settled_positions(store, Position::START).await,
+        [first.last_position, next.last_position]
+    );
+    let count: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(store.pool()).await.unwrap();
+    assert_eq!(count, 2);
     db.drop_database().await;
 }
 
 async fn insert_raw_row(db: &common::TestDatabase, metadata: &str, event_version: i32) -> Position {
     let mut connection = db.connection().await;
     let (writer, position): (i64, i64) = sqlx::query_as(
-        "INSERT INTO events (stream_id, stream_version, event_id, event_name, event_version, \
-             payload_format, payload, metadata) \
-         VALUES ('fault-raw', 1, gen_random_uuid(), 'raw', $1, 'bincode2', \
+        "INSERT INTO events (position, stream_id, stream_version, event_id, event_name, \
+             event_version, payload_format, payload, metadata) \
+         VALUES (1, 'fault-raw', 1, gen_random_uuid(), 'raw', $1, 'bincode2', \
              '\\xdeadbeef'::bytea, $2::jsonb) \
          RETURNING transaction_id::text::bigint, position",
     )
@@ -275,23 +271,73 @@ impl composable::EventSet for NoEvents {
     }
 }
 
-#[tokio::test]
-async fn a_retry_after_a_lost_response_returns_the_original_result() {
-    let db = common::test_database().await;
-    let s = stream("lost");
-    db.store.append(&s, ExpectedVersion::NoStream, new_events(0, 1)).await.unwrap();
-    let batch = new_events(1, 3);
-    // The append reached the database and committed, but its answer never came back.
-    let mut connection = db.connection().await;
-    let (version, last_position) = raw_append(&mut connection, &s, Some(1), &batch).await;
-    drop(connection);
+/// A writer that holds version 3 of a stream open, and the append racing it for that version.
+struct RacedVersion {
+    db: common::TestDatabase,
+    stream: StreamId,
+    /// The id of the racing append's one event.
+    event_id: uuid::Uuid,
+    racing: tokio::task::JoinHandle<Result<composable::AppendResult, EventStoreError>>,
+}
 
-    let retried = db.store.append(&s, ExpectedVersion::Exact(Version(1)), batch).await.unwrap();
-    assert_eq!(retried.first_version, Version(2));
-    assert_eq!(retried.last_version, Version(u64::try_from(version).unwrap()));
-    assert_eq!(retried.last_position, last_position);
-    assert_eq!(db.store.stream_version(&s).await.unwrap(), Version(4));
-    db.drop_database().await;
+/// Appends versions 1 and 2, writes version 3 in a transaction left open (returned), then
+/// starts an append with `expected`, which reads version 2 as the last and must wait for the
+/// open writer's outcome.
+async fn race_for_version_three(expected: ExpectedVersion) -> (RacedVersion, sqlx::PgConnection) {
+    let db = common::test_database().await;
+    let s = stream("raced");
+    db.store.append(&s, ExpectedVersion::NoStream, new_events(0, 2)).await.unwrap();
+    let mut connection = db.connection().await;
+    sqlx::query("BEGIN").execute(&mut connection).await.unwrap();
+    insert_events(&mut connection, &s, 3, 1).await;
+    let event = new_event(10);
+    let event_id = event.event_id;
+    let racing = {
+        let (store, s) = (db.store.clone(), s.clone());
+        tokio::spawn(async move { store.append(&s, expected, vec![event]).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!racing.is_finished(), "the append waits for the open writer of its version");
+    (RacedVersion { db, stream: s, event_id, racing }, connection)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_at_any_version_that_loses_a_race_goes_after_the_winner() {
+    let (race, mut open) = race_for_version_three(ExpectedVersion::Any).await;
+    sqlx::query("COMMIT").execute(&mut open).await.unwrap();
+    let appended = race.racing.await.unwrap().unwrap();
+    assert_eq!((appended.first_version, appended.last_version), (Version(4), Version(4)));
+    let log = read_all_to_head(&race.db.store, Position::START).await;
+    let versions: Vec<Version> = log.iter().map(|event| event.stream_version).collect();
+    assert_eq!(versions, [Version(1), Version(2), Version(3), Version(4)]);
+    assert_eq!(log[3].position, appended.last_position);
+    race.db.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exact_append_that_loses_a_race_is_a_conflict() {
+    let (race, mut open) = race_for_version_three(ExpectedVersion::Exact(Version(2))).await;
+    sqlx::query("COMMIT").execute(&mut open).await.unwrap();
+    match race.racing.await.unwrap() {
+        Err(EventStoreError::Conflict { stream, actual, .. }) => {
+            assert_eq!((stream, actual), (race.stream.clone(), Version(3)));
+        }
+        other => panic!("expected a conflict at version 3, got {other:?}"),
+    }
+    race.db.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_waiting_on_a_writer_that_rolls_back_goes_ahead() {
+    let (race, mut open) = race_for_version_three(ExpectedVersion::Exact(Version(2))).await;
+    sqlx::query("ROLLBACK").execute(&mut open).await.unwrap();
+    let appended = race.racing.await.unwrap().unwrap();
+    assert_eq!(appended.first_version, Version(3));
+    let stored: Vec<_> =
+        race.db.store.read_stream(&race.stream, Version::ZERO).try_collect().await.unwrap();
+    assert_eq!(stored.len(), 3);
+    assert_eq!(stored[2].event_id, race.event_id);
+    race.db.drop_database().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -316,10 +362,10 @@ async fn racing_retries_of_one_append_store_it_once() {
     db.drop_database().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn writers_racing_with_any_on_one_stream_lose_nothing() {
-    let db = common::test_database().await;
-    let store = Arc::new(db.store.clone());
+/// 16 writers append to one stream with `Any`, five times each: every append lands, at
+/// contiguous versions, and the global log holds the stream in version order.
+async fn writers_racing_with_any_lose_nothing(store: PostgresEventStore) {
+    let store = Arc::new(store);
     let s = stream("anyrace");
     let mut tasks = Vec::new();
     for writer in 0..16u32 {
@@ -341,7 +387,53 @@ async fn writers_racing_with_any_on_one_stream_lose_nothing() {
     for (index, event) in events.iter().enumerate() {
         assert_eq!(event.stream_version, Version(index as u64 + 1));
     }
+    // Each append that won saw the ones before it committed, so it wrote under a younger
+    // transaction: the global log holds the stream in version order too.
+    let log = read_all_to_head(&*store, Position::START).await;
+    assert_eq!(log, events, "the global log has the stream's events in version order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writers_racing_with_any_on_one_stream_lose_nothing() {
+    let db = common::test_database().await;
+    writers_racing_with_any_lose_nothing(db.store.clone()).await;
     db.drop_database().await;
+}
+
+/// A fresh store on a database whose sessions default to the serializable isolation level,
+/// where a lost race can end in a serialization failure instead of a unique violation. Its
+/// database is left to the test server, which `pg_stop` removes whole.
+async fn serializable_store() -> PostgresEventStore {
+    let db = common::test_database().await;
+    let set = format!(
+        "ALTER DATABASE \"{}\" SET default_transaction_isolation = 'serializable'",
+        db.name
+    );
+    sqlx::query(&set).execute(db.store.pool()).await.unwrap();
+    db.store.pool().close().await;
+    let store = PostgresEventStore::builder()
+        .connect_options(db.options())
+        .max_connections(8)
+        .connect()
+        .await
+        .unwrap();
+    let isolation: String =
+        sqlx::query_scalar("SHOW transaction_isolation").fetch_one(store.pool()).await.unwrap();
+    assert_eq!(isolation, "serializable");
+    store
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writers_racing_with_any_under_a_serializable_default_lose_nothing() {
+    writers_racing_with_any_lose_nothing(serializable_store().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writers_racing_for_versions_under_a_serializable_default_get_conflicts() {
+    composable::testing::conformance::concurrent_writers_on_one_stream_get_one_winner_per_version(
+        serializable_store,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -359,11 +451,11 @@ async fn unreachable_database_is_unavailable_not_a_panic() {
     assert!(matches!(error, EventStoreError::Unavailable { .. }), "{error}");
 }
 
-/// The order that makes the log gap-safe without a global lock: by writing transaction, then
-/// sequence. A hand-written transaction that took its id early and wrote late comes first,
-/// although its sequence number is higher; a reader never saw the younger event before it.
+/// The order that makes the log gap-safe without a global lock: by writing transaction. A
+/// transaction that took its id early and wrote late comes first, although its event committed
+/// after a younger one; a reader never saw the younger event before it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_log_is_ordered_by_transaction_then_sequence() {
+async fn the_log_is_ordered_by_writing_transaction() {
     let db = common::test_database().await;
     let store = &db.store;
     let mut connection = db.connection().await;
@@ -376,24 +468,13 @@ async fn the_log_is_ordered_by_transaction_then_sequence() {
         .append(&stream("younger"), ExpectedVersion::NoStream, new_events(0, 1))
         .await
         .unwrap();
-    let metadata = serde_json::to_string(&new_events(1, 1)[0].metadata).unwrap();
-    let older_sequence: i64 = sqlx::query_scalar(
-        "INSERT INTO events (stream_id, stream_version, event_id, event_name, event_version, \
-             payload_format, payload, metadata) \
-         VALUES ('fault-older', 1, gen_random_uuid(), 'raw', 1, 'raw', '\\x01'::bytea, $1::jsonb) \
-         RETURNING position",
-    )
-    .bind(&metadata)
-    .fetch_one(&mut *older)
-    .await
-    .unwrap();
-    assert!(u64::try_from(older_sequence).unwrap() > younger.last_position.sequence());
+    let older_position = insert_events(&mut older, &stream("older"), 1, 1).await;
+    assert_eq!(older_position, Position::new(u64::try_from(older_id).unwrap(), 1));
+    assert!(older_position < younger.last_position);
     assert!(positions(store, Position::START).await.is_empty(), "the older one is still open");
 
     older.commit().await.unwrap();
     let log = settled_positions(store, Position::START).await;
-    let older_position =
-        Position::new(u64::try_from(older_id).unwrap(), u64::try_from(older_sequence).unwrap());
     assert_eq!(log, [older_position, younger.last_position]);
     db.drop_database().await;
 }

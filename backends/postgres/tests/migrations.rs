@@ -8,7 +8,7 @@ mod common;
 use composable::relay::CheckpointStore;
 use composable::testing::conformance::new_events;
 use composable::testing::read_all_to_head;
-use composable::{EventStore, ExpectedVersion, Position, StreamId, Version};
+use composable::{EventStore, EventStoreError, ExpectedVersion, Position, StreamId, Version};
 use composable_postgres::{PostgresCheckpointStore, PostgresEventStore};
 use sqlx::{Connection, Executor, PgConnection};
 
@@ -17,10 +17,12 @@ const BEFORE: [&str; 3] = [
     include_str!("../migrations/20250101000002_timers.sql"),
     include_str!("../migrations/20250101000003_checkpoints.sql"),
 ];
-/// The migrations since: the order by transaction (4), and that order as the primary key (5).
-const UPGRADE: [&str; 2] = [
+/// The migrations since: the order by transaction (4), that order as the primary key (5), and
+/// appends without a sequence (6).
+const UPGRADE: [&str; 3] = [
     include_str!("../migrations/20250101000004_transaction_order.sql"),
     include_str!("../migrations/20250101000005_global_order_key.sql"),
+    include_str!("../migrations/20250101000006_sequence_free_append.sql"),
 ];
 
 /// An append through the previous `composable_append`; returns its last position.
@@ -79,10 +81,28 @@ async fn an_upgraded_database_keeps_its_order_and_its_checkpoints() {
     let a = StreamId::new("thing", "a").unwrap();
     assert_eq!(store.stream_version(&a).await.unwrap(), Version(4));
     let stale = store.append(&a, ExpectedVersion::Exact(Version(2)), new_events(0, 1)).await;
-    assert!(stale.is_err(), "a stale expected version is still a conflict");
+    assert!(
+        matches!(stale, Err(EventStoreError::Conflict { actual: Version(4), .. })),
+        "a stale expected version is still a conflict: {stale:?}"
+    );
     let appended =
-        store.append(&a, ExpectedVersion::Exact(Version(4)), new_events(1, 1)).await.unwrap();
+        store.append(&a, ExpectedVersion::Exact(Version(4)), new_events(1, 2)).await.unwrap();
     assert!(appended.last_position > log[5].position);
+    assert_eq!(appended.last_position.sequence(), 2, "numbered within its transaction now");
+    let after_upgrade = read_all_to_head(&store, log[5].position).await;
+    let versions: Vec<Version> = after_upgrade.iter().map(|event| event.stream_version).collect();
+    assert_eq!(versions, [Version(5), Version(6)]);
+
+    // Migration 6 left no function and no sequence behind: a writer of an older version fails
+    // (its function is gone) rather than writing beside the new appends.
+    let (function, sequence): (Option<String>, Option<String>) = sqlx::query_as(
+        "SELECT to_regprocedure('composable_append(text, bigint, uuid[], text[], integer[], \
+             text[], bytea[], text[])')::text, pg_get_serial_sequence('events', 'position')",
+    )
+    .fetch_one(&mut connection)
+    .await
+    .unwrap();
+    assert_eq!((function, sequence), (None, None));
 
     store.pool().close().await;
     drop(connection);

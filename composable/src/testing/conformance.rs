@@ -170,7 +170,8 @@ fn assert_conflict(
 }
 
 /// Every field of an appended event reads back unchanged, from the stream and the global log;
-/// versions count from 1 and positions increase.
+/// versions count from 1, and an append's events share its transaction and are numbered from 1
+/// within it.
 pub async fn append_and_read_round_trip_preserves_every_field<S, F, Fut>(factory: F)
 where
     S: EventStore,
@@ -193,7 +194,13 @@ where
         assert_eq!(recorded.stream_version, Version(index as u64 + 1));
         assert!(recorded.recorded_at >= before, "recorded_at is the commit time");
     }
-    assert!(read.windows(2).all(|w| w[0].position < w[1].position));
+    let transaction = result.last_position.transaction();
+    let positions: Vec<Position> = read.iter().map(|event| event.position).collect();
+    assert_eq!(
+        positions,
+        (1..=3).map(|sequence| Position::new(transaction, sequence)).collect::<Vec<_>>(),
+        "one append is one transaction, its events numbered from 1"
+    );
     assert_eq!(read[2].position, result.last_position);
 
     let all = read_all_to_head(&store, Position::START).await;

@@ -33,7 +33,8 @@ pub struct AppendResult {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EventStoreError {
-    /// The stream was not at the expected version: another writer got there first.
+    /// The stream was not at the expected version: another writer got there first. (With
+    /// [`ExpectedVersion::Any`], other writers kept taking the versions the append read.)
     #[error("stream `{stream}` expected {expected} but is at version {actual}")]
     Conflict {
         /// The stream appended to.
@@ -67,7 +68,8 @@ pub enum EventStoreError {
         /// What is wrong with it.
         reason: String,
     },
-    /// The backend could not be reached; the operation may succeed when retried.
+    /// The backend could not be reached, or the operation lost a race the backend reports as
+    /// retryable (a serialization failure); it may succeed when retried.
     #[error("event store unavailable while trying to {operation}: {source}")]
     Unavailable {
         /// What was being done.

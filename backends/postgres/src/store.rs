@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
+use std::time::Duration;
 
 use composable::event_store::{repeated_event_id, retried_append};
 use composable::{
@@ -11,7 +12,7 @@ use composable::{
 };
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use sqlx::postgres::PgPool;
+use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{PgExecutor, Row};
 use uuid::Uuid;
 
@@ -53,8 +54,8 @@ static READ_ALL: LazyLock<String> = LazyLock::new(|| {
 /// taken at its first row, is higher than theirs: a stream's events are in version order in the
 /// global log too. That needs the append to be its transaction's first write, so this statement
 /// never runs inside a caller's transaction. See docs/adr/0001-postgres-event-store.md.
-const APPEND: &str = "INSERT INTO events (position, stream_id, stream_version, event_id, event_name, \
-                         event_version, payload_format, payload, metadata) \
+const APPEND: &str = "INSERT INTO events (position, stream_id, stream_version, event_id, \
+                         event_name, event_version, payload_format, payload, metadata) \
      SELECT e.ord, $1, \
             coalesce($2, (SELECT coalesce(max(stream_version), 0) FROM events \
                           WHERE stream_id = $1)) + e.ord, \
@@ -68,9 +69,95 @@ const APPEND: &str = "INSERT INTO events (position, stream_id, stream_version, e
      RETURNING transaction_id, stream_version";
 
 /// How many times an append is sent, at most, while it loses races it can retry: an append at
-/// any version whose versions another writer took first, or any append refused by a
-/// serialization failure. After the last attempt it is reported like any other refusal.
+/// any version whose versions another writer took first, an append refused for a version the
+/// stream has reached since, or any append refused by a serialization failure. After the last
+/// attempt it is reported like any other refusal.
 const APPEND_ATTEMPTS: u32 = 100;
+
+/// What one append statement wrote, from the rows it returned.
+#[derive(Debug)]
+struct Written {
+    writer: u64,
+    count: u64,
+    first_version: i64,
+    last_version: i64,
+}
+
+/// Why an append statement has no outcome.
+enum WriteError {
+    /// The statement failed: nothing was written.
+    Statement(sqlx::Error),
+    /// It succeeded, but a returned row could not be read.
+    Outcome(sqlx::Error),
+}
+
+impl Written {
+    /// Reads every row the statement returns, since a failure can still come after rows (at
+    /// commit, under a serializable default); `None` when it wrote nothing. A failure of the
+    /// statement wins over a row that could not be read.
+    async fn read(
+        mut rows: BoxStream<'_, Result<PgRow, sqlx::Error>>,
+    ) -> Result<Option<Self>, WriteError> {
+        let mut written: Option<Self> = None;
+        let mut unreadable = None;
+        while let Some(row) = rows.next().await {
+            let row = row.map_err(WriteError::Statement)?;
+            let read = row
+                .try_get::<Xid8, _>(0)
+                .and_then(|Xid8(writer)| Ok((writer, row.try_get::<i64, _>(1)?)));
+            match (read, written.as_mut()) {
+                (Ok((writer, version)), None) => {
+                    written = Some(Self {
+                        writer,
+                        count: 1,
+                        first_version: version,
+                        last_version: version,
+                    });
+                }
+                (Ok((_, version)), Some(so_far)) => {
+                    so_far.count += 1;
+                    so_far.first_version = so_far.first_version.min(version);
+                    so_far.last_version = so_far.last_version.max(version);
+                }
+                (Err(error), _) => unreadable = unreadable.or(Some(error)),
+            }
+        }
+        match unreadable {
+            Some(error) => Err(WriteError::Outcome(error)),
+            None => Ok(written),
+        }
+    }
+
+    /// The append's result, when the rows are the `expected` events at consecutive versions.
+    fn into_result(
+        self,
+        stream: &StreamId,
+        expected: usize,
+    ) -> Result<AppendResult, EventStoreError> {
+        let Self { writer, count, first_version, last_version } = self;
+        let what = || format!("the append to `{stream}`");
+        let consecutive =
+            last_version.checked_sub(first_version).and_then(|span| u64::try_from(span).ok())
+                == Some(count - 1);
+        match (u64::try_from(first_version), u64::try_from(last_version)) {
+            (Ok(first), Ok(last)) if first > 0 && consecutive && count == expected as u64 => {
+                Ok(AppendResult {
+                    first_version: Version(first),
+                    last_version: Version(last),
+                    last_position: event_position(writer.into(), to_i64(count), what)?,
+                })
+            }
+            _ => Err(EventStoreError::Corrupt {
+                position: Position::START,
+                reason: format!(
+                    "{} wrote {count} of {expected} events, versions {first_version} to \
+                     {last_version}",
+                    what()
+                ),
+            }),
+        }
+    }
+}
 
 /// An [`EventStore`] on PostgreSQL. Cheap to clone: clones share one connection pool.
 ///
@@ -231,9 +318,9 @@ impl EventStore for PostgresEventStore {
         let payloads: Vec<&[u8]> = events.iter().map(|event| event.payload.as_slice()).collect();
 
         let mut attempts = 0;
-        let (writer, count, last_version) = loop {
+        let written = loop {
             attempts += 1;
-            let mut rows = sqlx::query(APPEND)
+            let rows = sqlx::query(APPEND)
                 .bind(stream.as_str())
                 .bind(expected_sql)
                 .bind(&ids)
@@ -243,32 +330,35 @@ impl EventStore for PostgresEventStore {
                 .bind(&payloads)
                 .bind(&metadata)
                 .fetch(&self.pool);
-            // Every row is read before the outcome is known: a later row can still fail.
-            let mut written = Ok((0u64, None));
-            while let Some(row) = rows.next().await {
-                written = written.and_then(|(count, _)| {
-                    let row = row?;
-                    let Xid8(writer) = row.try_get(0)?;
-                    let version: i64 = row.try_get(1)?;
-                    Ok((count + 1, Some((writer, version))))
-                });
-            }
-            drop(rows);
-            let error = match written {
-                Ok((count, Some((writer, version)))) => break (writer, count, version),
-                // Nothing written: the stream is behind the expected version.
-                Ok((_, None)) => return self.explain_refusal(stream, expected, &events).await,
-                Err(error) => error,
+            let error = match Written::read(rows).await {
+                Ok(Some(written)) => break written,
+                Ok(None) => {
+                    // Nothing written: the stream was behind the expected version. If it has
+                    // caught up since, the refusal is stale and the append goes again.
+                    let retry = attempts < APPEND_ATTEMPTS
+                        && expected.admits(self.stream_version(stream).await?);
+                    if retry {
+                        continue;
+                    }
+                    return self.explain_refusal(stream, expected, &events).await;
+                }
+                Err(WriteError::Outcome(error)) => {
+                    return Err(store_error("read an append's outcome", error));
+                }
+                Err(WriteError::Statement(error)) => error,
             };
-            let retry = attempts < APPEND_ATTEMPTS
-                && match unique_violation(&error) {
-                    // Another writer took the versions an append at any version read.
-                    Some("events_stream_version_key") => matches!(expected, ExpectedVersion::Any),
-                    Some(_) => false,
-                    // Under a serializable default, a race can end this way instead.
-                    None => is_serialization_failure(&error),
-                };
-            if retry {
+            let lost_race = match unique_violation(&error) {
+                // Another writer took the versions an append at any version read.
+                Some("events_stream_version_key") => matches!(expected, ExpectedVersion::Any),
+                Some(_) => false,
+                // Under a serializable default, a race can end this way instead.
+                None => is_serialization_failure(&error),
+            };
+            if lost_race && attempts < APPEND_ATTEMPTS {
+                if is_serialization_failure(&error) {
+                    // The other transaction may still be running: give it a moment.
+                    tokio::time::sleep(Duration::from_millis(u64::from(attempts.min(10)))).await;
+                }
                 continue;
             }
             return match unique_violation(&error) {
@@ -278,27 +368,7 @@ impl EventStore for PostgresEventStore {
                 _ => Err(store_error("append events", error)),
             };
         };
-        let what = || format!("the append to `{stream}`");
-        let expected_count = events.len() as u64;
-        let first_version = u64::try_from(last_version)
-            .ok()
-            .filter(|_| count == expected_count)
-            .and_then(|last| last.checked_sub(count - 1))
-            .filter(|&first| first > 0);
-        let Some(first_version) = first_version else {
-            return Err(EventStoreError::Corrupt {
-                position: Position::START,
-                reason: format!(
-                    "{} wrote {count} of {expected_count} events, up to version {last_version}",
-                    what()
-                ),
-            });
-        };
-        Ok(AppendResult {
-            first_version: Version(first_version),
-            last_version: Version(first_version + count - 1),
-            last_position: event_position(writer.into(), to_i64(count), what)?,
-        })
+        written.into_result(stream, events.len())
     }
 
     fn read_stream<'a>(

@@ -296,8 +296,25 @@ async fn race_for_version_three(expected: ExpectedVersion) -> (RacedVersion, sql
         let (store, s) = (db.store.clone(), s.clone());
         tokio::spawn(async move { store.append(&s, expected, vec![event]).await })
     };
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert!(!racing.is_finished(), "the append waits for the open writer of its version");
+    // The append is under way once it waits for the open writer's transaction to end.
+    let mut watcher = db.connection().await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) \
+             WHERE NOT l.granted AND l.locktype = 'transactionid' \
+               AND a.datname = current_database()",
+        )
+        .fetch_one(&mut watcher)
+        .await
+        .unwrap();
+        if waiting == 1 {
+            break;
+        }
+        assert!(!racing.is_finished(), "the append must wait for the open writer of its version");
+        assert!(tokio::time::Instant::now() < deadline, "the append never waited");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     (RacedVersion { db, stream: s, event_id, racing }, connection)
 }
 

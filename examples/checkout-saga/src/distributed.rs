@@ -233,7 +233,7 @@ impl Distributed {
             pending: HashSet::new(),
             delivered: HashSet::new(),
         };
-        input.skip_to_head().await?;
+        input.read_to_head(false).await?;
         Ok(input)
     }
 }
@@ -296,7 +296,7 @@ impl SagaInput {
     ) -> Result<Vec<Progress>, Error> {
         let mut done = Vec::new();
         loop {
-            self.follow_store().await?;
+            self.read_to_head(true).await?;
             if self.pending.is_empty() {
                 let fired = saga.fire_due().await?;
                 if !fired.is_empty() {
@@ -363,18 +363,11 @@ impl SagaInput {
         }
     }
 
-    /// Moves the store cursor past every event committed so far.
-    async fn skip_to_head(&mut self) -> Result<(), Error> {
-        while let Some(last) = self.store.read_all(self.cursor, 1000).await?.last() {
-            self.cursor = last.position;
-        }
-        Ok(())
-    }
-
-    /// Reads the events committed since the last look and notes the saga's input among them.
-    /// Reads the store's log up to the head committed when it starts, so that no input event
-    /// committed so far is missed while the gap-safe log still holds it back.
-    async fn follow_store(&mut self) -> Result<(), Error> {
+    /// Reads the store's log from the cursor up to the head committed when it starts, waiting
+    /// while the gap-safe log still holds committed events back, so that none is missed. With
+    /// `note_inputs`, the saga's input events among them are noted as due from the bus (unless
+    /// already delivered); without, the cursor just moves past them.
+    async fn read_to_head(&mut self, note_inputs: bool) -> Result<(), Error> {
         let head = self.store.head().await?;
         let deadline = tokio::time::Instant::now() + DELIVERY_TIMEOUT;
         loop {
@@ -395,6 +388,9 @@ impl SagaInput {
                 continue;
             };
             self.cursor = last.position;
+            if !note_inputs {
+                continue;
+            }
             for event in &events {
                 if INPUT_CATEGORIES.contains(&event.stream_id.category())
                     && !self.delivered.remove(&event.event_id)

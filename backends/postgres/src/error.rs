@@ -32,14 +32,15 @@ pub(crate) fn is_transient(error: &sqlx::Error) -> bool {
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(database) => database.code().is_some_and(|code| {
-            // 08: connection exception; 53: insufficient resources (too many connections);
-            // 57P01-57P03: the server is shutting down, crashed or starting up;
-            // 40001/40P01: serialization failure and deadlock, retryable by definition.
-            code.starts_with("08")
-                || code.starts_with("53")
-                || matches!(&*code, "57P01" | "57P02" | "57P03" | "40001" | "40P01")
-        }),
+        sqlx::Error::Database(database) => {
+            database.code().is_some_and(|code| {
+                // 08: connection exception; 53: insufficient resources (too many connections);
+                // 57P01-57P03: the server is shutting down, crashed or starting up.
+                code.starts_with("08")
+                    || code.starts_with("53")
+                    || matches!(&*code, "57P01" | "57P02" | "57P03")
+            }) || is_serialization_failure(error)
+        }
         _ => false,
     }
 }
@@ -63,8 +64,8 @@ pub(crate) fn unique_violation(error: &sqlx::Error) -> Option<&str> {
     }
 }
 
-/// Whether `error` is a serialization failure or a deadlock: the statement lost a race with
-/// another transaction, and sending it again decides it afresh.
+/// Whether `error` is a serialization failure or a deadlock (`40001`, `40P01`): the statement
+/// lost a race with another transaction, and sending it again decides it afresh.
 pub(crate) fn is_serialization_failure(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Database(database) => {

@@ -347,21 +347,20 @@ impl EventStore for PostgresEventStore {
                 }
                 Err(WriteError::Statement(error)) => error,
             };
-            let lost_race = match unique_violation(&error) {
-                // Another writer took the versions an append at any version read.
-                Some("events_stream_version_key") => matches!(expected, ExpectedVersion::Any),
-                Some(_) => false,
-                // Under a serializable default, a race can end this way instead.
-                None => is_serialization_failure(&error),
-            };
-            if lost_race && attempts < APPEND_ATTEMPTS {
-                if is_serialization_failure(&error) {
+            let violated = unique_violation(&error);
+            // Under a serializable default, a race can end this way instead of a violation.
+            let serialization = violated.is_none() && is_serialization_failure(&error);
+            // Another writer took the versions an append at any version read.
+            let versions_taken = violated == Some("events_stream_version_key")
+                && matches!(expected, ExpectedVersion::Any);
+            if (serialization || versions_taken) && attempts < APPEND_ATTEMPTS {
+                if serialization {
                     // The other transaction may still be running: give it a moment.
                     tokio::time::sleep(Duration::from_millis(u64::from(attempts.min(10)))).await;
                 }
                 continue;
             }
-            return match unique_violation(&error) {
+            return match violated {
                 Some("events_event_id_key" | "events_stream_version_key") => {
                     self.explain_refusal(stream, expected, &events).await
                 }

@@ -1,8 +1,8 @@
 //! The event bus: how committed events reach other aggregates, sagas and projections.
 //!
-//! In the flow of DESIGN.md this is the step after the event store: an append commits events to
-//! the store (the outbox), the [`crate::relay::Relay`] reads them back gap-safe and publishes
-//! them here, and subscribers in consumer groups receive them as [`Delivery`] values that they
+//! In the flow of `docs/architecture.md` this is the step after the event store: an append
+//! commits events to the store (the outbox), the [`crate::relay::Relay`] reads them back
+//! gap-safe and publishes them here, and subscribers in consumer groups receive them as [`Delivery`] values that they
 //! acknowledge explicitly. The bus never sees an event that was not committed, and a committed
 //! event is never lost to it.
 //!
@@ -19,7 +19,7 @@
 //!   each key) is owned by one member at a time. Without an explicit group, the group id is
 //!   derived from the sorted topic names ([`default_group`]), so the same subscriber code gets
 //!   the same group after a restart.
-//! * **Poison messages.** A delivery that fails [`RedeliveryPolicy::max_attempts`] times is
+//! * **Poison messages.** A delivery that fails [`RedeliveryPolicy::attempts`] times is
 //!   moved to the dead-letter topic ([`RedeliveryPolicy::dead_letter_topic`]) with the error in
 //!   its headers, and the subscriber moves on.
 //!
@@ -47,13 +47,14 @@ use futures::Stream;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+use crate::backoff::Backoff;
 use crate::envelope::{EventMetadata, RecordedEvent};
 use crate::stream::{StreamId, Version};
 
 pub use dedupe::{Dedupe, DedupeError, Handled};
 pub use memory::InMemoryBus;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+use crate::BoxError;
 
 /// The names of the headers an event carries on the bus.
 pub mod headers {
@@ -469,7 +470,7 @@ impl Delivery {
     }
 
     /// Not handled because of `error`: the bus delivers it again after its backoff, or moves it
-    /// to the dead-letter topic once it has failed [`RedeliveryPolicy::max_attempts`] times.
+    /// to the dead-letter topic once it has failed [`RedeliveryPolicy::attempts`] times.
     pub fn nack(mut self, error: impl fmt::Display) {
         self.answer(Outcome::Nack(error.to_string()));
     }
@@ -545,22 +546,23 @@ impl Drop for Subscription {
     }
 }
 
-/// How often a failing delivery is retried, how long between tries, and where it goes after
-/// the last one.
+/// How often a failing delivery is retried, how long between tries (a [`Backoff`]), and where
+/// it goes after the last one.
 ///
 /// ```
 /// use std::time::Duration;
+/// use composable::Backoff;
 /// use composable::bus::RedeliveryPolicy;
-/// let policy = RedeliveryPolicy::default().max_attempts(3).backoff(Duration::from_millis(10));
+/// let policy = RedeliveryPolicy::default()
+///     .retry(Backoff::exponential(Duration::from_millis(10)).attempts(3));
 /// assert_eq!(policy.dead_letter_topic("order-events"), "order-events-dlq");
+/// assert_eq!(policy.attempts(), 3);
 /// assert_eq!(policy.delay_before(2), Duration::from_millis(10));
 /// assert_eq!(policy.delay_before(3), Duration::from_millis(20));
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RedeliveryPolicy {
-    max_attempts: u32,
-    backoff: Duration,
-    max_backoff: Duration,
+    retry: Backoff,
     dead_letter_suffix: String,
 }
 
@@ -568,34 +570,29 @@ impl Default for RedeliveryPolicy {
     /// 5 attempts, 100 ms doubling up to 10 s between them, dead letters to `{topic}-dlq`.
     fn default() -> Self {
         Self {
-            max_attempts: 5,
-            backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(10),
+            retry: Backoff::exponential(Duration::from_millis(100))
+                .max_delay(Duration::from_secs(10))
+                .attempts(5),
             dead_letter_suffix: "-dlq".into(),
         }
     }
 }
 
 impl RedeliveryPolicy {
-    /// How many deliveries a message gets before it is dead-lettered (at least 1).
+    /// How many deliveries a message gets (the back-off's attempts; 5 when it sets no limit) and
+    /// the waits between them.
     #[must_use]
-    pub fn max_attempts(mut self, attempts: u32) -> Self {
-        self.max_attempts = attempts.max(1);
+    pub fn retry(mut self, retry: Backoff) -> Self {
+        self.retry = match retry.max_attempts() {
+            Some(_) => retry,
+            None => retry.attempts(5),
+        };
         self
     }
 
-    /// The wait before the second attempt; it doubles for each further one.
-    #[must_use]
-    pub fn backoff(mut self, backoff: Duration) -> Self {
-        self.backoff = backoff;
-        self
-    }
-
-    /// The longest wait between two attempts.
-    #[must_use]
-    pub fn max_backoff(mut self, max_backoff: Duration) -> Self {
-        self.max_backoff = max_backoff;
-        self
+    /// The back-off between deliveries.
+    pub fn backoff(&self) -> &Backoff {
+        &self.retry
     }
 
     /// The suffix of dead-letter topics: `{topic}{suffix}`.
@@ -605,9 +602,9 @@ impl RedeliveryPolicy {
         self
     }
 
-    /// The configured number of attempts.
+    /// How many deliveries a message gets before it is dead-lettered.
     pub fn attempts(&self) -> u32 {
-        self.max_attempts
+        self.retry.max_attempts().unwrap_or(1)
     }
 
     /// Where messages of `topic` go after their last failed attempt.
@@ -615,13 +612,10 @@ impl RedeliveryPolicy {
         format!("{topic}{}", self.dead_letter_suffix)
     }
 
-    /// The wait before attempt number `attempt` (2 or more; zero for the first).
+    /// The wait before attempt number `attempt` (2 or more; zero for the first), without
+    /// jitter.
     pub fn delay_before(&self, attempt: u32) -> Duration {
-        if attempt <= 1 {
-            return Duration::ZERO;
-        }
-        let doublings = (attempt - 2).min(31);
-        self.backoff.saturating_mul(1 << doublings).min(self.max_backoff)
+        self.retry.delay_before(attempt)
     }
 
     /// The dead letter for `message`, which failed `attempts` times with `error` at
@@ -710,9 +704,9 @@ mod tests {
 
     #[test]
     fn backoff_doubles_up_to_the_cap() {
-        let policy = RedeliveryPolicy::default()
-            .backoff(Duration::from_millis(100))
-            .max_backoff(Duration::from_millis(350));
+        let policy = RedeliveryPolicy::default().retry(
+            Backoff::exponential(Duration::from_millis(100)).max_delay(Duration::from_millis(350)),
+        );
         let delays: Vec<u128> = (1..=5).map(|n| policy.delay_before(n).as_millis()).collect();
         assert_eq!(delays, [0, 100, 200, 350, 350]);
     }

@@ -8,7 +8,7 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+use crate::BoxError;
 
 /// Which way a [`CodecError`] happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,8 +1,8 @@
 //! Commands as messages: their names and bytes on the wire, and the ids that make a repeated
 //! delivery harmless.
 //!
-//! In the flow of DESIGN.md a command reaches an aggregate's runner either in process or, when
-//! the aggregate runs elsewhere, through the bus ([`crate::command_bus`]). For the second,
+//! In the flow of `docs/architecture.md` a command reaches an aggregate's runner either in
+//! process or, when the aggregate runs elsewhere, through the bus ([`crate::command_bus`]). For the second,
 //! `#[aggregate]` implements [`CommandCodec`] for the generated command enum: a stable name per
 //! command (the command type's name, which is also the enum's variant) and the payload encoded
 //! with a [`Codec`]. The impl only holds for codecs whose every command type is

@@ -5,18 +5,19 @@
 //! exact twin for tests. An append is all-or-nothing and checks the [`ExpectedVersion`] before it
 //! assigns any position; reads of the global log are gap-safe.
 
+use std::collections::HashSet;
+use std::fmt;
 use std::future::Future;
 
+use futures::future::BoxFuture;
 use futures::stream::BoxStream;
-
-use std::collections::HashSet;
-
+use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::envelope::{NewEvent, RecordedEvent, Snapshot};
 use crate::stream::{ExpectedVersion, Position, StreamId, Version};
 
-type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+use crate::BoxError;
 
 /// Where an append put its events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,6 +168,140 @@ pub trait EventStore: Send + Sync + 'static {
     /// [`SagaRunner::run_until_idle`](crate::saga::SagaRunner::run_until_idle) — reads until it
     /// gets here.
     fn head(&self) -> impl Future<Output = Result<Position, EventStoreError>> + Send;
+
+    /// Wakes a reader of the global log when events may have been committed, so that it need
+    /// not poll: the in-memory store on every append, PostgreSQL through `LISTEN/NOTIFY`. A
+    /// wake-up is a hint (a reader still reads gap-safe, and may find nothing new); a store
+    /// that cannot tell keeps the default, which never wakes, and readers fall back to polling.
+    fn appends(&self) -> Appends {
+        Appends::never()
+    }
+}
+
+impl<S: EventStore> EventStore for std::sync::Arc<S> {
+    fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> impl Future<Output = Result<AppendResult, EventStoreError>> + Send {
+        (**self).append(stream, expected, events)
+    }
+
+    fn read_stream<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        after: Version,
+    ) -> BoxStream<'a, Result<RecordedEvent, EventStoreError>> {
+        (**self).read_stream(stream, after)
+    }
+
+    fn read_all(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<RecordedEvent>, EventStoreError>> + Send {
+        (**self).read_all(after, limit)
+    }
+
+    fn stream_version(
+        &self,
+        stream: &StreamId,
+    ) -> impl Future<Output = Result<Version, EventStoreError>> + Send {
+        (**self).stream_version(stream)
+    }
+
+    fn save_snapshot(
+        &self,
+        snapshot: Snapshot,
+    ) -> impl Future<Output = Result<(), EventStoreError>> + Send {
+        (**self).save_snapshot(snapshot)
+    }
+
+    fn load_snapshot(
+        &self,
+        stream: &StreamId,
+    ) -> impl Future<Output = Result<Option<Snapshot>, EventStoreError>> + Send {
+        (**self).load_snapshot(stream)
+    }
+
+    fn event(
+        &self,
+        id: Uuid,
+    ) -> impl Future<Output = Result<Option<RecordedEvent>, EventStoreError>> + Send {
+        (**self).event(id)
+    }
+
+    fn head(&self) -> impl Future<Output = Result<Position, EventStoreError>> + Send {
+        (**self).head()
+    }
+
+    fn appends(&self) -> Appends {
+        (**self).appends()
+    }
+}
+
+/// Wake-ups from an event store when events may have been committed: see
+/// [`EventStore::appends`].
+///
+/// ```
+/// use composable::event_store::Appends;
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let (appended, receiver) = tokio::sync::watch::channel(0u64);
+/// let mut appends = Appends::from_watch(receiver);
+/// appended.send_modify(|count| *count += 1);
+/// appends.changed().await;
+/// assert!(appends.can_wake());
+/// assert!(!Appends::never().can_wake());
+/// # });
+/// ```
+pub struct Appends(Option<Box<dyn Changed>>);
+
+impl Appends {
+    /// Wake-ups that never come: the reader polls.
+    pub fn never() -> Self {
+        Self(None)
+    }
+
+    /// A wake-up whenever `receiver`'s value changes. For backends.
+    pub fn from_watch<T: Send + Sync + 'static>(receiver: watch::Receiver<T>) -> Self {
+        Self(Some(Box::new(receiver)))
+    }
+
+    /// Whether these wake-ups can come at all (otherwise the reader depends on polling).
+    pub fn can_wake(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Completes at the next wake-up since the last one; never, once the store stopped telling.
+    /// Cancel-safe.
+    pub async fn changed(&mut self) {
+        let told = match &mut self.0 {
+            Some(changed) => changed.changed().await,
+            None => false,
+        };
+        if !told {
+            self.0 = None;
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+impl fmt::Debug for Appends {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Appends").field("can_wake", &self.can_wake()).finish()
+    }
+}
+
+trait Changed: Send + Sync {
+    /// `false` once the sender is gone.
+    fn changed(&mut self) -> BoxFuture<'_, bool>;
+}
+
+impl<T: Send + Sync> Changed for watch::Receiver<T> {
+    fn changed(&mut self) -> BoxFuture<'_, bool> {
+        Box::pin(async move { watch::Receiver::changed(self).await.is_ok() })
+    }
 }
 
 /// For backends: the original [`AppendResult`] when `records` (the stored events carrying the ids

@@ -2,11 +2,14 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod aggregate;
+pub mod backoff;
 pub mod bus;
+pub mod checkpoint;
 pub mod clock;
 pub mod codec;
 pub mod command;
 pub mod command_bus;
+pub mod consumer;
 pub mod effect;
 pub mod envelope;
 pub mod event;
@@ -18,13 +21,19 @@ pub mod reducer;
 pub mod relay;
 pub mod runner;
 pub mod saga;
+pub mod service;
 pub mod store;
 pub mod stream;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+/// The error type of boundaries that carry any error: a backend's, a service's.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 pub use aggregate::Aggregate;
+pub use backoff::Backoff;
 pub use bus::{BusError, BusMessage, Delivery, EventBus, InMemoryBus, Subscription};
+pub use checkpoint::{CheckpointStore, InMemoryCheckpointStore};
 pub use clock::{Clock, SystemClock, TestClock};
 #[cfg(feature = "json")]
 pub use codec::Json;
@@ -38,8 +47,8 @@ pub use event_store::{AppendResult, EventStore, EventStoreError};
 pub use hosted::{AggregateReducer, Hosted, HostedAction};
 pub use memory::InMemoryEventStore;
 pub use reducer::{Reducer, reducer_fn};
-pub use relay::{CheckpointStore, InMemoryCheckpointStore, Relay, RelayError};
-pub use runner::{AggregateRunner, CommandContext, RetryPolicy, RunnerError};
+pub use relay::{Relay, RelayError};
+pub use runner::{AggregateRunner, CommandContext, RunnerError};
 pub use saga::{Dispatch, Saga, SagaRunner};
 pub use store::{SendHandle, Store};
 pub use stream::{ExpectedVersion, Position, PositionParseError, StreamId, StreamIdError, Version};

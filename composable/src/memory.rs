@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::envelope::{NewEvent, RecordedEvent, Snapshot};
 use crate::event_store::{
-    AppendResult, EventStore, EventStoreError, repeated_event_id, retried_append,
+    AppendResult, Appends, EventStore, EventStoreError, repeated_event_id, retried_append,
 };
 use crate::stream::{ExpectedVersion, Position, StreamId, Version};
 
@@ -259,6 +259,10 @@ impl EventStore for InMemoryEventStore {
 
     async fn head(&self) -> Result<Position, EventStoreError> {
         Ok(self.log().events.last().map_or(Position::START, |event| event.position))
+    }
+
+    fn appends(&self) -> Appends {
+        Appends::from_watch(self.subscribe_appends())
     }
 }
 

@@ -3,18 +3,18 @@
 //! [`AggregateRunner::execute`] rebuilds the aggregate from its latest usable snapshot plus the
 //! events after it, asks [`Aggregate::decide`], and appends the resulting events expecting the
 //! version it loaded. A concurrent writer makes that append fail with a typed conflict; a
-//! [`RetryPolicy`] (off by default) reloads and decides again. Every `SNAPSHOT_EVERY` events a
+//! retry [`Backoff`] (off by default) reloads and decides again. Every `SNAPSHOT_EVERY` events a
 //! snapshot is written; snapshots of another state schema or format are ignored, never misread.
 
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::TryStreamExt;
 use uuid::Uuid;
 
 use crate::aggregate::Aggregate;
+use crate::backoff::Backoff;
 use crate::clock::{Clock, SystemClock};
 use crate::codec::{Bincode, Codec, CodecError};
 use crate::command;
@@ -85,38 +85,6 @@ pub struct StoredEventError {
     /// Why decoding failed.
     #[source]
     pub source: DecodeError,
-}
-
-/// How often a command is decided again after losing a race with a concurrent writer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Total attempts, including the first (1 = no retry).
-    pub attempts: u32,
-    /// Wait between attempts, on the runner's clock (multiplied by the attempt number).
-    pub backoff: Duration,
-}
-
-impl RetryPolicy {
-    /// Decide once; a conflict is returned to the caller. The default.
-    pub const NONE: Self = Self { attempts: 1, backoff: Duration::ZERO };
-
-    /// Up to `attempts` decisions in all, without waiting between them.
-    pub const fn attempts(attempts: u32) -> Self {
-        Self { attempts, backoff: Duration::ZERO }
-    }
-
-    /// Waits `backoff × attempt` between attempts.
-    #[must_use]
-    pub const fn with_backoff(mut self, backoff: Duration) -> Self {
-        self.backoff = backoff;
-        self
-    }
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self::NONE
-    }
 }
 
 /// An aggregate rebuilt from its stream.
@@ -206,7 +174,7 @@ pub struct AggregateRunner<A: Aggregate, S, C = Bincode> {
     codec: C,
     env: A::Environment,
     clock: Arc<dyn Clock>,
-    retry: RetryPolicy,
+    retry: Backoff,
     aggregate: PhantomData<fn() -> A>,
 }
 
@@ -227,7 +195,7 @@ impl<A: Aggregate, S: EventStore> AggregateRunner<A, S, Bincode> {
             codec: Bincode,
             env,
             clock: Arc::new(SystemClock),
-            retry: RetryPolicy::NONE,
+            retry: Backoff::NONE,
             aggregate: PhantomData,
         }
     }
@@ -255,7 +223,7 @@ impl<A: Aggregate, S: EventStore, C: Codec> AggregateRunner<A, S, C> {
 
     /// Decides again after a conflict, as `retry` allows.
     #[must_use]
-    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+    pub fn with_retry(mut self, retry: Backoff) -> Self {
         self.retry = retry;
         self
     }
@@ -407,13 +375,11 @@ impl<A: Aggregate, S: EventStore, C: Codec> AggregateRunner<A, S, C> {
         loop {
             match self.attempt(&stream, command.clone(), context).await {
                 Err(RunnerError::Conflict { loaded, actual, .. })
-                    if attempt < self.retry.attempts =>
+                    if self.retry.allows(attempt + 1) =>
                 {
                     tracing::debug!(%stream, %loaded, %actual, attempt, "conflict; deciding again");
-                    if !self.retry.backoff.is_zero() {
-                        self.clock.sleep(self.retry.backoff * attempt).await;
-                    }
                     attempt += 1;
+                    self.retry.wait_before(attempt, &*self.clock).await;
                 }
                 Err(RunnerError::Conflict { stream, loaded, actual, .. }) => {
                     return Err(RunnerError::Conflict {

@@ -5,10 +5,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use composable::Backoff;
 use composable::bus::{BusMessage, EventBus, InMemoryBus, RedeliveryPolicy};
 use composable::command_bus::{
-    BusDispatcher, CommandBusError, CommandMessage, CommandReply, CommandService,
-    CommandServiceError, ReplyOutcome, command_topic, headers,
+    BusDispatcher, CommandBusError, CommandMessage, CommandReply, CommandService, ReplyOutcome,
+    command_topic, headers,
 };
 use composable::saga::{
     CommandDispatcher, Dispatch, DispatchError, Dispatcher, InMemoryTimerStore, SagaError,
@@ -276,7 +277,7 @@ impl Aggregates {
 /// A command service on a runtime of its own, in a thread of its own.
 struct Remote {
     stop: tokio::sync::oneshot::Sender<()>,
-    thread: std::thread::JoinHandle<Result<(), CommandServiceError>>,
+    thread: std::thread::JoinHandle<Result<(), composable::service::ServiceError>>,
 }
 
 impl Remote {
@@ -287,9 +288,11 @@ impl Remote {
                 .enable_all()
                 .build()
                 .expect("a runtime for the command service");
-            runtime.block_on(service.run(async {
+            runtime.block_on(async {
+                let handle = composable::service::spawn(service);
                 let _ = stopped.await;
-            }))
+                handle.stop().await
+            })
         });
         Self { stop, thread }
     }
@@ -630,7 +633,8 @@ async fn unknown_and_undecodable_commands_get_a_failed_reply_and_are_acknowledge
 #[tokio::test]
 async fn a_command_that_cannot_be_answered_is_nacked_into_the_dead_letter_topic() {
     let store = InMemoryEventStore::new();
-    let policy = RedeliveryPolicy::default().max_attempts(2).backoff(Duration::from_millis(1));
+    let policy = RedeliveryPolicy::default()
+        .retry(Backoff::exponential(Duration::from_millis(1)).attempts(2));
     let bus = InMemoryBus::new().with_redelivery(policy);
     let remote = Remote::start(Aggregates::new(&store).service(&bus));
 

@@ -2,7 +2,8 @@
 
 mod support;
 
-use composable::runner::{CommandContext, RetryPolicy};
+use composable::Backoff;
+use composable::runner::CommandContext;
 use composable::{
     AggregateRunner, Bincode, Codec, EventMetadata, EventStore, ExpectedVersion,
     InMemoryEventStore, NewEvent, RunnerError, Snapshot, StreamId, Version,
@@ -157,7 +158,7 @@ async fn a_concurrent_writer_is_a_typed_conflict_by_default() {
 #[tokio::test]
 async fn a_retry_policy_decides_again_on_the_fresh_state() {
     let store = racing();
-    let runner = AggregateRunner::<Account, _>::new(store, ()).with_retry(RetryPolicy::attempts(2));
+    let runner = AggregateRunner::<Account, _>::new(store, ()).with_retry(Backoff::immediate(2));
     // Only possible because the rival deposit of 100 landed first.
     runner.execute("a", AccountCommand::Deposit(1)).await.expect("retried");
     let done = runner.execute("a", AccountCommand::Withdraw(101)).await.expect("withdraw");

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use composable::bus::{BusMessage, EventBus};
-use composable::relay::{CheckpointStore, InMemoryCheckpointStore, Relay};
+use composable::checkpoint::{CheckpointStore, InMemoryCheckpointStore};
+use composable::relay::Relay;
 use composable::{
     EventMetadata, EventStore, ExpectedVersion, InMemoryEventStore, NewEvent, Position,
     RecordedEvent, StreamId, Version,
@@ -164,11 +165,12 @@ async fn relay_throughput(config: &KafkaConfig, store: &PostgresEventStore) {
     }
     let read_rate = rate(count, started.elapsed());
 
-    let mut relay = Relay::new(store.clone(), bus, InMemoryCheckpointStore::new());
+    let mut relay =
+        Relay::new(store.clone(), bus, InMemoryCheckpointStore::new()).batch_size(BATCH);
     let started = Instant::now();
     let mut published = 0;
     while published < count {
-        published += relay.run_once(BATCH).await.unwrap().published;
+        published += relay.run_once().await.unwrap().published;
     }
     let relay_rate = rate(count, started.elapsed());
     println!("relay PostgreSQL -> Kafka, {count} events of 100 B, batches of {BATCH}:");
@@ -181,7 +183,7 @@ async fn latency<S: EventStore + Clone>(
     label: &str,
     config: &KafkaConfig,
     store: S,
-    wake: Option<tokio::sync::watch::Receiver<Position>>,
+    woken: bool,
     poll: Duration,
 ) {
     let samples = 300;
@@ -198,18 +200,10 @@ async fn latency<S: EventStore + Clone>(
         end = last.position;
     }
     checkpoints.save("relay", end).await.unwrap();
-    let mut relay = Relay::new(store.clone(), bus.clone(), checkpoints).poll_interval(poll);
-    if let Some(wake) = wake {
-        relay = relay.wake_on(wake);
-    }
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let relay_task = tokio::spawn(async move {
-        relay
-            .run(async {
-                let _ = stopped.await;
-            })
-            .await
-    });
+    let relay = Relay::new(store.clone(), bus.clone(), checkpoints)
+        .poll_interval(poll)
+        .woken_by_appends(woken);
+    let relay = composable::service::spawn(relay);
 
     // One warm-up event: the consumer joins its group and gets its partitions.
     let stream = StreamId::new(&category, 0).unwrap();
@@ -224,8 +218,7 @@ async fn latency<S: EventStore + Clone>(
         latencies.push(started.elapsed());
         delivery.ack();
     }
-    let _ = stop.send(());
-    relay_task.await.unwrap().unwrap();
+    relay.stop().await.unwrap();
     latencies.sort();
     let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
     println!(
@@ -260,27 +253,31 @@ fn main() {
             "PostgreSQL store, relay polling every 5 ms",
             &config,
             store.clone(),
-            None,
+            false,
             Duration::from_millis(5),
         )
         .await;
-        let memory = InMemoryEventStore::new();
-        let wake = memory.subscribe_appends();
         latency(
-            "in-memory store, relay woken by appends",
+            "PostgreSQL store, relay woken by LISTEN/NOTIFY",
             &config,
-            memory,
-            Some(wake),
+            store.clone(),
+            true,
             Duration::from_secs(1),
         )
         .await;
-        let memory = InMemoryEventStore::new();
-        let wake = memory.subscribe_appends();
+        latency(
+            "in-memory store, relay woken by appends",
+            &config,
+            InMemoryEventStore::new(),
+            true,
+            Duration::from_secs(1),
+        )
+        .await;
         latency(
             "in-memory store, woken relay, linger 0 ms",
             &config.clone().linger(Duration::ZERO),
-            memory,
-            Some(wake),
+            InMemoryEventStore::new(),
+            true,
             Duration::from_secs(1),
         )
         .await;

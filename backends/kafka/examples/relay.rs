@@ -24,12 +24,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bus = KafkaBus::new(KafkaConfig::new(brokers))?;
     bus.check_connection(Duration::from_secs(10)).await?;
 
-    let mut relay =
-        Relay::new(store, bus, checkpoints).name(name).poll_interval(Duration::from_millis(50));
-    relay
-        .run(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    // Woken by LISTEN/NOTIFY after every append; the poll only covers a missed notification.
+    let relay = composable::service::spawn(Relay::named(name, store, bus, checkpoints));
+    let _ = tokio::signal::ctrl_c().await;
+    relay.stop().await?;
     Ok(())
 }

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use composable::Backoff;
 use composable::bus::{BusError, BusMessage, Delivery, EventBus, Outcome, Subscription};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
@@ -15,6 +16,15 @@ use tokio::sync::mpsc;
 
 use crate::config::{CommitMode, KafkaConfig};
 use crate::error::{KafkaError, consumer_error, publish_error};
+
+/// How long a publish waits for room when the producer's buffer is full and none of its own
+/// messages is pending yet.
+const QUEUE_FULL_WAIT: Duration = Duration::from_millis(1);
+
+/// How a failing receive or a dead letter the broker does not take is retried: 100 ms doubling
+/// up to 10 s, with jitter, for as long as the subscription lives.
+const RETRY: Backoff =
+    Backoff::exponential(Duration::from_millis(100)).max_delay(Duration::from_secs(10));
 
 /// An [`EventBus`] on Kafka (or Redpanda, MSK, tansu: any broker speaking the protocol), through
 /// librdkafka. Cheap to clone: clones share one producer.
@@ -175,7 +185,7 @@ impl EventBus for KafkaBus {
                                 acknowledged(topic, delivery).await?;
                                 confirmed += 1;
                             }
-                            None => tokio::time::sleep(Duration::from_millis(1)).await,
+                            None => self.config.clock().sleep(QUEUE_FULL_WAIT).await,
                         }
                     }
                     Err((error, _)) => return Err(publish_error(&message.topic, error)),
@@ -289,15 +299,20 @@ struct ConsumerLoop {
 
 impl ConsumerLoop {
     async fn run(self) {
+        let mut failures = 0u32;
         loop {
             let message = match self.consumer.recv().await {
-                Ok(message) => message,
+                Ok(message) => {
+                    failures = 0;
+                    message
+                }
                 Err(error) => {
                     let error = consumer_error("receive", error);
                     if self.sender.send(Err(error)).await.is_err() {
                         return;
                     }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    failures = failures.saturating_add(1);
+                    RETRY.wait_before(failures.saturating_add(1), self.config.clock()).await;
                     continue;
                 }
             };
@@ -342,7 +357,7 @@ impl ConsumerLoop {
                 break;
             }
             attempt += 1;
-            tokio::time::sleep(policy.delay_before(attempt)).await;
+            policy.backoff().wait_before(attempt, self.config.clock()).await;
         }
         self.commit(message);
         true
@@ -350,7 +365,7 @@ impl ConsumerLoop {
 
     /// Publishes `letter` until the broker acknowledges it, or the subscription is dropped.
     async fn dead_letter(&self, letter: BusMessage) -> bool {
-        let mut wait = Duration::from_millis(100);
+        let mut attempt = 1u32;
         loop {
             let sent = match self.producer.send_result(KafkaBus::record(&letter)) {
                 Ok(mut delivery) => acknowledged(&letter.topic, &mut delivery).await,
@@ -359,12 +374,13 @@ impl ConsumerLoop {
             match sent {
                 Ok(()) => return true,
                 Err(error) => {
+                    attempt = attempt.saturating_add(1);
+                    let wait = RETRY.jittered_delay_before(attempt);
                     tracing::warn!(topic = %letter.topic, %error, retry_in = ?wait, "dead letter not published");
                     if self.sender.is_closed() {
                         return false;
                     }
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(10));
+                    self.config.clock().sleep(wait).await;
                 }
             }
         }

@@ -1,9 +1,11 @@
 //! The settings of a [`KafkaBus`](crate::KafkaBus): what its producer and consumers are built
 //! with, and how failing deliveries are retried.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use composable::bus::RedeliveryPolicy;
+use composable::{Clock, SystemClock};
 use rdkafka::ClientConfig;
 
 /// How many brokers must have a message before a publish counts as done.
@@ -61,6 +63,7 @@ pub enum CommitMode {
 ///
 /// ```
 /// use std::time::Duration;
+/// use composable::Backoff;
 /// use composable::bus::RedeliveryPolicy;
 /// use composable_kafka::{Acks, Compression, KafkaConfig, OffsetReset};
 ///
@@ -70,7 +73,7 @@ pub enum CommitMode {
 ///     .group("billing")
 ///     .auto_offset_reset(OffsetReset::Earliest)
 ///     .buffer_size(50_000)
-///     .redelivery(RedeliveryPolicy::default().max_attempts(3).backoff(Duration::from_millis(200)))
+///     .redelivery(RedeliveryPolicy::default().retry(Backoff::exponential(Duration::from_millis(200)).attempts(3)))
 ///     // Anything librdkafka knows, for example SASL over TLS (needs the `ssl` feature):
 ///     .set("security.protocol", "sasl_ssl")
 ///     .set("sasl.mechanisms", "SCRAM-SHA-512");
@@ -93,6 +96,7 @@ pub struct KafkaConfig {
     session_timeout: Duration,
     commit_mode: CommitMode,
     redelivery: RedeliveryPolicy,
+    clock: Arc<dyn Clock>,
     properties: Vec<(String, String)>,
 }
 
@@ -116,6 +120,7 @@ impl KafkaConfig {
             session_timeout: Duration::from_secs(10),
             commit_mode: CommitMode::Async,
             redelivery: RedeliveryPolicy::default(),
+            clock: Arc::new(SystemClock),
             properties: Vec::new(),
         }
     }
@@ -223,6 +228,17 @@ impl KafkaConfig {
 
     pub(crate) fn configured_group(&self) -> Option<&str> {
         self.group.as_deref()
+    }
+
+    /// Waits between redeliveries and retries on `clock` (the system clock by default).
+    #[must_use]
+    pub fn with_clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    pub(crate) fn clock(&self) -> &dyn Clock {
+        &*self.clock
     }
 
     pub(crate) fn redelivery_policy(&self) -> &RedeliveryPolicy {

@@ -1,7 +1,7 @@
 //! Kafka backend for Composable: the [`EventBus`](composable::bus::EventBus) on any
 //! Kafka-protocol broker, through librdkafka (bundled, built from source by `rdkafka-sys`).
 //!
-//! In the flow of DESIGN.md this is where committed events leave the process: the outbox
+//! In the flow of `docs/architecture.md` this is where committed events leave the process: the outbox
 //! [`Relay`](composable::relay::Relay) publishes them through a [`KafkaBus`] to
 //! `{category}-events`, keyed by stream id, and sagas and projections subscribe in consumer
 //! groups. Delivery is at-least-once: an offset is committed only after the subscriber
@@ -13,16 +13,17 @@
 //! TLS (enable the `ssl` feature for TLS and SASL/SCRAM; SASL/PLAIN works without it).
 //!
 //! ```no_run
-//! use composable::relay::{InMemoryCheckpointStore, Relay};
-//! use composable::InMemoryEventStore;
+//! use composable::checkpoint::InMemoryCheckpointStore;
+//! use composable::relay::Relay;
+//! use composable::{InMemoryEventStore, service};
 //! use composable_kafka::{KafkaBus, KafkaConfig};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let bus = KafkaBus::new(KafkaConfig::new("127.0.0.1:9092"))?;
 //! let store = InMemoryEventStore::new();
-//! let mut relay = Relay::new(store.clone(), bus, InMemoryCheckpointStore::new())
-//!     .wake_on(store.subscribe_appends());
-//! relay.run(async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! let relay = service::spawn(Relay::new(store.clone(), bus, InMemoryCheckpointStore::new()));
+//! let _ = tokio::signal::ctrl_c().await;
+//! relay.stop().await?;
 //! # Ok(())
 //! # }
 //! ```

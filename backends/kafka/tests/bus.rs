@@ -7,6 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use composable::Backoff;
 use composable::bus::{BusMessage, EventBus, RedeliveryPolicy, headers};
 use composable_kafka::CommitMode;
 
@@ -135,7 +136,8 @@ async fn a_consumer_stopped_before_acknowledging_leaves_the_message_to_the_next(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poison_message_lands_in_the_dead_letter_topic_with_its_error() {
-    let policy = RedeliveryPolicy::default().max_attempts(3).backoff(Duration::from_millis(20));
+    let policy = RedeliveryPolicy::default()
+        .retry(Backoff::exponential(Duration::from_millis(20)).attempts(3));
     let bus = common::bus_with(common::config().redelivery(policy.clone())).await;
     let topic = common::unique("poison");
     let dead_letters = policy.dead_letter_topic(&topic);

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use composable::bus::{BusError, BusMessage, EventBus, Subscription};
-use composable::relay::{CheckpointStore, Relay};
+use composable::checkpoint::CheckpointStore;
+use composable::relay::Relay;
+use composable::service::{Service, ServiceContext};
 use composable::{EventMetadata, EventStore, ExpectedVersion, NewEvent, Position, StreamId};
 use composable_kafka::KafkaBus;
 use composable_postgres::PostgresCheckpointStore;
@@ -87,9 +89,10 @@ async fn a_relay_killed_mid_batch_and_restarted_loses_nothing_and_keeps_stream_o
         half_published: Arc::new(Notify::new()),
     };
     let half_published = Arc::clone(&dying.half_published);
-    let mut relay =
-        Relay::new(store.clone(), dying, checkpoints.clone()).name("relay").batch_size(100);
-    let task = tokio::spawn(async move { relay.run(std::future::pending()).await });
+    let relay = Relay::named("relay", store.clone(), dying, checkpoints.clone()).batch_size(100);
+    // Run inline (not through a handle), so that aborting the task kills it mid-batch.
+    let (_never_stopped, stop) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(Service::run(relay, ServiceContext::detached(stop)));
     tokio::time::timeout(Duration::from_secs(30), half_published.notified())
         .await
         .expect("the relay published half of its second batch");
@@ -99,10 +102,11 @@ async fn a_relay_killed_mid_batch_and_restarted_loses_nothing_and_keeps_stream_o
     assert_eq!(checkpoints.load("relay").await.unwrap(), log[99].position);
 
     // Restarted, it resumes from its checkpoint and publishes the rest.
-    let mut restarted = Relay::new(store.clone(), bus.clone(), checkpoints.clone()).name("relay");
+    let mut restarted =
+        Relay::named("relay", store.clone(), bus.clone(), checkpoints.clone()).batch_size(100);
     let mut published = 0;
     loop {
-        let batch = restarted.run_once(100).await.unwrap();
+        let batch = restarted.run_once().await.unwrap();
         if batch.published == 0 {
             break;
         }

@@ -2,7 +2,7 @@
 //! in the `checkpoints` table the migrations create.
 
 use composable::Position;
-use composable::relay::{CheckpointError, CheckpointStore};
+use composable::checkpoint::{CheckpointError, CheckpointStore};
 use sqlx::postgres::PgPool;
 
 use crate::error::is_transient;
@@ -11,16 +11,18 @@ use crate::error::is_transient;
 /// clone: clones share one pool.
 ///
 /// ```no_run
-/// use composable::relay::{CheckpointStore, Relay};
-/// use composable::InMemoryBus;
+/// use composable::relay::Relay;
+/// use composable::{InMemoryBus, service};
 /// use composable_postgres::{PostgresCheckpointStore, PostgresEventStore};
 ///
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// let store = PostgresEventStore::connect("postgres://postgres@127.0.0.1:5432/app").await?;
 /// store.migrate().await?;
 /// let checkpoints = PostgresCheckpointStore::new(store.pool().clone());
-/// let mut relay = Relay::new(store, InMemoryBus::new(), checkpoints).name("orders-relay");
-/// relay.run(async { let _ = tokio::signal::ctrl_c().await; }).await?;
+/// let relay = Relay::named("orders-relay", store, InMemoryBus::new(), checkpoints);
+/// let relay = service::spawn(relay);
+/// let _ = tokio::signal::ctrl_c().await;
+/// relay.stop().await?;
 /// # Ok(())
 /// # }
 /// ```

@@ -12,8 +12,10 @@
 //!
 //! [`PostgresTimerStore`] keeps saga timeouts in the `timers` table of the same database, so a
 //! timeout due while no process runs fires when one starts again.
-//! [`PostgresCheckpointStore`] keeps the outbox relay's checkpoint in the same database
-//! ([`composable::relay`]).
+//! [`PostgresCheckpointStore`] keeps the checkpoints of the log's consumers — the outbox relay,
+//! sagas, projections — in the same database ([`composable::checkpoint`]). Readers of the log
+//! are woken by `LISTEN/NOTIFY` after every append ([`composable::EventStore::appends`]), in this
+//! process and in others.
 //!
 //! The schema ships inside the crate as migrations: run [`PostgresEventStore::migrate`] once at
 //! start-up (it is idempotent). `docs/adr/0001-postgres-event-store.md` explains the schema.
@@ -37,6 +39,7 @@
 mod checkpoint;
 mod config;
 mod error;
+mod notify;
 mod rows;
 mod store;
 mod timers;

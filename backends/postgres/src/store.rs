@@ -2,13 +2,13 @@
 //! reads, streamed stream reads and snapshots.
 
 use std::collections::HashMap;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use composable::event_store::{repeated_event_id, retried_append};
+use composable::event_store::{Appends, repeated_event_id, retried_append};
 use composable::{
-    AppendResult, EventStore, EventStoreError, ExpectedVersion, NewEvent, Position, RecordedEvent,
-    Snapshot, StreamId, Version,
+    AppendResult, Backoff, Clock, EventStore, EventStoreError, ExpectedVersion, NewEvent, Position,
+    RecordedEvent, Snapshot, StreamId, SystemClock, Version,
 };
 use futures::StreamExt;
 use futures::stream::BoxStream;
@@ -19,6 +19,7 @@ use uuid::Uuid;
 use crate::MIGRATOR;
 use crate::config::PostgresEventStoreBuilder;
 use crate::error::{PostgresError, is_serialization_failure, store_error, unique_violation};
+use crate::notify::Notifications;
 use crate::rows::{
     EVENT_COLUMNS, SNAPSHOT_COLUMNS, Xid8, event_position, recorded_event, snapshot,
 };
@@ -68,11 +69,14 @@ const APPEND: &str = "INSERT INTO events (position, stream_id, stream_version, e
          OR EXISTS (SELECT FROM events WHERE stream_id = $1 AND stream_version = $2) \
      RETURNING transaction_id, stream_version";
 
-/// How many times an append is sent, at most, while it loses races it can retry: an append at
-/// any version whose versions another writer took first, an append refused for a version the
-/// stream has reached since, or any append refused by a serialization failure. After the last
-/// attempt it is reported like any other refusal.
-const APPEND_ATTEMPTS: u32 = 100;
+/// How an append is sent again while it loses races it can retry — an append at any version
+/// whose versions another writer took first, an append refused for a version the stream has
+/// reached since, or any append refused by a serialization failure — at most 100 times. Only a
+/// serialization failure waits (the other transaction may still be running): 1 ms doubling up
+/// to 10 ms, with jitter. After the last attempt it is reported like any other refusal.
+const APPEND_RETRY: Backoff = Backoff::exponential(Duration::from_millis(1))
+    .max_delay(Duration::from_millis(10))
+    .attempts(100);
 
 /// What one append statement wrote, from the rows it returned.
 #[derive(Debug)]
@@ -167,6 +171,8 @@ impl Written {
 pub struct PostgresEventStore {
     pool: PgPool,
     schema: Option<String>,
+    notifications: Arc<Notifications>,
+    clock: Arc<dyn Clock>,
 }
 
 impl PostgresEventStore {
@@ -192,7 +198,15 @@ impl PostgresEventStore {
     }
 
     pub(crate) fn with_settings(pool: PgPool, schema: Option<String>) -> Self {
-        Self { pool, schema }
+        let notifications = Arc::new(Notifications::new(pool.clone(), schema.as_deref()));
+        Self { pool, schema, notifications, clock: Arc::new(SystemClock) }
+    }
+
+    /// Waits between retried appends on `clock`.
+    #[must_use]
+    pub fn with_clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
     }
 
     /// The connection pool, for running other queries in the same database.
@@ -335,7 +349,7 @@ impl EventStore for PostgresEventStore {
                 Ok(None) => {
                     // Nothing written: the stream was behind the expected version. If it has
                     // caught up since, the refusal is stale and the append goes again.
-                    let retry = attempts < APPEND_ATTEMPTS
+                    let retry = APPEND_RETRY.allows(attempts + 1)
                         && expected.admits(self.stream_version(stream).await?);
                     if retry {
                         continue;
@@ -353,10 +367,10 @@ impl EventStore for PostgresEventStore {
             // Another writer took the versions an append at any version read.
             let versions_taken = violated == Some("events_stream_version_key")
                 && matches!(expected, ExpectedVersion::Any);
-            if (serialization || versions_taken) && attempts < APPEND_ATTEMPTS {
+            if (serialization || versions_taken) && APPEND_RETRY.allows(attempts + 1) {
                 if serialization {
                     // The other transaction may still be running: give it a moment.
-                    tokio::time::sleep(Duration::from_millis(u64::from(attempts.min(10)))).await;
+                    APPEND_RETRY.jitter(0.5).wait_before(attempts + 1, &*self.clock).await;
                 }
                 continue;
             }
@@ -367,7 +381,9 @@ impl EventStore for PostgresEventStore {
                 _ => Err(store_error("append events", error)),
             };
         };
-        written.into_result(stream, events.len())
+        let appended = written.into_result(stream, events.len())?;
+        self.notifications.appended();
+        Ok(appended)
     }
 
     fn read_stream<'a>(
@@ -472,5 +488,11 @@ impl EventStore for PostgresEventStore {
             return Ok(Position::START);
         };
         event_position(transaction.into(), sequence, || "the head of the log".to_owned())
+    }
+
+    /// Woken by every append of this process at once, and by those of other processes through
+    /// `LISTEN/NOTIFY` (see the `notify` module docs); the first call starts listening.
+    fn appends(&self) -> Appends {
+        self.notifications.subscribe()
     }
 }

@@ -56,7 +56,7 @@ async fn positions(store: &impl EventStore, after: Position) -> Vec<Position> {
 
 /// The positions after `after` up to the head of the log: tests beside this one on the same
 /// cluster may hold the gap-safe reader back for a moment.
-async fn settled_positions(store: &impl EventStore, after: Position) -> Vec<Position> {
+async fn settled_positions(store: &(impl EventStore + Clone), after: Position) -> Vec<Position> {
     read_all_to_head(store, after).await.iter().map(|event| event.position).collect()
 }
 

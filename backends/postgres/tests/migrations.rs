@@ -5,7 +5,7 @@
 
 mod common;
 
-use composable::relay::CheckpointStore;
+use composable::checkpoint::CheckpointStore;
 use composable::testing::conformance::new_events;
 use composable::testing::read_all_to_head;
 use composable::{EventStore, EventStoreError, ExpectedVersion, Position, StreamId, Version};

@@ -4,7 +4,8 @@ mod common;
 
 use chrono::Utc;
 use composable::bus::{EventBus, InMemoryBus};
-use composable::relay::{CheckpointError, CheckpointStore, Relay};
+use composable::checkpoint::{CheckpointError, CheckpointStore};
+use composable::relay::Relay;
 use composable::testing::read_all_to_head;
 use composable::{EventMetadata, EventStore, ExpectedVersion, NewEvent, Position, StreamId};
 use composable_postgres::PostgresCheckpointStore;
@@ -54,12 +55,14 @@ async fn the_relay_publishes_every_event_once_and_resumes_from_its_checkpoint() 
     let log = read_all_to_head(&db.store, Position::START).await;
     assert_eq!(log.len(), 12);
 
-    let mut relay = Relay::new(db.store.clone(), bus.clone(), checkpoints.clone()).name("r");
-    assert_eq!(relay.run_once(5).await.unwrap().published, 5);
+    let mut relay =
+        Relay::named("r", db.store.clone(), bus.clone(), checkpoints.clone()).batch_size(5);
+    assert_eq!(relay.run_once().await.unwrap().published, 5);
     drop(relay);
-    let mut restarted = Relay::new(db.store.clone(), bus.clone(), checkpoints.clone()).name("r");
+    let mut restarted =
+        Relay::named("r", db.store.clone(), bus.clone(), checkpoints.clone()).batch_size(100);
     let resumed_from = restarted.checkpoint().await.unwrap();
-    assert_eq!(restarted.run_once(100).await.unwrap().published, 7);
+    assert_eq!(restarted.run_once().await.unwrap().published, 7);
     assert_eq!(resumed_from, log[4].position);
     assert_eq!(checkpoints.load("r").await.unwrap(), log[11].position);
 

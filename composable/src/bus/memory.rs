@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{mpsc, watch};
 
+use crate::clock::{Clock, SystemClock};
+
 use super::{BusError, BusMessage, Delivery, EventBus, Outcome, RedeliveryPolicy, Subscription};
 
 /// An [`EventBus`] held in memory. Cheap to clone: clones share the same topics and groups.
@@ -43,6 +45,7 @@ pub struct InMemoryBus {
     inner: Arc<Inner>,
     partitions: u32,
     policy: RedeliveryPolicy,
+    clock: Arc<dyn Clock>,
 }
 
 #[derive(Debug)]
@@ -91,6 +94,7 @@ impl InMemoryBus {
             }),
             partitions: 4,
             policy: RedeliveryPolicy::default(),
+            clock: Arc::new(SystemClock),
         }
     }
 
@@ -98,6 +102,13 @@ impl InMemoryBus {
     #[must_use]
     pub fn with_partitions(mut self, partitions: u32) -> Self {
         self.partitions = partitions.max(1);
+        self
+    }
+
+    /// Subscriptions made from now on wait between redeliveries on `clock`.
+    #[must_use]
+    pub fn with_clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
         self
     }
 
@@ -190,13 +201,15 @@ impl InMemoryBus {
     }
 
     /// Delivers the member's messages one at a time until the subscription is dropped.
+    ///
+    /// `membership` is created with the member, before the task starts: a subscription dropped
+    /// before its task first ran still leaves the group.
     async fn consume(
         self,
-        group: String,
-        member: u64,
+        membership: Membership,
         sender: mpsc::Sender<Result<Delivery, BusError>>,
     ) {
-        let _membership = Membership { bus: self.clone(), group: group.clone(), member };
+        let (group, member) = (membership.group.clone(), membership.member);
         let mut changed = self.inner.changed.subscribe();
         let mut cursor = 0;
         loop {
@@ -258,7 +271,7 @@ impl InMemoryBus {
                     break;
                 }
                 attempt += 1;
-                tokio::time::sleep(self.policy.delay_before(attempt)).await;
+                self.policy.backoff().wait_before(attempt, &*self.clock).await;
                 if !self.owns(&group, member, &pending.message.topic, pending.partition) {
                     // Rebalanced away while backing off: the new owner delivers it.
                     break;
@@ -380,7 +393,8 @@ impl EventBus for InMemoryBus {
         };
         self.notify();
         let (sender, subscription) = Subscription::channel(group.clone(), 1);
-        let task = tokio::spawn(self.clone().consume(group, member, sender));
+        let membership = Membership { bus: self.clone(), group, member };
+        let task = tokio::spawn(self.clone().consume(membership, sender));
         Ok(subscription.abort_on_drop(task.abort_handle()))
     }
 }
@@ -390,6 +404,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::backoff::Backoff;
     use crate::bus::headers;
 
     fn message(key: &str, body: &str) -> BusMessage {
@@ -459,7 +474,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_nacked_delivery_comes_back_then_goes_to_the_dead_letter_topic() {
-        let policy = RedeliveryPolicy::default().max_attempts(3).backoff(Duration::from_millis(1));
+        let policy = RedeliveryPolicy::default()
+            .retry(Backoff::exponential(Duration::from_millis(1)).attempts(3));
         let bus = InMemoryBus::new().with_redelivery(policy);
         let mut subscription = bus.subscribe(Some("g"), &["t"]).await.unwrap();
         bus.publish(vec![message("k", "poison"), message("k", "fine")]).await.unwrap();

@@ -133,7 +133,7 @@ pub enum CommandBusError {
 /// let bus = InMemoryBus::new();
 /// // Where the aggregates live (usually another process):
 /// let payments = Arc::new(AggregateRunner::<Payment, _>::new(InMemoryEventStore::new(), ()));
-/// let service = CommandService::new(bus.clone(), Bincode).route(payments).spawn();
+/// let service = composable::service::spawn(CommandService::new(bus.clone(), Bincode).route(payments));
 /// // Where the saga lives:
 /// let dispatcher = BusDispatcher::new(bus, Bincode, "checkout-replies")
 ///     .route::<Payment>()

@@ -2,8 +2,9 @@
 //! [`CommandDispatcher`](crate::saga::CommandDispatcher)) in one process, the aggregates' runners
 //! in another, the bus between them.
 //!
-//! In the flow of DESIGN.md this is the `Dispatch(command) → another aggregate's store` arrow
-//! when that store lives elsewhere. It is request/reply over the [`EventBus`](crate::EventBus):
+//! In the flow of `docs/architecture.md` this is the `Dispatch(command) → another aggregate's
+//! store` arrow when that store lives elsewhere. It is request/reply over the
+//! [`EventBus`](crate::EventBus):
 //!
 //! 1. [`BusDispatcher`] encodes the command ([`CommandCodec`](crate::CommandCodec)) and publishes
 //!    a [`CommandMessage`] to `{aggregate}-commands` ([`command_topic`]), keyed by the target's
@@ -41,7 +42,7 @@ use crate::bus::{BusMessage, MessageError};
 use crate::runner::CommandContext;
 
 pub use dispatcher::{BusDispatcher, CommandBusError};
-pub use service::{CommandService, CommandServiceError, CommandServiceTask, ServeError};
+pub use service::{CommandService, ServeError};
 
 /// The names of the headers a command and its reply carry on the bus.
 pub mod headers {

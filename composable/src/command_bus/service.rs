@@ -2,41 +2,20 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::future::Future;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 use super::{CommandMessage, CommandReply, ReplyOutcome, command_topic, headers};
+use crate::BoxError;
 use crate::aggregate::Aggregate;
-use crate::bus::{BusError, Delivery, EventBus, MessageError};
+use crate::bus::{BusError, BusMessage, Delivery, EventBus, MessageError};
 use crate::codec::{Bincode, Codec};
 use crate::command::CommandCodec;
+use crate::consumer::{BusConsumer, MessageHandler};
 use crate::event_store::EventStore;
 use crate::runner::{AggregateRunner, RunnerError};
-
-/// A [`CommandService`] could not run.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum CommandServiceError {
-    /// The bus refused the subscription to the command topics.
-    #[error("cannot subscribe to the command topics {topics:?}: {source}")]
-    Subscribe {
-        /// The topics.
-        topics: Vec<String>,
-        /// The bus's error.
-        #[source]
-        source: BusError,
-    },
-    /// The bus closed the subscription.
-    #[error("the subscription to the command topics closed")]
-    Closed,
-    /// The service's task panicked or was cancelled.
-    #[error("the command service task ended abnormally: {0}")]
-    Task(#[source] tokio::task::JoinError),
-}
+use crate::service::{Service, ServiceContext};
 
 /// Why a delivery was not answered; it was nacked, so the bus delivers it again (and, after the
 /// last attempt its [`RedeliveryPolicy`](crate::bus::RedeliveryPolicy) allows, moves it to the
@@ -63,9 +42,10 @@ pub enum ServeError {
 /// aggregate's [`AggregateRunner`] and publishes the reply. See the [module docs](super) for
 /// the protocol and [`BusDispatcher`](super::BusDispatcher) for an example.
 ///
-/// Deliveries are served one at a time, in the order the bus hands them out (so per target
-/// instance, in publish order); several services in one consumer group share the topics'
-/// partitions. A delivery is acknowledged only after its reply was published:
+/// It is a [`Service`]: run it with [`service::spawn`](crate::service::spawn). It consumes
+/// through a [`BusConsumer`], so deliveries are served one at a time, in the order the bus hands
+/// them out (so per target instance, in publish order); several services in one consumer group
+/// share the topics' partitions. A delivery is acknowledged only after its reply was published:
 ///
 /// * a command that executed, was a duplicate or was refused gets that reply;
 /// * a message whose headers don't describe a command, a command for an aggregate this service
@@ -130,67 +110,36 @@ impl<B: EventBus, C: Codec> CommandService<B, C> {
         topics
     }
 
-    /// Serves commands until `shutdown` completes; the delivery in hand is finished first.
-    ///
-    /// # Errors
-    /// When the bus refuses the subscription or closes it.
-    pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<(), CommandServiceError> {
-        let topics = self.topics();
-        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-        let mut subscription =
-            self.bus.subscribe(self.group.as_deref(), &names).await.map_err(|source| {
-                CommandServiceError::Subscribe { topics: topics.clone(), source }
-            })?;
-        let mut shutdown = std::pin::pin!(shutdown);
-        loop {
-            let next = tokio::select! {
-                biased;
-                () = &mut shutdown => return Ok(()),
-                next = subscription.next() => next,
-            };
-            match next {
-                None => return Err(CommandServiceError::Closed),
-                Some(Err(error)) => {
-                    tracing::warn!(?topics, %error, "the command subscription reported an error");
-                }
-                Some(Ok(delivery)) => {
-                    if let Err(error) = self.serve(delivery).await {
-                        tracing::warn!(%error, "a command delivery was not answered; it will be redelivered");
-                    }
-                }
-            }
-        }
-    }
-
-    /// Runs the service as a task until [`CommandServiceTask::stop`].
-    pub fn spawn(self) -> CommandServiceTask {
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            self.run(async {
-                let _ = stopped.await;
-            })
-            .await
-        });
-        CommandServiceTask { stop, task }
-    }
-
-    /// Serves one delivery: decodes it, executes the command, publishes the reply and
-    /// acknowledges the delivery; returns the reply sent. For services with a consumer loop of
-    /// their own; [`run`](Self::run) calls it.
+    /// Serves one delivery: [`answer`](Self::answer)s it, then acknowledges it, or nacks it
+    /// when it could not be answered; returns the reply sent. For services with a consumer loop
+    /// of their own.
     ///
     /// # Errors
     /// See [`ServeError`]; the delivery was nacked.
     pub async fn serve(&self, delivery: Delivery) -> Result<CommandReply, ServeError> {
-        let message = delivery.message();
+        match self.answer(delivery.message()).await {
+            Ok(reply) => {
+                delivery.ack();
+                Ok(reply)
+            }
+            Err(error) => {
+                delivery.nack(&error);
+                Err(error)
+            }
+        }
+    }
+
+    /// Decodes `message`, executes the command and publishes the reply; returns the reply sent.
+    ///
+    /// # Errors
+    /// See [`ServeError`]: the message must be delivered again.
+    pub async fn answer(&self, message: &BusMessage) -> Result<CommandReply, ServeError> {
         let (command_id, reply_to) = match (
             message.parse_header::<uuid::Uuid>(headers::COMMAND_ID),
             message.text_header(headers::REPLY_TO),
         ) {
             (Ok(command_id), Ok(reply_to)) => (command_id, reply_to.to_owned()),
-            (Err(error), _) | (_, Err(error)) => {
-                delivery.nack(&error);
-                return Err(ServeError::Unanswerable(error));
-            }
+            (Err(error), _) | (_, Err(error)) => return Err(ServeError::Unanswerable(error)),
         };
         let outcome = match CommandMessage::from_message(message) {
             Err(error) => ReplyOutcome::Failed { reason: format!("unreadable command: {error}") },
@@ -201,14 +150,8 @@ impl<B: EventBus, C: Codec> CommandService<B, C> {
         }
         let reply = CommandReply { command_id, outcome };
         match self.bus.publish(vec![reply.to_message(&reply_to)]).await {
-            Ok(()) => {
-                delivery.ack();
-                Ok(reply)
-            }
-            Err(source) => {
-                delivery.nack(&source);
-                Err(ServeError::Reply { command_id, source })
-            }
+            Ok(()) => Ok(reply),
+            Err(source) => Err(ServeError::Reply { command_id, source }),
         }
     }
 
@@ -229,26 +172,31 @@ impl<B: EventBus, C: Codec> CommandService<B, C> {
     }
 }
 
-/// A [`CommandService`] running as a task.
-#[derive(Debug)]
-pub struct CommandServiceTask {
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<Result<(), CommandServiceError>>,
+impl<B: EventBus, C: Codec> MessageHandler for CommandService<B, C> {
+    type Error = ServeError;
+
+    async fn handle(&mut self, message: &BusMessage) -> Result<(), ServeError> {
+        self.answer(message).await.map(drop)
+    }
 }
 
-impl CommandServiceTask {
-    /// Lets the delivery in hand finish and stops the service.
-    ///
-    /// # Errors
-    /// When the service had stopped on a failure, or its task panicked.
-    pub async fn stop(self) -> Result<(), CommandServiceError> {
-        let _ = self.stop.send(());
-        self.task.await.map_err(CommandServiceError::Task)?
+impl<B: EventBus + Clone, C: Codec> Service for CommandService<B, C> {
+    fn name(&self) -> String {
+        let mut hosted: Vec<&str> = self.routes.keys().copied().collect();
+        hosted.sort_unstable();
+        format!("commands[{}]", hosted.join(","))
     }
 
-    /// Whether the service stopped on its own (a failure: see [`stop`](Self::stop)).
-    pub fn is_finished(&self) -> bool {
-        self.task.is_finished()
+    /// Serves commands until asked to stop; the delivery in hand is finished first.
+    async fn run(self, context: ServiceContext) -> Result<(), BoxError> {
+        let name = self.name();
+        let topics = self.topics();
+        let group = self.group.clone();
+        let mut consumer = BusConsumer::new(name, self.bus.clone(), topics, self);
+        if let Some(group) = group {
+            consumer = consumer.with_group(group);
+        }
+        consumer.run(context).await
     }
 }
 

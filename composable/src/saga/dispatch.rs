@@ -20,7 +20,7 @@ use crate::codec::Codec;
 use crate::event_store::EventStore;
 use crate::runner::{AggregateRunner, CommandContext, RunnerError};
 
-type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+use crate::BoxError;
 
 /// A command for one aggregate instance, as a saga step returns it.
 ///

@@ -1,8 +1,9 @@
 //! Sagas: workflows across aggregates, driven by events, with durable timeouts and
 //! compensation.
 //!
-//! In the flow of DESIGN.md a saga sits after the event store: it reads committed events (from
-//! [`EventStore::read_all`](crate::EventStore::read_all) in process, later from the bus), and
+//! In the flow of `docs/architecture.md` a saga sits after the event store: it reads committed
+//! events (from the global log, or from the bus where the relay published them: [`from_log`],
+//! [`from_bus`]), and
 //! answers each one it handles with commands for other aggregates. `#[saga]` implements [`Saga`]
 //! from an impl block of handlers:
 //!
@@ -29,6 +30,7 @@
 //! choices.
 
 mod dispatch;
+mod input;
 mod record;
 mod runner;
 mod timer;
@@ -36,6 +38,7 @@ mod timer;
 use std::time::Duration;
 
 pub use dispatch::{CommandDispatcher, Dispatch, DispatchError, Dispatcher, IntoDispatches};
+pub use input::{SagaBusInput, SagaEvents, SagaLogInput, SagaTimers, from_bus, from_log};
 pub use runner::{Progress, SagaError, SagaRunner, SagaStatus, Summary};
 pub use timer::{InMemoryTimerStore, Timer, TimerError, TimerStore};
 

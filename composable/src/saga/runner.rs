@@ -14,7 +14,7 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::TryStreamExt;
@@ -25,13 +25,14 @@ use super::dispatch::{CommandDispatcher, Dispatch, DispatchError};
 use super::record::{Failed, Handled, SagaRecord, TimedOut};
 use super::timer::{Timer, TimerError, TimerStore};
 use super::{Saga, category};
+use crate::checkpoint::{CheckpointError, CheckpointStore, InMemoryCheckpointStore};
 use crate::clock::{Clock, SystemClock};
 use crate::codec::{Bincode, Codec, CodecError};
 use crate::command::derive_id;
+use crate::consumer::{ConsumerError, LogReader};
 use crate::envelope::{EventMetadata, NewEvent, RecordedEvent};
 use crate::event::{DecodeError, EventSet};
 use crate::event_store::{EventStore, EventStoreError};
-use crate::relay::{CheckpointError, CheckpointStore, InMemoryCheckpointStore};
 use crate::runner::{CommandContext, StoredEventError};
 use crate::stream::{ExpectedVersion, Position, StreamId, StreamIdError, Version};
 
@@ -172,21 +173,25 @@ struct Instance<G> {
 }
 
 /// How often [`SagaRunner::run_until_idle`] looks again while the log is behind its head.
-const SETTLE_POLL: Duration = Duration::from_millis(5);
+const SETTLE_POLL: Duration = Duration::from_millis(2);
+
+/// The most events [`SagaRunner::poll`] reads at once.
+const BATCH: usize = 256;
+
+/// The reader of the runner's own input from the log.
+type Input<S> = LogReader<Arc<S>, ErasedCheckpoints>;
 
 /// Feeds one saga type its events and timers. See the module docs for the order of effects.
 pub struct SagaRunner<G: Saga, S, D, T, C = Bincode> {
-    store: S,
+    store: Arc<S>,
     dispatcher: D,
     timers: T,
     codec: C,
     clock: Arc<dyn Clock>,
     lease: Duration,
     settle_timeout: Duration,
-    batch: usize,
-    checkpoints: Arc<dyn Checkpoints>,
-    /// The position [`SagaRunner::poll`] reads after; `None` until loaded from `checkpoints`.
-    position: Mutex<Option<Position>>,
+    /// Where [`SagaRunner::poll`] reads the log from, and its checkpoint.
+    input: tokio::sync::Mutex<Input<S>>,
     saga: PhantomData<fn() -> G>,
 }
 
@@ -196,7 +201,6 @@ impl<G: Saga, S, D, T, C> fmt::Debug for SagaRunner<G, S, D, T, C> {
             .field("saga", &G::NAME)
             .field("lease", &self.lease)
             .field("settle_timeout", &self.settle_timeout)
-            .field("batch", &self.batch)
             .finish_non_exhaustive()
     }
 }
@@ -206,17 +210,21 @@ impl<G: Saga, S: EventStore, D: CommandDispatcher, T: TimerStore> SagaRunner<G, 
     /// `dispatcher` and keeping timeouts in `timers`; on the system clock, with the default
     /// codec.
     pub fn new(store: S, dispatcher: D, timers: T) -> Self {
+        let store = Arc::new(store);
+        let settle_timeout = Duration::from_secs(30);
         Self {
+            input: tokio::sync::Mutex::new(input::<G, S>(
+                &store,
+                ErasedCheckpoints(Arc::new(InMemoryCheckpointStore::new())),
+                settle_timeout,
+            )),
             store,
             dispatcher,
             timers,
             codec: Bincode,
             clock: Arc::new(SystemClock),
             lease: Duration::from_secs(30),
-            settle_timeout: Duration::from_secs(30),
-            batch: 256,
-            checkpoints: Arc::new(InMemoryCheckpointStore::new()),
-            position: Mutex::new(None),
+            settle_timeout,
             saga: PhantomData,
         }
     }
@@ -235,9 +243,7 @@ impl<G: Saga, S: EventStore, D: CommandDispatcher, T: TimerStore, C: Codec>
             clock: self.clock,
             lease: self.lease,
             settle_timeout: self.settle_timeout,
-            batch: self.batch,
-            checkpoints: self.checkpoints,
-            position: self.position,
+            input: self.input,
             saga: PhantomData,
         }
     }
@@ -263,6 +269,8 @@ impl<G: Saga, S: EventStore, D: CommandDispatcher, T: TimerStore, C: Codec>
     #[must_use]
     pub fn with_settle_timeout(mut self, timeout: Duration) -> Self {
         self.settle_timeout = timeout;
+        let input = self.input.get_mut();
+        *input = self::input::<G, S>(&self.store, input_checkpoints(input), timeout);
         self
     }
 
@@ -273,8 +281,11 @@ impl<G: Saga, S: EventStore, D: CommandDispatcher, T: TimerStore, C: Codec>
     /// ignores what it recorded already).
     #[must_use]
     pub fn with_checkpoints(mut self, checkpoints: impl CheckpointStore) -> Self {
-        self.checkpoints = Arc::new(checkpoints);
-        *self.position.get_mut().unwrap_or_else(PoisonError::into_inner) = None;
+        *self.input.get_mut() = input::<G, S>(
+            &self.store,
+            ErasedCheckpoints(Arc::new(checkpoints)),
+            self.settle_timeout,
+        );
         self
     }
 
@@ -286,6 +297,16 @@ impl<G: Saga, S: EventStore, D: CommandDispatcher, T: TimerStore, C: Codec>
     /// The event store.
     pub fn store(&self) -> &S {
         &self.store
+    }
+
+    /// The event store, shared: what the saga's [log input](super::from_log) reads.
+    pub fn shared_store(&self) -> Arc<S> {
+        Arc::clone(&self.store)
+    }
+
+    /// The clock the runner reads the time from and its timers wait on.
+    pub fn clock(&self) -> &dyn Clock {
+        &*self.clock
     }
 
     /// The timer store.
@@ -552,7 +573,7 @@ impl<G: Saga, S: EventStore, D: CommandDispatcher, T: TimerStore, C: Codec>
     /// The first timer that failed; the others claimed with it are offered again when their
     /// lease runs out.
     pub async fn fire_due(&self) -> Result<Vec<Progress>, SagaError> {
-        let due = self.timers.claim_due(G::NAME, self.clock.now(), self.lease, self.batch).await?;
+        let due = self.timers.claim_due(G::NAME, self.clock.now(), self.lease, BATCH).await?;
         let mut fired = Vec::new();
         for timer in &due {
             if let Some(progress) = self.fire(timer).await? {
@@ -573,34 +594,30 @@ impl<G: Saga, S: EventStore, D: CommandDispatcher, T: TimerStore, C: Codec>
     /// The first input that failed; the position stays before it (and what was processed
     /// before it is saved), so the next poll retries it.
     pub async fn poll(&self) -> Result<(usize, Vec<Progress>), SagaError> {
-        let name = self.checkpoint_name();
-        let cached = *self.position.lock().unwrap_or_else(PoisonError::into_inner);
-        let after = match cached {
-            Some(position) => position,
-            None => self.checkpoints.load(&name).await?,
-        };
-        let events = self.store.read_all(after, self.batch).await.map_err(SagaError::Store)?;
+        let mut input = self.input.lock().await;
+        let events = input.next_batch().await.map_err(|error| consumer_error(error.widen()))?;
         let mut done = Vec::new();
-        let mut reached = after;
-        let mut failure = None;
-        for event in &events {
-            match self.handle(event).await {
-                Ok(progress) => done.extend(progress),
-                Err(error) => {
-                    failure = Some(error);
-                    break;
-                }
-            }
-            reached = event.position;
+        let outcome = self.handle_each(&events, &mut done).await;
+        if let Some(reached) = outcome.reached {
+            input.commit(reached).await.map_err(|error| consumer_error(error.widen()))?;
         }
-        if reached != after {
-            self.checkpoints.save(&name, reached).await?;
-        }
-        *self.position.lock().unwrap_or_else(PoisonError::into_inner) = Some(reached);
-        match failure {
+        match outcome.failure {
             Some(error) => Err(error),
             None => Ok((events.len(), done)),
         }
+    }
+
+    /// Handles `events` in order until one fails: how far it got, and the failure.
+    async fn handle_each(&self, events: &[RecordedEvent], done: &mut Vec<Progress>) -> Handling {
+        let mut reached = None;
+        for event in events {
+            match self.handle(event).await {
+                Ok(progress) => done.extend(progress),
+                Err(error) => return Handling { reached, failure: Some(error) },
+            }
+            reached = Some(event.position);
+        }
+        Handling { reached, failure: None }
     }
 
     /// Handles every event committed before it was called — and the events the saga's own
@@ -609,49 +626,38 @@ impl<G: Saga, S: EventStore, D: CommandDispatcher, T: TimerStore, C: Codec>
     ///
     /// "Committed" is the store's [`head`](EventStore::head): a gap-safe store may keep recent
     /// commits out of [`read_all`](EventStore::read_all) for a moment while older transactions
-    /// run, so the runner polls until it has read up to the head it took when the log first
-    /// looked empty. It takes a new one only after its own inputs made progress, so other
-    /// writers' later commits never keep it going. Timers fire only once the log has reached
-    /// that head: a timeout never overtakes a committed event that would have cancelled it.
+    /// run, so the runner reads until it has reached the head it took when it started
+    /// ([`LogReader::handle_to_head`]). It takes a new one only after its own inputs made
+    /// progress, so other writers' later commits never keep it going. Timers fire only once the
+    /// log has reached that head: a timeout never overtakes a committed event that would have
+    /// cancelled it.
     ///
     /// # Errors
-    /// The first input that failed; [`SagaError::Behind`] when the log stopped short of the head
-    /// for the [settle timeout](Self::with_settle_timeout) without any event read.
+    /// The first input that failed (what was handled before it is checkpointed);
+    /// [`SagaError::Behind`] when the log stopped short of the head for the
+    /// [settle timeout](Self::with_settle_timeout) without any event read.
     pub async fn run_until_idle(&self) -> Result<Vec<Progress>, SagaError> {
         let mut done = Vec::new();
-        // The head to reach, and since when nothing was read while short of it.
-        let mut target: Option<(Position, tokio::time::Instant)> = None;
+        let mut input = self.input.lock().await;
         loop {
-            let (read, progress) = self.poll().await?;
-            if !progress.is_empty() {
+            let before = done.len();
+            let mut handled_up_to = None;
+            let read = input
+                .handle_to_head(&mut async |events: &[RecordedEvent]| {
+                    let outcome = self.handle_each(events, &mut done).await;
+                    handled_up_to = outcome.reached;
+                    outcome.failure.map_or(Ok(()), Err)
+                })
+                .await;
+            if let Err(error) = read {
+                if let (ConsumerError::Handler { .. }, Some(reached)) = (&error, handled_up_to) {
+                    // Keep what the failing batch handled before the failure.
+                    input.commit(reached).await.map_err(|error| consumer_error(error.widen()))?;
+                }
+                return Err(consumer_error(error));
+            }
+            if done.len() > before {
                 // The saga's commands appended events the old head does not cover.
-                target = None;
-            }
-            done.extend(progress);
-            if read > 0 {
-                if let Some((_, since)) = &mut target {
-                    *since = tokio::time::Instant::now();
-                }
-                continue;
-            }
-            let (head, since) = match target {
-                Some(target) => target,
-                None => {
-                    let head = self.store.head().await.map_err(SagaError::Store)?;
-                    *target.insert((head, tokio::time::Instant::now()))
-                }
-            };
-            let reached = self
-                .position
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .unwrap_or(Position::START);
-            if reached < head {
-                let waited = since.elapsed();
-                if waited >= self.settle_timeout {
-                    return Err(SagaError::Behind { head, reached, waited });
-                }
-                tokio::time::sleep(SETTLE_POLL).await;
                 continue;
             }
             let fired = self.fire_due().await?;
@@ -659,18 +665,6 @@ impl<G: Saga, S: EventStore, D: CommandDispatcher, T: TimerStore, C: Codec>
                 return Ok(done);
             }
             done.extend(fired);
-            target = None;
-        }
-    }
-
-    /// Runs forever: [`run_until_idle`](Self::run_until_idle), then waits `every` on the
-    /// runner's clock. Failures are logged and retried on the next round.
-    pub async fn run(&self, every: Duration) -> std::convert::Infallible {
-        loop {
-            if let Err(error) = self.run_until_idle().await {
-                tracing::warn!(saga = G::NAME, %error, "saga round failed; retrying");
-            }
-            self.clock.sleep(every).await;
         }
     }
 
@@ -753,7 +747,45 @@ impl<G: Saga, S: EventStore, D: CommandDispatcher, T: TimerStore, C: Codec>
     }
 }
 
+/// What [`SagaRunner::handle_each`] got through.
+struct Handling {
+    /// The last event handled.
+    reached: Option<Position>,
+    /// The error that stopped it.
+    failure: Option<SagaError>,
+}
+
+/// The runner's reader of the log, with its settle timeout.
+fn input<G: Saga, S: EventStore>(
+    store: &Arc<S>,
+    checkpoints: ErasedCheckpoints,
+    settle_timeout: Duration,
+) -> Input<S> {
+    LogReader::new(category(G::NAME), Arc::clone(store), checkpoints)
+        .batch_size(BATCH)
+        .settle(SETTLE_POLL, settle_timeout)
+}
+
+fn input_checkpoints<S: EventStore>(input: &Input<S>) -> ErasedCheckpoints {
+    input.checkpoints().clone()
+}
+
+/// A [`ConsumerError`] of the runner's input as the runner's error.
+fn consumer_error(error: ConsumerError<SagaError>) -> SagaError {
+    match error {
+        ConsumerError::Store { source, .. } => SagaError::Store(source),
+        ConsumerError::Checkpoint { source, .. } => SagaError::Checkpoint(source),
+        ConsumerError::Handler { source, .. } => source,
+        ConsumerError::Behind { head, reached, waited, .. } => {
+            SagaError::Behind { head, reached, waited }
+        }
+    }
+}
+
 /// A [`CheckpointStore`] behind a pointer, so the runner's type does not name it.
+#[derive(Clone)]
+struct ErasedCheckpoints(Arc<dyn Checkpoints>);
+
 trait Checkpoints: Send + Sync {
     fn load<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Position, CheckpointError>>;
     fn save<'a>(
@@ -774,6 +806,16 @@ impl<K: CheckpointStore> Checkpoints for K {
         position: Position,
     ) -> BoxFuture<'a, Result<(), CheckpointError>> {
         Box::pin(CheckpointStore::save(self, name, position))
+    }
+}
+
+impl CheckpointStore for ErasedCheckpoints {
+    async fn load(&self, name: &str) -> Result<Position, CheckpointError> {
+        self.0.load(name).await
+    }
+
+    async fn save(&self, name: &str, position: Position) -> Result<(), CheckpointError> {
+        self.0.save(name, position).await
     }
 }
 

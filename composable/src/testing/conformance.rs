@@ -174,7 +174,7 @@ fn assert_conflict(
 /// within it.
 pub async fn append_and_read_round_trip_preserves_every_field<S, F, Fut>(factory: F)
 where
-    S: EventStore,
+    S: EventStore + Clone,
     F: Fn() -> Fut,
     Fut: Future<Output = S>,
 {
@@ -215,7 +215,7 @@ where
 /// `Any` appends to a new stream and to an existing one.
 pub async fn expected_version_any_appends_at_any_version<S, F, Fut>(factory: F)
 where
-    S: EventStore,
+    S: EventStore + Clone,
     F: Fn() -> Fut,
     Fut: Future<Output = S>,
 {
@@ -231,7 +231,7 @@ where
 /// `NoStream` (and `Exact(0)`) create a stream and conflict once it exists.
 pub async fn expected_version_no_stream_only_creates<S, F, Fut>(factory: F)
 where
-    S: EventStore,
+    S: EventStore + Clone,
     F: Fn() -> Fut,
     Fut: Future<Output = S>,
 {
@@ -254,7 +254,7 @@ where
 /// nothing.
 pub async fn expected_version_exact_conflicts_with_the_actual_version<S, F, Fut>(factory: F)
 where
-    S: EventStore,
+    S: EventStore + Clone,
     F: Fn() -> Fut,
     Fut: Future<Output = S>,
 {
@@ -279,7 +279,7 @@ where
 /// An append without events is refused and changes nothing.
 pub async fn empty_appends_are_refused<S, F, Fut>(factory: F)
 where
-    S: EventStore,
+    S: EventStore + Clone,
     F: Fn() -> Fut,
     Fut: Future<Output = S>,
 {
@@ -301,7 +301,7 @@ where
 /// original result and writes nothing, even after the stream moved on.
 pub async fn a_retried_append_is_idempotent<S, F, Fut>(factory: F)
 where
-    S: EventStore,
+    S: EventStore + Clone,
     F: Fn() -> Fut,
     Fut: Future<Output = S>,
 {
@@ -347,7 +347,7 @@ where
 /// An event id stored in another stream is refused, naming where it lives.
 pub async fn an_id_stored_elsewhere_is_a_duplicate<S, F, Fut>(factory: F)
 where
-    S: EventStore,
+    S: EventStore + Clone,
     F: Fn() -> Fut,
     Fut: Future<Output = S>,
 {
@@ -373,7 +373,7 @@ where
 /// An append of which only some ids are stored is refused and writes nothing.
 pub async fn a_partially_stored_append_is_a_duplicate<S, F, Fut>(factory: F)
 where
-    S: EventStore,
+    S: EventStore + Clone,
     F: Fn() -> Fut,
     Fut: Future<Output = S>,
 {
@@ -405,7 +405,7 @@ where
 /// An append carrying the same id twice is refused and writes nothing.
 pub async fn a_repeated_id_within_one_append_is_refused<S, F, Fut>(factory: F)
 where
-    S: EventStore,
+    S: EventStore + Clone,
     F: Fn() -> Fut,
     Fut: Future<Output = S>,
 {
@@ -429,7 +429,7 @@ where
 /// `read_stream` yields exactly the events after a version, of that stream only.
 pub async fn read_stream_yields_events_after_a_version<S, F, Fut>(factory: F)
 where
-    S: EventStore,
+    S: EventStore + Clone,
     F: Fn() -> Fut,
     Fut: Future<Output = S>,
 {
@@ -459,7 +459,7 @@ where
 /// `read_all` pages through every stream's events in position order, honouring limits.
 pub async fn read_all_pages_across_streams<S, F, Fut>(factory: F)
 where
-    S: EventStore,
+    S: EventStore + Clone,
     F: Fn() -> Fut,
     Fut: Future<Output = S>,
 {
@@ -492,7 +492,7 @@ where
 /// `stream_version` is zero for unknown streams and follows appends.
 pub async fn stream_version_follows_appends<S, F, Fut>(factory: F)
 where
-    S: EventStore,
+    S: EventStore + Clone,
     F: Fn() -> Fut,
     Fut: Future<Output = S>,
 {
@@ -510,7 +510,7 @@ where
 /// Snapshots round-trip; a save replaces the stored one only when its version is not older.
 pub async fn snapshots_are_replaced_only_by_newer_ones<S, F, Fut>(factory: F)
 where
-    S: EventStore,
+    S: EventStore + Clone,
     F: Fn() -> Fut,
     Fut: Future<Output = S>,
 {
@@ -556,7 +556,7 @@ async fn load<S: EventStore>(store: &S, stream: &StreamId) -> Option<Snapshot> {
 /// exactly one winner, losers get typed conflicts, and nothing is lost or duplicated.
 pub async fn concurrent_writers_on_one_stream_get_one_winner_per_version<S, F, Fut>(factory: F)
 where
-    S: EventStore,
+    S: EventStore + Clone,
     F: Fn() -> Fut,
     Fut: Future<Output = S>,
 {
@@ -623,7 +623,7 @@ where
 /// global log: every event is read exactly once, in strictly increasing positions.
 pub async fn concurrent_appends_to_different_streams_are_all_read_once<S, F, Fut>(factory: F)
 where
-    S: EventStore,
+    S: EventStore + Clone,
     F: Fn() -> Fut,
     Fut: Future<Output = S>,
 {
@@ -687,7 +687,7 @@ where
 /// after its append returned; an id never stored is `None`.
 pub async fn an_event_is_found_by_its_id<S, F, Fut>(factory: F)
 where
-    S: EventStore,
+    S: EventStore + Clone,
     F: Fn() -> Fut,
     Fut: Future<Output = S>,
 {
@@ -715,7 +715,7 @@ where
 /// every event.
 pub async fn head_is_the_last_committed_position<S, F, Fut>(factory: F)
 where
-    S: EventStore,
+    S: EventStore + Clone,
     F: Fn() -> Fut,
     Fut: Future<Output = S>,
 {

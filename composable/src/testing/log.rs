@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::checkpoint::InMemoryCheckpointStore;
+use crate::consumer::LogReader;
 use crate::envelope::RecordedEvent;
 use crate::event_store::EventStore;
 use crate::stream::Position;
@@ -15,7 +17,8 @@ const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 ///
 /// A gap-safe store holds commits back from [`read_all`](EventStore::read_all) while older
 /// transactions run — on PostgreSQL, those of any client of the server, such as tests beside
-/// this one creating their databases. This reads until the head is reached, waiting up to 30 s.
+/// this one creating their databases. This reads until the head is reached, waiting up to 30 s
+/// ([`LogReader::read_to_head`]).
 ///
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -40,36 +43,17 @@ const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 ///
 /// # Panics
 /// When the store fails, or the log stays behind its head for 30 s; the message says which.
-pub async fn read_all_to_head<S: EventStore>(store: &S, after: Position) -> Vec<RecordedEvent> {
-    let head = match store.head().await {
-        Ok(head) => head,
-        Err(error) => panic!("reading the head of the log failed: {error}"),
-    };
-    let deadline = tokio::time::Instant::now() + SETTLE_TIMEOUT;
-    let mut events = Vec::new();
-    let mut reached = after;
-    while reached < head {
-        let batch = match store.read_all(reached, 1000).await {
-            Ok(batch) => batch,
-            Err(error) => panic!("read_all(after {reached}) failed: {error}"),
-        };
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the log stayed behind its head {head} (read up to {reached}) for \
-             {SETTLE_TIMEOUT:?}: a transaction older than those commits is not finishing"
-        );
-        match batch.last() {
-            Some(last) => {
-                assert!(
-                    last.position > reached,
-                    "read_all(after {reached}) returned events up to {}, not after it",
-                    last.position
-                );
-                reached = last.position;
-                events.extend(batch);
-            }
-            None => tokio::time::sleep(Duration::from_millis(5)).await,
-        }
+pub async fn read_all_to_head<S: EventStore + Clone>(
+    store: &S,
+    after: Position,
+) -> Vec<RecordedEvent> {
+    let mut reader =
+        LogReader::new("read_all_to_head", store.clone(), InMemoryCheckpointStore::new())
+            .batch_size(1000)
+            .settle(Duration::from_millis(5), SETTLE_TIMEOUT)
+            .starting_after(after);
+    match reader.read_to_head().await {
+        Ok(events) => events,
+        Err(error) => panic!("reading the log after {after} up to its head failed: {error}"),
     }
-    events
 }

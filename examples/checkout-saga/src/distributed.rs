@@ -14,14 +14,13 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use composable::bus::{BusError, BusMessage, EventBus, Subscription, topic_for};
-use composable::command_bus::{BusDispatcher, CommandService, CommandServiceTask, command_topic};
+use composable::command_bus::{BusDispatcher, CommandService, command_topic};
 use composable::relay::Relay;
 use composable::saga::{CommandDispatcher, Progress, TimerStore};
+use composable::service::{self, ServiceHandle};
 use composable::{Bincode, Clock, EventStore, Position, SagaRunner};
 use composable_kafka::{KafkaBus, KafkaConfig};
 use composable_postgres::{PostgresCheckpointStore, PostgresEventStore, PostgresTimerStore};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::{Aggregates, Checkout, CheckoutSaga, Inventory, Order, Payment};
@@ -186,32 +185,24 @@ impl Distributed {
     pub fn spawn_command_service(
         &self,
         aggregates: &Aggregates<PostgresEventStore>,
-    ) -> CommandServiceTask {
-        CommandService::new(self.bus.clone(), Bincode)
-            .with_group("checkout-aggregates")
-            .route(std::sync::Arc::clone(&aggregates.orders))
-            .route(std::sync::Arc::clone(&aggregates.payments))
-            .route(std::sync::Arc::clone(&aggregates.inventory))
-            .spawn()
+    ) -> ServiceHandle {
+        service::spawn(
+            CommandService::new(self.bus.clone(), Bincode)
+                .with_group("checkout-aggregates")
+                .route(std::sync::Arc::clone(&aggregates.orders))
+                .route(std::sync::Arc::clone(&aggregates.payments))
+                .route(std::sync::Arc::clone(&aggregates.inventory)),
+        )
     }
 
-    /// Starts the outbox relay (its checkpoint in the database) as a task.
-    pub fn spawn_relay(&self) -> RelayTask {
-        let mut relay = Relay::new(
+    /// Starts the outbox relay (its checkpoint in the database) as a service, woken by the
+    /// store's `LISTEN/NOTIFY`.
+    pub fn spawn_relay(&self) -> ServiceHandle {
+        service::spawn(Relay::new(
             self.store.clone(),
             self.bus.clone(),
             PostgresCheckpointStore::new(self.store.pool().clone()),
-        )
-        .poll_interval(Duration::from_millis(5));
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            relay
-                .run(async {
-                    let _ = stopped.await;
-                })
-                .await
-        });
-        RelayTask { stop, task }
+        ))
     }
 
     /// Joins consumer group `group` on the saga's input topics. The events committed before
@@ -235,25 +226,6 @@ impl Distributed {
         };
         input.read_to_head(false).await?;
         Ok(input)
-    }
-}
-
-/// The relay running as a task.
-#[derive(Debug)]
-pub struct RelayTask {
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<Result<(), composable::relay::RelayError>>,
-}
-
-impl RelayTask {
-    /// Lets the batch in flight finish and stops the relay.
-    ///
-    /// # Errors
-    /// When the relay had stopped on a failure it could not retry, or panicked.
-    pub async fn stop(self) -> Result<(), Error> {
-        let _ = self.stop.send(());
-        self.task.await??;
-        Ok(())
     }
 }
 

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use checkout_saga::{Checkout, OrderStatus, PlaceOrder, Restock};
-use composable::relay::CheckpointStore;
+use composable::checkpoint::CheckpointStore;
 use composable::saga::SagaStatus;
 use composable::testing::read_all_to_head;
 use composable::{EventStore, Position, StreamId, TestClock, Version};

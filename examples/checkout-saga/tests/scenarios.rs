@@ -8,7 +8,7 @@ use checkout_saga::{
     OrderPlaced, OrderStatus, Payment, PaymentCaptured, PlaceOrder, Refund, Release, Reserve,
     Restock, StockReserved,
 };
-use composable::relay::{CheckpointStore, InMemoryCheckpointStore};
+use composable::checkpoint::{CheckpointStore, InMemoryCheckpointStore};
 use composable::saga::{Dispatch, InMemoryTimerStore, SagaStatus};
 use composable::testing::SagaTest;
 use composable::{EventStore, InMemoryEventStore, Position, RecordedEvent, TestClock};

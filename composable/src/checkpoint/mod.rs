@@ -1,0 +1,92 @@
+//! Checkpoints: how far a consumer of the global log got, by name.
+//!
+//! Every [log consumer](crate::consumer::LogConsumer) — the relay, a saga's input, a projection —
+//! saves the position of the last event it handled under its name, and resumes after it when it
+//! starts again. [`CheckpointStore`] is the port; [`InMemoryCheckpointStore`] its twin beside
+//! it, `composable-postgres` the durable one.
+
+pub mod memory;
+
+use std::future::Future;
+
+use crate::BoxError;
+use crate::stream::Position;
+
+pub use memory::InMemoryCheckpointStore;
+
+/// A checkpoint could not be loaded or saved.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CheckpointError {
+    /// The store could not be reached; retrying may succeed.
+    #[error("checkpoint store unavailable while trying to {operation} `{name}`: {source}")]
+    Unavailable {
+        /// What was being done.
+        operation: &'static str,
+        /// The checkpoint's name.
+        name: String,
+        /// The backend's error.
+        #[source]
+        source: BoxError,
+    },
+    /// A stored checkpoint cannot be read back.
+    #[error("checkpoint `{name}` is corrupt: {reason}")]
+    Corrupt {
+        /// The checkpoint's name.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The store failed in a way retrying will not fix.
+    #[error("checkpoint store failed to {operation} `{name}`: {source}")]
+    Backend {
+        /// What was being done.
+        operation: &'static str,
+        /// The checkpoint's name.
+        name: String,
+        /// The backend's error.
+        #[source]
+        source: BoxError,
+    },
+}
+
+/// Durable positions in the global log, by name: how far a relay (or a projection) got.
+///
+/// Implemented by [`InMemoryCheckpointStore`] and by `composable-postgres`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a checkpoint store",
+    note = "use `composable::checkpoint::InMemoryCheckpointStore` in tests, or \
+            `composable_postgres::PostgresCheckpointStore`"
+)]
+pub trait CheckpointStore: Send + Sync + 'static {
+    /// The saved position of `name`, [`Position::START`] when none was saved.
+    fn load(&self, name: &str) -> impl Future<Output = Result<Position, CheckpointError>> + Send;
+
+    /// Saves `position` as `name`'s checkpoint.
+    fn save(
+        &self,
+        name: &str,
+        position: Position,
+    ) -> impl Future<Output = Result<(), CheckpointError>> + Send;
+}
+
+impl CheckpointError {
+    /// Whether trying again may succeed: the store was unreachable.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable { .. })
+    }
+}
+
+impl<K: CheckpointStore> CheckpointStore for std::sync::Arc<K> {
+    fn load(&self, name: &str) -> impl Future<Output = Result<Position, CheckpointError>> + Send {
+        (**self).load(name)
+    }
+
+    fn save(
+        &self,
+        name: &str,
+        position: Position,
+    ) -> impl Future<Output = Result<(), CheckpointError>> + Send {
+        (**self).save(name, position)
+    }
+}

@@ -1,0 +1,232 @@
+//! A saga's inputs as services: its events from the log or from the bus, and its timers.
+//!
+//! A [`SagaRunner`] handles one input at a time ([`SagaRunner::handle`], [`SagaRunner::fire`]).
+//! What feeds it is a [consumer](crate::consumer): [`SagaEvents`] is the [`EventHandler`] that
+//! hands each event to the runner, run by a [`LogConsumer`] ([`from_log`]) or, behind
+//! [`Events`], by a [`BusConsumer`] ([`from_bus`]); [`SagaTimers`] fires the due timers on the
+//! runner's clock. Each is a [`Service`](crate::service::Service), so they start, stop and
+//! report their health like every other long-running part.
+//!
+//! ```
+//! # use composable::{saga, start, step, Dispatch};
+//! # use composable::saga::InMemoryTimerStore;
+//! # use serde::{Deserialize, Serialize};
+//! # #[composable::event(name = "thing.started", version = 1)]
+//! # #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+//! # pub struct Started { pub id: String }
+//! # #[composable::event(name = "thing.done", version = 1)]
+//! # #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+//! # pub struct Done { pub id: String }
+//! # #[derive(Default)] pub struct Watch;
+//! # #[saga(name = "watch", key = id)]
+//! # impl Watch {
+//! #     #[start] fn started(&mut self, _e: &Started) {}
+//! #     #[step(end)] fn done(&mut self, _e: &Done) {}
+//! # }
+//! use std::sync::Arc;
+//! use composable::checkpoint::InMemoryCheckpointStore;
+//! use composable::saga::{self as sagas, Dispatcher, SagaRunner};
+//! use composable::{InMemoryEventStore, service};
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+//! let store = InMemoryEventStore::new();
+//! let runner = Arc::new(SagaRunner::<Watch, _, _, _>::new(
+//!     store.clone(),
+//!     Dispatcher::new(),
+//!     InMemoryTimerStore::new(),
+//! ));
+//! let input = service::spawn(sagas::from_log(&runner, InMemoryCheckpointStore::new()));
+//! let timers = service::spawn(sagas::SagaTimers::new(Arc::clone(&runner)));
+//! input.stop().await?;
+//! timers.stop().await?;
+//! # Ok::<(), composable::service::ServiceError>(())
+//! # }).unwrap();
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::dispatch::CommandDispatcher;
+use super::runner::{SagaError, SagaRunner};
+use super::timer::TimerStore;
+use super::{Saga, category};
+use crate::BoxError;
+use crate::backoff::Backoff;
+use crate::bus::EventBus;
+use crate::checkpoint::CheckpointStore;
+use crate::codec::Codec;
+use crate::consumer::{BusConsumer, EventHandler, Events, LogConsumer};
+use crate::envelope::RecordedEvent;
+use crate::event_store::EventStore;
+use crate::service::{Service, ServiceContext};
+
+/// Hands each event of a batch to a saga's runner, in order: the saga's [`EventHandler`].
+///
+/// A failure stops the batch; the consumer hands it over again later, and the instances ignore
+/// what they recorded already. Errors retrying cannot fix — an event or a record that does not
+/// decode, a key that is no stream id, a step the saga no longer has — are not retried.
+pub struct SagaEvents<G: Saga, S, D, T, C>(pub Arc<SagaRunner<G, S, D, T, C>>);
+
+impl<G: Saga, S, D, T, C> fmt::Debug for SagaEvents<G, S, D, T, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("SagaEvents").field(&G::NAME).finish()
+    }
+}
+
+impl<G, S, D, T, C> EventHandler for SagaEvents<G, S, D, T, C>
+where
+    G: Saga,
+    S: EventStore,
+    D: CommandDispatcher,
+    T: TimerStore,
+    C: Codec,
+{
+    type Error = SagaError;
+
+    async fn handle(&mut self, events: &[RecordedEvent]) -> Result<(), SagaError> {
+        for event in events {
+            self.0.handle(event).await?;
+        }
+        Ok(())
+    }
+
+    fn is_retryable(&self, error: &SagaError) -> bool {
+        !matches!(
+            error,
+            SagaError::Decode(_)
+                | SagaError::Encode { .. }
+                | SagaError::InvalidKey { .. }
+                | SagaError::UnknownStep { .. }
+        )
+    }
+}
+
+/// A saga's input from the log: what [`from_log`] builds.
+pub type SagaLogInput<G, S, D, T, C, K> = LogConsumer<Arc<S>, K, SagaEvents<G, S, D, T, C>>;
+
+/// A saga's input from the bus: what [`from_bus`] builds.
+pub type SagaBusInput<G, S, D, T, C, B> = BusConsumer<B, Events<SagaEvents<G, S, D, T, C>>>;
+
+/// The saga's events from the event store's log, after the checkpoint
+/// [`SagaRunner::checkpoint_name`] in `checkpoints`: a [`LogConsumer`] of [`SagaEvents`].
+///
+/// Run either this service or the runner's own [`poll`](SagaRunner::poll) /
+/// [`run_until_idle`](SagaRunner::run_until_idle), not both on one checkpoint.
+pub fn from_log<G, S, D, T, C, K>(
+    runner: &Arc<SagaRunner<G, S, D, T, C>>,
+    checkpoints: K,
+) -> SagaLogInput<G, S, D, T, C, K>
+where
+    G: Saga,
+    S: EventStore,
+    D: CommandDispatcher,
+    T: TimerStore,
+    C: Codec,
+    K: CheckpointStore,
+{
+    LogConsumer::new(
+        category(G::NAME),
+        runner.shared_store(),
+        checkpoints,
+        SagaEvents(Arc::clone(runner)),
+    )
+}
+
+/// The saga's events from `topics` on the bus (where the relay published them), in consumer
+/// group `group`: a [`BusConsumer`] of [`SagaEvents`]. Several processes in one group share the
+/// topics' partitions, so each instance's events (keyed by stream) keep their order.
+pub fn from_bus<G, S, D, T, C, B>(
+    runner: &Arc<SagaRunner<G, S, D, T, C>>,
+    bus: B,
+    group: impl Into<String>,
+    topics: impl IntoIterator<Item = impl Into<String>>,
+) -> SagaBusInput<G, S, D, T, C, B>
+where
+    G: Saga,
+    S: EventStore,
+    D: CommandDispatcher,
+    T: TimerStore,
+    C: Codec,
+    B: EventBus,
+{
+    BusConsumer::new(category(G::NAME), bus, topics, Events(SagaEvents(Arc::clone(runner))))
+        .with_group(group)
+}
+
+/// Fires a saga's due timers, looking every `every` on the runner's clock: a [`Service`].
+/// Several processes may run it; each timer is claimed by one of them at a time (its lease).
+pub struct SagaTimers<G: Saga, S, D, T, C> {
+    runner: Arc<SagaRunner<G, S, D, T, C>>,
+    every: Duration,
+    backoff: Backoff,
+}
+
+impl<G: Saga, S, D, T, C> fmt::Debug for SagaTimers<G, S, D, T, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SagaTimers")
+            .field("saga", &G::NAME)
+            .field("every", &self.every)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<G, S, D, T, C> SagaTimers<G, S, D, T, C>
+where
+    G: Saga,
+    S: EventStore,
+    D: CommandDispatcher,
+    T: TimerStore,
+    C: Codec,
+{
+    /// Fires `runner`'s due timers every second; after a failure it looks again after a back-off
+    /// from 100 ms doubling up to the interval.
+    pub fn new(runner: Arc<SagaRunner<G, S, D, T, C>>) -> Self {
+        Self::every(runner, Duration::from_secs(1))
+    }
+
+    /// Fires `runner`'s due timers every `every`.
+    pub fn every(runner: Arc<SagaRunner<G, S, D, T, C>>, every: Duration) -> Self {
+        let backoff = Backoff::exponential(Duration::from_millis(100)).max_delay(every);
+        Self { runner, every, backoff }
+    }
+}
+
+impl<G, S, D, T, C> Service for SagaTimers<G, S, D, T, C>
+where
+    G: Saga,
+    S: EventStore,
+    D: CommandDispatcher,
+    T: TimerStore,
+    C: Codec,
+{
+    fn name(&self) -> String {
+        format!("{}.timers", category(G::NAME))
+    }
+
+    async fn run(self, mut context: ServiceContext) -> Result<(), BoxError> {
+        let mut failures = 0u32;
+        while !context.stop_requested() {
+            let wait = match self.runner.fire_due().await {
+                Ok(_) => {
+                    failures = 0;
+                    context.caught_up(None);
+                    self.every
+                }
+                Err(error) => {
+                    failures = failures.saturating_add(1);
+                    let wait = self.backoff.jittered_delay_before(failures.saturating_add(1));
+                    tracing::warn!(saga = G::NAME, %error, retry_in = ?wait, "firing due timers failed");
+                    context.behind(None);
+                    wait
+                }
+            };
+            tokio::select! {
+                biased;
+                () = context.stopped() => {}
+                () = self.runner.clock().sleep(wait) => {}
+            }
+        }
+        Ok(())
+    }
+}

@@ -199,6 +199,51 @@ impl Backoff {
     }
 }
 
+/// The consecutive failures of something retried with a [`Backoff`]: how long to wait after
+/// each, and when to give up.
+///
+/// ```
+/// use std::time::Duration;
+/// use composable::backoff::{Backoff, Failures};
+///
+/// let mut failures = Failures::new(Backoff::exponential(Duration::from_millis(10)).attempts(3));
+/// assert_eq!(failures.failed(), Some(Duration::from_millis(10)));
+/// assert_eq!(failures.failed(), Some(Duration::from_millis(20)));
+/// assert_eq!(failures.failed(), None, "a fourth attempt is not allowed");
+/// failures.succeeded();
+/// assert_eq!(failures.count(), 0);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Failures {
+    backoff: Backoff,
+    count: u32,
+}
+
+impl Failures {
+    /// No failure yet.
+    pub const fn new(backoff: Backoff) -> Self {
+        Self { backoff, count: 0 }
+    }
+
+    /// One more failure: the wait (jitter included) before the next attempt, or `None` when the
+    /// back-off allows no further attempt.
+    pub fn failed(&mut self) -> Option<Duration> {
+        self.count = self.count.saturating_add(1);
+        let next = self.count.saturating_add(1);
+        self.backoff.allows(next).then(|| self.backoff.jittered_delay_before(next))
+    }
+
+    /// An attempt succeeded: the next failure waits the shortest time again.
+    pub fn succeeded(&mut self) {
+        self.count = 0;
+    }
+
+    /// The failures since the last success.
+    pub const fn count(&self) -> u32 {
+        self.count
+    }
+}
+
 impl Default for Backoff {
     /// 100 ms doubling up to 30 s, with a fifth of jitter, without a limit on attempts.
     fn default() -> Self {

@@ -15,6 +15,7 @@ pub mod envelope;
 pub mod event;
 pub mod event_store;
 mod executor;
+pub mod host;
 pub mod hosted;
 pub mod memory;
 pub mod reducer;

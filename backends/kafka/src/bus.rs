@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use composable::Backoff;
+use composable::backoff::{Backoff, Failures};
 use composable::bus::{BusError, BusMessage, Delivery, EventBus, Outcome, Subscription};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
@@ -24,7 +24,7 @@ const QUEUE_FULL_WAIT: Duration = Duration::from_millis(1);
 /// How a failing receive or a dead letter the broker does not take is retried: 100 ms doubling
 /// up to 10 s, with jitter, for as long as the subscription lives.
 const RETRY: Backoff =
-    Backoff::exponential(Duration::from_millis(100)).max_delay(Duration::from_secs(10));
+    Backoff::exponential(Duration::from_millis(100)).max_delay(Duration::from_secs(10)).forever();
 
 /// An [`EventBus`] on Kafka (or Redpanda, MSK, tansu: any broker speaking the protocol), through
 /// librdkafka. Cheap to clone: clones share one producer.
@@ -299,11 +299,11 @@ struct ConsumerLoop {
 
 impl ConsumerLoop {
     async fn run(self) {
-        let mut failures = 0u32;
+        let mut failures = Failures::new(RETRY);
         loop {
             let message = match self.consumer.recv().await {
                 Ok(message) => {
-                    failures = 0;
+                    failures.succeeded();
                     message
                 }
                 Err(error) => {
@@ -311,8 +311,8 @@ impl ConsumerLoop {
                     if self.sender.send(Err(error)).await.is_err() {
                         return;
                     }
-                    failures = failures.saturating_add(1);
-                    RETRY.wait_before(failures.saturating_add(1), self.config.clock()).await;
+                    let wait = failures.failed().unwrap_or(Duration::ZERO);
+                    self.config.clock().sleep(wait).await;
                     continue;
                 }
             };
@@ -365,7 +365,7 @@ impl ConsumerLoop {
 
     /// Publishes `letter` until the broker acknowledges it, or the subscription is dropped.
     async fn dead_letter(&self, letter: BusMessage) -> bool {
-        let mut attempt = 1u32;
+        let mut failures = Failures::new(RETRY);
         loop {
             let sent = match self.producer.send_result(KafkaBus::record(&letter)) {
                 Ok(mut delivery) => acknowledged(&letter.topic, &mut delivery).await,
@@ -374,8 +374,7 @@ impl ConsumerLoop {
             match sent {
                 Ok(()) => return true,
                 Err(error) => {
-                    attempt = attempt.saturating_add(1);
-                    let wait = RETRY.jittered_delay_before(attempt);
+                    let wait = failures.failed().unwrap_or(Duration::ZERO);
                     tracing::warn!(topic = %letter.topic, %error, retry_in = ?wait, "dead letter not published");
                     if self.sender.is_closed() {
                         return false;

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use composable::Backoff;
+use composable::backoff::{Backoff, Failures};
 use composable::event_store::Appends;
 use sqlx::postgres::{PgListener, PgPool};
 use tokio::sync::{Notify, watch};
@@ -127,16 +127,15 @@ async fn listener(
     appended: watch::Sender<u64>,
     mut alive: watch::Receiver<()>,
 ) {
-    let backoff =
-        Backoff::exponential(Duration::from_millis(100)).max_delay(Duration::from_secs(5));
-    let mut failures = 0u32;
+    let mut failures = Failures::new(
+        Backoff::exponential(Duration::from_millis(100)).max_delay(Duration::from_secs(5)),
+    );
     while !pool.is_closed() {
         let error = tokio::select! {
             error = listen(&pool, &channel, &appended, &mut failures) => error,
             () = store_gone(&mut alive) => return,
         };
-        failures = failures.saturating_add(1);
-        let wait = backoff.jittered_delay_before(failures.saturating_add(1));
+        let wait = failures.failed().unwrap_or(Duration::ZERO);
         tracing::debug!(%channel, %error, retry_in = ?wait, "LISTEN failed; readers poll meanwhile");
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
@@ -150,7 +149,7 @@ async fn listen(
     pool: &PgPool,
     channel: &str,
     appended: &watch::Sender<u64>,
-    failures: &mut u32,
+    failures: &mut Failures,
 ) -> sqlx::Error {
     let bump = || appended.send_modify(|count| *count = count.wrapping_add(1));
     let mut listener = match PgListener::connect_with(pool).await {
@@ -161,7 +160,7 @@ async fn listen(
         return error;
     }
     bump();
-    *failures = 0;
+    failures.succeeded();
     loop {
         // `None`: the connection dropped, and the next call reconnects and listens again.
         if let Err(error) = listener.try_recv().await {

@@ -7,7 +7,11 @@
 
 pub mod memory;
 
+use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
 
 use crate::BoxError;
 use crate::stream::Position;
@@ -77,7 +81,70 @@ impl CheckpointError {
     }
 }
 
-impl<K: CheckpointStore> CheckpointStore for std::sync::Arc<K> {
+/// Any [`CheckpointStore`] behind a shared pointer, so that the types holding it need not name
+/// it: what [`SagaRunner`](crate::SagaRunner) and the [host](crate::host) keep. Clones share the
+/// store.
+///
+/// ```
+/// use composable::checkpoint::{CheckpointStore, InMemoryCheckpointStore, SharedCheckpoints};
+/// use composable::Position;
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let shared = SharedCheckpoints::new(InMemoryCheckpointStore::new());
+/// shared.clone().save("relay", Position::new(1, 1)).await?;
+/// assert_eq!(shared.load("relay").await?, Position::new(1, 1));
+/// # Ok::<(), composable::checkpoint::CheckpointError>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct SharedCheckpoints(Arc<dyn ErasedCheckpoints>);
+
+impl SharedCheckpoints {
+    /// `checkpoints`, shared.
+    pub fn new(checkpoints: impl CheckpointStore) -> Self {
+        Self(Arc::new(checkpoints))
+    }
+}
+
+impl fmt::Debug for SharedCheckpoints {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SharedCheckpoints")
+    }
+}
+
+trait ErasedCheckpoints: Send + Sync {
+    fn load<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Position, CheckpointError>>;
+    fn save<'a>(
+        &'a self,
+        name: &'a str,
+        position: Position,
+    ) -> BoxFuture<'a, Result<(), CheckpointError>>;
+}
+
+impl<K: CheckpointStore> ErasedCheckpoints for K {
+    fn load<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Position, CheckpointError>> {
+        Box::pin(CheckpointStore::load(self, name))
+    }
+
+    fn save<'a>(
+        &'a self,
+        name: &'a str,
+        position: Position,
+    ) -> BoxFuture<'a, Result<(), CheckpointError>> {
+        Box::pin(CheckpointStore::save(self, name, position))
+    }
+}
+
+impl CheckpointStore for SharedCheckpoints {
+    async fn load(&self, name: &str) -> Result<Position, CheckpointError> {
+        self.0.load(name).await
+    }
+
+    async fn save(&self, name: &str, position: Position) -> Result<(), CheckpointError> {
+        self.0.save(name, position).await
+    }
+}
+
+impl<K: CheckpointStore> CheckpointStore for Arc<K> {
     fn load(&self, name: &str) -> impl Future<Output = Result<Position, CheckpointError>> + Send {
         (**self).load(name)
     }

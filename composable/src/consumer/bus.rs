@@ -9,7 +9,7 @@ use futures::FutureExt;
 
 use super::EventHandler;
 use crate::BoxError;
-use crate::backoff::Backoff;
+use crate::backoff::{Backoff, Failures};
 use crate::bus::{BusError, BusMessage, Delivery, EventBus, MessageError, Subscription};
 use crate::clock::{Clock, SystemClock};
 use crate::service::{Service, ServiceContext};
@@ -221,13 +221,14 @@ impl<B: EventBus, H: MessageHandler> BusConsumer<B, H> {
         context: &mut ServiceContext,
     ) -> Result<Option<Subscription>, BusConsumerError> {
         let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
-        let mut attempt = 1;
+        let mut failures = Failures::new(self.backoff);
         loop {
-            match self.bus.subscribe(self.group.as_deref(), &topics).await {
+            let source = match self.bus.subscribe(self.group.as_deref(), &topics).await {
                 Ok(subscription) => return Ok(Some(subscription)),
-                Err(source) if source.is_transient() && self.backoff.allows(attempt + 1) => {
-                    attempt += 1;
-                    let wait = self.backoff.jittered_delay_before(attempt);
+                Err(source) => source,
+            };
+            match failures.failed() {
+                Some(wait) if source.is_transient() => {
                     tracing::warn!(consumer = %self.name, error = %source, retry_in = ?wait, "subscribing failed");
                     tokio::select! {
                         biased;
@@ -235,7 +236,7 @@ impl<B: EventBus, H: MessageHandler> BusConsumer<B, H> {
                         () = self.clock.sleep(wait) => {}
                     }
                 }
-                Err(source) => {
+                _ => {
                     return Err(BusConsumerError::Subscribe {
                         consumer: self.name.clone(),
                         topics: self.topics.clone(),
@@ -274,7 +275,9 @@ impl<B: EventBus, H: MessageHandler> BusConsumer<B, H> {
         let Some(mut subscription) = self.subscribe(context).await? else {
             return Ok(());
         };
-        let mut failures = 0u32;
+        // A subscription that keeps reporting errors is waited on for ever: the bus recovers,
+        // or the operator stops the service.
+        let mut failures = Failures::new(self.backoff.forever());
         while !context.stop_requested() {
             let next = match subscription.next().now_or_never() {
                 Some(next) => next,
@@ -290,12 +293,11 @@ impl<B: EventBus, H: MessageHandler> BusConsumer<B, H> {
             match next {
                 None => return Err(BusConsumerError::Closed { consumer: self.name.clone() }),
                 Some(Ok(delivery)) => {
-                    failures = 0;
+                    failures.succeeded();
                     self.handle(delivery).await;
                 }
                 Some(Err(source)) if source.is_transient() => {
-                    failures = failures.saturating_add(1);
-                    let wait = self.backoff.jittered_delay_before(failures.saturating_add(1));
+                    let wait = failures.failed().unwrap_or(Duration::ZERO);
                     tracing::warn!(consumer = %self.name, error = %source, retry_in = ?wait, "the subscription reported an error");
                     context.behind(None);
                     tokio::select! {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::EventHandler;
 use crate::BoxError;
-use crate::backoff::Backoff;
+use crate::backoff::{Backoff, Failures};
 use crate::checkpoint::{CheckpointError, CheckpointStore};
 use crate::clock::{Clock, SystemClock};
 use crate::envelope::RecordedEvent;
@@ -520,16 +520,16 @@ impl<S: EventStore, K: CheckpointStore, H: EventHandler> LogConsumer<S, K, H> {
     ) -> Result<(), ConsumerError<H::Error>> {
         let mut appends = if self.woken { self.reader.store.appends() } else { Appends::never() };
         let clock = Arc::clone(&self.reader.clock);
-        let mut failures = 0u32;
+        let mut failures = Failures::new(self.backoff);
         while !context.stop_requested() {
             let wait = match self.run_once().await {
                 Ok(handled) if handled == self.reader.batch_size => {
-                    failures = 0;
+                    failures.succeeded();
                     context.behind(self.reader.position);
                     continue;
                 }
                 Ok(_) => {
-                    failures = 0;
+                    failures.succeeded();
                     let head = self.reader.head().await;
                     match head {
                         Ok(head) if self.reader.position.unwrap_or(Position::START) < head => {
@@ -566,14 +566,12 @@ impl<S: EventStore, K: CheckpointStore, H: EventHandler> LogConsumer<S, K, H> {
     fn failed(
         &self,
         error: ConsumerError<H::Error>,
-        failures: &mut u32,
+        failures: &mut Failures,
     ) -> Result<Option<Duration>, ConsumerError<H::Error>> {
-        *failures = failures.saturating_add(1);
-        let attempt = failures.saturating_add(1);
-        if !self.retryable(&error) || !self.backoff.allows(attempt) {
-            return Err(error);
-        }
-        let wait = self.backoff.jittered_delay_before(attempt);
+        let wait = match failures.failed() {
+            Some(wait) if self.retryable(&error) => wait,
+            _ => return Err(error),
+        };
         tracing::warn!(consumer = %self.reader.name, %error, retry_in = ?wait, "consumer step failed");
         Ok(Some(wait))
     }

@@ -52,7 +52,7 @@ use super::runner::{SagaError, SagaRunner};
 use super::timer::TimerStore;
 use super::{Saga, category};
 use crate::BoxError;
-use crate::backoff::Backoff;
+use crate::backoff::{Backoff, Failures};
 use crate::bus::EventBus;
 use crate::checkpoint::CheckpointStore;
 use crate::codec::Codec;
@@ -205,17 +205,16 @@ where
     }
 
     async fn run(self, mut context: ServiceContext) -> Result<(), BoxError> {
-        let mut failures = 0u32;
+        let mut failures = Failures::new(self.backoff);
         while !context.stop_requested() {
             let wait = match self.runner.fire_due().await {
                 Ok(_) => {
-                    failures = 0;
+                    failures.succeeded();
                     context.caught_up(None);
                     self.every
                 }
                 Err(error) => {
-                    failures = failures.saturating_add(1);
-                    let wait = self.backoff.jittered_delay_before(failures.saturating_add(1));
+                    let wait = failures.failed().unwrap_or(self.every);
                     tracing::warn!(saga = G::NAME, %error, retry_in = ?wait, "firing due timers failed");
                     context.behind(None);
                     wait

@@ -125,6 +125,6 @@ impl<T: IntoDispatches, E: std::fmt::Display> IntoReaction for Result<T, E> {
 }
 
 /// The stream category of saga `name`'s instances.
-pub(crate) fn category(name: &str) -> String {
+pub fn category(name: &str) -> String {
     format!("saga.{name}")
 }

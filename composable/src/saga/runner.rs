@@ -18,14 +18,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::TryStreamExt;
-use futures::future::BoxFuture;
 use uuid::Uuid;
 
 use super::dispatch::{CommandDispatcher, Dispatch, DispatchError};
 use super::record::{Failed, Handled, SagaRecord, TimedOut};
 use super::timer::{Timer, TimerError, TimerStore};
 use super::{Saga, category};
-use crate::checkpoint::{CheckpointError, CheckpointStore, InMemoryCheckpointStore};
+use crate::checkpoint::{
+    CheckpointError, CheckpointStore, InMemoryCheckpointStore, SharedCheckpoints,
+};
 use crate::clock::{Clock, SystemClock};
 use crate::codec::{Bincode, Codec, CodecError};
 use crate::command::derive_id;
@@ -179,7 +180,7 @@ const SETTLE_POLL: Duration = Duration::from_millis(2);
 const BATCH: usize = 256;
 
 /// The reader of the runner's own input from the log.
-type Input<S> = LogReader<Arc<S>, ErasedCheckpoints>;
+type Input<S> = LogReader<Arc<S>, SharedCheckpoints>;
 
 /// Feeds one saga type its events and timers. See the module docs for the order of effects.
 pub struct SagaRunner<G: Saga, S, D, T, C = Bincode> {
@@ -215,7 +216,7 @@ impl<G: Saga, S: EventStore, D: CommandDispatcher, T: TimerStore> SagaRunner<G, 
         Self {
             input: tokio::sync::Mutex::new(input::<G, S>(
                 &store,
-                ErasedCheckpoints(Arc::new(InMemoryCheckpointStore::new())),
+                SharedCheckpoints::new(InMemoryCheckpointStore::new()),
                 settle_timeout,
             )),
             store,
@@ -281,11 +282,8 @@ impl<G: Saga, S: EventStore, D: CommandDispatcher, T: TimerStore, C: Codec>
     /// ignores what it recorded already).
     #[must_use]
     pub fn with_checkpoints(mut self, checkpoints: impl CheckpointStore) -> Self {
-        *self.input.get_mut() = input::<G, S>(
-            &self.store,
-            ErasedCheckpoints(Arc::new(checkpoints)),
-            self.settle_timeout,
-        );
+        *self.input.get_mut() =
+            input::<G, S>(&self.store, SharedCheckpoints::new(checkpoints), self.settle_timeout);
         self
     }
 
@@ -758,7 +756,7 @@ struct Handling {
 /// The runner's reader of the log, with its settle timeout.
 fn input<G: Saga, S: EventStore>(
     store: &Arc<S>,
-    checkpoints: ErasedCheckpoints,
+    checkpoints: SharedCheckpoints,
     settle_timeout: Duration,
 ) -> Input<S> {
     LogReader::new(category(G::NAME), Arc::clone(store), checkpoints)
@@ -766,7 +764,7 @@ fn input<G: Saga, S: EventStore>(
         .settle(SETTLE_POLL, settle_timeout)
 }
 
-fn input_checkpoints<S: EventStore>(input: &Input<S>) -> ErasedCheckpoints {
+fn input_checkpoints<S: EventStore>(input: &Input<S>) -> SharedCheckpoints {
     input.checkpoints().clone()
 }
 
@@ -779,43 +777,6 @@ fn consumer_error(error: ConsumerError<SagaError>) -> SagaError {
         ConsumerError::Behind { head, reached, waited, .. } => {
             SagaError::Behind { head, reached, waited }
         }
-    }
-}
-
-/// A [`CheckpointStore`] behind a pointer, so the runner's type does not name it.
-#[derive(Clone)]
-struct ErasedCheckpoints(Arc<dyn Checkpoints>);
-
-trait Checkpoints: Send + Sync {
-    fn load<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Position, CheckpointError>>;
-    fn save<'a>(
-        &'a self,
-        name: &'a str,
-        position: Position,
-    ) -> BoxFuture<'a, Result<(), CheckpointError>>;
-}
-
-impl<K: CheckpointStore> Checkpoints for K {
-    fn load<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Position, CheckpointError>> {
-        Box::pin(CheckpointStore::load(self, name))
-    }
-
-    fn save<'a>(
-        &'a self,
-        name: &'a str,
-        position: Position,
-    ) -> BoxFuture<'a, Result<(), CheckpointError>> {
-        Box::pin(CheckpointStore::save(self, name, position))
-    }
-}
-
-impl CheckpointStore for ErasedCheckpoints {
-    async fn load(&self, name: &str) -> Result<Position, CheckpointError> {
-        self.0.load(name).await
-    }
-
-    async fn save(&self, name: &str, position: Position) -> Result<(), CheckpointError> {
-        self.0.save(name, position).await
     }
 }
 

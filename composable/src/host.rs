@@ -1,0 +1,722 @@
+//! The application host: one builder that wires an application's aggregates and sagas to its
+//! event store (and bus), checks the wiring when it is built, and runs the services a process
+//! should run.
+//!
+//! An application registers its aggregates' runners and its sagas once; the host derives the rest:
+//!
+//! * **in process** ([`App::in_process`]): each saga reads its events from the log
+//!   ([`saga::from_log`]) and dispatches to the registered runners directly; its timers fire on
+//!   the host's clock ([`SagaTimers`]);
+//! * **on a bus** ([`App::on_bus`]): the outbox [`Relay`] publishes the log, a [`CommandService`]
+//!   hosts the aggregates behind their command topics, and each saga reads its events from the
+//!   topics of the aggregates that emit them ([`saga::from_bus`]) and sends its commands through a
+//!   [`BusDispatcher`]. The same binary runs every [`Role`] in one process, or a chosen subset
+//!   per process ([`AppBuilder::roles`]); several processes of one role share the work through
+//!   the bus's consumer groups, partitioned by stream, so each stream's order holds.
+//!
+//! [`AppBuilder::build`] checks what can be checked before anything runs: a saga handling an
+//! event no registered aggregate emits (it would wait for ever), two services claiming one name
+//! (and so one checkpoint), a role nobody declared, a process that would run nothing. Each is a
+//! [`HostError`] that names what is missing and how to add it. [`RunningApp`] reports every
+//! service's [`Health`] and stops them all.
+//!
+//! ```
+//! # use composable::{aggregate, apply, command, event, saga, start, step, Dispatch};
+//! # use serde::{Deserialize, Serialize};
+//! # #[event(name = "order.placed", version = 1)]
+//! # #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)] pub struct Placed { pub id: String }
+//! # #[event(name = "order.shipped", version = 1)]
+//! # #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)] pub struct Shipped { pub id: String }
+//! # #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)] pub struct Place;
+//! # #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)] pub struct Ship;
+//! # #[derive(Debug, Default)] pub struct Order { placed: bool, shipped: bool }
+//! # #[derive(Debug, thiserror::Error)] #[error("refused")] pub struct Refused;
+//! # #[aggregate(stream = "order")]
+//! # impl Order {
+//! #     #[command] fn place(&self, _c: Place) -> Placed { Placed { id: String::new() } }
+//! #     #[command] fn ship(&self, _c: Ship) -> Result<Shipped, Refused> {
+//! #         if self.placed && !self.shipped { Ok(Shipped { id: String::new() }) } else { Err(Refused) }
+//! #     }
+//! #     #[apply] fn placed(&mut self, _e: &Placed) { self.placed = true }
+//! #     #[apply] fn shipped(&mut self, _e: &Shipped) { self.shipped = true }
+//! # }
+//! # #[derive(Debug, Default)] pub struct Shipping;
+//! # #[saga(name = "shipping", key = id)]
+//! # impl Shipping {
+//! #     #[start] fn placed(&mut self, e: &Placed) -> Dispatch { Dispatch::to::<Order>(&e.id, Ship) }
+//! #     #[step(end)] fn shipped(&mut self, _e: &Shipped) {}
+//! # }
+//! use std::sync::Arc;
+//! use composable::host::App;
+//! use composable::saga::InMemoryTimerStore;
+//! use composable::{AggregateRunner, InMemoryEventStore};
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+//! let store = InMemoryEventStore::new();
+//! let orders = Arc::new(AggregateRunner::<Order, _>::new(store.clone(), ()));
+//! let app = App::in_process("shop", store.clone(), InMemoryTimerStore::new())
+//!     .aggregate(&orders)
+//!     .saga::<Shipping>()
+//!     .build()?;
+//! let running = app.start();
+//! orders.execute("o1", Place).await?;
+//! running.settle().await?;
+//! assert!(orders.load("o1").await?.state.shipped);
+//! running.stop().await?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::aggregate::Aggregate;
+use crate::bus::{EventBus, topic_for};
+use crate::checkpoint::{CheckpointStore, InMemoryCheckpointStore, SharedCheckpoints};
+use crate::clock::{Clock, SystemClock};
+use crate::codec::{Bincode, Codec};
+use crate::command::CommandCodec;
+use crate::command_bus::{BusDispatcher, CommandService};
+use crate::event::EventSet;
+use crate::event_store::{EventStore, EventStoreError};
+use crate::relay::Relay;
+use crate::runner::AggregateRunner;
+use crate::saga::{self, Dispatcher, Saga, SagaRunner, SagaTimers, TimerStore};
+use crate::service::{self, Health, Service, ServiceError, ServiceHandle, ServiceState};
+use crate::stream::Position;
+
+/// What one process of an application runs.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    /// The outbox relay: the log to the bus (`relay`).
+    Relay,
+    /// The command service hosting the registered aggregates (`commands`).
+    Commands,
+    /// A saga's input and timers, by the saga's name.
+    Saga(&'static str),
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Relay => f.write_str("relay"),
+            Self::Commands => f.write_str("commands"),
+            Self::Saga(name) => f.write_str(name),
+        }
+    }
+}
+
+/// The wiring of an application is wrong; nothing was started.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HostError {
+    /// A saga handles an event that no registered aggregate emits.
+    #[error(
+        "saga `{saga}` handles `{event}`, which no registered aggregate emits, so it would wait \
+         for it for ever: register the aggregate that emits it with `.aggregate(&runner)`"
+    )]
+    UnpublishedInput {
+        /// The saga.
+        saga: &'static str,
+        /// The event name.
+        event: &'static str,
+    },
+    /// Two services have the same name, and so the same checkpoint.
+    #[error(
+        "two services are called `{name}` and would share one checkpoint: register each \
+         aggregate and saga once, and give sagas distinct names"
+    )]
+    DuplicateService {
+        /// The name.
+        name: String,
+    },
+    /// An aggregate was registered twice.
+    #[error("aggregate `{category}` is registered twice: register each aggregate's runner once")]
+    DuplicateAggregate {
+        /// Its stream category.
+        category: &'static str,
+    },
+    /// A role to run is not one the application has.
+    #[error("`{role}` is not a role of this application; its roles are {known:?}")]
+    UnknownRole {
+        /// The role asked for.
+        role: String,
+        /// The roles it has.
+        known: Vec<String>,
+    },
+    /// The roles chosen select no service.
+    #[error(
+        "this process would run nothing: roles {roles:?} select no service (its roles are \
+         {known:?})"
+    )]
+    NothingToRun {
+        /// The roles chosen.
+        roles: Vec<String>,
+        /// The roles it has.
+        known: Vec<String>,
+    },
+}
+
+/// Services that ended with an error when the application stopped, or a wait that failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// These services failed (each with its error).
+    #[error("{} service(s) failed: {}", .0.len(), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Failed(Vec<ServiceError>),
+    /// A service failed while the application was waiting for it to catch up.
+    #[error("service `{service}` failed: {reason}")]
+    ServiceFailed {
+        /// The service.
+        service: String,
+        /// Its error.
+        reason: String,
+    },
+    /// The event store could not tell its head.
+    #[error(transparent)]
+    Store(#[from] EventStoreError),
+}
+
+/// The application without a bus: everything in one process.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoBus;
+
+/// A service ready to start, with its role.
+struct Entry {
+    name: String,
+    role: Role,
+    reads_log: bool,
+    start: Box<dyn FnOnce() -> ServiceHandle + Send>,
+}
+
+impl Entry {
+    fn new<Sv: Service>(role: Role, reads_log: bool, service: Sv) -> Self {
+        Self {
+            name: service.name(),
+            role,
+            reads_log,
+            start: Box::new(move || service::spawn(service)),
+        }
+    }
+}
+
+/// What the registrations see when the application is built.
+struct Wiring<'a, S, T, B> {
+    app: &'a str,
+    store: &'a S,
+    timers: &'a T,
+    bus: &'a B,
+    checkpoints: &'a SharedCheckpoints,
+    clock: &'a Arc<dyn Clock>,
+    /// In-process routes to every registered aggregate.
+    dispatcher: &'a Arc<Dispatcher>,
+    /// The stream category of every registered aggregate emitting each event name.
+    emitters: &'a BTreeMap<&'static str, Vec<&'static str>>,
+    /// Adds the bus routes of every registered aggregate.
+    bus_routes: &'a [BusRoute<B>],
+    /// Adds every registered aggregate to a command service.
+    command_routes: &'a [CommandRoute<B>],
+    timer_interval: Duration,
+}
+
+type BusRoute<B> = Box<dyn Fn(BusDispatcher<B>) -> BusDispatcher<B> + Send + Sync>;
+type CommandRoute<B> = Box<dyn Fn(CommandService<B>) -> CommandService<B> + Send + Sync>;
+type Registration<S, T, B> = Box<dyn FnOnce(&Wiring<'_, S, T, B>) -> Vec<Entry> + Send>;
+
+/// A registered aggregate.
+struct AggregateEntry<B> {
+    category: &'static str,
+    events: &'static [&'static str],
+    route: Box<dyn FnOnce(Dispatcher) -> Dispatcher + Send>,
+    command_route: Option<CommandRoute<B>>,
+    bus_route: Option<BusRoute<B>>,
+}
+
+/// A registered saga, for the checks.
+struct SagaEntry {
+    name: &'static str,
+    events: &'static [&'static str],
+}
+
+/// Builds an [`App`]: see the [module docs](self).
+pub struct AppBuilder<S, T, B = NoBus> {
+    name: String,
+    store: S,
+    timers: T,
+    bus: B,
+    checkpoints: SharedCheckpoints,
+    clock: Arc<dyn Clock>,
+    roles: Option<Vec<String>>,
+    timer_interval: Duration,
+    reply_timeout: Duration,
+    aggregates: Vec<AggregateEntry<B>>,
+    sagas: Vec<SagaEntry>,
+    registrations: Vec<Registration<S, T, B>>,
+}
+
+impl<S, T, B> fmt::Debug for AppBuilder<S, T, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AppBuilder")
+            .field("name", &self.name)
+            .field("aggregates", &self.aggregates.iter().map(|a| a.category).collect::<Vec<_>>())
+            .field("sagas", &self.sagas.iter().map(|s| s.name).collect::<Vec<_>>())
+            .field("roles", &self.roles)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An application's wiring, checked: [`start`](App::start) it.
+pub struct App<S> {
+    store: S,
+    entries: Vec<Entry>,
+}
+
+impl<S> fmt::Debug for App<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let services: Vec<String> =
+            self.entries.iter().map(|entry| format!("{} ({})", entry.name, entry.role)).collect();
+        f.debug_struct("App").field("services", &services).finish_non_exhaustive()
+    }
+}
+
+impl App<()> {
+    /// An application on `store` with its sagas' timers in `timers`, everything in one process:
+    /// sagas read the log and dispatch to the registered runners directly.
+    pub fn in_process<S, T>(name: impl Into<String>, store: S, timers: T) -> AppBuilder<S, T>
+    where
+        S: EventStore + Clone,
+        T: TimerStore + Clone,
+    {
+        AppBuilder::new(name.into(), store, timers, NoBus)
+    }
+
+    /// An application on `store` and `bus`, with its sagas' timers in `timers`: the relay
+    /// publishes the log, a command service hosts the aggregates, sagas read the bus and send
+    /// their commands through it; roles split that across processes.
+    pub fn on_bus<S, T, B>(
+        name: impl Into<String>,
+        store: S,
+        timers: T,
+        bus: B,
+    ) -> AppBuilder<S, T, B>
+    where
+        S: EventStore + Clone,
+        T: TimerStore + Clone,
+        B: EventBus + Clone,
+    {
+        let mut builder = AppBuilder::new(name.into(), store, timers, bus);
+        builder.registrations.push(Box::new(|wiring: &Wiring<'_, S, T, B>| bus_services(wiring)));
+        builder
+    }
+}
+
+impl<S, T, B> AppBuilder<S, T, B> {
+    fn new(name: String, store: S, timers: T, bus: B) -> Self {
+        Self {
+            name,
+            store,
+            timers,
+            bus,
+            checkpoints: SharedCheckpoints::new(InMemoryCheckpointStore::new()),
+            clock: Arc::new(SystemClock),
+            roles: None,
+            timer_interval: Duration::from_secs(1),
+            reply_timeout: Duration::from_secs(30),
+            aggregates: Vec::new(),
+            sagas: Vec::new(),
+            registrations: Vec::new(),
+        }
+    }
+}
+
+impl<S, T, B> AppBuilder<S, T, B>
+where
+    S: EventStore + Clone,
+    T: TimerStore + Clone,
+{
+    /// Keeps the checkpoints of the log's consumers (the relay, sagas reading the log) in
+    /// `checkpoints`; by default they live in memory and a restarted process rereads the log
+    /// (correct, only slower).
+    #[must_use]
+    pub fn checkpoints(mut self, checkpoints: impl CheckpointStore) -> Self {
+        self.checkpoints = SharedCheckpoints::new(checkpoints);
+        self
+    }
+
+    /// The clock sagas read the time from and their timers wait on (the system clock by default).
+    #[must_use]
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// How often each saga's timers service looks for due timers (default 1 s).
+    #[must_use]
+    pub fn timer_interval(mut self, every: Duration) -> Self {
+        self.timer_interval = every;
+        self
+    }
+
+    /// Runs only the services of these roles in this process (by default, all): `relay`,
+    /// `commands`, and each saga's name. [`build`](Self::build) refuses names it does not know.
+    #[must_use]
+    pub fn roles(mut self, roles: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.roles = Some(roles.into_iter().map(Into::into).collect());
+        self
+    }
+
+    fn add_aggregate(&mut self, entry: AggregateEntry<B>) {
+        self.aggregates.push(entry);
+    }
+
+    fn add_saga<G: Saga>(&mut self, registration: Registration<S, T, B>) {
+        self.sagas.push(SagaEntry { name: G::NAME, events: G::Event::NAMES });
+        self.registrations.push(registration);
+    }
+
+    /// Checks the wiring and prepares the services of the chosen roles.
+    ///
+    /// # Errors
+    /// See [`HostError`]: every mistake is reported, the first one returned.
+    pub fn build(self) -> Result<App<S>, HostError> {
+        let mut emitters: BTreeMap<&'static str, Vec<&'static str>> = BTreeMap::new();
+        let mut categories = BTreeSet::new();
+        for aggregate in &self.aggregates {
+            if !categories.insert(aggregate.category) {
+                return Err(HostError::DuplicateAggregate { category: aggregate.category });
+            }
+            for event in aggregate.events {
+                emitters.entry(event).or_default().push(aggregate.category);
+            }
+        }
+        for saga in &self.sagas {
+            if let Some(event) = saga.events.iter().find(|event| !emitters.contains_key(*event)) {
+                return Err(HostError::UnpublishedInput { saga: saga.name, event });
+            }
+        }
+
+        let mut dispatcher = Dispatcher::new();
+        let mut bus_routes = Vec::new();
+        let mut command_routes = Vec::new();
+        for aggregate in self.aggregates {
+            dispatcher = (aggregate.route)(dispatcher);
+            bus_routes.extend(aggregate.bus_route);
+            command_routes.extend(aggregate.command_route);
+        }
+        let dispatcher = Arc::new(dispatcher);
+        let wiring = Wiring {
+            app: &self.name,
+            store: &self.store,
+            timers: &self.timers,
+            bus: &self.bus,
+            checkpoints: &self.checkpoints,
+            clock: &self.clock,
+            dispatcher: &dispatcher,
+            emitters: &emitters,
+            bus_routes: &bus_routes,
+            command_routes: &command_routes,
+            timer_interval: self.timer_interval,
+        };
+        let mut entries = Vec::new();
+        for registration in self.registrations {
+            entries.extend(registration(&wiring));
+        }
+
+        let mut names = BTreeSet::new();
+        for entry in &entries {
+            if !names.insert(entry.name.clone()) {
+                return Err(HostError::DuplicateService { name: entry.name.clone() });
+            }
+        }
+        let known: Vec<String> = entries
+            .iter()
+            .map(|entry| entry.role.to_string())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if let Some(roles) = &self.roles {
+            if let Some(role) = roles.iter().find(|role| !known.contains(role)) {
+                return Err(HostError::UnknownRole { role: role.clone(), known });
+            }
+            entries.retain(|entry| roles.contains(&entry.role.to_string()));
+            if entries.is_empty() {
+                return Err(HostError::NothingToRun { roles: roles.clone(), known });
+            }
+        }
+        Ok(App { store: self.store, entries })
+    }
+}
+
+impl<S, T> AppBuilder<S, T, NoBus>
+where
+    S: EventStore + Clone,
+    T: TimerStore + Clone,
+{
+    /// Registers an aggregate's runner: sagas dispatch its commands to it.
+    #[must_use]
+    pub fn aggregate<A, E>(mut self, runner: &Arc<AggregateRunner<A, S, E>>) -> Self
+    where
+        A: Aggregate,
+        A::Command: Clone,
+        E: Codec,
+    {
+        let runner = Arc::clone(runner);
+        self.add_aggregate(AggregateEntry {
+            category: A::STREAM,
+            events: <A::Event as EventSet>::NAMES,
+            route: Box::new(move |dispatcher: Dispatcher| dispatcher.route(runner)),
+            command_route: None,
+            bus_route: None,
+        });
+        self
+    }
+
+    /// Registers saga `G`: its input from the log, dispatching to the registered aggregates,
+    /// and its timers.
+    #[must_use]
+    pub fn saga<G: Saga>(mut self) -> Self {
+        self.add_saga::<G>(Box::new(|wiring: &Wiring<'_, S, T, NoBus>| {
+            let runner = Arc::new(
+                SagaRunner::<G, _, _, _>::new(
+                    wiring.store.clone(),
+                    Arc::clone(wiring.dispatcher),
+                    wiring.timers.clone(),
+                )
+                .with_clock(Arc::clone(wiring.clock)),
+            );
+            let role = Role::Saga(G::NAME);
+            vec![
+                Entry::new(role.clone(), true, saga::from_log(&runner, wiring.checkpoints.clone())),
+                Entry::new(role, false, SagaTimers::every(runner, wiring.timer_interval)),
+            ]
+        }));
+        self
+    }
+}
+
+impl<S, T, B> AppBuilder<S, T, B>
+where
+    S: EventStore + Clone,
+    T: TimerStore + Clone,
+    B: EventBus + Clone,
+{
+    /// How long a saga waits for the reply to a command it sent through the bus (default 30 s);
+    /// without one, it handles the input again later with the same command ids.
+    #[must_use]
+    pub fn reply_timeout(mut self, timeout: Duration) -> Self {
+        self.reply_timeout = timeout;
+        self
+    }
+
+    /// Registers an aggregate's runner: the command service hosts it behind
+    /// `{category}-commands`, and sagas send its commands there.
+    #[must_use]
+    pub fn aggregate<A, E>(mut self, runner: &Arc<AggregateRunner<A, S, E>>) -> Self
+    where
+        A: Aggregate,
+        A::Command: CommandCodec<Bincode> + Clone,
+        E: Codec,
+    {
+        let local = Arc::clone(runner);
+        let hosted = Arc::clone(runner);
+        self.add_aggregate(AggregateEntry {
+            category: A::STREAM,
+            events: <A::Event as EventSet>::NAMES,
+            route: Box::new(move |dispatcher: Dispatcher| dispatcher.route(local)),
+            command_route: Some(Box::new(move |service: CommandService<B>| {
+                service.route(Arc::clone(&hosted))
+            })),
+            bus_route: Some(Box::new(|dispatcher: BusDispatcher<B>| dispatcher.route::<A>())),
+        });
+        self
+    }
+
+    /// Registers saga `G`: its input from the topics of the aggregates that emit its events,
+    /// in the consumer group `{app}.saga.{name}`, its commands sent through the bus, and its
+    /// timers.
+    #[must_use]
+    pub fn saga<G: Saga>(mut self) -> Self {
+        let reply_timeout = self.reply_timeout;
+        self.add_saga::<G>(Box::new(move |wiring: &Wiring<'_, S, T, B>| {
+            // Each process waits for the replies to its own commands: a group of its own.
+            let replies = format!("{}.{}-replies", wiring.app, G::NAME);
+            let group = format!("{replies}.{}", uuid::Uuid::now_v7().simple());
+            let dispatcher = wiring.bus_routes.iter().fold(
+                BusDispatcher::new(wiring.bus.clone(), Bincode, replies)
+                    .with_group(group)
+                    .with_timeout(reply_timeout),
+                |dispatcher, route| route(dispatcher),
+            );
+            let runner = Arc::new(
+                SagaRunner::<G, _, _, _>::new(
+                    wiring.store.clone(),
+                    dispatcher,
+                    wiring.timers.clone(),
+                )
+                .with_clock(Arc::clone(wiring.clock)),
+            );
+            let topics: BTreeSet<String> = G::Event::NAMES
+                .iter()
+                .flat_map(|event| wiring.emitters.get(event).into_iter().flatten())
+                .map(|category| topic_for(category))
+                .collect();
+            let role = Role::Saga(G::NAME);
+            let group = format!("{}.{}", wiring.app, crate::saga::category(G::NAME));
+            vec![
+                Entry::new(
+                    role.clone(),
+                    false,
+                    saga::from_bus(&runner, wiring.bus.clone(), group, topics),
+                ),
+                Entry::new(role, false, SagaTimers::every(runner, wiring.timer_interval)),
+            ]
+        }));
+        self
+    }
+}
+
+/// The relay and the command service of an application on a bus.
+fn bus_services<S, T, B>(wiring: &Wiring<'_, S, T, B>) -> Vec<Entry>
+where
+    S: EventStore + Clone,
+    B: EventBus + Clone,
+{
+    let relay = Relay::named(
+        format!("{}.relay", wiring.app),
+        wiring.store.clone(),
+        wiring.bus.clone(),
+        wiring.checkpoints.clone(),
+    );
+    let mut entries = vec![Entry::new(Role::Relay, true, relay)];
+    if !wiring.command_routes.is_empty() {
+        let service = wiring.command_routes.iter().fold(
+            CommandService::new(wiring.bus.clone(), Bincode)
+                .with_group(format!("{}.commands", wiring.app)),
+            |service, route| route(service),
+        );
+        entries.push(Entry::new(Role::Commands, false, service));
+    }
+    entries
+}
+
+impl<S: EventStore> App<S> {
+    /// The services this process will run, with their roles.
+    pub fn services(&self) -> Vec<(String, Role)> {
+        self.entries.iter().map(|entry| (entry.name.clone(), entry.role.clone())).collect()
+    }
+
+    /// Starts every service.
+    pub fn start(self) -> RunningApp<S> {
+        let services = self
+            .entries
+            .into_iter()
+            .map(|entry| RunningService {
+                name: entry.name,
+                role: entry.role,
+                reads_log: entry.reads_log,
+                handle: (entry.start)(),
+            })
+            .collect();
+        RunningApp { store: self.store, services }
+    }
+}
+
+struct RunningService {
+    name: String,
+    role: Role,
+    reads_log: bool,
+    handle: ServiceHandle,
+}
+
+/// The health of one service of a [`RunningApp`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceStatus {
+    /// The service's name.
+    pub name: String,
+    /// Its role.
+    pub role: Role,
+    /// Its health.
+    pub health: Health,
+}
+
+/// A started [`App`]: its services' health, and a way to stop them all.
+pub struct RunningApp<S> {
+    store: S,
+    services: Vec<RunningService>,
+}
+
+impl<S> fmt::Debug for RunningApp<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let services: Vec<&str> =
+            self.services.iter().map(|service| service.name.as_str()).collect();
+        f.debug_struct("RunningApp").field("services", &services).finish_non_exhaustive()
+    }
+}
+
+impl<S: EventStore> RunningApp<S> {
+    /// Every service's health.
+    pub fn health(&self) -> Vec<ServiceStatus> {
+        self.services
+            .iter()
+            .map(|service| ServiceStatus {
+                name: service.name.clone(),
+                role: service.role.clone(),
+                health: service.handle.health(),
+            })
+            .collect()
+    }
+
+    /// Whether every service is running (none failed or stopped).
+    pub fn is_healthy(&self) -> bool {
+        self.services.iter().all(|service| service.handle.health().state == ServiceState::Running)
+    }
+
+    /// Waits until every service reading the log has handled everything committed, and the head
+    /// stopped moving: what was appended before the call, and everything it caused in this
+    /// process, has been handled.
+    ///
+    /// # Errors
+    /// [`RunError::ServiceFailed`] when a service failed meanwhile; [`RunError::Store`] when the
+    /// store cannot tell its head.
+    pub async fn settle(&self) -> Result<(), RunError> {
+        loop {
+            let head = self.store.head().await?;
+            for service in self.services.iter().filter(|service| service.reads_log) {
+                let mut health = service.handle.watch_health();
+                let reached = |health: &Health| {
+                    health.is_finished()
+                        || (health.caught_up && health.position.unwrap_or(Position::START) >= head)
+                };
+                let health = match health.wait_for(reached).await {
+                    Ok(health) => health.clone(),
+                    Err(_) => service.handle.health(),
+                };
+                if let ServiceState::Failed(reason) = health.state {
+                    return Err(RunError::ServiceFailed { service: service.name.clone(), reason });
+                }
+            }
+            if self.store.head().await? == head {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Stops every service, letting each finish the work in hand.
+    ///
+    /// # Errors
+    /// [`RunError::Failed`] with every service that had failed or failed to stop.
+    pub async fn stop(self) -> Result<(), RunError> {
+        for service in &self.services {
+            service.handle.request_stop();
+        }
+        let mut failures = Vec::new();
+        for service in self.services {
+            if let Err(error) = service.handle.stop().await {
+                failures.push(error);
+            }
+        }
+        if failures.is_empty() { Ok(()) } else { Err(RunError::Failed(failures)) }
+    }
+}

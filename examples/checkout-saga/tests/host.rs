@@ -1,0 +1,241 @@
+//! The checkout through the application host: the four scenarios in one process on in-memory
+//! backends; the happy path over an in-memory bus, in one process and split into two by roles;
+//! and every mistake the host refuses when it is built.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use checkout_saga::{
+    CheckoutSaga, DECLINED_CARD, Inventory, Order, OrderStatus, Payment, PlaceOrder, Restock,
+};
+use composable::bus::InMemoryBus;
+use composable::host::{App, HostError, Role};
+use composable::saga::{Dispatcher, InMemoryTimerStore, SagaStatus};
+use composable::{AggregateRunner, InMemoryEventStore, SagaRunner, TestClock};
+
+struct Runners {
+    orders: Arc<AggregateRunner<Order, InMemoryEventStore>>,
+    payments: Arc<AggregateRunner<Payment, InMemoryEventStore>>,
+    inventory: Arc<AggregateRunner<Inventory, InMemoryEventStore>>,
+}
+
+impl Runners {
+    fn new(store: &InMemoryEventStore, clock: &TestClock) -> Self {
+        Self {
+            orders: Arc::new(AggregateRunner::new(store.clone(), ()).with_clock(clock.clone())),
+            payments: Arc::new(AggregateRunner::new(store.clone(), ()).with_clock(clock.clone())),
+            inventory: Arc::new(AggregateRunner::new(store.clone(), ()).with_clock(clock.clone())),
+        }
+    }
+}
+
+fn place(card: &str) -> PlaceOrder {
+    PlaceOrder {
+        order_id: "1".into(),
+        sku: "tea".into(),
+        quantity: 2,
+        total: 900,
+        card: card.into(),
+    }
+}
+
+/// The saga's instance `1`, read from the store (the host's own runner is inside it).
+async fn saga_status(
+    store: &InMemoryEventStore,
+    timers: &InMemoryTimerStore,
+) -> Option<SagaStatus> {
+    let reader =
+        SagaRunner::<CheckoutSaga, _, _, _>::new(store.clone(), Dispatcher::new(), timers.clone());
+    reader.load("1").await.expect("load the saga").map(|summary| summary.status)
+}
+
+/// Waits (real time, bounded) until instance `1` reaches `status`.
+async fn wait_for(store: &InMemoryEventStore, timers: &InMemoryTimerStore, status: SagaStatus) {
+    let reached = tokio::time::timeout(Duration::from_secs(10), async {
+        while saga_status(store, timers).await != Some(status) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    assert!(
+        reached.is_ok(),
+        "the saga did not reach {status:?}: {:?}",
+        saga_status(store, timers).await
+    );
+}
+
+/// One scenario in one process: restock, place the order, let the host settle.
+async fn scenario(
+    card: &str,
+    stock: u32,
+    manual: bool,
+) -> (
+    Runners,
+    InMemoryEventStore,
+    InMemoryTimerStore,
+    TestClock,
+    composable::host::RunningApp<InMemoryEventStore>,
+) {
+    let (store, timers, clock) =
+        (InMemoryEventStore::new(), InMemoryTimerStore::new(), TestClock::new());
+    let runners = Runners::new(&store, &clock);
+    let app = App::in_process("checkout", store.clone(), timers.clone())
+        .clock(clock.clone())
+        .aggregate(&runners.orders)
+        .aggregate(&runners.payments)
+        .aggregate(&runners.inventory)
+        .saga::<CheckoutSaga>()
+        .build()
+        .expect("the wiring is complete");
+    let running = app.start();
+    runners.inventory.execute("tea", Restock { quantity: stock, manual }).await.expect("restock");
+    runners.orders.execute("1", place(card)).await.expect("place the order");
+    running.settle().await.expect("the host settles");
+    (runners, store, timers, clock, running)
+}
+
+#[tokio::test]
+async fn the_happy_path_confirms_the_order() {
+    let (runners, store, timers, _clock, running) = scenario("tok_visa", 10, false).await;
+    assert_eq!(saga_status(&store, &timers).await, Some(SagaStatus::Completed));
+    assert_eq!(runners.orders.load("1").await.unwrap().state.status, OrderStatus::Confirmed);
+    assert_eq!(runners.payments.load("1").await.unwrap().state.captured, 900);
+    assert_eq!(runners.inventory.load("tea").await.unwrap().state.available, 8);
+    assert!(running.is_healthy(), "{:?}", running.health());
+    let caught_up: Vec<bool> =
+        running.health().iter().map(|status| status.health.caught_up).collect();
+    assert_eq!(caught_up, [true, true], "the saga's input and its timers");
+    running.stop().await.expect("a clean stop");
+}
+
+#[tokio::test]
+async fn a_declined_card_cancels_the_order() {
+    let (runners, store, timers, _clock, running) = scenario(DECLINED_CARD, 10, false).await;
+    assert_eq!(saga_status(&store, &timers).await, Some(SagaStatus::Compensated));
+    assert_eq!(runners.orders.load("1").await.unwrap().state.status, OrderStatus::Cancelled);
+    assert!(!runners.payments.load("1").await.unwrap().state.charged);
+    running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn missing_stock_refunds_the_payment_and_cancels_the_order() {
+    let (runners, store, timers, _clock, running) = scenario("tok_visa", 1, false).await;
+    assert_eq!(saga_status(&store, &timers).await, Some(SagaStatus::Compensated));
+    assert_eq!(runners.orders.load("1").await.unwrap().state.status, OrderStatus::Cancelled);
+    assert_eq!(runners.payments.load("1").await.unwrap().state.captured, 0);
+    assert_eq!(runners.inventory.load("tea").await.unwrap().state.available, 1);
+    running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_silent_warehouse_times_out_on_the_hosts_clock() {
+    let (runners, store, timers, clock, running) = scenario("tok_visa", 10, true).await;
+    assert_eq!(saga_status(&store, &timers).await, Some(SagaStatus::Running));
+    clock.advance(Duration::from_secs(29)).await;
+    running.settle().await.unwrap();
+    assert_eq!(saga_status(&store, &timers).await, Some(SagaStatus::Running));
+
+    clock.advance(Duration::from_secs(1)).await;
+    wait_for(&store, &timers, SagaStatus::Compensated).await;
+    running.settle().await.unwrap();
+    assert_eq!(runners.orders.load("1").await.unwrap().state.status, OrderStatus::Cancelled);
+    assert_eq!(runners.payments.load("1").await.unwrap().state.captured, 0);
+    let stock = runners.inventory.load("tea").await.unwrap().state;
+    assert_eq!((stock.available, stock.reserved.len()), (10, 0));
+    assert!(timers.pending().is_empty());
+    running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn over_a_bus_the_checkout_completes_in_one_process_or_split_by_role() {
+    for split in [false, true] {
+        let (store, timers, clock) =
+            (InMemoryEventStore::new(), InMemoryTimerStore::new(), TestClock::new());
+        let bus = InMemoryBus::new();
+        let runners = Runners::new(&store, &clock);
+        let app = |roles: Option<&[&str]>| {
+            let builder = App::on_bus("checkout", store.clone(), timers.clone(), bus.clone())
+                .clock(clock.clone())
+                .aggregate(&runners.orders)
+                .aggregate(&runners.payments)
+                .aggregate(&runners.inventory)
+                .saga::<CheckoutSaga>();
+            match roles {
+                Some(roles) => builder.roles(roles.iter().copied()),
+                None => builder,
+            }
+            .build()
+            .expect("the wiring is complete")
+        };
+        let apps = if split {
+            let aggregates = app(Some(&["relay", "commands"]));
+            let saga = app(Some(&["checkout"]));
+            let roles: Vec<Role> = saga.services().into_iter().map(|(_, role)| role).collect();
+            assert_eq!(roles, [Role::Saga("checkout"), Role::Saga("checkout")]);
+            vec![aggregates.start(), saga.start()]
+        } else {
+            let all = app(None);
+            let roles: Vec<Role> = all.services().into_iter().map(|(_, role)| role).collect();
+            assert_eq!(
+                roles,
+                [Role::Relay, Role::Commands, Role::Saga("checkout"), Role::Saga("checkout")]
+            );
+            vec![all.start()]
+        };
+        runners.inventory.execute("tea", Restock { quantity: 10, manual: false }).await.unwrap();
+        runners.orders.execute("1", place("tok_visa")).await.unwrap();
+        wait_for(&store, &timers, SagaStatus::Completed).await;
+        assert_eq!(runners.orders.load("1").await.unwrap().state.status, OrderStatus::Confirmed);
+        assert_eq!(runners.payments.load("1").await.unwrap().state.captured, 900);
+        for running in apps {
+            assert!(running.is_healthy(), "{:?}", running.health());
+            running.stop().await.expect("a clean stop");
+        }
+    }
+}
+
+#[test]
+fn the_host_refuses_incomplete_or_conflicting_wiring() {
+    let (store, timers, clock) =
+        (InMemoryEventStore::new(), InMemoryTimerStore::new(), TestClock::new());
+    let runners = Runners::new(&store, &clock);
+    let builder = || App::in_process("checkout", store.clone(), timers.clone());
+
+    // The saga waits for payment and inventory events nobody would emit.
+    let error = builder().aggregate(&runners.orders).saga::<CheckoutSaga>().build().unwrap_err();
+    assert!(
+        matches!(error, HostError::UnpublishedInput { saga: "checkout", event } if event.starts_with("payment.")),
+        "{error}"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("register the aggregate that emits it with `.aggregate(&runner)`"),
+        "{error}"
+    );
+
+    let complete = || {
+        builder()
+            .aggregate(&runners.orders)
+            .aggregate(&runners.payments)
+            .aggregate(&runners.inventory)
+    };
+    let error = complete().aggregate(&runners.orders).build().unwrap_err();
+    assert_eq!(error, HostError::DuplicateAggregate { category: "order" });
+
+    let error = complete().saga::<CheckoutSaga>().saga::<CheckoutSaga>().build().unwrap_err();
+    assert_eq!(error, HostError::DuplicateService { name: "saga.checkout".into() });
+
+    let error = complete().saga::<CheckoutSaga>().roles(["shipping"]).build().unwrap_err();
+    assert_eq!(
+        error,
+        HostError::UnknownRole { role: "shipping".into(), known: vec!["checkout".into()] }
+    );
+    assert_eq!(
+        error.to_string(),
+        "`shipping` is not a role of this application; its roles are [\"checkout\"]"
+    );
+
+    let error = complete().saga::<CheckoutSaga>().roles(Vec::<String>::new()).build().unwrap_err();
+    assert!(matches!(error, HostError::NothingToRun { .. }), "{error}");
+}

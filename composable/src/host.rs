@@ -27,15 +27,15 @@
 //! # #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)] pub struct Placed { pub id: String }
 //! # #[event(name = "order.shipped", version = 1)]
 //! # #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)] pub struct Shipped { pub id: String }
-//! # #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)] pub struct Place;
-//! # #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)] pub struct Ship;
+//! # #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)] pub struct Place { pub id: String }
+//! # #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)] pub struct Ship { pub id: String }
 //! # #[derive(Debug, Default)] pub struct Order { placed: bool, shipped: bool }
 //! # #[derive(Debug, thiserror::Error)] #[error("refused")] pub struct Refused;
 //! # #[aggregate(stream = "order")]
 //! # impl Order {
-//! #     #[command] fn place(&self, _c: Place) -> Placed { Placed { id: String::new() } }
-//! #     #[command] fn ship(&self, _c: Ship) -> Result<Shipped, Refused> {
-//! #         if self.placed && !self.shipped { Ok(Shipped { id: String::new() }) } else { Err(Refused) }
+//! #     #[command] fn place(&self, c: Place) -> Placed { Placed { id: c.id } }
+//! #     #[command] fn ship(&self, c: Ship) -> Result<Shipped, Refused> {
+//! #         if self.placed && !self.shipped { Ok(Shipped { id: c.id }) } else { Err(Refused) }
 //! #     }
 //! #     #[apply] fn placed(&mut self, _e: &Placed) { self.placed = true }
 //! #     #[apply] fn shipped(&mut self, _e: &Shipped) { self.shipped = true }
@@ -43,7 +43,9 @@
 //! # #[derive(Debug, Default)] pub struct Shipping;
 //! # #[saga(name = "shipping", key = id)]
 //! # impl Shipping {
-//! #     #[start] fn placed(&mut self, e: &Placed) -> Dispatch { Dispatch::to::<Order>(&e.id, Ship) }
+//! #     #[start] fn placed(&mut self, e: &Placed) -> Dispatch {
+//! #         Dispatch::to::<Order>(&e.id, Ship { id: e.id.clone() })
+//! #     }
 //! #     #[step(end)] fn shipped(&mut self, _e: &Shipped) {}
 //! # }
 //! use std::sync::Arc;
@@ -59,7 +61,7 @@
 //!     .saga::<Shipping>()
 //!     .build()?;
 //! let running = app.start();
-//! orders.execute("o1", Place).await?;
+//! orders.execute("o1", Place { id: "o1".into() }).await?;
 //! running.settle().await?;
 //! assert!(orders.load("o1").await?.state.shipped);
 //! running.stop().await?;
@@ -78,7 +80,7 @@ use crate::checkpoint::{CheckpointStore, InMemoryCheckpointStore, SharedCheckpoi
 use crate::clock::{Clock, SystemClock};
 use crate::codec::{Bincode, Codec};
 use crate::command::CommandCodec;
-use crate::command_bus::{BusDispatcher, CommandService};
+use crate::command_bus::{BusDispatcher, CommandService, command_topic};
 use crate::event::EventSet;
 use crate::event_store::{EventStore, EventStoreError};
 use crate::relay::Relay;
@@ -254,6 +256,7 @@ pub struct AppBuilder<S, T, B = NoBus> {
     aggregates: Vec<AggregateEntry<B>>,
     sagas: Vec<SagaEntry>,
     registrations: Vec<Registration<S, T, B>>,
+    on_bus: bool,
 }
 
 impl<S, T, B> fmt::Debug for AppBuilder<S, T, B> {
@@ -271,6 +274,7 @@ impl<S, T, B> fmt::Debug for AppBuilder<S, T, B> {
 pub struct App<S> {
     store: S,
     entries: Vec<Entry>,
+    topics: Vec<String>,
 }
 
 impl<S> fmt::Debug for App<S> {
@@ -307,6 +311,7 @@ impl App<()> {
         B: EventBus + Clone,
     {
         let mut builder = AppBuilder::new(name.into(), store, timers, bus);
+        builder.on_bus = true;
         builder.registrations.push(Box::new(|wiring: &Wiring<'_, S, T, B>| bus_services(wiring)));
         builder
     }
@@ -327,6 +332,7 @@ impl<S, T, B> AppBuilder<S, T, B> {
             aggregates: Vec::new(),
             sagas: Vec::new(),
             registrations: Vec::new(),
+            on_bus: false,
         }
     }
 }
@@ -397,6 +403,17 @@ where
             }
         }
 
+        let mut topics = BTreeSet::new();
+        if self.on_bus {
+            for aggregate in &self.aggregates {
+                topics.insert(topic_for(aggregate.category));
+                topics.insert(command_topic(aggregate.category));
+            }
+            for saga in &self.sagas {
+                topics.insert(topic_for(&crate::saga::category(saga.name)));
+                topics.insert(reply_topic(&self.name, saga.name));
+            }
+        }
         let mut dispatcher = Dispatcher::new();
         let mut bus_routes = Vec::new();
         let mut command_routes = Vec::new();
@@ -445,7 +462,7 @@ where
                 return Err(HostError::NothingToRun { roles: roles.clone(), known });
             }
         }
-        Ok(App { store: self.store, entries })
+        Ok(App { store: self.store, entries, topics: topics.into_iter().collect() })
     }
 }
 
@@ -541,7 +558,7 @@ where
         let reply_timeout = self.reply_timeout;
         self.add_saga::<G>(Box::new(move |wiring: &Wiring<'_, S, T, B>| {
             // Each process waits for the replies to its own commands: a group of its own.
-            let replies = format!("{}.{}-replies", wiring.app, G::NAME);
+            let replies = reply_topic(wiring.app, G::NAME);
             let group = format!("{replies}.{}", uuid::Uuid::now_v7().simple());
             let dispatcher = wiring.bus_routes.iter().fold(
                 BusDispatcher::new(wiring.bus.clone(), Bincode, replies)
@@ -577,6 +594,11 @@ where
     }
 }
 
+/// Where saga `saga` of application `app` waits for the replies to its commands.
+fn reply_topic(app: &str, saga: &str) -> String {
+    format!("{app}.{saga}-replies")
+}
+
 /// The relay and the command service of an application on a bus.
 fn bus_services<S, T, B>(wiring: &Wiring<'_, S, T, B>) -> Vec<Entry>
 where
@@ -605,6 +627,13 @@ impl<S: EventStore> App<S> {
     /// The services this process will run, with their roles.
     pub fn services(&self) -> Vec<(String, Role)> {
         self.entries.iter().map(|entry| (entry.name.clone(), entry.role.clone())).collect()
+    }
+
+    /// Every topic the application uses on its bus (none in process): each aggregate's and
+    /// saga's `{category}-events`, each aggregate's `{category}-commands`, each saga's reply
+    /// topic. Create them before starting when the broker does not create topics itself.
+    pub fn topics(&self) -> &[String] {
+        &self.topics
     }
 
     /// Starts every service.

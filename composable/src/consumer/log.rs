@@ -346,7 +346,9 @@ impl<S: EventStore, K: CheckpointStore> LogReader<S, K> {
 /// docs](super).
 ///
 /// Its loop: read a batch after the checkpoint, hand it to the handler, save the checkpoint, and
-/// go on at once while batches come back full. Once a batch comes back short it compares its
+/// go on at once while batches come back full — reading the next batch while the handler works
+/// on a full one, so that a handler waiting on I/O (the relay on the broker) and the store's
+/// read overlap. Once a batch comes back short it compares its
 /// position with the committed head: behind (the gap-safe log is holding recent commits back)
 /// it looks again after the settle poll; caught up, it reports so and waits for the store's
 /// next wake-up ([`EventStore::appends`]) or the poll interval, whichever comes first. A failure
@@ -491,6 +493,39 @@ impl<S: EventStore, K: CheckpointStore, H: EventHandler> LogConsumer<S, K, H> {
         Ok(batch.len())
     }
 
+    /// One step of the running loop: like [`run_once`](Self::run_once), but a full batch is
+    /// handled while the next one is read, and `ahead` keeps that read for the next step. A
+    /// batch read ahead is used only once the one before it is handled and checkpointed.
+    async fn step(
+        &mut self,
+        ahead: &mut Option<Vec<RecordedEvent>>,
+    ) -> Result<usize, ConsumerError<H::Error>> {
+        let after = self.reader.position().await.map_err(ReadError::widen)?;
+        let batch = match ahead.take() {
+            Some(batch) => batch,
+            None => self.reader.next_batch().await.map_err(ReadError::widen)?,
+        };
+        let Some(last) = batch.last().map(|event| event.position) else {
+            return Ok(0);
+        };
+        let (handled, read_ahead) = if batch.len() == self.reader.batch_size {
+            let next = self.reader.store.read_all(last, self.reader.batch_size);
+            let (handled, next) = tokio::join!(self.handler.handle(&batch), next);
+            (handled, next.ok())
+        } else {
+            (self.handler.handle(&batch).await, None)
+        };
+        handled.map_err(|source| ConsumerError::Handler {
+            consumer: self.reader.name.clone(),
+            after,
+            source,
+        })?;
+        self.reader.commit(last).await.map_err(ReadError::widen)?;
+        // A failed read ahead is not an error: the next step reads again.
+        *ahead = read_ahead.filter(|next| !next.is_empty());
+        Ok(batch.len())
+    }
+
     /// Handles everything committed up to the head as it is now (see
     /// [`LogReader::handle_to_head`]); the number of events read.
     ///
@@ -521,8 +556,9 @@ impl<S: EventStore, K: CheckpointStore, H: EventHandler> LogConsumer<S, K, H> {
         let mut appends = if self.woken { self.reader.store.appends() } else { Appends::never() };
         let clock = Arc::clone(&self.reader.clock);
         let mut failures = Failures::new(self.backoff);
+        let mut ahead = None;
         while !context.stop_requested() {
-            let wait = match self.run_once().await {
+            let wait = match self.step(&mut ahead).await {
                 Ok(handled) if handled == self.reader.batch_size => {
                     failures.succeeded();
                     context.behind(self.reader.position);
@@ -727,6 +763,52 @@ mod tests {
         let consumer = LogConsumer::new("fatal", store, InMemoryCheckpointStore::new(), fatal);
         let error = service::spawn(consumer).join().await.unwrap_err();
         assert!(error.to_string().contains("handler refused: not now"), "{error}");
+    }
+
+    /// Fails its `fail_at`-th call (from 1); records what it handled.
+    struct FailsOnce {
+        calls: usize,
+        fail_at: usize,
+        seen: Arc<Mutex<Vec<Position>>>,
+    }
+
+    impl EventHandler for FailsOnce {
+        type Error = Refused;
+
+        async fn handle(&mut self, events: &[RecordedEvent]) -> Result<(), Refused> {
+            self.calls += 1;
+            if self.calls == self.fail_at {
+                return Err(Refused("the second batch, once"));
+            }
+            self.seen.lock().unwrap().extend(events.iter().map(|event| event.position));
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_read_ahead_is_dropped_when_the_one_before_it_fails() {
+        let store = InMemoryEventStore::new();
+        let stream = StreamId::new("a", 1).unwrap();
+        store.append(&stream, ExpectedVersion::Any, events(7)).await.unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let handler = FailsOnce { calls: 0, fail_at: 2, seen: Arc::clone(&seen) };
+        let consumer =
+            LogConsumer::new("ahead", store.clone(), InMemoryCheckpointStore::new(), handler)
+                .batch_size(2)
+                .backoff(Backoff::immediate(5));
+        let mut handle = service::spawn(consumer);
+        let head = store.head().await.unwrap();
+        let health = tokio::time::timeout(
+            Duration::from_secs(5),
+            handle.wait_until(|health| health.caught_up && health.position == Some(head)),
+        )
+        .await
+        .unwrap();
+        assert_eq!(health.state, ServiceState::Running);
+        let all: Vec<Position> =
+            read_all_to_head(&store, Position::START).await.iter().map(|e| e.position).collect();
+        assert_eq!(*seen.lock().unwrap(), all, "each event once, in order, none skipped");
+        handle.stop().await.unwrap();
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -175,6 +175,19 @@ async fn over_a_bus_the_checkout_completes_in_one_process_or_split_by_role() {
             vec![aggregates.start(), saga.start()]
         } else {
             let all = app(None);
+            assert_eq!(
+                all.topics(),
+                [
+                    "checkout.checkout-replies",
+                    "inventory-commands",
+                    "inventory-events",
+                    "order-commands",
+                    "order-events",
+                    "payment-commands",
+                    "payment-events",
+                    "saga.checkout-events",
+                ]
+            );
             let roles: Vec<Role> = all.services().into_iter().map(|(_, role)| role).collect();
             assert_eq!(
                 roles,

@@ -9,10 +9,11 @@
 //!   the host's clock ([`SagaTimers`]);
 //! * **on a bus** ([`App::on_bus`]): the outbox [`Relay`] publishes the log, a [`CommandService`]
 //!   hosts the aggregates behind their command topics, and each saga reads its events from the
-//!   topics of the aggregates that emit them ([`saga::from_bus`]) and sends its commands through a
-//!   [`BusDispatcher`]. The same binary runs every [`Role`] in one process, or a chosen subset
-//!   per process ([`AppBuilder::roles`]); several processes of one role share the work through
-//!   the bus's consumer groups, partitioned by stream, so each stream's order holds.
+//!   log and sends its commands through a [`BusDispatcher`]. The same binary runs every [`Role`]
+//!   in one process, or a chosen subset per process ([`AppBuilder::roles`]); several processes
+//!   running the command service share the work through the bus's consumer group, partitioned
+//!   by stream, so each stream's order holds (why a saga reads the log instead: see
+//!   [`AppBuilder::saga`]).
 //!
 //! [`AppBuilder::build`] checks what can be checked before anything runs: a saga handling an
 //! event no registered aggregate emits (it would wait for ever), two services claiming one name
@@ -214,8 +215,6 @@ struct Wiring<'a, S, T, B> {
     clock: &'a Arc<dyn Clock>,
     /// In-process routes to every registered aggregate.
     dispatcher: &'a Arc<Dispatcher>,
-    /// The stream category of every registered aggregate emitting each event name.
-    emitters: &'a BTreeMap<&'static str, Vec<&'static str>>,
     /// Adds the bus routes of every registered aggregate.
     bus_routes: &'a [BusRoute<B>],
     /// Adds every registered aggregate to a command service.
@@ -431,7 +430,6 @@ where
             checkpoints: &self.checkpoints,
             clock: &self.clock,
             dispatcher: &dispatcher,
-            emitters: &emitters,
             bus_routes: &bus_routes,
             command_routes: &command_routes,
             timer_interval: self.timer_interval,
@@ -550,9 +548,17 @@ where
         self
     }
 
-    /// Registers saga `G`: its input from the topics of the aggregates that emit its events,
-    /// in the consumer group `{app}.saga.{name}`, its commands sent through the bus, and its
+    /// Registers saga `G`: its input from the event store's log (woken by the store's
+    /// notifications), its commands sent through the bus to the command service, and its
     /// timers.
+    ///
+    /// The input comes from the log, not from the topics the relay fills: the log is one total
+    /// order, so a saga always sees a step's event after the event that started its instance.
+    /// On the bus, events of different streams travel in different partitions, and after a
+    /// crash the redelivered start of an instance can arrive after its next step's event,
+    /// which the saga would then ignore ([`saga::from_bus`] says more). One process per saga
+    /// reads its input; starting a second one is safe (each instance's records are appended at
+    /// the version read) but does the work twice.
     #[must_use]
     pub fn saga<G: Saga>(mut self) -> Self {
         let reply_timeout = self.reply_timeout;
@@ -574,19 +580,9 @@ where
                 )
                 .with_clock(Arc::clone(wiring.clock)),
             );
-            let topics: BTreeSet<String> = G::Event::NAMES
-                .iter()
-                .flat_map(|event| wiring.emitters.get(event).into_iter().flatten())
-                .map(|category| topic_for(category))
-                .collect();
             let role = Role::Saga(G::NAME);
-            let group = format!("{}.{}", wiring.app, crate::saga::category(G::NAME));
             vec![
-                Entry::new(
-                    role.clone(),
-                    false,
-                    saga::from_bus(&runner, wiring.bus.clone(), group, topics),
-                ),
+                Entry::new(role.clone(), true, saga::from_log(&runner, wiring.checkpoints.clone())),
                 Entry::new(role, false, SagaTimers::every(runner, wiring.timer_interval)),
             ]
         }));
@@ -700,6 +696,30 @@ impl<S: EventStore> RunningApp<S> {
     /// Whether every service is running (none failed or stopped).
     pub fn is_healthy(&self) -> bool {
         self.services.iter().all(|service| service.handle.health().state == ServiceState::Running)
+    }
+
+    /// Completes when a service fails, with its status; never while all run or stop cleanly.
+    pub async fn failure(&self) -> ServiceStatus {
+        let waits = self.services.iter().map(|service| {
+            let mut health = service.handle.watch_health();
+            let (name, role) = (service.name.clone(), service.role.clone());
+            Box::pin(async move {
+                let failed = health
+                    .wait_for(|health| matches!(health.state, ServiceState::Failed(_)))
+                    .await
+                    .map(|health| health.clone());
+                match failed {
+                    Ok(health) => ServiceStatus { name, role, health },
+                    // The service is gone without failing: nothing to report from it.
+                    Err(_) => std::future::pending().await,
+                }
+            })
+        });
+        let waits: Vec<_> = waits.collect();
+        if waits.is_empty() {
+            return std::future::pending().await;
+        }
+        futures::future::select_all(waits).await.0
     }
 
     /// Waits until every service reading the log has handled everything committed, and the head

@@ -135,7 +135,15 @@ where
 
 /// The saga's events from `topics` on the bus (where the relay published them), in consumer
 /// group `group`: a [`BusConsumer`] of [`SagaEvents`]. Several processes in one group share the
-/// topics' partitions, so each instance's events (keyed by stream) keep their order.
+/// topics' partitions.
+///
+/// **Order.** The bus keeps the order of each stream's events, not the order across streams:
+/// an instance's start event and its next step's event live in different streams (the order,
+/// the payment) and so in different partitions. In normal operation the next step is caused by
+/// the saga's own command and comes later; but after a crash, the start event is delivered
+/// again and may arrive after the step's event, which the saga ignores (its instance has not
+/// started), and the instance then waits for its step's timeout. Prefer [`from_log`], whose
+/// order is total, unless the saga's steps tolerate that (the host's sagas read the log).
 pub fn from_bus<G, S, D, T, C, B>(
     runner: &Arc<SagaRunner<G, S, D, T, C>>,
     bus: B,

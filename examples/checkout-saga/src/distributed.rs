@@ -50,7 +50,7 @@ pub type Bus = Namespaced<KafkaBus>;
 pub type DistributedCheckout = Checkout<PostgresEventStore, PostgresTimerStore, BusDispatcher<Bus>>;
 
 /// Partitions of each topic created up front.
-const PARTITIONS: i32 = 3;
+pub const PARTITIONS: i32 = 3;
 
 /// How long [`SagaInput::run_until_idle`] waits for an event that is in the store but not yet
 /// delivered before giving up.
@@ -73,6 +73,11 @@ impl<B> Namespaced<B> {
     /// The name `name` has on the broker.
     pub fn name(&self, name: &str) -> String {
         format!("{}{name}", self.prefix)
+    }
+
+    /// The bus under the prefix.
+    pub fn inner(&self) -> &B {
+        &self.inner
     }
 }
 

@@ -13,6 +13,7 @@
 //! command service hosting the three aggregates, in the same process or in another one.
 
 pub mod distributed;
+pub mod hosted;
 mod inventory;
 mod order;
 mod payment;

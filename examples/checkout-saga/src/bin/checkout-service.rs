@@ -1,0 +1,102 @@
+//! The checkout's services as a process: runs the chosen roles of the application host (all by
+//! default) on PostgreSQL and Kafka until SIGINT or SIGTERM, then stops them, each finishing what
+//! it holds.
+//!
+//! ```sh
+//! DATABASE_URL=postgres://… KAFKA_BROKERS=127.0.0.1:9092 \
+//!     cargo run -p checkout-saga --bin checkout-service -- --role relay,commands
+//! DATABASE_URL=… KAFKA_BROKERS=… cargo run -p checkout-saga --bin checkout-service -- --role checkout
+//! ```
+//!
+//! Roles: `relay` (the outbox relay), `commands` (the command service hosting Order, Payment and
+//! Inventory), `checkout` (the saga's input and timers). Several processes of one role share
+//! the work through the broker's consumer groups. `CHECKOUT_TOPIC_PREFIX` prefixes every topic
+//! and consumer group, so that runs sharing a broker don't meet.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use checkout_saga::distributed::{self, Namespaced};
+use checkout_saga::{Aggregates, hosted};
+use composable::SystemClock;
+use composable_kafka::KafkaBus;
+use composable_postgres::PostgresEventStore;
+use tokio::signal::unix::{SignalKind, signal};
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("checkout-service: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Error> {
+    let roles = roles()?;
+    let database_url = env("DATABASE_URL")?;
+    let brokers = env("KAFKA_BROKERS")?;
+    let store = PostgresEventStore::connect(&database_url).await?;
+    store.migrate().await?;
+    let kafka = KafkaBus::new(distributed::kafka_config(&brokers))?;
+    kafka.check_connection(Duration::from_secs(10)).await?;
+    let bus = Namespaced::new(kafka, std::env::var("CHECKOUT_TOPIC_PREFIX").unwrap_or_default());
+
+    let runners = Aggregates::new(&store, &SystemClock);
+    let mut app = hosted::app(&store, &bus, &runners, SystemClock);
+    if let Some(roles) = roles {
+        app = app.roles(roles);
+    }
+    let app = app.build()?;
+    hosted::create_topics(&bus, app.topics()).await?;
+    let services: Vec<String> = app.services().into_iter().map(|(name, _)| name).collect();
+    let running = app.start();
+    eprintln!("checkout-service: running {services:?}");
+
+    let mut terminate = signal(SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+        failed = running.failure() => eprintln!("checkout-service: {} failed; stopping", failed.name),
+    }
+    running.stop().await?;
+    Ok(())
+}
+
+/// `--role a,b` (or `--role=a,b`); every role when absent.
+fn roles() -> Result<Option<Vec<String>>, Error> {
+    let mut args = std::env::args().skip(1);
+    let mut roles = None;
+    while let Some(arg) = args.next() {
+        let value = match arg.strip_prefix("--role=") {
+            Some(value) => value.to_owned(),
+            None if arg == "--role" => args.next().ok_or("--role needs a value")?,
+            None => {
+                return Err(format!(
+                    "unknown argument `{arg}`; usage: [--role relay,commands,checkout]"
+                )
+                .into());
+            }
+        };
+        roles = Some(
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|role| !role.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        );
+    }
+    Ok(roles)
+}
+
+fn env(name: &str) -> Result<String, Error> {
+    std::env::var(name)
+        .ok()
+        .filter(|value| !value.is_empty())
+        .ok_or_else(|| format!("{name} is not set").into())
+}

@@ -1,0 +1,250 @@
+//! The checkout's services as real processes on PostgreSQL and Kafka: `checkout-service` runs
+//! the relay and the command service in one process and the saga in another. In the middle of a
+//! run of checkouts the saga's process is killed with SIGKILL while checkouts are in flight, and
+//! later the relay's and command service's process too; each is started again. Every checkout
+//! then completes or compensates, no event is written twice, no card is charged twice and stock
+//! is taken once per confirmed order. Both processes stop cleanly on SIGTERM.
+//!
+//! Needs `DATABASE_URL` and `KAFKA_BROKERS` (`scripts/test` starts a private PostgreSQL and a
+//! tansu broker and sets both).
+
+use std::collections::HashSet;
+use std::ops::Range;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use checkout_saga::{Aggregates, DECLINED_CARD, OrderStatus, PlaceOrder, Restock};
+use composable::{EventStore, Position, StreamId, SystemClock, Version};
+use composable_postgres::{PgConnectOptions, PostgresEventStore};
+use futures::TryStreamExt;
+use sqlx::{Connection, Executor, PgConnection};
+
+const HOW_TO_START: &str = "run `scripts/test` (it starts a private PostgreSQL and a tansu \
+    broker), or in this shell `source scripts/lib/common.sh && source scripts/lib/postgres.sh && \
+    source scripts/lib/kafka.sh && pg_start && kafka_start`, which export DATABASE_URL and \
+    KAFKA_BROKERS";
+
+const ORDERS: usize = 24;
+
+fn env(name: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|value| !value.is_empty())
+        .unwrap_or_else(|| panic!("{name} is not set: {HOW_TO_START}"))
+}
+
+/// One `checkout-service` process.
+struct Process {
+    child: Child,
+    roles: &'static str,
+}
+
+impl Process {
+    fn start(database_url: &str, prefix: &str, roles: &'static str) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_checkout-service"))
+            .args(["--role", roles])
+            .env("DATABASE_URL", database_url)
+            .env("KAFKA_BROKERS", env("KAFKA_BROKERS"))
+            .env("CHECKOUT_TOPIC_PREFIX", prefix)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| panic!("start checkout-service --role {roles}: {error}"));
+        Self { child, roles }
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {}", self.child.id());
+    }
+
+    /// SIGKILL: no chance to finish anything.
+    fn kill(mut self) {
+        self.signal("KILL");
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then the exit status, within 30 s.
+    fn terminate(mut self) {
+        self.signal("TERM");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the process") {
+                assert!(status.success(), "--role {} exited with {status} on SIGTERM", self.roles);
+                return;
+            }
+            assert!(Instant::now() < deadline, "--role {} did not stop on SIGTERM", self.roles);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// How many of `orders` (placed ones) are no longer placed.
+async fn finished(runners: &Aggregates<PostgresEventStore>, orders: Range<usize>) -> usize {
+    let mut finished = 0;
+    for order in orders {
+        let status = runners.orders.load(place(order).0).await.expect("load").state.status;
+        finished += usize::from(status != OrderStatus::Placed);
+    }
+    finished
+}
+
+/// Waits until the card of one of the first orders (not the first: the saga handles the inputs
+/// of all of them in turn) has been charged.
+async fn wait_for_a_charge(runners: &Aggregates<PostgresEventStore>, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        for order in 0..ORDERS / 2 {
+            if runners.payments.load(place(order).0).await.expect("load").state.charged {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "no card charged within {within:?}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+fn place(order: usize) -> (String, PlaceOrder) {
+    let id = format!("o{order}");
+    let card = if order % 5 == 4 { DECLINED_CARD } else { "tok_visa" };
+    let place = PlaceOrder {
+        order_id: id.clone(),
+        sku: format!("tea-{}", order % 3),
+        quantity: 1,
+        total: 500 + order as u64,
+        card: card.into(),
+    };
+    (id, place)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkouts_survive_a_killed_saga_process_with_nothing_lost_or_doubled() {
+    let admin: PgConnectOptions = env("DATABASE_URL").parse().expect("a valid DATABASE_URL");
+    let mut connection = PgConnection::connect_with(&admin)
+        .await
+        .unwrap_or_else(|error| panic!("cannot reach PostgreSQL: {error}; {HOW_TO_START}"));
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    let name = format!("checkout_services_{id}");
+    connection.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("a database");
+    let options = admin.clone().database(&name);
+    let store = PostgresEventStore::builder()
+        .connect_options(options.clone())
+        .max_connections(4)
+        .connect()
+        .await
+        .expect("the test database");
+    store.migrate().await.expect("migrations");
+    let database_url = format!(
+        "{}/{name}",
+        env("DATABASE_URL").rsplit_once('/').expect("a URL with a database").0
+    );
+    let prefix = format!("s{id}.");
+
+    let mut aggregates = Process::start(&database_url, &prefix, "relay,commands");
+    let mut saga = Process::start(&database_url, &prefix, "checkout");
+
+    // The test is the front end: it places orders through its own runners on the database.
+    let runners = Aggregates::new(&store, &SystemClock);
+    for sku in 0..3 {
+        runners
+            .inventory
+            .execute(format!("tea-{sku}"), Restock { quantity: 1_000, manual: false })
+            .await
+            .expect("restock");
+    }
+    // Half the orders at once, then the saga's process dies as soon as it has charged a card:
+    // the checkouts are in flight, their deliveries unacknowledged and commands sent.
+    for order in 0..ORDERS / 2 {
+        let (id, place) = place(order);
+        runners.orders.execute(&id, place).await.expect("place an order");
+    }
+    wait_for_a_charge(&runners, Duration::from_secs(60)).await;
+    saga.kill();
+    let finished = finished(&runners, 0..ORDERS / 2).await;
+    assert!(
+        finished < ORDERS / 2,
+        "the saga was killed with checkouts in flight ({finished} done)"
+    );
+    saga = Process::start(&database_url, &prefix, "checkout");
+
+    // The rest at a steady pace; three quarters in, the relay's and the command service's
+    // process dies too.
+    for order in ORDERS / 2..ORDERS {
+        if order == ORDERS * 3 / 4 {
+            aggregates.kill();
+            aggregates = Process::start(&database_url, &prefix, "relay,commands");
+        }
+        let (id, place) = place(order);
+        runners.orders.execute(&id, place).await.expect("place an order");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Every checkout finishes: completed or compensated.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for order in 0..ORDERS {
+        let (id, _) = place(order);
+        loop {
+            let status = runners.orders.load(&id).await.expect("load an order").state.status;
+            if status != OrderStatus::Placed {
+                break;
+            }
+            assert!(Instant::now() < deadline, "order {id} still placed after 120 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    // The audit.
+    for order in 0..ORDERS {
+        let (id, place) = place(order);
+        let status = runners.orders.load(&id).await.unwrap().state.status;
+        let payment = runners.payments.load(&id).await.unwrap().state;
+        if place.card == DECLINED_CARD {
+            assert_eq!((status, payment.charged), (OrderStatus::Cancelled, false), "order {id}");
+        } else {
+            assert_eq!(
+                (status, payment.captured),
+                (OrderStatus::Confirmed, place.total),
+                "order {id}"
+            );
+        }
+        let stream = StreamId::new("payment", &id).unwrap();
+        let captures = store
+            .read_stream(&stream, Version::ZERO)
+            .try_collect::<Vec<_>>()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|event| event.name == "payment.captured")
+            .count();
+        assert!(captures <= 1, "order {id}'s card was charged {captures} times");
+    }
+    let log = composable::testing::read_all_to_head(&store, Position::START).await;
+    let mut ids = HashSet::new();
+    assert!(log.iter().all(|event| ids.insert(event.event_id)), "an event was written twice");
+    let reserved: u32 = {
+        let mut total = 0;
+        for sku in 0..3 {
+            let stock = runners.inventory.load(format!("tea-{sku}")).await.unwrap().state;
+            total += 1_000 - stock.available;
+        }
+        total
+    };
+    let confirmed = (0..ORDERS).filter(|order| place(*order).1.card != DECLINED_CARD).count();
+    assert_eq!(reserved as usize, confirmed, "stock taken once per confirmed order");
+
+    // Graceful shutdown: both stop on SIGTERM, finishing what they hold.
+    saga.terminate();
+    aggregates.terminate();
+    store.pool().close().await;
+    let _ =
+        connection.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await;
+}

@@ -47,6 +47,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::{StreamExt, TryStreamExt};
+
 use super::dispatch::CommandDispatcher;
 use super::runner::{SagaError, SagaRunner};
 use super::timer::TimerStore;
@@ -61,12 +63,21 @@ use crate::envelope::RecordedEvent;
 use crate::event_store::EventStore;
 use crate::service::{Service, ServiceContext};
 
-/// Hands each event of a batch to a saga's runner, in order: the saga's [`EventHandler`].
+/// Hands the events of a batch to a saga's runner: the saga's [`EventHandler`].
 ///
-/// A failure stops the batch; the consumer hands it over again later, and the instances ignore
+/// Events of one flow (one correlation id: a saga instance and everything its commands cause)
+/// are handled in log order, one after the other; different flows are handled concurrently, up
+/// to [`CONCURRENT_FLOWS`] at a time, so that a step waiting on a command's reply does not hold
+/// up every other checkout. Should two flows touch one instance, its records are still appended
+/// at the version each read, so the second gets a conflict and the batch is handled again.
+///
+/// A failure fails the batch; the consumer hands it over again later, and the instances ignore
 /// what they recorded already. Errors retrying cannot fix — an event or a record that does not
 /// decode, a key that is no stream id, a step the saga no longer has — are not retried.
 pub struct SagaEvents<G: Saga, S, D, T, C>(pub Arc<SagaRunner<G, S, D, T, C>>);
+
+/// How many flows [`SagaEvents`] handles at once.
+pub const CONCURRENT_FLOWS: usize = 16;
 
 impl<G: Saga, S, D, T, C> fmt::Debug for SagaEvents<G, S, D, T, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -85,10 +96,26 @@ where
     type Error = SagaError;
 
     async fn handle(&mut self, events: &[RecordedEvent]) -> Result<(), SagaError> {
-        for event in events {
-            self.0.handle(event).await?;
+        // Each flow's events, as indexes into the batch, in log order.
+        let mut flows: Vec<(uuid::Uuid, Vec<usize>)> = Vec::new();
+        for (index, event) in events.iter().enumerate() {
+            let flow = event.metadata.correlation_id;
+            match flows.iter_mut().find(|(id, _)| *id == flow) {
+                Some((_, indexes)) => indexes.push(index),
+                None => flows.push((flow, vec![index])),
+            }
         }
-        Ok(())
+        let runner = &self.0;
+        futures::stream::iter(flows.into_iter().map(|(_, indexes)| indexes))
+            .map(|indexes: Vec<usize>| async move {
+                for index in indexes {
+                    runner.handle(&events[index]).await?;
+                }
+                Ok::<(), SagaError>(())
+            })
+            .buffer_unordered(CONCURRENT_FLOWS)
+            .try_collect::<()>()
+            .await
     }
 
     fn is_retryable(&self, error: &SagaError) -> bool {

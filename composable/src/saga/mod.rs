@@ -38,7 +38,9 @@ mod timer;
 use std::time::Duration;
 
 pub use dispatch::{CommandDispatcher, Dispatch, DispatchError, Dispatcher, IntoDispatches};
-pub use input::{SagaBusInput, SagaEvents, SagaLogInput, SagaTimers, from_bus, from_log};
+pub use input::{
+    CONCURRENT_FLOWS, SagaBusInput, SagaEvents, SagaLogInput, SagaTimers, from_bus, from_log,
+};
 pub use runner::{Progress, SagaError, SagaRunner, SagaStatus, Summary};
 pub use timer::{InMemoryTimerStore, Timer, TimerError, TimerStore};
 

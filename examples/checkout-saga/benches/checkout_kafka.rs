@@ -10,6 +10,11 @@
 //! Needs `DATABASE_URL` and `KAFKA_BROKERS`; `CHECKOUT_BENCH_SECS` sets how long each row runs
 //! (10 s by default).
 //!
+//! The last rows run the same clients against the checkout through the application host
+//! (`checkout_saga::hosted`): the saga reads the log (woken by `LISTEN/NOTIFY`) and its
+//! commands cross the broker to the command service; a checkout is finished when its
+//! `order.confirmed` event commits.
+//!
 //! `cargo bench -p checkout-saga --bench checkout_kafka`
 
 use std::collections::HashMap;
@@ -17,10 +22,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use checkout_saga::distributed::{self, Distributed, Handled};
-use checkout_saga::{Checkout, PlaceOrder, Restock};
+use checkout_saga::distributed::{self, Distributed, Handled, Namespaced};
+use checkout_saga::{Aggregates, Checkout, PlaceOrder, Restock, hosted};
+use composable::checkpoint::InMemoryCheckpointStore;
+use composable::consumer::{EventHandler, LogConsumer};
 use composable::saga::{InMemoryTimerStore, SagaStatus};
 use composable::{InMemoryEventStore, TestClock};
+use composable::{RecordedEvent, service};
+use composable_kafka::KafkaBus;
 use composable_postgres::{PgConnectOptions, PostgresEventStore, PostgresTimerStore};
 use sqlx::{Connection, Executor, PgConnection};
 use tokio::sync::oneshot;
@@ -168,6 +177,97 @@ async fn on_kafka(workers: usize, duration: Duration) -> Row {
     Row { backend: "PostgreSQL + Kafka, relay", workers, latencies, elapsed }
 }
 
+/// Tells the waiter of each order when its `order.confirmed` event commits: how the bench sees
+/// a checkout finish when the saga runs inside the host.
+struct Confirmations(Waiters);
+
+impl EventHandler for Confirmations {
+    type Error = std::convert::Infallible;
+
+    async fn handle(&mut self, events: &[RecordedEvent]) -> Result<(), Self::Error> {
+        let now = Instant::now();
+        for event in events.iter().filter(|event| event.name == "order.confirmed") {
+            let order = event.stream_id.as_str().trim_start_matches("order-").to_owned();
+            if let Some(waiter) = self.0.lock().expect("the waiters").remove(&order) {
+                let _ = waiter.send(now);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `workers` clients as in [`on_kafka`], but everything runs through the application host:
+/// the relay, the command service (the saga's commands cross the broker too) and the saga
+/// reading the log, all in this process.
+async fn through_the_host(workers: usize, duration: Duration) -> Row {
+    let brokers = env("KAFKA_BROKERS");
+    let store = fresh_database().await;
+    store.migrate().await.expect("migrations");
+    let kafka = KafkaBus::new(distributed::kafka_config(&brokers)).expect("a Kafka client");
+    let bus = Namespaced::new(kafka, format!("h{}.", uuid::Uuid::now_v7().simple()));
+    let runners = Aggregates::new(&store, &TestClock::new());
+    let app = hosted::app(&store, &bus, &runners, TestClock::new()).build().expect("the wiring");
+    hosted::create_topics(&bus, app.topics()).await.expect("topics");
+    let running = app.start();
+    let waiters: Waiters = Arc::default();
+    let confirmations = service::spawn(LogConsumer::new(
+        "bench.confirmations",
+        store.clone(),
+        InMemoryCheckpointStore::new(),
+        Confirmations(Arc::clone(&waiters)),
+    ));
+    let checkout = Arc::new(Front { runners });
+    for worker in 0..workers {
+        checkout.one(&waiters, worker + workers, 0).await;
+    }
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..workers)
+        .map(|worker| {
+            let (checkout, waiters) = (Arc::clone(&checkout), Arc::clone(&waiters));
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                while start.elapsed() < duration {
+                    latencies.push(checkout.one(&waiters, worker, latencies.len()).await);
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await.expect("a worker"));
+    }
+    let elapsed = start.elapsed();
+    confirmations.stop().await.expect("stop the watcher");
+    running.stop().await.expect("stop the host");
+    store.pool().close().await;
+    Row { backend: "PostgreSQL + Kafka, through the host", workers, latencies, elapsed }
+}
+
+/// The front end of [`through_the_host`]: places orders on the runners.
+struct Front {
+    runners: Aggregates<PostgresEventStore>,
+}
+
+impl Front {
+    async fn one(&self, waiters: &Waiters, worker: usize, number: usize) -> Duration {
+        let order_id = format!("{worker}-{number}");
+        let (done, completed) = oneshot::channel();
+        waiters.lock().expect("the waiters").insert(order_id.clone(), done);
+        let (sku, restock_first) = sku(worker, number);
+        if restock_first {
+            self.runners.inventory.execute(&sku, restock()).await.expect("a command");
+        }
+        let placed = Instant::now();
+        self.runners.orders.execute(&order_id, place(&order_id, &sku)).await.expect("a command");
+        let completed = tokio::time::timeout(Duration::from_secs(60), completed)
+            .await
+            .unwrap_or_else(|_| panic!("checkout {order_id} not completed within 60 s"))
+            .expect("the watcher stopped");
+        completed - placed
+    }
+}
+
 /// Places one order and waits for the saga to complete it: the time it took.
 async fn checkout_one(
     checkout: &PgCheckout,
@@ -224,7 +324,13 @@ fn main() {
         .build()
         .expect("a runtime");
     let mut rows = runtime.block_on(async {
-        vec![in_memory(duration).await, on_kafka(1, duration).await, on_kafka(16, duration).await]
+        vec![
+            in_memory(duration).await,
+            on_kafka(1, duration).await,
+            on_kafka(16, duration).await,
+            through_the_host(1, duration).await,
+            through_the_host(16, duration).await,
+        ]
     });
     println!(
         "checkouts for {seconds} s each; latency from placing the order to the saga completing it"

@@ -1,6 +1,7 @@
 //! The four checkout scenarios on in-memory backends, end to end through the real aggregates;
 //! the saga alone through the testing kit; and what a restart or a duplicate delivery does.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use checkout_saga::{
@@ -9,7 +10,10 @@ use checkout_saga::{
     Restock, StockReserved,
 };
 use composable::checkpoint::{CheckpointStore, InMemoryCheckpointStore};
-use composable::saga::{Dispatch, InMemoryTimerStore, SagaStatus};
+use composable::consumer::EventHandler;
+use composable::saga::{
+    CommandDispatcher, Dispatch, Dispatcher, InMemoryTimerStore, SagaEvents, SagaStatus,
+};
 use composable::testing::SagaTest;
 use composable::{EventStore, InMemoryEventStore, Position, RecordedEvent, TestClock};
 
@@ -317,4 +321,65 @@ async fn a_restarted_saga_resumes_from_its_checkpoint() {
     assert_eq!(read, 1);
     assert_eq!(progress.len(), 1);
     assert_eq!(progress[0].step, "order_placed");
+}
+
+/// A dispatcher whose charges wait for each other: two at once get through, one alone never.
+#[derive(Clone)]
+struct Rendezvous {
+    charges: Arc<tokio::sync::Barrier>,
+    inner: Arc<Dispatcher>,
+}
+
+impl CommandDispatcher for Rendezvous {
+    async fn dispatch(
+        &self,
+        dispatch: Dispatch,
+        context: composable::CommandContext,
+    ) -> Result<(), composable::saga::DispatchError> {
+        if dispatch.aggregate() == "payment" {
+            self.charges.wait().await;
+        }
+        self.inner.dispatch(dispatch, context).await
+    }
+}
+
+#[tokio::test]
+async fn the_sagas_log_input_handles_different_flows_concurrently() {
+    let clock = TestClock::new();
+    let store = InMemoryEventStore::new();
+    let runners = checkout_saga::Aggregates::new(&store, &clock);
+    let inner = Arc::new(
+        Dispatcher::new()
+            .route(Arc::clone(&runners.orders))
+            .route(Arc::clone(&runners.payments))
+            .route(Arc::clone(&runners.inventory)),
+    );
+    let dispatcher = Rendezvous { charges: Arc::new(tokio::sync::Barrier::new(2)), inner };
+    let saga = Arc::new(
+        composable::SagaRunner::<CheckoutSaga, _, _, _>::new(
+            store.clone(),
+            dispatcher,
+            InMemoryTimerStore::new(),
+        )
+        .with_clock(clock.clone()),
+    );
+    runners.inventory.execute("tea", Restock { quantity: 10, manual: false }).await.unwrap();
+    // Two checkouts, two flows: each one's charge waits for the other's.
+    runners.orders.execute("1", place("1", "tok_visa")).await.unwrap();
+    runners.orders.execute("2", place("2", "tok_visa")).await.unwrap();
+    let placed: Vec<RecordedEvent> =
+        log_of(&store).await.into_iter().filter(|event| event.name == "order.placed").collect();
+    assert_eq!(placed.len(), 2);
+
+    let mut handler = SagaEvents(Arc::clone(&saga));
+    tokio::time::timeout(Duration::from_secs(5), handler.handle(&placed))
+        .await
+        .expect("both flows' charges were in flight at once")
+        .expect("the batch was handled");
+    assert!(runners.payments.load("1").await.unwrap().state.charged);
+    assert!(runners.payments.load("2").await.unwrap().state.charged);
+}
+
+async fn log_of(store: &InMemoryEventStore) -> Vec<RecordedEvent> {
+    store.read_all(Position::START, usize::MAX).await.expect("read the log")
 }

@@ -752,16 +752,15 @@ impl<S: EventStore> RunningApp<S> {
         }
     }
 
-    /// Stops every service, letting each finish the work in hand.
+    /// Stops every service, letting each finish the work in hand: in the reverse order of
+    /// their registration — sagas before the command service that answers them, the command
+    /// service before the relay — so that no service waits on one already stopped.
     ///
     /// # Errors
     /// [`RunError::Failed`] with every service that had failed or failed to stop.
     pub async fn stop(self) -> Result<(), RunError> {
-        for service in &self.services {
-            service.handle.request_stop();
-        }
         let mut failures = Vec::new();
-        for service in self.services {
+        for service in self.services.into_iter().rev() {
             if let Err(error) = service.handle.stop().await {
                 failures.push(error);
             }

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use composable::backoff::{Backoff, Failures};
 use composable::event_store::Appends;
+use composable::{Clock, SystemClock};
 use sqlx::postgres::{PgListener, PgPool};
 use tokio::sync::{Notify, watch};
 
@@ -138,7 +139,7 @@ async fn listener(
         let wait = failures.failed().unwrap_or(Duration::ZERO);
         tracing::debug!(%channel, %error, retry_in = ?wait, "LISTEN failed; readers poll meanwhile");
         tokio::select! {
-            () = tokio::time::sleep(wait) => {}
+            () = SystemClock.sleep(wait) => {}
             () = store_gone(&mut alive) => return,
         }
     }

@@ -9,9 +9,10 @@ use checkout_saga::{
     CheckoutSaga, DECLINED_CARD, Inventory, Order, OrderStatus, Payment, PlaceOrder, Restock,
 };
 use composable::bus::InMemoryBus;
+use composable::checkpoint::InMemoryCheckpointStore;
 use composable::host::{App, HostError, Role};
 use composable::saga::{Dispatcher, InMemoryTimerStore, SagaStatus};
-use composable::{AggregateRunner, InMemoryEventStore, SagaRunner, TestClock};
+use composable::{AggregateRunner, EventStore, InMemoryEventStore, SagaRunner, TestClock};
 
 struct Runners {
     orders: Arc<AggregateRunner<Order, InMemoryEventStore>>,
@@ -251,4 +252,87 @@ fn the_host_refuses_incomplete_or_conflicting_wiring() {
 
     let error = complete().saga::<CheckoutSaga>().roles(Vec::<String>::new()).build().unwrap_err();
     assert!(matches!(error, HostError::NothingToRun { .. }), "{error}");
+}
+
+fn order(number: usize) -> (String, PlaceOrder) {
+    let id = format!("o{number}");
+    let place = PlaceOrder {
+        order_id: id.clone(),
+        sku: "tea".into(),
+        quantity: 1,
+        total: 100 + number as u64,
+        card: "tok_visa".into(),
+    };
+    (id, place)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_stopped_mid_run_hands_back_its_work_and_the_next_one_carries_on() {
+    const ORDERS: usize = 40;
+    let (store, timers, clock) =
+        (InMemoryEventStore::new(), InMemoryTimerStore::new(), TestClock::new());
+    let (bus, checkpoints) = (InMemoryBus::new(), InMemoryCheckpointStore::new());
+    let runners = Runners::new(&store, &clock);
+    let app = || {
+        App::on_bus("checkout", store.clone(), timers.clone(), bus.clone())
+            .checkpoints(checkpoints.clone())
+            .clock(clock.clone())
+            .aggregate(&runners.orders)
+            .aggregate(&runners.payments)
+            .aggregate(&runners.inventory)
+            .saga::<CheckoutSaga>()
+            .build()
+            .expect("the wiring is complete")
+    };
+    runners.inventory.execute("tea", Restock { quantity: 100, manual: false }).await.unwrap();
+    for number in 0..ORDERS {
+        let (id, place) = order(number);
+        runners.orders.execute(&id, place).await.unwrap();
+    }
+    let confirmed = async || {
+        let mut confirmed = 0;
+        for number in 0..ORDERS {
+            let status = runners.orders.load(order(number).0).await.unwrap().state.status;
+            confirmed += usize::from(status == OrderStatus::Confirmed);
+        }
+        confirmed
+    };
+
+    // Stopped as soon as the first card is charged: the checkouts are in flight.
+    let first = app().start();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !runners.payments.load(order(0).0).await.unwrap().state.charged {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+    })
+    .await
+    .expect("a first charge");
+    let at_stop = confirmed().await;
+    let stopping = std::time::Instant::now();
+    first.stop().await.expect("every service stops cleanly");
+    assert!(at_stop < ORDERS, "stopped mid-run ({at_stop} of {ORDERS} confirmed)");
+    assert!(stopping.elapsed() < Duration::from_secs(5), "no service waited on a stopped one");
+    // Nothing runs any more: the log stands still.
+    let head = store.head().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(store.head().await.unwrap(), head, "no service of the stopped host still runs");
+
+    // The next host carries on from the checkpoints and the bus's offsets.
+    let second = app().start();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while confirmed().await < ORDERS {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await
+    .expect("every checkout finishes");
+    second.stop().await.expect("every service stops cleanly");
+    for number in 0..ORDERS {
+        let (id, place) = order(number);
+        let payment = runners.payments.load(&id).await.unwrap();
+        assert_eq!(payment.state.captured, place.total, "order {id} charged once");
+        assert_eq!(payment.version.get(), 1, "order {id}: one payment event, no second charge");
+    }
+    let stock = runners.inventory.load("tea").await.unwrap().state;
+    assert_eq!(stock.available, 100 - ORDERS as u32, "stock taken once per order");
 }

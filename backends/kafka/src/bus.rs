@@ -338,6 +338,9 @@ impl ConsumerLoop {
             let error = match answer.await {
                 Outcome::Ack => break,
                 Outcome::Nack(error) => error,
+                // Dropped because the subscription is gone (its holder stopped): not a failure
+                // of the message. Nothing is committed; the next member gets it.
+                Outcome::Dropped if self.sender.is_closed() => return false,
                 Outcome::Dropped => "the delivery was dropped without an answer".to_owned(),
             };
             if attempt >= policy.attempts() {

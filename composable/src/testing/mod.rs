@@ -6,6 +6,7 @@
 //! effect feeds back must be stated by the test.
 
 mod aggregate;
+pub mod bus_conformance;
 pub mod conformance;
 mod diff;
 mod log;

@@ -1,5 +1,6 @@
-//! The Kafka bus against a real broker (`KAFKA_BROKERS`): round trip, consumer groups,
-//! redelivery after a consumer stops before acknowledging, dead letters.
+//! The Kafka bus against a real broker (`KAFKA_BROKERS`), beyond the conformance suite
+//! (`conformance.rs`): headers and order with Kafka's own settings, partitions split between two
+//! consumers, committed offsets across three members.
 
 mod common;
 
@@ -7,8 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use composable::Backoff;
-use composable::bus::{BusMessage, EventBus, RedeliveryPolicy, headers};
+use composable::bus::{BusMessage, EventBus};
 use composable_kafka::CommitMode;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -132,42 +132,4 @@ async fn a_consumer_stopped_before_acknowledging_leaves_the_message_to_the_next(
     let resumed = common::next(&mut third, WAIT, "the second message again").await;
     assert_eq!((resumed.message().payload.as_slice(), resumed.offset()), (&b"second"[..], 1));
     resumed.ack();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_poison_message_lands_in_the_dead_letter_topic_with_its_error() {
-    let policy = RedeliveryPolicy::default()
-        .retry(Backoff::exponential(Duration::from_millis(20)).attempts(3));
-    let bus = common::bus_with(common::config().redelivery(policy.clone())).await;
-    let topic = common::unique("poison");
-    let dead_letters = policy.dead_letter_topic(&topic);
-    common::create_topics(&bus, &[&topic, &dead_letters], 1).await;
-    bus.publish(vec![
-        BusMessage::new(&topic, "k", b"poison".to_vec()).with_header("event-id", "e1"),
-        BusMessage::new(&topic, "k", b"fine".to_vec()),
-    ])
-    .await
-    .unwrap();
-
-    let mut subscription = bus.subscribe(None, &[&topic]).await.unwrap();
-    for attempt in 1..=3 {
-        let delivery = common::next(&mut subscription, WAIT, "the poison message").await;
-        assert_eq!(delivery.message().payload, b"poison");
-        assert_eq!(delivery.attempt(), attempt);
-        delivery.nack(format!("cannot parse, attempt {attempt}"));
-    }
-    let fine = common::next(&mut subscription, WAIT, "the message after the poison").await;
-    assert_eq!(fine.message().payload, b"fine");
-    fine.ack();
-
-    let mut dead = bus.subscribe(None, &[&dead_letters]).await.unwrap();
-    let letter = common::next(&mut dead, WAIT, "the dead letter").await;
-    let message = letter.message();
-    assert_eq!((message.key.as_str(), message.payload.as_slice()), ("k", &b"poison"[..]));
-    assert_eq!(message.header("event-id"), Some(&b"e1"[..]));
-    assert_eq!(message.header(headers::DLQ_ERROR), Some(&b"cannot parse, attempt 3"[..]));
-    assert_eq!(message.header(headers::DLQ_ATTEMPTS), Some(&b"3"[..]));
-    assert_eq!(message.header(headers::DLQ_TOPIC), Some(topic.as_bytes()));
-    assert_eq!(message.header(headers::DLQ_OFFSET), Some(&b"0"[..]));
-    letter.ack();
 }

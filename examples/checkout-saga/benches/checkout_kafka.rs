@@ -23,12 +23,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use checkout_saga::distributed::{self, Distributed, Handled, Namespaced};
-use checkout_saga::{Aggregates, Checkout, PlaceOrder, Restock, hosted};
+use checkout_saga::{Aggregates, Checkout, Inventory, Order, PlaceOrder, Restock, hosted};
 use composable::checkpoint::InMemoryCheckpointStore;
 use composable::consumer::{EventHandler, LogConsumer};
 use composable::saga::{InMemoryTimerStore, SagaStatus};
+use composable::{AggregateRunner, RecordedEvent, service};
 use composable::{InMemoryEventStore, TestClock};
-use composable::{RecordedEvent, service};
 use composable_kafka::KafkaBus;
 use composable_postgres::{PgConnectOptions, PostgresEventStore, PostgresTimerStore};
 use sqlx::{Connection, Executor, PgConnection};
@@ -148,7 +148,7 @@ async fn on_kafka(workers: usize, duration: Duration) -> Row {
 
     // Warm up: the consumer group joins and the topics' partitions are assigned.
     for worker in 0..workers {
-        checkout_one(&checkout, &waiters, worker + workers, 0).await;
+        checkout_one(&checkout.orders, &checkout.inventory, &waiters, worker + workers, 0).await;
     }
 
     let start = Instant::now();
@@ -158,8 +158,16 @@ async fn on_kafka(workers: usize, duration: Duration) -> Row {
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 while start.elapsed() < duration {
-                    latencies
-                        .push(checkout_one(&checkout, &waiters, worker, latencies.len()).await);
+                    latencies.push(
+                        checkout_one(
+                            &checkout.orders,
+                            &checkout.inventory,
+                            &waiters,
+                            worker,
+                            latencies.len(),
+                        )
+                        .await,
+                    );
                 }
                 latencies
             })
@@ -216,9 +224,9 @@ async fn through_the_host(workers: usize, duration: Duration) -> Row {
         InMemoryCheckpointStore::new(),
         Confirmations(Arc::clone(&waiters)),
     ));
-    let checkout = Arc::new(Front { runners });
+    let checkout = Arc::new(runners);
     for worker in 0..workers {
-        checkout.one(&waiters, worker + workers, 0).await;
+        checkout_one(&checkout.orders, &checkout.inventory, &waiters, worker + workers, 0).await;
     }
     let start = Instant::now();
     let tasks: Vec<_> = (0..workers)
@@ -227,7 +235,16 @@ async fn through_the_host(workers: usize, duration: Duration) -> Row {
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 while start.elapsed() < duration {
-                    latencies.push(checkout.one(&waiters, worker, latencies.len()).await);
+                    latencies.push(
+                        checkout_one(
+                            &checkout.orders,
+                            &checkout.inventory,
+                            &waiters,
+                            worker,
+                            latencies.len(),
+                        )
+                        .await,
+                    );
                 }
                 latencies
             })
@@ -244,33 +261,11 @@ async fn through_the_host(workers: usize, duration: Duration) -> Row {
     Row { backend: "PostgreSQL + Kafka, through the host", workers, latencies, elapsed }
 }
 
-/// The front end of [`through_the_host`]: places orders on the runners.
-struct Front {
-    runners: Aggregates<PostgresEventStore>,
-}
-
-impl Front {
-    async fn one(&self, waiters: &Waiters, worker: usize, number: usize) -> Duration {
-        let order_id = format!("{worker}-{number}");
-        let (done, completed) = oneshot::channel();
-        waiters.lock().expect("the waiters").insert(order_id.clone(), done);
-        let (sku, restock_first) = sku(worker, number);
-        if restock_first {
-            self.runners.inventory.execute(&sku, restock()).await.expect("a command");
-        }
-        let placed = Instant::now();
-        self.runners.orders.execute(&order_id, place(&order_id, &sku)).await.expect("a command");
-        let completed = tokio::time::timeout(Duration::from_secs(60), completed)
-            .await
-            .unwrap_or_else(|_| panic!("checkout {order_id} not completed within 60 s"))
-            .expect("the watcher stopped");
-        completed - placed
-    }
-}
-
-/// Places one order and waits for the saga to complete it: the time it took.
+/// Places one order through `orders` (restocking through `inventory` first when its sku
+/// needs it) and waits for its checkout to finish: the time it took.
 async fn checkout_one(
-    checkout: &PgCheckout,
+    orders: &AggregateRunner<Order, PostgresEventStore>,
+    inventory: &AggregateRunner<Inventory, PostgresEventStore>,
     waiters: &Waiters,
     worker: usize,
     number: usize,
@@ -280,10 +275,10 @@ async fn checkout_one(
     waiters.lock().expect("the waiters").insert(order_id.clone(), done);
     let (sku, restock_first) = sku(worker, number);
     if restock_first {
-        checkout.inventory.execute(&sku, restock()).await.expect("a command");
+        inventory.execute(&sku, restock()).await.expect("a command");
     }
     let placed = Instant::now();
-    checkout.orders.execute(&order_id, place(&order_id, &sku)).await.expect("a command");
+    orders.execute(&order_id, place(&order_id, &sku)).await.expect("a command");
     let completed = tokio::time::timeout(Duration::from_secs(60), completed)
         .await
         .unwrap_or_else(|_| panic!("checkout {order_id} not completed within 60 s"))

@@ -146,38 +146,8 @@ async fn on_kafka(workers: usize, duration: Duration) -> Row {
         }
     });
 
-    // Warm up: the consumer group joins and the topics' partitions are assigned.
-    for worker in 0..workers {
-        checkout_one(&checkout.orders, &checkout.inventory, &waiters, worker + workers, 0).await;
-    }
-
-    let start = Instant::now();
-    let tasks: Vec<_> = (0..workers)
-        .map(|worker| {
-            let (checkout, waiters) = (Arc::clone(&checkout), Arc::clone(&waiters));
-            tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                while start.elapsed() < duration {
-                    latencies.push(
-                        checkout_one(
-                            &checkout.orders,
-                            &checkout.inventory,
-                            &waiters,
-                            worker,
-                            latencies.len(),
-                        )
-                        .await,
-                    );
-                }
-                latencies
-            })
-        })
-        .collect();
-    let mut latencies = Vec::new();
-    for task in tasks {
-        latencies.extend(task.await.expect("a worker"));
-    }
-    let elapsed = start.elapsed();
+    let (latencies, elapsed) =
+        clients(&checkout.orders, &checkout.inventory, &waiters, workers, duration).await;
     stop.store(true, Ordering::Relaxed);
     consumer.await.expect("the consumer");
     relay.stop().await.expect("stop the relay");
@@ -224,27 +194,38 @@ async fn through_the_host(workers: usize, duration: Duration) -> Row {
         InMemoryCheckpointStore::new(),
         Confirmations(Arc::clone(&waiters)),
     ));
-    let checkout = Arc::new(runners);
+    let (latencies, elapsed) =
+        clients(&runners.orders, &runners.inventory, &waiters, workers, duration).await;
+    confirmations.stop().await.expect("stop the watcher");
+    running.stop().await.expect("stop the host");
+    store.pool().close().await;
+    Row { backend: "PostgreSQL + Kafka, through the host", workers, latencies, elapsed }
+}
+
+/// `workers` clients, each placing an order and waiting for its checkout, for `duration`,
+/// after one warm-up checkout each (the consumer groups join, partitions get assigned): every
+/// latency, and the time it all took.
+async fn clients(
+    orders: &Arc<AggregateRunner<Order, PostgresEventStore>>,
+    inventory: &Arc<AggregateRunner<Inventory, PostgresEventStore>>,
+    waiters: &Waiters,
+    workers: usize,
+    duration: Duration,
+) -> (Vec<Duration>, Duration) {
     for worker in 0..workers {
-        checkout_one(&checkout.orders, &checkout.inventory, &waiters, worker + workers, 0).await;
+        checkout_one(orders, inventory, waiters, worker + workers, 0).await;
     }
     let start = Instant::now();
     let tasks: Vec<_> = (0..workers)
         .map(|worker| {
-            let (checkout, waiters) = (Arc::clone(&checkout), Arc::clone(&waiters));
+            let (orders, inventory) = (Arc::clone(orders), Arc::clone(inventory));
+            let waiters = Arc::clone(waiters);
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 while start.elapsed() < duration {
-                    latencies.push(
-                        checkout_one(
-                            &checkout.orders,
-                            &checkout.inventory,
-                            &waiters,
-                            worker,
-                            latencies.len(),
-                        )
-                        .await,
-                    );
+                    let number = latencies.len();
+                    latencies
+                        .push(checkout_one(&orders, &inventory, &waiters, worker, number).await);
                 }
                 latencies
             })
@@ -254,11 +235,7 @@ async fn through_the_host(workers: usize, duration: Duration) -> Row {
     for task in tasks {
         latencies.extend(task.await.expect("a worker"));
     }
-    let elapsed = start.elapsed();
-    confirmations.stop().await.expect("stop the watcher");
-    running.stop().await.expect("stop the host");
-    store.pool().close().await;
-    Row { backend: "PostgreSQL + Kafka, through the host", workers, latencies, elapsed }
+    (latencies, start.elapsed())
 }
 
 /// Places one order through `orders` (restocking through `inventory` first when its sku

@@ -296,8 +296,8 @@ impl App<()> {
     }
 
     /// An application on `store` and `bus`, with its sagas' timers in `timers`: the relay
-    /// publishes the log, a command service hosts the aggregates, sagas read the bus and send
-    /// their commands through it; roles split that across processes.
+    /// publishes the log, a command service hosts the aggregates, sagas read the log and send
+    /// their commands through the bus; roles split that across processes.
     pub fn on_bus<S, T, B>(
         name: impl Into<String>,
         store: S,

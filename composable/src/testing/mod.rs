@@ -10,6 +10,7 @@ pub mod bus_conformance;
 pub mod conformance;
 mod diff;
 mod log;
+pub mod port_conformance;
 mod saga;
 mod test_store;
 

@@ -86,7 +86,7 @@ use crate::event::EventSet;
 use crate::event_store::{EventStore, EventStoreError};
 use crate::relay::Relay;
 use crate::runner::AggregateRunner;
-use crate::saga::{self, Dispatcher, Saga, SagaRunner, SagaTimers, TimerStore};
+use crate::saga::{self, CommandDispatcher, Dispatcher, Saga, SagaRunner, SagaTimers, TimerStore};
 use crate::service::{self, Health, Service, ServiceError, ServiceHandle, ServiceState};
 use crate::stream::Position;
 
@@ -493,19 +493,7 @@ where
     #[must_use]
     pub fn saga<G: Saga>(mut self) -> Self {
         self.add_saga::<G>(Box::new(|wiring: &Wiring<'_, S, T, NoBus>| {
-            let runner = Arc::new(
-                SagaRunner::<G, _, _, _>::new(
-                    wiring.store.clone(),
-                    Arc::clone(wiring.dispatcher),
-                    wiring.timers.clone(),
-                )
-                .with_clock(Arc::clone(wiring.clock)),
-            );
-            let role = Role::Saga(G::NAME);
-            vec![
-                Entry::new(role.clone(), true, saga::from_log(&runner, wiring.checkpoints.clone())),
-                Entry::new(role, false, SagaTimers::every(runner, wiring.timer_interval)),
-            ]
+            saga_services::<G, _, _, _, _>(wiring, Arc::clone(wiring.dispatcher))
         }));
         self
     }
@@ -572,22 +560,30 @@ where
                     .with_timeout(reply_timeout),
                 |dispatcher, route| route(dispatcher),
             );
-            let runner = Arc::new(
-                SagaRunner::<G, _, _, _>::new(
-                    wiring.store.clone(),
-                    dispatcher,
-                    wiring.timers.clone(),
-                )
-                .with_clock(Arc::clone(wiring.clock)),
-            );
-            let role = Role::Saga(G::NAME);
-            vec![
-                Entry::new(role.clone(), true, saga::from_log(&runner, wiring.checkpoints.clone())),
-                Entry::new(role, false, SagaTimers::every(runner, wiring.timer_interval)),
-            ]
+            saga_services::<G, _, _, _, _>(wiring, dispatcher)
         }));
         self
     }
+}
+
+/// Saga `G`'s services, sending its commands through `dispatcher`: its input from the log and
+/// its timers.
+fn saga_services<G, S, T, B, D>(wiring: &Wiring<'_, S, T, B>, dispatcher: D) -> Vec<Entry>
+where
+    G: Saga,
+    S: EventStore + Clone,
+    T: TimerStore + Clone,
+    D: CommandDispatcher,
+{
+    let runner = Arc::new(
+        SagaRunner::<G, _, _, _>::new(wiring.store.clone(), dispatcher, wiring.timers.clone())
+            .with_clock(Arc::clone(wiring.clock)),
+    );
+    let role = Role::Saga(G::NAME);
+    vec![
+        Entry::new(role.clone(), true, saga::from_log(&runner, wiring.checkpoints.clone())),
+        Entry::new(role, false, SagaTimers::every(runner, wiring.timer_interval)),
+    ]
 }
 
 /// Where saga `saga` of application `app` waits for the replies to its commands.

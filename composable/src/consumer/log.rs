@@ -479,26 +479,17 @@ impl<S: EventStore, K: CheckpointStore, H: EventHandler> LogConsumer<S, K, H> {
     /// When reading, handling or saving fails; the checkpoint then stays where it was, and the
     /// next call hands the handler the same events again.
     pub async fn run_once(&mut self) -> Result<usize, ConsumerError<H::Error>> {
-        let after = self.reader.position().await.map_err(ReadError::widen)?;
-        let batch = self.reader.next_batch().await.map_err(ReadError::widen)?;
-        let Some(last) = batch.last().map(|event| event.position) else {
-            return Ok(0);
-        };
-        self.handler.handle(&batch).await.map_err(|source| ConsumerError::Handler {
-            consumer: self.reader.name.clone(),
-            after,
-            source,
-        })?;
-        self.reader.commit(last).await.map_err(ReadError::widen)?;
-        Ok(batch.len())
+        self.step(&mut None, false).await
     }
 
-    /// One step of the running loop: like [`run_once`](Self::run_once), but a full batch is
-    /// handled while the next one is read, and `ahead` keeps that read for the next step. A
-    /// batch read ahead is used only once the one before it is handled and checkpointed.
+    /// One batch: `ahead`, or the next one read now, handled and checkpointed. With
+    /// `read_ahead`, a full batch is handled while the next one is read, and `ahead` keeps that
+    /// read for the next step; a batch read ahead is used only once the one before it is handled
+    /// and checkpointed.
     async fn step(
         &mut self,
         ahead: &mut Option<Vec<RecordedEvent>>,
+        read_ahead: bool,
     ) -> Result<usize, ConsumerError<H::Error>> {
         let after = self.reader.position().await.map_err(ReadError::widen)?;
         let batch = match ahead.take() {
@@ -508,7 +499,7 @@ impl<S: EventStore, K: CheckpointStore, H: EventHandler> LogConsumer<S, K, H> {
         let Some(last) = batch.last().map(|event| event.position) else {
             return Ok(0);
         };
-        let (handled, read_ahead) = if batch.len() == self.reader.batch_size {
+        let (handled, next) = if read_ahead && batch.len() == self.reader.batch_size {
             let next = self.reader.store.read_all(last, self.reader.batch_size);
             let (handled, next) = tokio::join!(self.handler.handle(&batch), next);
             (handled, next.ok())
@@ -522,7 +513,7 @@ impl<S: EventStore, K: CheckpointStore, H: EventHandler> LogConsumer<S, K, H> {
         })?;
         self.reader.commit(last).await.map_err(ReadError::widen)?;
         // A failed read ahead is not an error: the next step reads again.
-        *ahead = read_ahead.filter(|next| !next.is_empty());
+        *ahead = next.filter(|next| !next.is_empty());
         Ok(batch.len())
     }
 
@@ -558,7 +549,7 @@ impl<S: EventStore, K: CheckpointStore, H: EventHandler> LogConsumer<S, K, H> {
         let mut failures = Failures::new(self.backoff);
         let mut ahead = None;
         while !context.stop_requested() {
-            let wait = match self.step(&mut ahead).await {
+            let wait = match self.step(&mut ahead, true).await {
                 Ok(handled) if handled == self.reader.batch_size => {
                     failures.succeeded();
                     context.behind(self.reader.position);

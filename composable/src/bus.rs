@@ -34,6 +34,7 @@
 
 mod dedupe;
 pub mod memory;
+mod namespaced;
 
 use std::fmt;
 use std::future::Future;
@@ -53,6 +54,7 @@ use crate::stream::{StreamId, Version};
 
 pub use dedupe::{Dedupe, DedupeError, Handled};
 pub use memory::InMemoryBus;
+pub use namespaced::Namespaced;
 
 use crate::BoxError;
 

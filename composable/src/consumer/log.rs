@@ -308,9 +308,11 @@ impl<S: EventStore, K: CheckpointStore> LogReader<S, K> {
         E: std::error::Error + 'static,
         F: AsyncFnMut(&[RecordedEvent]) -> Result<(), E>,
     {
+        // Subscribed before the head is read, so the commit that closes a gap wakes the wait.
+        let mut appends = self.store.appends();
         let head = self.head().await.map_err(ReadError::widen)?;
         let mut read = 0;
-        let mut waited = Duration::ZERO;
+        let mut lagging_since = None;
         loop {
             let after = self.position().await.map_err(ReadError::widen)?;
             if after >= head {
@@ -318,6 +320,9 @@ impl<S: EventStore, K: CheckpointStore> LogReader<S, K> {
             }
             let batch = self.next_batch().await.map_err(ReadError::widen)?;
             let Some(last) = batch.last().map(|event| event.position) else {
+                let now = self.clock.now();
+                let since = *lagging_since.get_or_insert(now);
+                let waited = (now - since).to_std().unwrap_or_default();
                 if waited >= self.settle_timeout {
                     return Err(ConsumerError::Behind {
                         consumer: self.name.clone(),
@@ -326,11 +331,13 @@ impl<S: EventStore, K: CheckpointStore> LogReader<S, K> {
                         waited,
                     });
                 }
-                self.clock.sleep(self.settle_poll).await;
-                waited += self.settle_poll;
+                tokio::select! {
+                    () = appends.changed() => {}
+                    () = self.clock.sleep(self.settle_poll) => {}
+                }
                 continue;
             };
-            waited = Duration::ZERO;
+            lagging_since = None;
             handle(&batch).await.map_err(|source| ConsumerError::Handler {
                 consumer: self.name.clone(),
                 after,
@@ -549,6 +556,7 @@ impl<S: EventStore, K: CheckpointStore, H: EventHandler> LogConsumer<S, K, H> {
         let mut failures = Failures::new(self.backoff);
         let mut ahead = None;
         while !context.stop_requested() {
+            let mut lagging = false;
             let wait = match self.step(&mut ahead, true).await {
                 Ok(handled) if handled == self.reader.batch_size => {
                     failures.succeeded();
@@ -561,6 +569,7 @@ impl<S: EventStore, K: CheckpointStore, H: EventHandler> LogConsumer<S, K, H> {
                     match head {
                         Ok(head) if self.reader.position.unwrap_or(Position::START) < head => {
                             context.behind(self.reader.position);
+                            lagging = true;
                             Some(self.reader.settle_poll)
                         }
                         Ok(_) => {
@@ -573,9 +582,11 @@ impl<S: EventStore, K: CheckpointStore, H: EventHandler> LogConsumer<S, K, H> {
                 Err(error) => self.failed(error, &mut failures)?,
             };
             match wait {
+                // Behind the head (the commit closing the gap wakes it) or retrying.
                 Some(delay) => tokio::select! {
                     biased;
                     () = context.stopped() => {}
+                    () = appends.changed(), if lagging => {}
                     () = clock.sleep(delay) => {}
                 },
                 None => tokio::select! {

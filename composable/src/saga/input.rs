@@ -241,12 +241,17 @@ where
 
     async fn run(self, mut context: ServiceContext) -> Result<(), BoxError> {
         let mut failures = Failures::new(self.backoff);
+        let clock = self.runner.clock();
         while !context.stop_requested() {
+            let started = clock.now();
             let wait = match self.runner.fire_due().await {
                 Ok(_) => {
                     failures.succeeded();
                     context.caught_up(None);
-                    self.every
+                    // The next pass is due `every` after this one began: when the clock moved
+                    // on while it ran (a test clock advanced past a deadline), right away.
+                    let took = (clock.now() - started).to_std().unwrap_or_default();
+                    self.every.saturating_sub(took)
                 }
                 Err(error) => {
                     let wait = failures.failed().unwrap_or(self.every);
@@ -255,10 +260,14 @@ where
                     wait
                 }
             };
+            if wait.is_zero() {
+                tokio::task::yield_now().await;
+                continue;
+            }
             tokio::select! {
                 biased;
                 () = context.stopped() => {}
-                () = self.runner.clock().sleep(wait) => {}
+                () = clock.sleep(wait) => {}
             }
         }
         Ok(())

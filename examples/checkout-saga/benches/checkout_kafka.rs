@@ -1,11 +1,11 @@
 //! Sustained checkouts per second on PostgreSQL and Kafka: the orders placed by concurrent
 //! clients, the outbox relay publishing the events, the saga reading them from a consumer group
-//! and dispatching to the runners in its process (`Distributed::checkout_in_process`; the
-//! commands don't cross the broker here). A checkout's latency runs from placing the order to the saga
-//! completing it (three events through the relay and the broker). The in-memory checkout (the
-//! saga polling the store's log) runs first, in the same process, as the baseline. Every 50th
-//! order of a client goes to a newly stocked sku; the restock is outside the latency but inside
-//! the throughput's wall time.
+//! (`saga::from_bus`) and dispatching to the runners in its process (the commands don't cross
+//! the broker here). A checkout's latency runs from placing the order to its `order.confirmed`
+//! event committing (three events through the relay and the broker). The in-memory checkout
+//! (the saga polling the store's log) runs first, in the same process, as the baseline. Every
+//! 50th order of a client goes to a newly stocked sku; the restock is outside the latency but
+//! inside the throughput's wall time.
 //!
 //! Needs `DATABASE_URL` and `KAFKA_BROKERS`; `CHECKOUT_BENCH_SECS` sets how long each row runs
 //! (10 s by default).
@@ -18,19 +18,22 @@
 //! `cargo bench -p checkout-saga --bench checkout_kafka`
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use checkout_saga::distributed::{self, Distributed, Handled, Namespaced};
-use checkout_saga::{Aggregates, Checkout, Inventory, Order, PlaceOrder, Restock, hosted};
+use checkout_saga::{
+    Aggregates, Checkout, CheckoutSaga, Inventory, Order, PlaceOrder, Restock, hosted,
+};
+use composable::bus::topic_for;
 use composable::checkpoint::InMemoryCheckpointStore;
 use composable::consumer::{EventHandler, LogConsumer};
-use composable::saga::{InMemoryTimerStore, SagaStatus};
-use composable::{AggregateRunner, RecordedEvent, service};
+use composable::relay::Relay;
+use composable::saga::{self, Dispatcher, InMemoryTimerStore, SagaStatus};
+use composable::{AggregateRunner, RecordedEvent, SagaRunner, service};
 use composable::{InMemoryEventStore, TestClock};
-use composable_kafka::KafkaBus;
-use composable_postgres::{PgConnectOptions, PostgresEventStore, PostgresTimerStore};
+use composable_postgres::{
+    PgConnectOptions, PostgresCheckpointStore, PostgresEventStore, PostgresTimerStore,
+};
 use sqlx::{Connection, Executor, PgConnection};
 use tokio::sync::oneshot;
 
@@ -38,7 +41,6 @@ const HOW_TO_START: &str = "run `scripts/bench`, or in this shell `source script
     && source scripts/lib/postgres.sh && source scripts/lib/kafka.sh && pg_start && kafka_start`";
 
 type Waiters = Arc<Mutex<HashMap<String, oneshot::Sender<Instant>>>>;
-type PgCheckout = Checkout<PostgresEventStore, PostgresTimerStore>;
 
 struct Row {
     backend: &'static str,
@@ -114,45 +116,48 @@ async fn fresh_database() -> PostgresEventStore {
 }
 
 /// `workers` clients each placing an order and waiting for the saga to complete it, for
-/// `duration`, on a fresh database and fresh topics.
-async fn on_kafka(workers: usize, duration: Duration) -> Row {
-    let brokers = env("KAFKA_BROKERS");
+/// `duration`, on a fresh database and fresh topics: the relay publishing, the saga reading its
+/// input from a consumer group and dispatching in process.
+async fn saga_from_the_bus(workers: usize, duration: Duration) -> Row {
+    let store = fresh_database().await;
+    store.migrate().await.expect("migrations");
     let prefix = format!("b{}.", uuid::Uuid::now_v7().simple());
-    let backends =
-        Distributed::connect(fresh_database().await, distributed::kafka_config(&brokers), &prefix)
-            .await
-            .unwrap_or_else(|error| panic!("set up PostgreSQL and Kafka: {error}; {HOW_TO_START}"));
-    let checkout: Arc<PgCheckout> = Arc::new(backends.checkout_in_process(TestClock::new()));
-    let relay = backends.spawn_relay();
-    let mut input = backends.subscribe_saga("checkout-saga").await.expect("subscribe");
-
+    let bus = hosted::connect_bus(&env("KAFKA_BROKERS"), &prefix)
+        .await
+        .unwrap_or_else(|error| panic!("{error}; {HOW_TO_START}"));
+    let categories = ["order", "payment", "inventory", "saga.checkout"];
+    let topics: Vec<String> = categories.iter().map(|category| topic_for(category)).collect();
+    hosted::create_topics(&bus, &topics).await.expect("topics");
+    let runners = Aggregates::new(&store, &TestClock::new());
+    let dispatcher = Dispatcher::new()
+        .route(Arc::clone(&runners.orders))
+        .route(Arc::clone(&runners.payments))
+        .route(Arc::clone(&runners.inventory));
+    let timers = PostgresTimerStore::new(store.pool().clone());
+    let runner =
+        Arc::new(SagaRunner::<CheckoutSaga, _, _, _>::new(store.clone(), dispatcher, timers));
+    let checkpoints = PostgresCheckpointStore::new(store.pool().clone());
+    let relay = service::spawn(Relay::new(store.clone(), bus.clone(), checkpoints));
+    let input = service::spawn(saga::from_bus(&runner, bus.clone(), "checkout-saga", &topics[..3]));
     let waiters: Waiters = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let consumer = tokio::spawn({
-        let (checkout, waiters, stop) =
-            (Arc::clone(&checkout), Arc::clone(&waiters), Arc::clone(&stop));
-        async move {
-            while !stop.load(Ordering::Relaxed) {
-                let handled = input.handle_next(&checkout.saga, Duration::from_millis(100)).await;
-                if let Some(Handled::Delivered(Some(progress))) = handled.expect("saga input")
-                    && progress.status == SagaStatus::Completed
-                {
-                    let waiter = waiters.lock().expect("the waiters").remove(&progress.key);
-                    if let Some(waiter) = waiter {
-                        let _ = waiter.send(Instant::now());
-                    }
-                }
-            }
-        }
-    });
-
+    let confirmations = watch_confirmations(&store, &waiters);
     let (latencies, elapsed) =
-        clients(&checkout.orders, &checkout.inventory, &waiters, workers, duration).await;
-    stop.store(true, Ordering::Relaxed);
-    consumer.await.expect("the consumer");
+        clients(&runners.orders, &runners.inventory, &waiters, workers, duration).await;
+    confirmations.stop().await.expect("stop the watcher");
+    input.stop().await.expect("stop the saga's input");
     relay.stop().await.expect("stop the relay");
-    backends.store().pool().close().await;
-    Row { backend: "PostgreSQL + Kafka, relay", workers, latencies, elapsed }
+    store.pool().close().await;
+    Row { backend: "PostgreSQL + Kafka, saga from the bus", workers, latencies, elapsed }
+}
+
+/// A consumer of `store`'s log telling each waiter when its order is confirmed.
+fn watch_confirmations(store: &PostgresEventStore, waiters: &Waiters) -> service::ServiceHandle {
+    service::spawn(LogConsumer::new(
+        "bench.confirmations",
+        store.clone(),
+        InMemoryCheckpointStore::new(),
+        Confirmations(Arc::clone(waiters)),
+    ))
 }
 
 /// Tells the waiter of each order when its `order.confirmed` event commits: how the bench sees
@@ -174,26 +179,22 @@ impl EventHandler for Confirmations {
     }
 }
 
-/// `workers` clients as in [`on_kafka`], but everything runs through the application host:
+/// `workers` clients as in [`saga_from_the_bus`], but everything runs through the application host:
 /// the relay, the command service (the saga's commands cross the broker too) and the saga
 /// reading the log, all in this process.
 async fn through_the_host(workers: usize, duration: Duration) -> Row {
-    let brokers = env("KAFKA_BROKERS");
     let store = fresh_database().await;
     store.migrate().await.expect("migrations");
-    let kafka = KafkaBus::new(distributed::kafka_config(&brokers)).expect("a Kafka client");
-    let bus = Namespaced::new(kafka, format!("h{}.", uuid::Uuid::now_v7().simple()));
+    let prefix = format!("h{}.", uuid::Uuid::now_v7().simple());
+    let bus = hosted::connect_bus(&env("KAFKA_BROKERS"), &prefix)
+        .await
+        .unwrap_or_else(|error| panic!("{error}; {HOW_TO_START}"));
     let runners = Aggregates::new(&store, &TestClock::new());
     let app = hosted::app(&store, &bus, &runners, TestClock::new()).build().expect("the wiring");
     hosted::create_topics(&bus, app.topics()).await.expect("topics");
     let running = app.start();
     let waiters: Waiters = Arc::default();
-    let confirmations = service::spawn(LogConsumer::new(
-        "bench.confirmations",
-        store.clone(),
-        InMemoryCheckpointStore::new(),
-        Confirmations(Arc::clone(&waiters)),
-    ));
+    let confirmations = watch_confirmations(&store, &waiters);
     let (latencies, elapsed) =
         clients(&runners.orders, &runners.inventory, &waiters, workers, duration).await;
     confirmations.stop().await.expect("stop the watcher");
@@ -298,8 +299,8 @@ fn main() {
     let mut rows = runtime.block_on(async {
         vec![
             in_memory(duration).await,
-            on_kafka(1, duration).await,
-            on_kafka(16, duration).await,
+            saga_from_the_bus(1, duration).await,
+            saga_from_the_bus(16, duration).await,
             through_the_host(1, duration).await,
             through_the_host(16, duration).await,
         ]

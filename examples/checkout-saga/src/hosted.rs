@@ -4,12 +4,44 @@
 //! sending its commands through the broker. [`app`] is all of it; `src/bin/checkout-service.rs`
 //! runs it as a process, in any subset of its roles (`relay`, `commands`, `checkout`).
 
-use composable::Clock;
+use std::time::Duration;
+
+use composable::bus::Namespaced;
 use composable::host::{App, AppBuilder};
+use composable::{BoxError, Clock};
+use composable_kafka::{KafkaBus, KafkaConfig};
 use composable_postgres::{PostgresCheckpointStore, PostgresEventStore, PostgresTimerStore};
 
-use crate::distributed::{Bus, Error, PARTITIONS};
 use crate::{Aggregates, CheckoutSaga};
+
+/// The broker, every topic and group under a prefix (empty in production, one per run in tests).
+pub type Bus = Namespaced<KafkaBus>;
+
+/// Partitions of each topic [`create_topics`] creates.
+pub const PARTITIONS: i32 = 3;
+
+/// Kafka settings for the checkout: short batching and fetch waits, since each saga step waits
+/// for the previous one's reply to come back from the broker.
+pub fn kafka_config(brokers: &str) -> KafkaConfig {
+    KafkaConfig::new(brokers)
+        .linger(Duration::from_millis(1))
+        .message_timeout(Duration::from_secs(20))
+        .session_timeout(Duration::from_secs(6))
+        .set("fetch.wait.max.ms", "5")
+}
+
+/// The broker at `brokers`, checked to answer, with every name under `prefix`.
+///
+/// # Errors
+/// When the client cannot be created or the broker does not answer within 10 s.
+pub async fn connect_bus(brokers: &str, prefix: &str) -> Result<Bus, BoxError> {
+    let kafka = KafkaBus::new(kafka_config(brokers))?;
+    kafka
+        .check_connection(Duration::from_secs(10))
+        .await
+        .map_err(|error| format!("cannot reach the Kafka broker at {brokers}: {error}"))?;
+    Ok(Namespaced::new(kafka, prefix))
+}
 
 /// The checkout on `store` and `bus`, time from `clock`, with `runners` hosted behind their
 /// command topics: build it with [`AppBuilder::build`] (after choosing roles, if not all).
@@ -34,7 +66,7 @@ pub fn app(
 ///
 /// # Errors
 /// When the broker refuses.
-pub async fn create_topics(bus: &Bus, topics: &[String]) -> Result<(), Error> {
+pub async fn create_topics(bus: &Bus, topics: &[String]) -> Result<(), BoxError> {
     let names: Vec<String> = topics.iter().map(|topic| bus.name(topic)).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     bus.inner().create_topics(&names, PARTITIONS, 1).await?;

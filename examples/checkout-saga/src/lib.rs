@@ -8,11 +8,11 @@
 //! payment is refunded and the order cancelled.
 //!
 //! [`Checkout`] wires it together on any event store and timer store: in memory for the demo
-//! and the tests, on PostgreSQL in `tests/postgres.rs`; [`distributed`] adds the outbox relay to
-//! Kafka, feeds the saga from a consumer group, and sends its commands through Kafka to a
-//! command service hosting the three aggregates, in the same process or in another one.
+//! and the tests, on PostgreSQL in `tests/postgres.rs`. [`hosted`] runs it as services of the
+//! application host on PostgreSQL and Kafka: the outbox relay, a command service hosting the
+//! three aggregates behind their command topics, and the saga sending its commands through the
+//! broker — in one process or split by role (`src/bin/checkout-service.rs`).
 
-pub mod distributed;
 pub mod hosted;
 mod inventory;
 mod order;
@@ -21,7 +21,7 @@ mod saga;
 
 use std::sync::Arc;
 
-use composable::saga::{CommandDispatcher, Dispatcher, TimerStore};
+use composable::saga::{Dispatcher, TimerStore};
 use composable::{AggregateRunner, Clock, EventStore, SagaRunner};
 
 pub use inventory::{
@@ -38,11 +38,11 @@ pub use payment::{
 };
 pub use saga::{CheckoutSaga, CheckoutSagaEvent};
 
-/// The three aggregates' runners and the saga's runner, on one event store. The saga sends its
-/// commands through `D`: in process to the three runners ([`Checkout::new`]), or across the bus
-/// to a command service hosting them ([`Checkout::with_dispatcher`], see [`distributed`]).
+/// The three aggregates' runners and the saga's runner, on one event store, the saga
+/// dispatching to the three runners in process. (Across a bus, the application host wires the
+/// same parts as services: see [`hosted`].)
 #[derive(Debug)]
-pub struct Checkout<S: EventStore, T: TimerStore, D = Dispatcher> {
+pub struct Checkout<S: EventStore, T: TimerStore> {
     /// Runs order commands.
     pub orders: Arc<AggregateRunner<Order, S>>,
     /// Runs payment commands.
@@ -50,36 +50,19 @@ pub struct Checkout<S: EventStore, T: TimerStore, D = Dispatcher> {
     /// Runs inventory commands.
     pub inventory: Arc<AggregateRunner<Inventory, S>>,
     /// Feeds the checkout saga.
-    pub saga: SagaRunner<CheckoutSaga, S, D, T>,
+    pub saga: SagaRunner<CheckoutSaga, S, Dispatcher, T>,
 }
 
 impl<S: EventStore + Clone, T: TimerStore> Checkout<S, T> {
-    /// Everything on `store`, the saga's timers in `timers`, time from `clock`; the saga
-    /// dispatches to the three runners in process.
+    /// Everything on `store`, the saga's timers in `timers`, time from `clock`.
     pub fn new(store: S, timers: T, clock: impl Clock + Clone) -> Self {
-        let runners = Aggregates::new(&store, &clock);
+        let Aggregates { orders, payments, inventory } = Aggregates::new(&store, &clock);
         let dispatcher = Dispatcher::new()
-            .route(Arc::clone(&runners.orders))
-            .route(Arc::clone(&runners.payments))
-            .route(Arc::clone(&runners.inventory));
-        runners.with_saga(store, timers, clock, dispatcher)
-    }
-}
-
-impl<S: EventStore + Clone, T: TimerStore, D: CommandDispatcher> Checkout<S, T, D> {
-    /// Everything on `store`, the saga's timers in `timers`, time from `clock`; the saga sends
-    /// its commands through `dispatcher`.
-    pub fn with_dispatcher(store: S, timers: T, clock: impl Clock + Clone, dispatcher: D) -> Self {
-        Aggregates::new(&store, &clock).with_saga(store, timers, clock, dispatcher)
-    }
-
-    /// The three aggregates' runners (shared, not copied).
-    pub fn aggregates(&self) -> Aggregates<S> {
-        Aggregates {
-            orders: Arc::clone(&self.orders),
-            payments: Arc::clone(&self.payments),
-            inventory: Arc::clone(&self.inventory),
-        }
+            .route(Arc::clone(&orders))
+            .route(Arc::clone(&payments))
+            .route(Arc::clone(&inventory));
+        let saga = SagaRunner::new(store, dispatcher, timers).with_clock(clock);
+        Self { orders, payments, inventory, saga }
     }
 }
 
@@ -103,17 +86,5 @@ impl<S: EventStore + Clone> Aggregates<S> {
             payments: Arc::new(AggregateRunner::new(store.clone(), ()).with_clock(clock.clone())),
             inventory: Arc::new(AggregateRunner::new(store.clone(), ()).with_clock(clock.clone())),
         }
-    }
-
-    fn with_saga<T: TimerStore, D: CommandDispatcher>(
-        self,
-        store: S,
-        timers: T,
-        clock: impl Clock,
-        dispatcher: D,
-    ) -> Checkout<S, T, D> {
-        let saga = SagaRunner::new(store, dispatcher, timers).with_clock(clock);
-        let Self { orders, payments, inventory } = self;
-        Checkout { orders, payments, inventory, saga }
     }
 }

@@ -5,26 +5,23 @@
 //! on every run.
 //!
 //! With `DATABASE_URL` and `KAFKA_BROKERS` both set, the same scenarios run on PostgreSQL and
-//! Kafka instead (see `checkout_saga::distributed`): the events and the saga's timers in the
-//! database, the outbox relay publishing the events to `{category}-events`, the saga fed from
-//! those topics in the consumer group `checkout-saga`, and its commands sent through the broker
-//! to a command service hosting the aggregates. Order ids and skus then carry a tag of the run,
-//! so runs against the same database do not collide.
-//!
-//! `--role` splits that across processes: `aggregates` runs the relay and the command service
-//! until interrupted; `saga` runs the scenarios and the saga, and needs an `aggregates` process
-//! on the same database and broker; `all` (the default) runs everything in one process.
+//! Kafka instead, through the application host (`checkout_saga::hosted`): the events, the
+//! saga's timers and the checkpoints in the database, the outbox relay publishing the events,
+//! the saga reading the log and sending its commands through the broker to the command service
+//! hosting the aggregates, all in this process. Order ids and skus then carry a tag of the run,
+//! so runs against the same database do not collide. To split the services across processes,
+//! run `checkout-service --role ...` (`src/bin/checkout-service.rs`).
 
 use std::process::ExitCode;
 use std::time::Duration;
 
-use checkout_saga::distributed::{self, Distributed, SagaInput};
-use checkout_saga::{Aggregates, Checkout, DECLINED_CARD, OrderStatus, PlaceOrder, Restock};
-use composable::saga::{CommandDispatcher, InMemoryTimerStore, Progress, SagaStatus, TimerStore};
-use composable::{EventStore, InMemoryEventStore, SystemClock, TestClock};
-use composable_postgres::PostgresEventStore;
-
-type Error = Box<dyn std::error::Error + Send + Sync>;
+use checkout_saga::{
+    Aggregates, Checkout, DECLINED_CARD, OrderStatus, PlaceOrder, Restock, hosted,
+};
+use composable::host::RunningApp;
+use composable::saga::{InMemoryTimerStore, Progress, SagaStatus, TimerStore};
+use composable::{BoxError as Error, EventStore, InMemoryEventStore, TestClock};
+use composable_postgres::{PostgresEventStore, PostgresTimerStore};
 
 struct Scenario {
     title: &'static str,
@@ -46,15 +43,12 @@ async fn main() -> ExitCode {
             manual: true,
         },
     ];
-    let result = match (role(), env("DATABASE_URL"), env("KAFKA_BROKERS")) {
+    let result = match (arguments(), env("DATABASE_URL"), env("KAFKA_BROKERS")) {
         (Err(error), _, _) => Err(error),
-        (Ok(role), Some(database_url), Some(brokers)) => {
-            run_distributed(&scenarios, role, &database_url, &brokers).await
+        (Ok(()), Some(database_url), Some(brokers)) => {
+            run_on_the_host(&scenarios, &database_url, &brokers).await
         }
-        (Ok(Role::All), _, _) => run_in_memory(&scenarios).await,
-        (Ok(role), _, _) => {
-            Err(format!("--role {role:?} needs DATABASE_URL and KAFKA_BROKERS").into())
-        }
+        (Ok(()), _, _) => run_in_memory(&scenarios).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -65,44 +59,17 @@ async fn main() -> ExitCode {
     }
 }
 
-/// What this process runs in distributed mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Role {
-    /// The scenarios and the saga.
-    Saga,
-    /// The relay and the command service hosting the aggregates.
-    Aggregates,
-    /// Everything.
-    All,
-}
-
-/// `--role saga|aggregates|all` (or `--role=...`); `all` when absent.
-fn role() -> Result<Role, Error> {
-    let mut args = std::env::args().skip(1);
-    let mut role = Role::All;
-    while let Some(arg) = args.next() {
-        let value = match arg.strip_prefix("--role=") {
-            Some(value) => value.to_owned(),
-            None if arg == "--role" => args.next().ok_or("--role needs a value")?,
-            None => {
-                return Err(format!(
-                    "unknown argument `{arg}`; usage: [--role saga|aggregates|all]"
-                )
-                .into());
-            }
-        };
-        role = match value.as_str() {
-            "saga" => Role::Saga,
-            "aggregates" => Role::Aggregates,
-            "all" => Role::All,
-            other => {
-                return Err(
-                    format!("unknown role `{other}`: expected saga, aggregates or all").into()
-                );
-            }
-        };
+/// No arguments: the backends come from the environment.
+fn arguments() -> Result<(), Error> {
+    match std::env::args().nth(1) {
+        None => Ok(()),
+        Some(argument) => Err(format!(
+            "unexpected argument `{argument}`: the scenarios take none (set DATABASE_URL and \
+             KAFKA_BROKERS to run them on PostgreSQL and Kafka; `checkout-service --role ...` \
+             runs the services by role)"
+        )
+        .into()),
     }
-    Ok(role)
 }
 
 fn env(name: &str) -> Option<String> {
@@ -121,61 +88,46 @@ async fn run_in_memory(scenarios: &[Scenario]) -> Result<(), Error> {
     Ok(())
 }
 
-/// Every scenario on one database and broker. The relay and the command service run here
-/// unless the role is `saga`; the scenarios run here unless it is `aggregates`.
-async fn run_distributed(
+/// Every scenario on one database and broker, every service of the application host in this
+/// process.
+async fn run_on_the_host(
     scenarios: &[Scenario],
-    role: Role,
     database_url: &str,
     brokers: &str,
 ) -> Result<(), Error> {
     let store = PostgresEventStore::connect(database_url).await?;
-    let backends = Distributed::connect(store, distributed::kafka_config(brokers), "").await?;
-    let hosting = match role {
-        Role::Saga => None,
-        Role::Aggregates | Role::All => {
-            let aggregates = Aggregates::new(backends.store(), &SystemClock);
-            Some((backends.spawn_relay(), backends.spawn_command_service(&aggregates)))
-        }
+    store.migrate().await?;
+    let bus = hosted::connect_bus(brokers, "").await?;
+    let clock = TestClock::new();
+    let timers = PostgresTimerStore::new(store.pool().clone());
+    // The host runs these runners; the checkout's own saga runner only reads the saga's state.
+    let checkout = Checkout::new(store.clone(), timers, clock.clone());
+    let runners = Aggregates {
+        orders: checkout.orders.clone(),
+        payments: checkout.payments.clone(),
+        inventory: checkout.inventory.clone(),
     };
-    match role {
-        Role::Aggregates => {
-            println!(
-                "on PostgreSQL and Kafka at {brokers}: relaying events and serving order, \
-                 payment and inventory commands until interrupted"
-            );
-            tokio::signal::ctrl_c().await?;
-        }
-        Role::Saga | Role::All => {
-            let commands =
-                if role == Role::Saga { "an aggregates process" } else { "this process" };
-            println!(
-                "on PostgreSQL and Kafka at {brokers}; the outbox relay publishes to the broker, \
-                 and {commands} serves the saga's commands\n"
-            );
-            run_scenarios(scenarios, &backends).await?;
-        }
-    }
-    if let Some((relay, commands)) = hosting {
-        commands.stop().await?;
-        relay.stop().await?;
-    }
-    Ok(())
-}
-
-async fn run_scenarios(scenarios: &[Scenario], backends: &Distributed) -> Result<(), Error> {
-    let mut input = backends.subscribe_saga("checkout-saga").await?;
+    let app = hosted::app(&store, &bus, &runners, clock.clone()).build()?;
+    hosted::create_topics(&bus, app.topics()).await?;
+    let running = app.start();
+    println!(
+        "on PostgreSQL and Kafka at {brokers}, through the application host: the outbox relay, \
+         the command service and the saga run in this process\n"
+    );
     let tag = uuid::Uuid::now_v7().simple().to_string()[24..].to_owned();
+    let mut result = Ok(());
     for (number, scenario) in (1..).zip(scenarios) {
-        let clock = TestClock::new();
-        let checkout = backends.checkout(clock.clone());
         let ids = Ids {
             order_id: format!("{tag}-{}", 1000 + number),
             sku: format!("tea-{tag}-{number}"),
         };
-        run(number, scenario, &checkout, &clock, &ids, Some(&mut input)).await?;
+        result = run(number, scenario, &checkout, &clock, &ids, Some(&running)).await;
+        if result.is_err() {
+            break;
+        }
     }
-    Ok(())
+    running.stop().await?;
+    result
 }
 
 struct Ids {
@@ -183,24 +135,57 @@ struct Ids {
     sku: String,
 }
 
-/// Runs the saga until it is idle: from the store's log in memory, from Kafka with `input`.
-async fn settle<S: EventStore + Clone, T: TimerStore, D: CommandDispatcher>(
-    checkout: &Checkout<S, T, D>,
-    input: Option<&mut SagaInput>,
-) -> Result<Vec<Progress>, Error> {
-    match input {
-        None => Ok(checkout.saga.run_until_idle().await?),
-        Some(input) => input.run_until_idle(&checkout.saga).await,
+/// Runs the saga until it is idle and prints what it did: step by step from the runner here,
+/// or, through the host, the steps its instance completed once the host settled.
+async fn settle<S: EventStore + Clone, T: TimerStore>(
+    checkout: &Checkout<S, T>,
+    host: Option<&RunningApp<S>>,
+    order_id: &str,
+) -> Result<Option<SagaStatus>, Error> {
+    let Some(running) = host else {
+        let progress = checkout.saga.run_until_idle().await?;
+        print_progress(&progress);
+        return Ok(progress.last().map(|last| last.status));
+    };
+    running.settle().await?;
+    let summary = checkout.saga.load(order_id).await?;
+    let status = summary.as_ref().map(|summary| summary.status);
+    if let Some(summary) = summary {
+        println!("  steps completed {:?} -> {:?}", summary.completed, summary.status);
     }
+    Ok(status)
 }
 
-async fn run<S: EventStore + Clone, T: TimerStore, D: CommandDispatcher>(
+/// After the clock moved past a timeout: waits (real time, up to 30 s) until the host's timer
+/// service fired it, then for the host to settle.
+async fn settle_timeout<S: EventStore + Clone, T: TimerStore>(
+    checkout: &Checkout<S, T>,
+    host: Option<&RunningApp<S>>,
+    order_id: &str,
+) -> Result<Option<SagaStatus>, Error> {
+    if host.is_some() {
+        let fired = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                let summary = checkout.saga.load(order_id).await?;
+                if summary.is_none_or(|summary| summary.status != SagaStatus::Running) {
+                    return Ok::<(), Error>(());
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        fired.map_err(|_| "the host did not fire the timeout within 30 s")??;
+    }
+    settle(checkout, host, order_id).await
+}
+
+async fn run<S: EventStore + Clone, T: TimerStore>(
     number: u32,
     scenario: &Scenario,
-    checkout: &Checkout<S, T, D>,
+    checkout: &Checkout<S, T>,
     clock: &TestClock,
     ids: &Ids,
-    mut input: Option<&mut SagaInput>,
+    host: Option<&RunningApp<S>>,
 ) -> Result<(), Error> {
     println!("== {number}. {} ==", scenario.title);
     let Ids { order_id, sku } = ids;
@@ -218,13 +203,10 @@ async fn run<S: EventStore + Clone, T: TimerStore, D: CommandDispatcher>(
     checkout.orders.execute(order_id, place).await?;
     println!("order {order_id} placed: 2 x {sku}, 9.00, paid with {}", scenario.card);
 
-    let mut progress = settle(checkout, input.as_deref_mut()).await?;
-    print_progress(&progress);
-    if progress.last().is_some_and(|last| last.status == SagaStatus::Running) {
+    if settle(checkout, host, order_id).await? == Some(SagaStatus::Running) {
         println!("  ... no answer; the clock moves 30 s on");
         clock.advance(Duration::from_secs(30)).await;
-        progress = settle(checkout, input).await?;
-        print_progress(&progress);
+        settle_timeout(checkout, host, order_id).await?;
     }
 
     let order = checkout.orders.load(order_id).await?.state;

@@ -11,7 +11,7 @@ use checkout_saga::{
 use composable::bus::InMemoryBus;
 use composable::checkpoint::InMemoryCheckpointStore;
 use composable::host::{App, HostError, Role};
-use composable::saga::{Dispatcher, InMemoryTimerStore, SagaStatus};
+use composable::saga::{Dispatcher, InMemoryTimerStore, SagaStatus, Timer, TimerError, TimerStore};
 use composable::{AggregateRunner, EventStore, InMemoryEventStore, SagaRunner, TestClock};
 
 struct Runners {
@@ -144,6 +144,60 @@ async fn a_silent_warehouse_times_out_on_the_hosts_clock() {
     let stock = runners.inventory.load("tea").await.unwrap().state;
     assert_eq!((stock.available, stock.reserved.len()), (10, 0));
     assert!(timers.pending().is_empty());
+    running.stop().await.unwrap();
+}
+
+/// Timers whose every claim takes real time, as a database's does.
+#[derive(Clone)]
+struct SlowTimers(InMemoryTimerStore);
+
+impl TimerStore for SlowTimers {
+    async fn schedule(&self, timer: Timer) -> Result<(), TimerError> {
+        self.0.schedule(timer).await
+    }
+
+    async fn cancel(&self, id: uuid::Uuid) -> Result<(), TimerError> {
+        self.0.cancel(id).await
+    }
+
+    async fn claim_due(
+        &self,
+        saga: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<Timer>, TimerError> {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        self.0.claim_due(saga, now, lease, limit).await
+    }
+
+    async fn complete(&self, id: uuid::Uuid) -> Result<(), TimerError> {
+        self.0.complete(id).await
+    }
+}
+
+#[tokio::test]
+async fn a_timeout_fires_when_the_clock_moves_on_while_the_timers_are_being_claimed() {
+    let (store, timers, clock) =
+        (InMemoryEventStore::new(), InMemoryTimerStore::new(), TestClock::new());
+    let runners = Runners::new(&store, &clock);
+    let running = App::in_process("checkout", store.clone(), SlowTimers(timers.clone()))
+        .clock(clock.clone())
+        .aggregate(&runners.orders)
+        .aggregate(&runners.payments)
+        .aggregate(&runners.inventory)
+        .saga::<CheckoutSaga>()
+        .build()
+        .expect("the wiring is complete")
+        .start();
+    runners.inventory.execute("tea", Restock { quantity: 10, manual: true }).await.unwrap();
+    runners.orders.execute("1", place("tok_visa")).await.unwrap();
+    running.settle().await.unwrap();
+    assert_eq!(saga_status(&store, &timers).await, Some(SagaStatus::Running));
+    // The timer service wakes at the first second and claims with that time; the clock reaches
+    // the deadline while the claim is in flight. The next pass must not wait for another advance.
+    clock.advance(Duration::from_secs(30)).await;
+    wait_for(&store, &timers, SagaStatus::Compensated).await;
     running.stop().await.unwrap();
 }
 

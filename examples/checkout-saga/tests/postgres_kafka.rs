@@ -1,19 +1,22 @@
-//! The checkout on PostgreSQL and Kafka, end to end: the outbox relay publishes the events table
-//! to the broker, the saga reads its input from a consumer group, and its commands cross the
-//! broker to a command service hosting the aggregates. Each test has its own database and its
-//! own topics (a unique prefix), so tests sharing the broker don't meet.
+//! The checkout on PostgreSQL and Kafka through the application host, end to end: the outbox
+//! relay publishes the events table to the broker, the saga reads the log, and its commands
+//! cross the broker to the command service hosting the aggregates. Each test has its own
+//! database and its own topics (a unique prefix), so tests sharing the broker don't meet. Time
+//! is a test clock: every wait of the host's services is on it, and the timeout fires when the
+//! test moves it.
 //!
 //! Needs `DATABASE_URL` and `KAFKA_BROKERS` (`scripts/test` starts a private PostgreSQL and a
 //! tansu broker and sets both).
 
 use std::time::Duration;
 
-use checkout_saga::distributed::{self, Distributed};
-use checkout_saga::{Aggregates, DECLINED_CARD, OrderStatus, PlaceOrder, Restock};
+use checkout_saga::Aggregates;
+use checkout_saga::{Checkout, DECLINED_CARD, OrderStatus, PlaceOrder, Restock, hosted};
 use composable::command::{derive_id, event_id};
+use composable::host::RunningApp;
 use composable::saga::SagaStatus;
 use composable::{EventStore, StreamId, TestClock, Version};
-use composable_postgres::{PgConnectOptions, PostgresEventStore};
+use composable_postgres::{PgConnectOptions, PostgresEventStore, PostgresTimerStore};
 use futures::TryStreamExt;
 use sqlx::{Connection, Executor, PgConnection};
 
@@ -34,14 +37,19 @@ fn admin_options() -> PgConnectOptions {
     url.parse().unwrap_or_else(|error| panic!("DATABASE_URL `{url}` is not valid: {error}"))
 }
 
-/// A fresh database and a unique topic prefix for one test.
+/// A fresh database and a unique topic prefix for one test, the checkout's host running on
+/// them. `checkout` holds the runners the host serves commands with, and a saga runner that
+/// only reads the saga's state.
 struct Backends {
     name: String,
-    distributed: Distributed,
+    store: PostgresEventStore,
+    clock: TestClock,
+    checkout: Checkout<PostgresEventStore, PostgresTimerStore>,
+    running: RunningApp<PostgresEventStore>,
 }
 
 impl Backends {
-    async fn create() -> Self {
+    async fn start() -> Self {
         let brokers = env("KAFKA_BROKERS");
         let mut admin = PgConnection::connect_with(&admin_options())
             .await
@@ -51,21 +59,35 @@ impl Backends {
         admin.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("create database");
         let store = PostgresEventStore::builder()
             .connect_options(admin_options().database(&name))
-            .max_connections(4)
+            .max_connections(8)
             .connect()
             .await
             .expect("connect to the test database");
-        let distributed =
-            Distributed::connect(store, distributed::kafka_config(&brokers), &format!("t{id}."))
-                .await
-                .unwrap_or_else(|error| {
-                    panic!("set up PostgreSQL and Kafka at {brokers}: {error}; {HOW_TO_START}")
-                });
-        Self { name, distributed }
+        store.migrate().await.expect("migrations");
+        let bus = hosted::connect_bus(&brokers, &format!("t{id}."))
+            .await
+            .unwrap_or_else(|error| panic!("{error}; {HOW_TO_START}"));
+        let clock = TestClock::new();
+        let timers = PostgresTimerStore::new(store.pool().clone());
+        let checkout = Checkout::new(store.clone(), timers, clock.clone());
+        let runners = Aggregates {
+            orders: checkout.orders.clone(),
+            payments: checkout.payments.clone(),
+            inventory: checkout.inventory.clone(),
+        };
+        let app = hosted::app(&store, &bus, &runners, clock.clone()).build().expect("the wiring");
+        hosted::create_topics(&bus, app.topics()).await.expect("create the topics");
+        let running = app.start();
+        Self { name, store, clock, checkout, running }
     }
 
-    async fn drop(self) {
-        self.distributed.store().pool().close().await;
+    async fn status(&self) -> Option<SagaStatus> {
+        self.checkout.saga.load("1").await.expect("load the saga").map(|summary| summary.status)
+    }
+
+    async fn stop(self) {
+        self.running.stop().await.expect("a clean stop");
+        self.store.pool().close().await;
         let mut admin = PgConnection::connect_with(&admin_options()).await.expect("reconnect");
         let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
         admin.execute(sql.as_str()).await.expect("drop database");
@@ -84,93 +106,74 @@ fn place(order_id: &str, card: &str) -> PlaceOrder {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_happy_path_through_kafka() {
-    let backends = Backends::create().await;
-    let clock = TestClock::new();
-    let checkout = backends.distributed.checkout(clock.clone());
-    let relay = backends.distributed.spawn_relay();
-    // The aggregates' own runners, as another process would have them: the saga reaches them
-    // only through the broker.
-    let hosted = Aggregates::new(backends.distributed.store(), &clock);
-    let commands = backends.distributed.spawn_command_service(&hosted);
-    let mut input = backends.distributed.subscribe_saga("checkout-saga").await.expect("subscribe");
-
+    let backends = Backends::start().await;
+    let checkout = &backends.checkout;
     checkout.inventory.execute("tea", Restock { quantity: 5, manual: false }).await.unwrap();
     checkout.orders.execute("1", place("1", "tok_visa")).await.unwrap();
-    let progress = input.run_until_idle(&checkout.saga).await.expect("run the saga");
+    backends.running.settle().await.expect("the host settles");
 
-    let steps: Vec<_> = progress.iter().map(|step| step.step).collect();
-    assert_eq!(steps, ["order_placed", "payment_captured", "stock_reserved"]);
+    let summary = checkout.saga.load("1").await.unwrap().expect("started");
+    assert_eq!(summary.completed, ["order_placed", "payment_captured", "stock_reserved"]);
+    assert_eq!(summary.status, SagaStatus::Completed);
     assert_eq!(checkout.orders.load("1").await.unwrap().state.status, OrderStatus::Confirmed);
     assert_eq!(checkout.payments.load("1").await.unwrap().state.captured, 900);
     assert_eq!(checkout.inventory.load("tea").await.unwrap().state.available, 3);
-    let summary = checkout.saga.load("1").await.unwrap().expect("started");
-    assert_eq!(summary.status, SagaStatus::Completed);
     // The charge crossed the broker with a command id derived from the event that caused it,
     // and the payment's event id is derived from that: a re-sent charge would be a duplicate.
     let placed = first_event(&backends, "order-1").await;
     let captured = first_event(&backends, "payment-1").await;
     assert_eq!(captured.metadata.causation_id, Some(placed.event_id));
     assert_eq!(captured.event_id, event_id(derive_id(placed.event_id, "step/0"), 0));
-
-    commands.stop().await.expect("stop the command service");
-    relay.stop().await.expect("stop the relay");
-    backends.drop().await;
+    assert!(backends.running.is_healthy(), "{:?}", backends.running.health());
+    backends.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_declined_card_cancels_the_order_through_kafka() {
-    let backends = Backends::create().await;
-    let clock = TestClock::new();
-    let checkout = backends.distributed.checkout(clock.clone());
-    let relay = backends.distributed.spawn_relay();
-    let commands = backends.distributed.spawn_command_service(&checkout.aggregates());
-    let mut input = backends.distributed.subscribe_saga("checkout-saga").await.expect("subscribe");
-
+    let backends = Backends::start().await;
+    let checkout = &backends.checkout;
     checkout.inventory.execute("tea", Restock { quantity: 5, manual: false }).await.unwrap();
     checkout.orders.execute("1", place("1", DECLINED_CARD)).await.unwrap();
-    let progress = input.run_until_idle(&checkout.saga).await.expect("run the saga");
+    backends.running.settle().await.expect("the host settles");
 
-    assert_eq!(progress.len(), 1);
-    assert!(progress[0].failure.as_deref().is_some_and(|reason| reason.contains("declined")));
-    assert_eq!(progress[0].status, SagaStatus::Compensated);
+    let summary = checkout.saga.load("1").await.unwrap().expect("started");
+    assert_eq!(summary.completed, ["order_placed"]);
+    assert_eq!(summary.status, SagaStatus::Compensated);
     assert_eq!(checkout.orders.load("1").await.unwrap().state.status, OrderStatus::Cancelled);
     assert_eq!(checkout.payments.load("1").await.unwrap().state.captured, 0);
     assert_eq!(checkout.inventory.load("tea").await.unwrap().state.available, 5);
-
-    commands.stop().await.expect("stop the command service");
-    relay.stop().await.expect("stop the relay");
-    backends.drop().await;
+    backends.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_warehouse_times_out_and_is_compensated_through_kafka() {
-    let backends = Backends::create().await;
-    let clock = TestClock::new();
-    let checkout = backends.distributed.checkout(clock.clone());
-    let relay = backends.distributed.spawn_relay();
-    let commands = backends.distributed.spawn_command_service(&checkout.aggregates());
-    let mut input = backends.distributed.subscribe_saga("checkout-saga").await.expect("subscribe");
-
+    let backends = Backends::start().await;
+    let checkout = &backends.checkout;
     checkout.inventory.execute("tea", Restock { quantity: 5, manual: true }).await.unwrap();
     checkout.orders.execute("1", place("1", "tok_visa")).await.unwrap();
-    let progress = input.run_until_idle(&checkout.saga).await.expect("run the saga");
-    assert_eq!(progress.last().map(|step| step.status), Some(SagaStatus::Running));
+    backends.running.settle().await.expect("the host settles");
+    assert_eq!(backends.status().await, Some(SagaStatus::Running));
 
-    clock.advance(Duration::from_secs(30)).await;
-    let progress = input.run_until_idle(&checkout.saga).await.expect("fire the timeout");
-    assert_eq!(progress.iter().filter(|step| step.timed_out).count(), 1);
+    backends.clock.advance(Duration::from_secs(29)).await;
+    backends.running.settle().await.expect("the host settles");
+    assert_eq!(backends.status().await, Some(SagaStatus::Running), "not due yet");
+    backends.clock.advance(Duration::from_secs(1)).await;
+    // The host's timer service fires it; then its commands cross the broker.
+    let fired = tokio::time::timeout(Duration::from_secs(30), async {
+        while backends.status().await == Some(SagaStatus::Running) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert!(fired.is_ok(), "the timeout did not fire within 30 s");
+    backends.running.settle().await.expect("the host settles");
+    assert_eq!(backends.status().await, Some(SagaStatus::Compensated));
     assert_eq!(checkout.orders.load("1").await.unwrap().state.status, OrderStatus::Cancelled);
     assert_eq!(checkout.payments.load("1").await.unwrap().state.captured, 0);
     assert_eq!(checkout.inventory.load("tea").await.unwrap().state.available, 5);
-
-    // The compensations' events came back through the broker too, and changed nothing.
-    assert!(input.run_until_idle(&checkout.saga).await.expect("run again").is_empty());
-    // The payment's own stream, not the global log: the gap-safe log may still hold back
-    // commits while another test's transaction runs on the same server.
     let payment = StreamId::new("payment", "1").unwrap();
     let refunds = backends
-        .distributed
-        .store()
+        .store
         .read_stream(&payment, Version::ZERO)
         .try_collect::<Vec<_>>()
         .await
@@ -179,17 +182,13 @@ async fn a_silent_warehouse_times_out_and_is_compensated_through_kafka() {
         .filter(|event| event.name == "payment.refunded")
         .count();
     assert_eq!(refunds, 1);
-
-    commands.stop().await.expect("stop the command service");
-    relay.stop().await.expect("stop the relay");
-    backends.drop().await;
+    backends.stop().await;
 }
 
 async fn first_event(backends: &Backends, stream: &str) -> composable::RecordedEvent {
     let stream = StreamId::parse(stream).expect("a stream id");
     let events: Vec<_> = backends
-        .distributed
-        .store()
+        .store
         .read_stream(&stream, Version::ZERO)
         .try_collect()
         .await

@@ -14,16 +14,11 @@
 //! and consumer group, so that runs sharing a broker don't meet.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
-use checkout_saga::distributed::{self, Namespaced};
 use checkout_saga::{Aggregates, hosted};
-use composable::SystemClock;
-use composable_kafka::KafkaBus;
+use composable::{BoxError as Error, SystemClock};
 use composable_postgres::PostgresEventStore;
 use tokio::signal::unix::{SignalKind, signal};
-
-type Error = Box<dyn std::error::Error + Send + Sync>;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -42,9 +37,8 @@ async fn run() -> Result<(), Error> {
     let brokers = env("KAFKA_BROKERS")?;
     let store = PostgresEventStore::connect(&database_url).await?;
     store.migrate().await?;
-    let kafka = KafkaBus::new(distributed::kafka_config(&brokers))?;
-    kafka.check_connection(Duration::from_secs(10)).await?;
-    let bus = Namespaced::new(kafka, std::env::var("CHECKOUT_TOPIC_PREFIX").unwrap_or_default());
+    let prefix = std::env::var("CHECKOUT_TOPIC_PREFIX").unwrap_or_default();
+    let bus = hosted::connect_bus(&brokers, &prefix).await?;
 
     let runners = Aggregates::new(&store, &SystemClock);
     let mut app = hosted::app(&store, &bus, &runners, SystemClock);

@@ -283,6 +283,10 @@ pub fn apply(args: TokenStream, item: TokenStream) -> TokenStream {
 /// * `name = "..."` (required): instances live in streams `saga.{name}-{key}`.
 /// * `key = field`: the field of every handled event holding the correlation key (any
 ///   `Display` type); a step may name its own.
+/// * `dispatches(Audit, ...)`: aggregates the handlers dispatch to through commands built
+///   outside the impl block. Every `Dispatch::to::<A>` inside it (in `vec![...]` too) is found
+///   without help; together they are `Saga::DISPATCHES`, which the application host checks
+///   against the aggregates registered with it.
 /// * `event_enum = Name`, `vis = "pub(crate)"`, `crate = path`: as on `#[aggregate]`.
 ///
 /// On `#[start]` and `#[step]`:

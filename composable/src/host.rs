@@ -16,7 +16,8 @@
 //!   [`AppBuilder::saga`]).
 //!
 //! [`AppBuilder::build`] checks what can be checked before anything runs: a saga handling an
-//! event no registered aggregate emits (it would wait for ever), two services claiming one name
+//! event no registered aggregate emits (it would wait for ever), a saga dispatching to an
+//! aggregate that is not registered ([`Saga::DISPATCHES`]), two services claiming one name
 //! (and so one checkpoint), a role nobody declared, a process that would run nothing. Each is a
 //! [`HostError`] that names what is missing and how to add it. [`RunningApp`] reports every
 //! service's [`Health`] and stops them all.
@@ -125,6 +126,17 @@ pub enum HostError {
         saga: &'static str,
         /// The event name.
         event: &'static str,
+    },
+    /// A saga dispatches commands to an aggregate that is not registered.
+    #[error(
+        "saga `{saga}` dispatches commands to aggregate `{aggregate}`, which is not registered, \
+         so they would find no one to run them: register its runner with `.aggregate(&runner)`"
+    )]
+    UnregisteredTarget {
+        /// The saga.
+        saga: &'static str,
+        /// The aggregate's stream category.
+        aggregate: &'static str,
     },
     /// Two services have the same name, and so the same checkpoint.
     #[error(
@@ -239,6 +251,8 @@ struct AggregateEntry<B> {
 struct SagaEntry {
     name: &'static str,
     events: &'static [&'static str],
+    /// The categories it dispatches to ([`Saga::DISPATCHES`]).
+    targets: &'static [&'static str],
 }
 
 /// Builds an [`App`]: see the [module docs](self).
@@ -377,7 +391,11 @@ where
     }
 
     fn add_saga<G: Saga>(&mut self, registration: Registration<S, T, B>) {
-        self.sagas.push(SagaEntry { name: G::NAME, events: G::Event::NAMES });
+        self.sagas.push(SagaEntry {
+            name: G::NAME,
+            events: G::Event::NAMES,
+            targets: G::DISPATCHES,
+        });
         self.registrations.push(registration);
     }
 
@@ -399,6 +417,11 @@ where
         for saga in &self.sagas {
             if let Some(event) = saga.events.iter().find(|event| !emitters.contains_key(*event)) {
                 return Err(HostError::UnpublishedInput { saga: saga.name, event });
+            }
+            if let Some(aggregate) =
+                saga.targets.iter().find(|target| !categories.contains(*target))
+            {
+                return Err(HostError::UnregisteredTarget { saga: saga.name, aggregate });
             }
         }
 

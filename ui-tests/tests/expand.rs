@@ -123,14 +123,14 @@ fn aggregate_with_a_mistake() {
 #[test]
 fn saga_with_timeouts_and_compensations() {
     let expanded = composable_codegen::saga(
-        tokens(r#"name = "checkout", key = order_id"#),
+        tokens(r#"name = "checkout", key = order_id, dispatches(Audit)"#),
         tokens(
             r#"
             impl Checkout {
                 /// Charges the customer.
                 #[start(timeout = "5m")]
                 fn order_placed(&mut self, event: &OrderPlaced) -> Dispatch {
-                    todo!()
+                    Dispatch::to::<Payment>(&event.order_id, Charge)
                 }
 
                 #[step(timeout = "30s", on_timeout = release)]
@@ -150,11 +150,11 @@ fn saga_with_timeouts_and_compensations() {
 
                 #[compensate(payment_captured)]
                 fn refund(&self) -> Vec<Dispatch> {
-                    todo!()
+                    vec![Dispatch::to::<Payment>(&self.order_id, Refund), audit(&self.order_id)]
                 }
 
                 fn release(&mut self) -> Option<Dispatch> {
-                    todo!()
+                    Some(Dispatch::to::<Inventory>(&self.sku, Release))
                 }
             }
             "#,

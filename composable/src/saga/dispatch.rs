@@ -199,7 +199,10 @@ pub enum DispatchError {
     },
     /// No runner is registered for the target aggregate.
     #[error(
-        "no route for aggregate `{aggregate}`: register it with `Dispatcher::route` (its runner) or `BusDispatcher::route`"
+        "no route for aggregate `{aggregate}`: register it with `Dispatcher::route` (its runner) \
+         or `BusDispatcher::route`; with the application host, register its runner with \
+         `.aggregate(&runner)` (and name it in `#[saga(dispatches(..))]` when the saga builds \
+         its commands outside the impl block, so that the host checks it when it is built)"
     )]
     NoRoute {
         /// The target's stream category.

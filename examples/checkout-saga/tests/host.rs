@@ -12,7 +12,7 @@ use composable::bus::InMemoryBus;
 use composable::checkpoint::InMemoryCheckpointStore;
 use composable::host::{App, HostError, Role};
 use composable::saga::{Dispatcher, InMemoryTimerStore, SagaStatus, Timer, TimerError, TimerStore};
-use composable::{AggregateRunner, EventStore, InMemoryEventStore, SagaRunner, TestClock};
+use composable::{AggregateRunner, EventStore, InMemoryEventStore, Saga, SagaRunner, TestClock};
 
 struct Runners {
     orders: Arc<AggregateRunner<Order, InMemoryEventStore>>,
@@ -281,6 +281,10 @@ fn the_host_refuses_incomplete_or_conflicting_wiring() {
             .contains("register the aggregate that emits it with `.aggregate(&runner)`"),
         "{error}"
     );
+
+    // What the host checks the registered aggregates against: every `Dispatch::to::<A>` of
+    // the saga, the helper `give_up_reservation` included.
+    assert_eq!(CheckoutSaga::DISPATCHES, ["payment", "inventory", "order"]);
 
     let complete = || {
         builder()

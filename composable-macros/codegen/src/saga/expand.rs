@@ -55,7 +55,7 @@ fn event_enum(saga: &Saga, rt: &TokenStream) -> TokenStream {
 }
 
 fn saga_impl(saga: &Saga, rt: &TokenStream) -> TokenStream {
-    let Saga { self_ty, name, event_enum, steps, compensations, .. } = saga;
+    let Saga { self_ty, name, event_enum, steps, compensations, targets, .. } = saga;
 
     let step_infos = steps.iter().map(|step| {
         let name = step.method.to_string();
@@ -145,11 +145,16 @@ fn saga_impl(saga: &Saga, rt: &TokenStream) -> TokenStream {
         quote!(#rt::Vec::new())
     };
 
+    // Spanned on each type: one that is no aggregate is reported where it is named.
+    let targets =
+        targets.iter().map(|ty| quote_spanned!(ty.span()=> <#ty as #rt::Aggregate>::STREAM));
+
     quote! {
         #[automatically_derived]
         impl #rt::Saga for #self_ty {
             const NAME: &'static ::core::primitive::str = #name;
             const STEPS: &'static [#rt::SagaStep] = &[#(#step_infos),*];
+            const DISPATCHES: &'static [&'static ::core::primitive::str] = &[#(#targets),*];
 
             type Event = #event_enum;
 

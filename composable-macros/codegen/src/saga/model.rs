@@ -20,6 +20,8 @@ pub(super) struct Saga {
     pub(super) event_enum: syn::Ident,
     pub(super) steps: Vec<Step>,
     pub(super) compensations: Vec<Compensation>,
+    /// The aggregates its handlers dispatch to.
+    pub(super) targets: Vec<syn::Type>,
 }
 
 /// A `#[start]` or `#[step]` handler.
@@ -180,6 +182,7 @@ impl Saga {
             }
         }
 
+        let targets = super::targets::targets(&item, &args.dispatches.0);
         Some(Saga {
             krate: common::crate_path(args.krate),
             self_ty: (*item.self_ty).clone(),
@@ -190,6 +193,7 @@ impl Saga {
             }),
             steps,
             compensations,
+            targets,
         })
     }
 }

@@ -25,9 +25,32 @@ pub(super) struct SagaArgs {
     /// The visibility of the generated enum.
     #[darling(default)]
     pub(super) vis: Option<syn::Visibility>,
+    /// Aggregates its handlers dispatch to without a `Dispatch::to::<A>` in the impl block
+    /// (commands built in other functions).
+    #[darling(default)]
+    pub(super) dispatches: Targets,
     /// Where the runtime is, when `composable` is re-exported under another name.
     #[darling(rename = "crate", default)]
     pub(super) krate: Option<syn::Path>,
+}
+
+/// `dispatches(Payment, Inventory)`: aggregate types, in parentheses.
+#[derive(Debug, Default)]
+pub(super) struct Targets(pub(super) Vec<syn::Path>);
+
+impl FromMeta for Targets {
+    fn from_meta(item: &syn::Meta) -> darling::Result<Self> {
+        match item {
+            syn::Meta::List(_) => {
+                darling::util::PathList::from_meta(item).map(|list| Self(list.to_vec()))
+            }
+            _ => Err(darling::Error::custom(
+                "`dispatches` lists aggregate types in parentheses: \
+                 `dispatches(Payment, Inventory)`",
+            )
+            .with_span(item)),
+        }
+    }
 }
 
 /// The arguments of `#[start(...)]` and `#[step(...)]`.

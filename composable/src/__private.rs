@@ -9,8 +9,9 @@ pub use ::std::vec::Vec;
 pub use crate::aggregate::Aggregate;
 pub use crate::codec::{Codec, CodecError};
 pub use crate::command::{CommandCodec, CommandDecodeError};
+pub use crate::dispatch::{Dispatch, IntoDispatches};
 pub use crate::event::{DecodeError, Event, EventSet, IntoEvents, VersionedEvent, decode_payload};
-pub use crate::saga::{Dispatch, IntoDispatches, IntoReaction, Saga, Step as SagaStep};
+pub use crate::saga::{IntoReaction, Saga, Step as SagaStep};
 
 /// A saga's correlation key, read from an event's field.
 #[diagnostic::on_unimplemented(
@@ -91,7 +92,7 @@ impl<T: ::serde::Serialize + ::serde::de::DeserializeOwned> SnapshotState for T 
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is a command that cannot be sent to another process: derive `Serialize` and `Deserialize` for it",
     label = "commands routed through the bus are encoded with the codec",
-    note = "add `#[derive(serde::Serialize, serde::Deserialize)]` to `{Self}`, or run its aggregate in process with `saga::Dispatcher`"
+    note = "add `#[derive(serde::Serialize, serde::Deserialize)]` to `{Self}`, or run its aggregate in process with `saga::LocalDispatcher`"
 )]
 pub trait WireCommand<C: Codec>: Sized {
     /// Encodes the command's payload.

@@ -20,6 +20,53 @@ use uuid::Uuid;
 
 use crate::codec::{Codec, CodecError};
 
+/// The message a command carries through a flow: which flow, what caused it, and (when it may
+/// be delivered more than once) its own id.
+///
+/// ```
+/// use composable::CommandContext;
+/// let flow = CommandContext::new_flow();
+/// let next = CommandContext::caused_by(flow.correlation_id, uuid::Uuid::now_v7());
+/// assert_eq!(next.correlation_id, flow.correlation_id);
+/// assert_eq!(next.command_id, None);
+/// let id = uuid::Uuid::now_v7();
+/// assert_eq!(next.with_command_id(id).command_id, Some(id));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommandContext {
+    /// Shared by every message of one flow.
+    pub correlation_id: Uuid,
+    /// The id of the command (or event) that caused this command.
+    pub causation_id: Uuid,
+    /// The command's own id, stable across deliveries of the same command. With one, the runner
+    /// derives the ids of the command's events from it ([`crate::command::event_id`]) and
+    /// answers a repeated delivery as a duplicate instead of deciding it again; see
+    /// [`AggregateRunner::execute_in`](crate::runner::AggregateRunner::execute_in). `None` for a command that is sent once.
+    pub command_id: Option<Uuid>,
+}
+
+impl CommandContext {
+    /// A command that starts a new flow: its own id is both correlation and causation. It has
+    /// no command id.
+    pub fn new_flow() -> Self {
+        let id = Uuid::now_v7();
+        Self { correlation_id: id, causation_id: id, command_id: None }
+    }
+
+    /// A command of the flow `correlation_id`, caused by the message `causation_id`, without a
+    /// command id.
+    pub fn caused_by(correlation_id: Uuid, causation_id: Uuid) -> Self {
+        Self { correlation_id, causation_id, command_id: None }
+    }
+
+    /// The same context for the command `command_id`.
+    #[must_use]
+    pub fn with_command_id(mut self, command_id: Uuid) -> Self {
+        self.command_id = Some(command_id);
+        self
+    }
+}
+
 /// A command enum that can travel between processes: each command has a stable name, and its
 /// payload is encoded with the codec `C`.
 ///

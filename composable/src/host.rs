@@ -83,11 +83,12 @@ use crate::clock::{Clock, SystemClock};
 use crate::codec::{Bincode, Codec};
 use crate::command::CommandCodec;
 use crate::command_bus::{BusDispatcher, CommandService, command_topic};
+use crate::dispatch::{Dispatcher, LocalDispatcher};
 use crate::event::EventSet;
 use crate::event_store::{EventStore, EventStoreError};
 use crate::relay::Relay;
 use crate::runner::AggregateRunner;
-use crate::saga::{self, CommandDispatcher, Dispatcher, Saga, SagaRunner, SagaTimers, TimerStore};
+use crate::saga::{self, Saga, SagaRunner, SagaTimers, TimerStore};
 use crate::service::{self, Health, Service, ServiceError, ServiceHandle, ServiceState};
 use crate::stream::Position;
 
@@ -226,7 +227,7 @@ struct Wiring<'a, S, T, B> {
     checkpoints: &'a SharedCheckpoints,
     clock: &'a Arc<dyn Clock>,
     /// In-process routes to every registered aggregate.
-    dispatcher: &'a Arc<Dispatcher>,
+    dispatcher: &'a Arc<LocalDispatcher>,
     /// Adds the bus routes of every registered aggregate.
     bus_routes: &'a [BusRoute<B>],
     /// Adds every registered aggregate to a command service.
@@ -242,7 +243,7 @@ type Registration<S, T, B> = Box<dyn FnOnce(&Wiring<'_, S, T, B>) -> Vec<Entry> 
 struct AggregateEntry<B> {
     category: &'static str,
     events: &'static [&'static str],
-    route: Box<dyn FnOnce(Dispatcher) -> Dispatcher + Send>,
+    route: Box<dyn FnOnce(LocalDispatcher) -> LocalDispatcher + Send>,
     command_route: Option<CommandRoute<B>>,
     bus_route: Option<BusRoute<B>>,
 }
@@ -436,7 +437,7 @@ where
                 topics.insert(reply_topic(&self.name, saga.name));
             }
         }
-        let mut dispatcher = Dispatcher::new();
+        let mut dispatcher = LocalDispatcher::new();
         let mut bus_routes = Vec::new();
         let mut command_routes = Vec::new();
         for aggregate in self.aggregates {
@@ -504,7 +505,7 @@ where
         self.add_aggregate(AggregateEntry {
             category: A::STREAM,
             events: <A::Event as EventSet>::NAMES,
-            route: Box::new(move |dispatcher: Dispatcher| dispatcher.route(runner)),
+            route: Box::new(move |dispatcher: LocalDispatcher| dispatcher.route(runner)),
             command_route: None,
             bus_route: None,
         });
@@ -550,7 +551,7 @@ where
         self.add_aggregate(AggregateEntry {
             category: A::STREAM,
             events: <A::Event as EventSet>::NAMES,
-            route: Box::new(move |dispatcher: Dispatcher| dispatcher.route(local)),
+            route: Box::new(move |dispatcher: LocalDispatcher| dispatcher.route(local)),
             command_route: Some(Box::new(move |service: CommandService<B>| {
                 service.route(Arc::clone(&hosted))
             })),
@@ -596,7 +597,7 @@ where
     G: Saga,
     S: EventStore + Clone,
     T: TimerStore + Clone,
-    D: CommandDispatcher,
+    D: Dispatcher,
 {
     let runner = Arc::new(
         SagaRunner::<G, _, _, _>::new(wiring.store.clone(), dispatcher, wiring.timers.clone())

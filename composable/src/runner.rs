@@ -17,7 +17,7 @@ use crate::aggregate::Aggregate;
 use crate::backoff::Backoff;
 use crate::clock::{Clock, SystemClock};
 use crate::codec::{Bincode, Codec, CodecError};
-use crate::command;
+use crate::command::{self, CommandContext};
 use crate::envelope::{EventMetadata, NewEvent, RecordedEvent, Snapshot};
 use crate::event::{DecodeError, EventSet};
 use crate::event_store::{AppendResult, EventStore, EventStoreError};
@@ -26,7 +26,7 @@ use crate::stream::{ExpectedVersion, StreamId, StreamIdError, Version};
 /// Why a command did not produce committed events.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum RunnerError<E> {
+pub enum CommandError<E> {
     /// The aggregate refused the command.
     #[error("command rejected: {0}")]
     Rejected(#[source] E),
@@ -121,53 +121,6 @@ impl<A: Aggregate> Executed<A> {
     }
 }
 
-/// The message a command carries through a flow: which flow, what caused it, and (when it may
-/// be delivered more than once) its own id.
-///
-/// ```
-/// use composable::CommandContext;
-/// let flow = CommandContext::new_flow();
-/// let next = CommandContext::caused_by(flow.correlation_id, uuid::Uuid::now_v7());
-/// assert_eq!(next.correlation_id, flow.correlation_id);
-/// assert_eq!(next.command_id, None);
-/// let id = uuid::Uuid::now_v7();
-/// assert_eq!(next.with_command_id(id).command_id, Some(id));
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CommandContext {
-    /// Shared by every message of one flow.
-    pub correlation_id: Uuid,
-    /// The id of the command (or event) that caused this command.
-    pub causation_id: Uuid,
-    /// The command's own id, stable across deliveries of the same command. With one, the runner
-    /// derives the ids of the command's events from it ([`crate::command::event_id`]) and
-    /// answers a repeated delivery as a duplicate instead of deciding it again; see
-    /// [`AggregateRunner::execute_in`]. `None` for a command that is sent once.
-    pub command_id: Option<Uuid>,
-}
-
-impl CommandContext {
-    /// A command that starts a new flow: its own id is both correlation and causation. It has
-    /// no command id.
-    pub fn new_flow() -> Self {
-        let id = Uuid::now_v7();
-        Self { correlation_id: id, causation_id: id, command_id: None }
-    }
-
-    /// A command of the flow `correlation_id`, caused by the message `causation_id`, without a
-    /// command id.
-    pub fn caused_by(correlation_id: Uuid, causation_id: Uuid) -> Self {
-        Self { correlation_id, causation_id, command_id: None }
-    }
-
-    /// The same context for the command `command_id`.
-    #[must_use]
-    pub fn with_command_id(mut self, command_id: Uuid) -> Self {
-        self.command_id = Some(command_id);
-        self
-    }
-}
-
 /// Executes commands against aggregates of type `A` stored in `S`, encoding with `C`.
 pub struct AggregateRunner<A: Aggregate, S, C = Bincode> {
     store: S,
@@ -242,7 +195,7 @@ impl<A: Aggregate, S: EventStore, C: Codec> AggregateRunner<A, S, C> {
     ///
     /// # Errors
     /// When `id` is empty.
-    pub fn stream_id(&self, id: impl fmt::Display) -> Result<StreamId, RunnerError<A::Error>> {
+    pub fn stream_id(&self, id: impl fmt::Display) -> Result<StreamId, CommandError<A::Error>> {
         Ok(StreamId::new(A::STREAM, id)?)
     }
 
@@ -250,18 +203,18 @@ impl<A: Aggregate, S: EventStore, C: Codec> AggregateRunner<A, S, C> {
     ///
     /// # Errors
     /// When the store fails or a stored event cannot be decoded.
-    pub async fn load(&self, id: impl fmt::Display) -> Result<Loaded<A>, RunnerError<A::Error>> {
+    pub async fn load(&self, id: impl fmt::Display) -> Result<Loaded<A>, CommandError<A::Error>> {
         let stream = self.stream_id(id)?;
         self.load_stream(&stream).await
     }
 
-    async fn load_stream(&self, stream: &StreamId) -> Result<Loaded<A>, RunnerError<A::Error>> {
+    async fn load_stream(&self, stream: &StreamId) -> Result<Loaded<A>, CommandError<A::Error>> {
         let (mut state, mut version, snapshot) = match self.usable_snapshot(stream).await? {
             Some((state, version)) => (state, version, Some(version)),
             None => (A::default(), Version::ZERO, None),
         };
         let mut events = self.store.read_stream(stream, version);
-        while let Some(recorded) = events.try_next().await.map_err(RunnerError::Store)? {
+        while let Some(recorded) = events.try_next().await.map_err(CommandError::Store)? {
             let event = decode::<A, C>(&self.codec, &recorded)?;
             state.apply(&event);
             version = recorded.stream_version;
@@ -272,11 +225,11 @@ impl<A: Aggregate, S: EventStore, C: Codec> AggregateRunner<A, S, C> {
     async fn usable_snapshot(
         &self,
         stream: &StreamId,
-    ) -> Result<Option<(A, Version)>, RunnerError<A::Error>> {
+    ) -> Result<Option<(A, Version)>, CommandError<A::Error>> {
         if A::SNAPSHOT_EVERY.is_none() {
             return Ok(None);
         }
-        let Some(snapshot) = self.store.load_snapshot(stream).await.map_err(RunnerError::Store)?
+        let Some(snapshot) = self.store.load_snapshot(stream).await.map_err(CommandError::Store)?
         else {
             return Ok(None);
         };
@@ -303,12 +256,12 @@ impl<A: Aggregate, S: EventStore, C: Codec> AggregateRunner<A, S, C> {
     /// Executes `command` on aggregate `id` in a new flow.
     ///
     /// # Errors
-    /// See [`RunnerError`].
+    /// See [`CommandError`].
     pub async fn execute(
         &self,
         id: impl fmt::Display,
         command: impl Into<A::Command>,
-    ) -> Result<Executed<A>, RunnerError<A::Error>>
+    ) -> Result<Executed<A>, CommandError<A::Error>>
     where
         A::Command: Clone,
     {
@@ -343,7 +296,7 @@ impl<A: Aggregate, S: EventStore, C: Codec> AggregateRunner<A, S, C> {
     /// #     }
     /// #     #[apply] fn charged(&mut self, _e: &Charged) { self.charged = true }
     /// # }
-    /// use composable::{AggregateRunner, CommandContext, InMemoryEventStore, RunnerError};
+    /// use composable::{AggregateRunner, CommandContext, InMemoryEventStore, CommandError};
     ///
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
     /// let payments = AggregateRunner::<Payment, _>::new(InMemoryEventStore::new(), ());
@@ -353,19 +306,19 @@ impl<A: Aggregate, S: EventStore, C: Codec> AggregateRunner<A, S, C> {
     /// assert!(!first.duplicate && again.duplicate && again.events.is_empty());
     /// // Without the id, the same command is a new one, and refused.
     /// let other = CommandContext::new_flow();
-    /// assert!(matches!(payments.execute_in("o1", Charge, other).await, Err(RunnerError::Rejected(_))));
-    /// # Ok::<(), RunnerError<Twice>>(())
+    /// assert!(matches!(payments.execute_in("o1", Charge, other).await, Err(CommandError::Rejected(_))));
+    /// # Ok::<(), CommandError<Twice>>(())
     /// # }).unwrap();
     /// ```
     ///
     /// # Errors
-    /// See [`RunnerError`].
+    /// See [`CommandError`].
     pub async fn execute_in(
         &self,
         id: impl fmt::Display,
         command: impl Into<A::Command>,
         context: CommandContext,
-    ) -> Result<Executed<A>, RunnerError<A::Error>>
+    ) -> Result<Executed<A>, CommandError<A::Error>>
     where
         A::Command: Clone,
     {
@@ -374,15 +327,15 @@ impl<A: Aggregate, S: EventStore, C: Codec> AggregateRunner<A, S, C> {
         let mut attempt = 1;
         loop {
             match self.attempt(&stream, command.clone(), context).await {
-                Err(RunnerError::Conflict { loaded, actual, .. })
+                Err(CommandError::Conflict { loaded, actual, .. })
                     if self.retry.allows(attempt + 1) =>
                 {
                     tracing::debug!(%stream, %loaded, %actual, attempt, "conflict; deciding again");
                     attempt += 1;
                     self.retry.wait_before(attempt, &*self.clock).await;
                 }
-                Err(RunnerError::Conflict { stream, loaded, actual, .. }) => {
-                    return Err(RunnerError::Conflict {
+                Err(CommandError::Conflict { stream, loaded, actual, .. }) => {
+                    return Err(CommandError::Conflict {
                         stream,
                         loaded,
                         actual,
@@ -399,7 +352,7 @@ impl<A: Aggregate, S: EventStore, C: Codec> AggregateRunner<A, S, C> {
         stream: &StreamId,
         command: A::Command,
         context: CommandContext,
-    ) -> Result<Executed<A>, RunnerError<A::Error>> {
+    ) -> Result<Executed<A>, CommandError<A::Error>> {
         let Loaded { mut state, version, .. } = self.load_stream(stream).await?;
         let events = match state.decide(command, &self.env) {
             Ok(events) => events,
@@ -407,7 +360,7 @@ impl<A: Aggregate, S: EventStore, C: Codec> AggregateRunner<A, S, C> {
                 if self.took_effect(stream, context).await? {
                     return Ok(Executed::already_done(state, version));
                 }
-                return Err(RunnerError::Rejected(error));
+                return Err(CommandError::Rejected(error));
             }
         };
         if events.is_empty() {
@@ -425,8 +378,8 @@ impl<A: Aggregate, S: EventStore, C: Codec> AggregateRunner<A, S, C> {
                 duplicate: false,
             }),
             Err(
-                error @ (RunnerError::Conflict { .. }
-                | RunnerError::Store(EventStoreError::DuplicateEventId { .. })),
+                error @ (CommandError::Conflict { .. }
+                | CommandError::Store(EventStoreError::DuplicateEventId { .. })),
             ) => {
                 if self.took_effect(stream, context).await? {
                     let Loaded { state, version, .. } = self.load_stream(stream).await?;
@@ -444,12 +397,12 @@ impl<A: Aggregate, S: EventStore, C: Codec> AggregateRunner<A, S, C> {
         &self,
         stream: &StreamId,
         context: CommandContext,
-    ) -> Result<bool, RunnerError<A::Error>> {
+    ) -> Result<bool, CommandError<A::Error>> {
         let Some(command_id) = context.command_id else {
             return Ok(false);
         };
         let first = command::event_id(command_id, 0);
-        let stored = self.store.event(first).await.map_err(RunnerError::Store)?;
+        let stored = self.store.event(first).await.map_err(CommandError::Store)?;
         Ok(stored.is_some_and(|event| {
             if event.stream_id != *stream {
                 tracing::warn!(
@@ -466,7 +419,7 @@ impl<A: Aggregate, S: EventStore, C: Codec> AggregateRunner<A, S, C> {
     /// append crosses a multiple of `SNAPSHOT_EVERY`.
     ///
     /// # Errors
-    /// [`RunnerError::Conflict`] when the stream moved past `loaded`, and encoding or store
+    /// [`CommandError::Conflict`] when the stream moved past `loaded`, and encoding or store
     /// failures.
     pub async fn commit(
         &self,
@@ -475,7 +428,7 @@ impl<A: Aggregate, S: EventStore, C: Codec> AggregateRunner<A, S, C> {
         events: &[A::Event],
         state_after: &A,
         context: CommandContext,
-    ) -> Result<AppendResult, RunnerError<A::Error>> {
+    ) -> Result<AppendResult, CommandError<A::Error>> {
         let metadata = EventMetadata::caused_by(
             context.correlation_id,
             context.causation_id,
@@ -487,7 +440,7 @@ impl<A: Aggregate, S: EventStore, C: Codec> AggregateRunner<A, S, C> {
             .map(|(index, event)| {
                 let mut new =
                     NewEvent::encode(event, &self.codec, metadata.clone()).map_err(|source| {
-                        RunnerError::Encode {
+                        CommandError::Encode {
                             stream: stream.clone(),
                             name: event.event_name(),
                             source,
@@ -498,19 +451,19 @@ impl<A: Aggregate, S: EventStore, C: Codec> AggregateRunner<A, S, C> {
                 }
                 Ok(new)
             })
-            .collect::<Result<Vec<_>, RunnerError<A::Error>>>()?;
+            .collect::<Result<Vec<_>, CommandError<A::Error>>>()?;
         let append =
             match self.store.append(stream, ExpectedVersion::Exact(loaded), new_events).await {
                 Ok(append) => append,
                 Err(EventStoreError::Conflict { actual, .. }) => {
-                    return Err(RunnerError::Conflict {
+                    return Err(CommandError::Conflict {
                         stream: stream.clone(),
                         loaded,
                         actual,
                         attempts: 1,
                     });
                 }
-                Err(error) => return Err(RunnerError::Store(error)),
+                Err(error) => return Err(CommandError::Store(error)),
             };
         self.maybe_snapshot(stream, state_after, loaded, append.last_version).await;
         Ok(append)
@@ -551,9 +504,9 @@ impl<A: Aggregate, S: EventStore, C: Codec> AggregateRunner<A, S, C> {
 fn decode<A: Aggregate, C: Codec>(
     codec: &C,
     recorded: &RecordedEvent,
-) -> Result<A::Event, RunnerError<A::Error>> {
+) -> Result<A::Event, CommandError<A::Error>> {
     recorded.decode::<A::Event, C>(codec).map_err(|source| {
-        RunnerError::Decode(Box::new(StoredEventError {
+        CommandError::Decode(Box::new(StoredEventError {
             stream: recorded.stream_id.clone(),
             stream_version: recorded.stream_version,
             event_id: recorded.event_id,
@@ -571,6 +524,6 @@ fn decode<A: Aggregate, C: Codec>(
 pub fn decode_events<A: Aggregate, C: Codec>(
     codec: &C,
     recorded: &[RecordedEvent],
-) -> Result<Vec<A::Event>, RunnerError<A::Error>> {
+) -> Result<Vec<A::Event>, CommandError<A::Error>> {
     recorded.iter().map(|r| decode::<A, C>(codec, r)).collect()
 }

@@ -11,10 +11,8 @@ use composable::command_bus::{
     BusDispatcher, CommandBusError, CommandMessage, CommandReply, CommandService, ReplyOutcome,
     command_topic, headers,
 };
-use composable::saga::{
-    CommandDispatcher, Dispatch, DispatchError, Dispatcher, InMemoryTimerStore, SagaError,
-    SagaStatus,
-};
+use composable::dispatch::{DispatchError, Dispatcher, LocalDispatcher};
+use composable::saga::{Dispatch, InMemoryTimerStore, SagaError, SagaStatus};
 use composable::{
     AggregateRunner, Bincode, CommandCodec, CommandContext, EventStore, EventStoreError,
     ExpectedVersion, InMemoryEventStore, NewEvent, Position, RecordedEvent, SagaRunner, Snapshot,
@@ -312,7 +310,7 @@ fn dispatcher(bus: &InMemoryBus) -> BusDispatcher<InMemoryBus> {
 
 type Saga<S, D> = SagaRunner<Checkout, S, D, InMemoryTimerStore>;
 
-fn saga<S: EventStore, D: CommandDispatcher>(store: S, dispatcher: D) -> Saga<S, D> {
+fn saga<S: EventStore, D: Dispatcher>(store: S, dispatcher: D) -> Saga<S, D> {
     SagaRunner::new(store, dispatcher, InMemoryTimerStore::new())
 }
 
@@ -498,7 +496,7 @@ async fn a_saga_crashing_between_dispatch_and_record_completes_without_compensat
 async fn in_process_too_a_saga_crashing_between_dispatch_and_record_does_not_compensate() {
     let store = InMemoryEventStore::new();
     let aggregates = Aggregates::new(&store);
-    let dispatcher = Dispatcher::new()
+    let dispatcher = LocalDispatcher::new()
         .route(Arc::clone(&aggregates.orders))
         .route(Arc::clone(&aggregates.payments));
     let saga_store = CrashingStore::new(store.clone());

@@ -3,10 +3,10 @@
 mod support;
 
 use composable::Backoff;
-use composable::runner::CommandContext;
+use composable::command::CommandContext;
 use composable::{
-    AggregateRunner, Bincode, Codec, EventMetadata, EventStore, ExpectedVersion,
-    InMemoryEventStore, NewEvent, RunnerError, Snapshot, StreamId, Version,
+    AggregateRunner, Bincode, Codec, CommandError, EventMetadata, EventStore, ExpectedVersion,
+    InMemoryEventStore, NewEvent, Snapshot, StreamId, Version,
 };
 use support::account::*;
 use uuid::Uuid;
@@ -39,7 +39,7 @@ async fn a_rejected_command_appends_nothing() {
     let error = runner.execute("a", AccountCommand::Withdraw(1)).await.expect_err("rejected");
     assert!(matches!(
         error,
-        RunnerError::Rejected(AccountError::InsufficientFunds { balance: 0, requested: 1 })
+        CommandError::Rejected(AccountError::InsufficientFunds { balance: 0, requested: 1 })
     ));
     assert_eq!(store.stream_version(&stream("a")).await.expect("version"), Version::ZERO);
 }
@@ -147,7 +147,7 @@ async fn a_concurrent_writer_is_a_typed_conflict_by_default() {
     let runner = AggregateRunner::<Account, _>::new(store.clone(), ());
     let error = runner.execute("a", AccountCommand::Deposit(1)).await.expect_err("conflict");
     match error {
-        RunnerError::Conflict { stream: s, loaded, actual, attempts } => {
+        CommandError::Conflict { stream: s, loaded, actual, attempts } => {
             assert_eq!((s, loaded, actual, attempts), (stream("a"), Version(0), Version(1), 1));
         }
         other => panic!("expected a conflict, got {other:?}"),
@@ -239,7 +239,7 @@ async fn bad_stored_events_are_typed_errors_naming_stream_version_and_event() {
         let store = InMemoryEventStore::new();
         append_raw(&store, name, version, payload).await;
         let error = runner(&store).load("bad").await.expect_err("must not decode");
-        let RunnerError::Decode(stored) = &error else {
+        let CommandError::Decode(stored) = &error else {
             panic!("expected a decode error, got {error:?}");
         };
         assert_eq!(
@@ -294,7 +294,7 @@ async fn a_repeated_command_that_would_now_be_refused_is_a_duplicate_not_a_rejec
     assert_eq!((again.state.balance, again.version), (0, Version(2)));
     // Another command, with another id, is refused as usual.
     let other = runner.execute_in("a", AccountCommand::Withdraw(10), with_command_id()).await;
-    assert!(matches!(other, Err(RunnerError::Rejected(AccountError::InsufficientFunds { .. }))));
+    assert!(matches!(other, Err(CommandError::Rejected(AccountError::InsufficientFunds { .. }))));
 }
 
 #[tokio::test]
@@ -307,7 +307,7 @@ async fn a_refused_command_with_an_id_stays_refused_when_repeated() {
             .execute_in("a", AccountCommand::Withdraw(1), context)
             .await
             .expect_err("nothing to withdraw");
-        assert!(matches!(error, RunnerError::Rejected(_)), "{error:?}");
+        assert!(matches!(error, CommandError::Rejected(_)), "{error:?}");
     }
 }
 
@@ -321,7 +321,7 @@ async fn a_command_id_used_on_another_aggregate_is_not_a_duplicate_there() {
     // "already done" for an aggregate the command never touched.
     let error = runner.execute_in("b", AccountCommand::Deposit(1), context).await.expect_err("id");
     assert!(
-        matches!(error, RunnerError::Store(composable::EventStoreError::DuplicateEventId { .. })),
+        matches!(error, CommandError::Store(composable::EventStoreError::DuplicateEventId { .. })),
         "{error:?}"
     );
     assert_eq!(store.stream_version(&stream("b")).await.expect("version"), Version::ZERO);
@@ -335,5 +335,5 @@ async fn a_command_with_an_id_losing_a_race_to_another_command_is_still_a_confli
         .execute_in("a", AccountCommand::Deposit(1), with_command_id())
         .await
         .expect_err("the rival deposit came first");
-    assert!(matches!(error, RunnerError::Conflict { .. }), "{error:?}");
+    assert!(matches!(error, CommandError::Conflict { .. }), "{error:?}");
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use composable::backoff::{Backoff, Failures};
-use composable::bus::{BusError, BusMessage, Delivery, EventBus, Outcome, Subscription};
+use composable::bus::{Answer, BusError, BusMessage, Delivery, EventBus, Subscription};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
@@ -336,12 +336,12 @@ impl ConsumerLoop {
                 return false;
             }
             let error = match answer.await {
-                Outcome::Ack => break,
-                Outcome::Nack(error) => error,
+                Answer::Ack => break,
+                Answer::Nack(error) => error,
                 // Dropped because the subscription is gone (its holder stopped): not a failure
                 // of the message. Nothing is committed; the next member gets it.
-                Outcome::Dropped if self.sender.is_closed() => return false,
-                Outcome::Dropped => "the delivery was dropped without an answer".to_owned(),
+                Answer::Dropped if self.sender.is_closed() => return false,
+                Answer::Dropped => "the delivery was dropped without an answer".to_owned(),
             };
             if attempt >= policy.attempts() {
                 let letter = policy.dead_letter(&bus_message, partition, offset, attempt, &error);

@@ -2,7 +2,7 @@
 //! `#[step]`, `#[compensate]`), and the signature checks their containers share.
 //!
 //! Inside an `#[aggregate]` (or `#[saga]`) impl block these attributes are read by the container
-//! first, which rewrites them to `#[command(__within_aggregate)]`: they then expand to the bare
+//! first, which rewrites them to `#[command(__read_by_container)]`: they then expand to the bare
 //! method. Any other use is a handler outside of its container, which is an error.
 
 use proc_macro2::{Span, TokenStream, TokenTree};
@@ -10,9 +10,9 @@ use proc_macro2::{Span, TokenStream, TokenTree};
 use crate::common::Errors;
 
 /// The argument `#[aggregate]` gives the handler attributes it has read.
-const CHECKED: &str = "__within_aggregate";
+const CHECKED: &str = "__read_by_container";
 
-/// `path(__within_aggregate)`: a handler attribute `#[aggregate]` has read.
+/// `path(__read_by_container)`: a handler attribute `#[aggregate]` has read.
 pub(crate) fn checked_marker(path: syn::Path) -> syn::Meta {
     let span = path.segments.last().map_or_else(Span::call_site, |last| last.ident.span());
     syn::Meta::List(syn::MetaList {

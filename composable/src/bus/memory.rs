@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::clock::{Clock, SystemClock};
 
-use super::{BusError, BusMessage, Delivery, EventBus, Outcome, RedeliveryPolicy, Subscription};
+use super::{Answer, BusError, BusMessage, Delivery, EventBus, RedeliveryPolicy, Subscription};
 
 /// An [`EventBus`] held in memory. Cheap to clone: clones share the same topics and groups.
 ///
@@ -232,7 +232,7 @@ impl InMemoryBus {
                     return;
                 }
                 let error = match answer.await {
-                    Outcome::Ack => {
+                    Answer::Ack => {
                         self.commit(
                             &group,
                             &pending.message.topic,
@@ -241,8 +241,8 @@ impl InMemoryBus {
                         );
                         break;
                     }
-                    Outcome::Nack(error) => error,
-                    Outcome::Dropped => "the delivery was dropped without an answer".to_owned(),
+                    Answer::Nack(error) => error,
+                    Answer::Dropped => "the delivery was dropped without an answer".to_owned(),
                 };
                 if attempt >= self.policy.attempts() {
                     tracing::warn!(

@@ -1,4 +1,4 @@
-//! The sending side: a [`CommandDispatcher`] that publishes commands and waits for their
+//! The sending side: a [`Dispatcher`] that publishes commands and waits for their
 //! replies.
 
 use std::collections::HashMap;
@@ -15,8 +15,8 @@ use crate::aggregate::Aggregate;
 use crate::bus::{BusError, EventBus, Subscription};
 use crate::codec::{Bincode, Codec, CodecError};
 use crate::command::CommandCodec;
-use crate::runner::CommandContext;
-use crate::saga::{CommandDispatcher, Dispatch, DispatchError};
+use crate::command::CommandContext;
+use crate::dispatch::{Dispatch, DispatchError, Dispatcher};
 
 /// Encodes a dispatch for one aggregate: `None` when its command is not that aggregate's.
 type Encoder<C> = fn(&Dispatch, &C) -> Option<Result<(&'static str, Vec<u8>), CodecError>>;
@@ -97,7 +97,7 @@ pub enum CommandBusError {
     },
 }
 
-/// A [`CommandDispatcher`] that sends commands through an [`EventBus`] to a
+/// A [`Dispatcher`] that sends commands through an [`EventBus`] to a
 /// [`CommandService`](super::CommandService) and waits for each reply. See the
 /// [module docs](super) for the protocol.
 ///
@@ -126,7 +126,7 @@ pub enum CommandBusError {
 /// use std::time::Duration;
 /// use composable::bus::InMemoryBus;
 /// use composable::command_bus::{BusDispatcher, CommandService};
-/// use composable::saga::{CommandDispatcher, Dispatch, DispatchError};
+/// use composable::dispatch::{Dispatch, DispatchError, Dispatcher};
 /// use composable::{AggregateRunner, Bincode, CommandContext, InMemoryEventStore};
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
@@ -210,7 +210,7 @@ impl<B: EventBus, C: Codec> BusDispatcher<B, C> {
         self
     }
 
-    /// How long [`dispatch`](CommandDispatcher::dispatch) waits for a reply before it reports
+    /// How long [`dispatch`](Dispatcher::dispatch) waits for a reply before it reports
     /// [`CommandBusError::Timeout`] (default 30 s).
     #[must_use]
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
@@ -301,7 +301,7 @@ impl<B: EventBus, C: Codec> BusDispatcher<B, C> {
     }
 }
 
-impl<B: EventBus, C: Codec> CommandDispatcher for BusDispatcher<B, C> {
+impl<B: EventBus, C: Codec> Dispatcher for BusDispatcher<B, C> {
     async fn dispatch(
         &self,
         dispatch: Dispatch,

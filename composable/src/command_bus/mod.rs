@@ -1,5 +1,5 @@
 //! Commands across processes: a saga (or anything holding a
-//! [`CommandDispatcher`](crate::saga::CommandDispatcher)) in one process, the aggregates' runners
+//! [`Dispatcher`](crate::dispatch::Dispatcher)) in one process, the aggregates' runners
 //! in another, the bus between them.
 //!
 //! In the flow of `docs/architecture.md` this is the `Dispatch(command) → another aggregate's
@@ -17,9 +17,9 @@
 //!    then acknowledges the delivery.
 //! 3. The dispatcher's reply listener (one subscription per dispatcher, demultiplexed by command
 //!    id) hands the outcome to the waiting `dispatch`: a rejection is
-//!    [`DispatchError::Rejected`](crate::saga::DispatchError::Rejected), and a saga compensates
+//!    [`DispatchError::Rejected`](crate::dispatch::DispatchError::Rejected), and a saga compensates
 //!    exactly as it does in process; a failure, or no reply in time, is
-//!    [`DispatchError::Failed`](crate::saga::DispatchError::Failed): the saga records nothing
+//!    [`DispatchError::Failed`](crate::dispatch::DispatchError::Failed): the saga records nothing
 //!    and handles the input again later.
 //!
 //! Every delivery along the way is at least once, and that is safe because the command id is
@@ -39,7 +39,7 @@ use std::fmt;
 use uuid::Uuid;
 
 use crate::bus::{BusMessage, MessageError};
-use crate::runner::CommandContext;
+use crate::command::CommandContext;
 
 pub use dispatcher::{BusDispatcher, CommandBusError};
 pub use service::{CommandService, ServeError};

@@ -14,7 +14,7 @@ use crate::codec::{Bincode, Codec};
 use crate::command::CommandCodec;
 use crate::consumer::{BusConsumer, MessageHandler};
 use crate::event_store::EventStore;
-use crate::runner::{AggregateRunner, RunnerError};
+use crate::runner::{AggregateRunner, CommandError};
 use crate::service::{Service, ServiceContext};
 
 /// Why a delivery was not answered; it was nacked, so the bus delivers it again (and, after the
@@ -239,7 +239,7 @@ where
             match self.execute_in(&command.aggregate_id, decoded, command.context()).await {
                 Ok(executed) if executed.duplicate => ReplyOutcome::Duplicate,
                 Ok(_) => ReplyOutcome::Accepted,
-                Err(RunnerError::Rejected(error)) => {
+                Err(CommandError::Rejected(error)) => {
                     ReplyOutcome::Rejected { reason: error.to_string() }
                 }
                 Err(error) => ReplyOutcome::Failed { reason: error.to_string() },

@@ -25,14 +25,15 @@
 //! # }
 //! use std::sync::Arc;
 //! use composable::checkpoint::InMemoryCheckpointStore;
-//! use composable::saga::{self as sagas, Dispatcher, SagaRunner};
+//! use composable::dispatch::LocalDispatcher;
+//! use composable::saga::{self as sagas, SagaRunner};
 //! use composable::{InMemoryEventStore, service};
 //!
 //! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
 //! let store = InMemoryEventStore::new();
 //! let runner = Arc::new(SagaRunner::<Watch, _, _, _>::new(
 //!     store.clone(),
-//!     Dispatcher::new(),
+//!     LocalDispatcher::new(),
 //!     InMemoryTimerStore::new(),
 //! ));
 //! let input = service::spawn(sagas::from_log(&runner, InMemoryCheckpointStore::new()));
@@ -49,8 +50,8 @@ use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 
-use super::dispatch::CommandDispatcher;
-use super::runner::{SagaError, SagaRunner};
+use super::error::SagaError;
+use super::runner::SagaRunner;
 use super::timer::TimerStore;
 use super::{Saga, category};
 use crate::BoxError;
@@ -59,6 +60,7 @@ use crate::bus::EventBus;
 use crate::checkpoint::CheckpointStore;
 use crate::codec::Codec;
 use crate::consumer::{BusConsumer, EventHandler, Events, LogConsumer};
+use crate::dispatch::Dispatcher;
 use crate::envelope::RecordedEvent;
 use crate::event_store::EventStore;
 use crate::service::{Service, ServiceContext};
@@ -89,7 +91,7 @@ impl<G, S, D, T, C> EventHandler for SagaEvents<G, S, D, T, C>
 where
     G: Saga,
     S: EventStore,
-    D: CommandDispatcher,
+    D: Dispatcher,
     T: TimerStore,
     C: Codec,
 {
@@ -147,7 +149,7 @@ pub fn from_log<G, S, D, T, C, K>(
 where
     G: Saga,
     S: EventStore,
-    D: CommandDispatcher,
+    D: Dispatcher,
     T: TimerStore,
     C: Codec,
     K: CheckpointStore,
@@ -180,7 +182,7 @@ pub fn from_bus<G, S, D, T, C, B>(
 where
     G: Saga,
     S: EventStore,
-    D: CommandDispatcher,
+    D: Dispatcher,
     T: TimerStore,
     C: Codec,
     B: EventBus,
@@ -210,7 +212,7 @@ impl<G, S, D, T, C> SagaTimers<G, S, D, T, C>
 where
     G: Saga,
     S: EventStore,
-    D: CommandDispatcher,
+    D: Dispatcher,
     T: TimerStore,
     C: Codec,
 {
@@ -231,7 +233,7 @@ impl<G, S, D, T, C> Service for SagaTimers<G, S, D, T, C>
 where
     G: Saga,
     S: EventStore,
-    D: CommandDispatcher,
+    D: Dispatcher,
     T: TimerStore,
     C: Codec,
 {

@@ -21,29 +21,35 @@
 //! instance replays those records through the same handlers, so a saga survives restarts, and
 //! an event id already recorded is a duplicate delivery and is ignored.
 //!
-//! Commands go out through a [`CommandDispatcher`], each with a command id derived from the input
+//! Commands go out through a [`Dispatcher`](crate::dispatch::Dispatcher), each with a command id derived from the input
 //! that caused it, so a step re-run after a crash sends the same ids and the aggregates answer
-//! the repeats as duplicates: [`Dispatcher`] runs them in process on the aggregates' runners,
+//! the repeats as duplicates: [`LocalDispatcher`](crate::dispatch::LocalDispatcher) runs them in process on the aggregates' runners,
 //! [`BusDispatcher`](crate::command_bus::BusDispatcher) sends them through the bus. Timeouts are
 //! [`Timer`]s in a [`TimerStore`]: [`InMemoryTimerStore`] here, a `timers` table in
 //! `composable-postgres`. `docs/adr/0006-sagas.md` explains the
 //! choices.
 
-mod dispatch;
+mod error;
 mod input;
+mod instance;
+mod progress;
 mod record;
 mod runner;
 mod timer;
 
 use std::time::Duration;
 
-pub use dispatch::{CommandDispatcher, Dispatch, DispatchError, Dispatcher, IntoDispatches};
+/// What a step returns; defined with the dispatchers in [`crate::dispatch`].
+pub use crate::dispatch::Dispatch;
+pub use error::SagaError;
 pub use input::{
     CONCURRENT_FLOWS, SagaBusInput, SagaEvents, SagaLogInput, SagaTimers, from_bus, from_log,
 };
-pub use runner::{Progress, SagaError, SagaRunner, SagaStatus, Summary};
+pub use progress::{Progress, SagaStatus, Summary};
+pub use runner::SagaRunner;
 pub use timer::{InMemoryTimerStore, Timer, TimerError, TimerStore};
 
+use crate::dispatch::IntoDispatches;
 use crate::event::EventSet;
 
 /// A workflow across aggregates. Implemented by `#[saga]`.

@@ -11,167 +11,29 @@
 //! an old timer is cancelled after the record that disarms it (a timer that fires anyway is
 //! ignored, since the instance no longer waits for it).
 
-use std::collections::HashSet;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::TryStreamExt;
 use uuid::Uuid;
 
-use super::dispatch::{CommandDispatcher, Dispatch, DispatchError};
+use super::error::SagaError;
+use super::instance::Instance;
+use super::progress::{Progress, SagaStatus, Summary};
 use super::record::{Failed, Handled, SagaRecord, TimedOut};
-use super::timer::{Timer, TimerError, TimerStore};
+use super::timer::{Timer, TimerStore};
 use super::{Saga, category};
-use crate::checkpoint::{
-    CheckpointError, CheckpointStore, InMemoryCheckpointStore, SharedCheckpoints,
-};
+use crate::checkpoint::{CheckpointStore, InMemoryCheckpointStore, SharedCheckpoints};
 use crate::clock::{Clock, SystemClock};
-use crate::codec::{Bincode, Codec, CodecError};
-use crate::command::derive_id;
+use crate::codec::{Bincode, Codec};
+use crate::command::{CommandContext, derive_id};
 use crate::consumer::{ConsumerError, LogReader};
-use crate::envelope::{EventMetadata, NewEvent, RecordedEvent};
-use crate::event::{DecodeError, EventSet};
-use crate::event_store::{EventStore, EventStoreError};
-use crate::runner::{CommandContext, StoredEventError};
-use crate::stream::{ExpectedVersion, Position, StreamId, StreamIdError, Version};
-
-/// Why a saga input could not be processed. Nothing was recorded; processing the same input
-/// again (the next delivery, the timer's next claim) is safe.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum SagaError {
-    /// An input event or one of the saga's records could not be decoded.
-    #[error(transparent)]
-    Decode(Box<StoredEventError>),
-    /// A record could not be encoded.
-    #[error("cannot encode a record of `{stream}`: {source}")]
-    Encode {
-        /// The instance's stream.
-        stream: StreamId,
-        /// What the codec said.
-        #[source]
-        source: CodecError,
-    },
-    /// The correlation key does not make a stream id.
-    #[error("saga key `{key}` is not a valid stream id: {source}")]
-    InvalidKey {
-        /// The key read from the event.
-        key: String,
-        /// Why.
-        #[source]
-        source: StreamIdError,
-    },
-    /// A record names a step the saga no longer declares.
-    #[error("`{stream}` records step `{step}`, which the saga no longer has")]
-    UnknownStep {
-        /// The instance's stream.
-        stream: StreamId,
-        /// The recorded step.
-        step: String,
-    },
-    /// Another runner recorded progress on the instance first.
-    #[error(
-        "saga instance `{stream}` changed concurrently: loaded version {loaded}, found {actual}"
-    )]
-    Conflict {
-        /// The instance's stream.
-        stream: StreamId,
-        /// The version the input was processed on.
-        loaded: Version,
-        /// The version the store reported.
-        actual: Version,
-    },
-    /// A command could not be delivered (a rejection is not an error: the saga compensates).
-    #[error(transparent)]
-    Dispatch(DispatchError),
-    /// The event store failed.
-    #[error(transparent)]
-    Store(EventStoreError),
-    /// The timer store failed.
-    #[error(transparent)]
-    Timer(#[from] TimerError),
-    /// The runner's read position could not be loaded or saved.
-    #[error(transparent)]
-    Checkpoint(#[from] CheckpointError),
-    /// [`SagaRunner::run_until_idle`] found events committed that the gap-safe log kept back
-    /// for longer than the runner's settle timeout: a transaction older than those commits has
-    /// not finished (on PostgreSQL, any write transaction on the cluster).
-    #[error(
-        "the global log stayed behind its head {head} (read up to {reached}) for {waited:?}: \
-         a transaction older than those commits is still running in the event store"
-    )]
-    Behind {
-        /// The last event committed.
-        head: Position,
-        /// How far the log could be read.
-        reached: Position,
-        /// How long the runner waited.
-        waited: Duration,
-    },
-}
-
-/// Where a saga instance stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SagaStatus {
-    /// Waiting for its next event.
-    #[default]
-    Running,
-    /// An `end` step ran.
-    Completed,
-    /// A step failed or timed out, and the completed steps' compensations were dispatched.
-    Compensated,
-}
-
-/// What one input did to a saga instance.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Progress {
-    /// The instance's correlation key.
-    pub key: String,
-    /// The step that ran, or whose timeout fired.
-    pub step: &'static str,
-    /// Whether this was the step's timeout rather than its event.
-    pub timed_out: bool,
-    /// The commands dispatched and accepted, in order.
-    pub dispatched: Vec<Dispatch>,
-    /// Why the step failed, if it did.
-    pub failure: Option<String>,
-    /// The compensations dispatched, in order (latest step first).
-    pub compensations: Vec<Dispatch>,
-    /// Compensations the target refused, with the reason. Compensations should not fail;
-    /// these need a human.
-    pub refused_compensations: Vec<(Dispatch, String)>,
-    /// The instance's status afterwards.
-    pub status: SagaStatus,
-}
-
-/// A saga instance, rebuilt from its records.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Summary<G> {
-    /// The saga's state.
-    pub state: G,
-    /// Where it stands.
-    pub status: SagaStatus,
-    /// The steps whose events arrived, in order.
-    pub completed: Vec<&'static str>,
-    /// The flow the instance belongs to.
-    pub correlation_id: Option<Uuid>,
-    /// The version of its stream.
-    pub version: Version,
-}
-
-struct Instance<G> {
-    stream: StreamId,
-    saga: G,
-    status: SagaStatus,
-    completed: Vec<usize>,
-    /// The step waiting for its next event, and its timer.
-    armed: Option<(usize, Uuid)>,
-    processed: HashSet<Uuid>,
-    correlation_id: Option<Uuid>,
-    version: Version,
-}
+use crate::dispatch::{Dispatch, DispatchError, Dispatcher};
+use crate::envelope::{EventMetadata, RecordedEvent};
+use crate::event::EventSet;
+use crate::event_store::EventStore;
+use crate::stream::{Position, StreamId, Version};
 
 /// How often [`SagaRunner::run_until_idle`] looks again while the log is behind its head.
 const SETTLE_POLL: Duration = Duration::from_millis(2);
@@ -206,7 +68,7 @@ impl<G: Saga, S, D, T, C> fmt::Debug for SagaRunner<G, S, D, T, C> {
     }
 }
 
-impl<G: Saga, S: EventStore, D: CommandDispatcher, T: TimerStore> SagaRunner<G, S, D, T, Bincode> {
+impl<G: Saga, S: EventStore, D: Dispatcher, T: TimerStore> SagaRunner<G, S, D, T, Bincode> {
     /// A runner reading events from and recording progress in `store`, sending commands through
     /// `dispatcher` and keeping timeouts in `timers`; on the system clock, with the default
     /// codec.
@@ -231,9 +93,7 @@ impl<G: Saga, S: EventStore, D: CommandDispatcher, T: TimerStore> SagaRunner<G, 
     }
 }
 
-impl<G: Saga, S: EventStore, D: CommandDispatcher, T: TimerStore, C: Codec>
-    SagaRunner<G, S, D, T, C>
-{
+impl<G: Saga, S: EventStore, D: Dispatcher, T: TimerStore, C: Codec> SagaRunner<G, S, D, T, C> {
     /// Decodes inputs and encodes records with `codec`.
     pub fn with_codec<C2: Codec>(self, codec: C2) -> SagaRunner<G, S, D, T, C2> {
         SagaRunner {
@@ -326,82 +186,26 @@ impl<G: Saga, S: EventStore, D: CommandDispatcher, T: TimerStore, C: Codec>
     /// # Errors
     /// When the store fails or a record cannot be decoded.
     pub async fn load(&self, key: &str) -> Result<Option<Summary<G>>, SagaError> {
-        let instance = self.load_instance(key).await?;
-        if instance.version == Version::ZERO {
-            return Ok(None);
-        }
-        Ok(Some(Summary {
-            completed: instance.completed.iter().map(|&step| G::STEPS[step].name).collect(),
-            state: instance.saga,
-            status: instance.status,
-            correlation_id: instance.correlation_id,
-            version: instance.version,
-        }))
+        Ok(self.load_instance(key).await?.summary())
     }
 
     async fn load_instance(&self, key: &str) -> Result<Instance<G>, SagaError> {
-        let stream = self.stream_id(key)?;
-        let mut instance = Instance {
-            saga: G::default(),
-            status: SagaStatus::Running,
-            completed: Vec::new(),
-            armed: None,
-            processed: HashSet::new(),
-            correlation_id: None,
-            version: Version::ZERO,
-            stream,
-        };
-        let stream = instance.stream.clone();
-        let mut records = self.store.read_stream(&stream, Version::ZERO);
-        while let Some(recorded) = records.try_next().await.map_err(SagaError::Store)? {
-            let record: SagaRecord = recorded
-                .decode(&self.codec)
-                .map_err(|source| stored_event_error(&recorded, source))?;
-            instance.correlation_id.get_or_insert(recorded.metadata.correlation_id);
-            instance.version = recorded.stream_version;
-            match record {
-                SagaRecord::Handled(handled) => {
-                    let step = step_index::<G>(&instance.stream, &handled.step)?;
-                    let event = self.decode_handled(&recorded, &handled)?;
-                    // Replay: the commands went out when the record was written.
-                    let _ = instance.saga.handle(&event);
-                    instance.processed.insert(handled.event_id);
-                    instance.completed.push(step);
-                    instance.armed = handled.timer.map(|timer| (step, timer));
-                    if G::STEPS[step].end {
-                        instance.status = SagaStatus::Completed;
-                    }
-                }
-                SagaRecord::Failed(_) => {
-                    instance.status = SagaStatus::Compensated;
-                    instance.armed = None;
-                }
-                SagaRecord::TimedOut(timed_out) => {
-                    let step = step_index::<G>(&instance.stream, &timed_out.step)?;
-                    let _ = instance.saga.timed_out(step);
-                    instance.processed.insert(timed_out.timer_id);
-                    instance.status = SagaStatus::Compensated;
-                    instance.armed = None;
-                }
-            }
-        }
-        Ok(instance)
+        Instance::load(&*self.store, &self.codec, self.stream_id(key)?).await
     }
 
-    fn decode_handled(
+    /// Appends `records` to `instance`'s stream, caused by the input of `context`.
+    async fn record(
         &self,
-        recorded: &RecordedEvent,
-        handled: &Handled,
-    ) -> Result<G::Event, SagaError> {
-        let decoded = if handled.format == self.codec.format() {
-            G::Event::decode(&self.codec, &handled.name, handled.version, &handled.payload)
-        } else {
-            Err(DecodeError::FormatMismatch {
-                expected: self.codec.format(),
-                found: handled.format.clone(),
-            })
-        };
-        decoded.map_err(|source| stored_event_error(recorded, source))
+        instance: &Instance<G>,
+        records: Vec<SagaRecord>,
+        context: CommandContext,
+    ) -> Result<(), SagaError> {
+        let metadata = EventMetadata::caused_by(
+            context.correlation_id,
+            context.causation_id,
+            self.clock.now(),
+        );
+        instance.record(&*self.store, &self.codec, records, &metadata).await
     }
 
     /// Feeds one event. `None` when the saga has nothing to do with it: not one of its events,
@@ -415,7 +219,7 @@ impl<G: Saga, S: EventStore, D: CommandDispatcher, T: TimerStore, C: Codec>
             return Ok(None);
         }
         let input: G::Event =
-            event.decode(&self.codec).map_err(|source| stored_event_error(event, source))?;
+            event.decode(&self.codec).map_err(|source| SagaError::stored(event, source))?;
         let step = G::step(&input);
         let key = G::key(&input);
         let mut instance = self.load_instance(&key).await?;
@@ -593,11 +397,12 @@ impl<G: Saga, S: EventStore, D: CommandDispatcher, T: TimerStore, C: Codec>
     /// before it is saved), so the next poll retries it.
     pub async fn poll(&self) -> Result<(usize, Vec<Progress>), SagaError> {
         let mut input = self.input.lock().await;
-        let events = input.next_batch().await.map_err(|error| consumer_error(error.widen()))?;
+        let events =
+            input.next_batch().await.map_err(|error| SagaError::from_consumer(error.widen()))?;
         let mut done = Vec::new();
         let outcome = self.handle_each(&events, &mut done).await;
         if let Some(reached) = outcome.reached {
-            input.commit(reached).await.map_err(|error| consumer_error(error.widen()))?;
+            input.commit(reached).await.map_err(|error| SagaError::from_consumer(error.widen()))?;
         }
         match outcome.failure {
             Some(error) => Err(error),
@@ -650,9 +455,12 @@ impl<G: Saga, S: EventStore, D: CommandDispatcher, T: TimerStore, C: Codec>
             if let Err(error) = read {
                 if let (ConsumerError::Handler { .. }, Some(reached)) = (&error, handled_up_to) {
                     // Keep what the failing batch handled before the failure.
-                    input.commit(reached).await.map_err(|error| consumer_error(error.widen()))?;
+                    input
+                        .commit(reached)
+                        .await
+                        .map_err(|error| SagaError::from_consumer(error.widen()))?;
                 }
-                return Err(consumer_error(error));
+                return Err(SagaError::from_consumer(error));
             }
             if done.len() > before {
                 // The saga's commands appended events the old head does not cover.
@@ -713,36 +521,6 @@ impl<G: Saga, S: EventStore, D: CommandDispatcher, T: TimerStore, C: Codec>
         }
         Ok(())
     }
-
-    async fn record(
-        &self,
-        instance: &Instance<G>,
-        records: Vec<SagaRecord>,
-        context: CommandContext,
-    ) -> Result<(), SagaError> {
-        let metadata = EventMetadata::caused_by(
-            context.correlation_id,
-            context.causation_id,
-            self.clock.now(),
-        );
-        let events = records
-            .iter()
-            .map(|record| {
-                NewEvent::encode(record, &self.codec, metadata.clone())
-                    .map_err(|source| SagaError::Encode { stream: instance.stream.clone(), source })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let expected = ExpectedVersion::Exact(instance.version);
-        match self.store.append(&instance.stream, expected, events).await {
-            Ok(_) => Ok(()),
-            Err(EventStoreError::Conflict { actual, .. }) => Err(SagaError::Conflict {
-                stream: instance.stream.clone(),
-                loaded: instance.version,
-                actual,
-            }),
-            Err(error) => Err(SagaError::Store(error)),
-        }
-    }
 }
 
 /// What [`SagaRunner::handle_each`] got through.
@@ -768,18 +546,6 @@ fn input_checkpoints<S: EventStore>(input: &Input<S>) -> SharedCheckpoints {
     input.checkpoints().clone()
 }
 
-/// A [`ConsumerError`] of the runner's input as the runner's error.
-fn consumer_error(error: ConsumerError<SagaError>) -> SagaError {
-    match error {
-        ConsumerError::Store { source, .. } => SagaError::Store(source),
-        ConsumerError::Checkpoint { source, .. } => SagaError::Checkpoint(source),
-        ConsumerError::Handler { source, .. } => source,
-        ConsumerError::Behind { head, reached, waited, .. } => {
-            SagaError::Behind { head, reached, waited }
-        }
-    }
-}
-
 /// The context of the `index`-th command of kind `kind` (`step`, `compensation`, `timeout`)
 /// sent for one input: its command id is derived from the input's id (the event's or the
 /// timer's), so re-running the input after a crash sends the same ids and the aggregates
@@ -787,22 +553,4 @@ fn consumer_error(error: ConsumerError<SagaError>) -> SagaError {
 /// timeout's commands apart.
 fn command_context(input: CommandContext, kind: &str, index: usize) -> CommandContext {
     input.with_command_id(derive_id(input.causation_id, &format!("{kind}/{index}")))
-}
-
-fn step_index<G: Saga>(stream: &StreamId, name: &str) -> Result<usize, SagaError> {
-    G::STEPS
-        .iter()
-        .position(|step| step.name == name)
-        .ok_or_else(|| SagaError::UnknownStep { stream: stream.clone(), step: name.to_owned() })
-}
-
-fn stored_event_error(recorded: &RecordedEvent, source: DecodeError) -> SagaError {
-    SagaError::Decode(Box::new(StoredEventError {
-        stream: recorded.stream_id.clone(),
-        stream_version: recorded.stream_version,
-        event_id: recorded.event_id,
-        name: recorded.name.clone(),
-        event_version: recorded.version,
-        source,
-    }))
 }

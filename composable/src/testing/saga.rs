@@ -12,18 +12,16 @@ use uuid::Uuid;
 use crate::aggregate::Aggregate;
 use crate::clock::{Clock, TestClock};
 use crate::codec::Bincode;
+use crate::command::CommandContext;
+use crate::dispatch::{Dispatch, DispatchError, Dispatcher};
 use crate::envelope::{EventMetadata, NewEvent, RecordedEvent};
 use crate::event_store::EventStore;
 use crate::memory::InMemoryEventStore;
-use crate::runner::CommandContext;
-use crate::saga::{
-    CommandDispatcher, Dispatch, DispatchError, InMemoryTimerStore, Progress, Saga, SagaRunner,
-    SagaStatus,
-};
+use crate::saga::{InMemoryTimerStore, Progress, Saga, SagaRunner, SagaStatus};
 use crate::stream::{ExpectedVersion, StreamId, Version};
 use crate::testing::diff::debug_diff;
 
-/// A [`CommandDispatcher`] that executes nothing: it records every command, and rejects those
+/// A [`Dispatcher`] that executes nothing: it records every command, and rejects those
 /// for the aggregates it was told to refuse.
 #[derive(Debug, Clone, Default)]
 pub struct RecordingDispatcher {
@@ -66,7 +64,7 @@ impl RecordingDispatcher {
 #[error("{0}")]
 struct Refused(String);
 
-impl CommandDispatcher for RecordingDispatcher {
+impl Dispatcher for RecordingDispatcher {
     async fn dispatch(
         &self,
         dispatch: Dispatch,

@@ -27,8 +27,9 @@ use checkout_saga::{
 use composable::bus::topic_for;
 use composable::checkpoint::InMemoryCheckpointStore;
 use composable::consumer::{EventHandler, LogConsumer};
+use composable::dispatch::LocalDispatcher;
 use composable::relay::Relay;
-use composable::saga::{self, Dispatcher, InMemoryTimerStore, SagaStatus};
+use composable::saga::{self, InMemoryTimerStore, SagaStatus};
 use composable::{AggregateRunner, RecordedEvent, SagaRunner, service};
 use composable::{InMemoryEventStore, TestClock};
 use composable_postgres::{
@@ -129,7 +130,7 @@ async fn saga_from_the_bus(workers: usize, duration: Duration) -> Row {
     let topics: Vec<String> = categories.iter().map(|category| topic_for(category)).collect();
     hosted::create_topics(&bus, &topics).await.expect("topics");
     let runners = Aggregates::new(&store, &TestClock::new());
-    let dispatcher = Dispatcher::new()
+    let dispatcher = LocalDispatcher::new()
         .route(Arc::clone(&runners.orders))
         .route(Arc::clone(&runners.payments))
         .route(Arc::clone(&runners.inventory));

@@ -21,7 +21,8 @@ mod saga;
 
 use std::sync::Arc;
 
-use composable::saga::{Dispatcher, TimerStore};
+use composable::dispatch::LocalDispatcher;
+use composable::saga::TimerStore;
 use composable::{AggregateRunner, Clock, EventStore, SagaRunner};
 
 pub use inventory::{
@@ -50,14 +51,14 @@ pub struct Checkout<S: EventStore, T: TimerStore> {
     /// Runs inventory commands.
     pub inventory: Arc<AggregateRunner<Inventory, S>>,
     /// Feeds the checkout saga.
-    pub saga: SagaRunner<CheckoutSaga, S, Dispatcher, T>,
+    pub saga: SagaRunner<CheckoutSaga, S, LocalDispatcher, T>,
 }
 
 impl<S: EventStore + Clone, T: TimerStore> Checkout<S, T> {
     /// Everything on `store`, the saga's timers in `timers`, time from `clock`.
     pub fn new(store: S, timers: T, clock: impl Clock + Clone) -> Self {
         let Aggregates { orders, payments, inventory } = Aggregates::new(&store, &clock);
-        let dispatcher = Dispatcher::new()
+        let dispatcher = LocalDispatcher::new()
             .route(Arc::clone(&orders))
             .route(Arc::clone(&payments))
             .route(Arc::clone(&inventory));

@@ -10,8 +10,9 @@ use checkout_saga::{
 };
 use composable::bus::InMemoryBus;
 use composable::checkpoint::InMemoryCheckpointStore;
+use composable::dispatch::LocalDispatcher;
 use composable::host::{App, HostError, Role};
-use composable::saga::{Dispatcher, InMemoryTimerStore, SagaStatus, Timer, TimerError, TimerStore};
+use composable::saga::{InMemoryTimerStore, SagaStatus, Timer, TimerError, TimerStore};
 use composable::{AggregateRunner, EventStore, InMemoryEventStore, Saga, SagaRunner, TestClock};
 
 struct Runners {
@@ -45,8 +46,11 @@ async fn saga_status(
     store: &InMemoryEventStore,
     timers: &InMemoryTimerStore,
 ) -> Option<SagaStatus> {
-    let reader =
-        SagaRunner::<CheckoutSaga, _, _, _>::new(store.clone(), Dispatcher::new(), timers.clone());
+    let reader = SagaRunner::<CheckoutSaga, _, _, _>::new(
+        store.clone(),
+        LocalDispatcher::new(),
+        timers.clone(),
+    );
     reader.load("1").await.expect("load the saga").map(|summary| summary.status)
 }
 

@@ -11,9 +11,8 @@ use checkout_saga::{
 };
 use composable::checkpoint::{CheckpointStore, InMemoryCheckpointStore};
 use composable::consumer::EventHandler;
-use composable::saga::{
-    CommandDispatcher, Dispatch, Dispatcher, InMemoryTimerStore, SagaEvents, SagaStatus,
-};
+use composable::dispatch::{Dispatcher, LocalDispatcher};
+use composable::saga::{Dispatch, InMemoryTimerStore, SagaEvents, SagaStatus};
 use composable::testing::SagaTest;
 use composable::{EventStore, InMemoryEventStore, Position, RecordedEvent, TestClock};
 
@@ -327,15 +326,15 @@ async fn a_restarted_saga_resumes_from_its_checkpoint() {
 #[derive(Clone)]
 struct Rendezvous {
     charges: Arc<tokio::sync::Barrier>,
-    inner: Arc<Dispatcher>,
+    inner: Arc<LocalDispatcher>,
 }
 
-impl CommandDispatcher for Rendezvous {
+impl Dispatcher for Rendezvous {
     async fn dispatch(
         &self,
         dispatch: Dispatch,
         context: composable::CommandContext,
-    ) -> Result<(), composable::saga::DispatchError> {
+    ) -> Result<(), composable::dispatch::DispatchError> {
         if dispatch.aggregate() == "payment" {
             self.charges.wait().await;
         }
@@ -349,7 +348,7 @@ async fn the_sagas_log_input_handles_different_flows_concurrently() {
     let store = InMemoryEventStore::new();
     let runners = checkout_saga::Aggregates::new(&store, &clock);
     let inner = Arc::new(
-        Dispatcher::new()
+        LocalDispatcher::new()
             .route(Arc::clone(&runners.orders))
             .route(Arc::clone(&runners.payments))
             .route(Arc::clone(&runners.inventory)),

@@ -4,22 +4,22 @@ mod support;
 
 use std::sync::Arc;
 
-use composable::hosted::Outcome;
+use composable::live::CommandOutcome;
 use composable::runner::Loaded;
 use composable::testing::TestStore;
 use composable::{
-    AggregateReducer, AggregateRunner, Bincode, EventMetadata, EventStore, ExpectedVersion, Hosted,
-    HostedAction, InMemoryEventStore, NewEvent, StreamId, Version,
+    AggregateRunner, Bincode, EventMetadata, EventStore, ExpectedVersion, InMemoryEventStore,
+    LiveAction, LiveAggregate, LiveReducer, NewEvent, StreamId, Version,
 };
 use support::account::*;
 
 type Runner = AggregateRunner<Account, InMemoryEventStore>;
-type Host = TestStore<AggregateReducer<Account, InMemoryEventStore, Bincode>>;
+type Host = TestStore<LiveReducer<Account, InMemoryEventStore, Bincode>>;
 
 fn host(store: &InMemoryEventStore) -> (Arc<Runner>, Host) {
     let runner = Arc::new(AggregateRunner::new(store.clone(), ()));
-    let reducer = AggregateReducer::new(Arc::clone(&runner), "h").expect("valid id");
-    (runner, TestStore::new(reducer, Hosted::default(), ()))
+    let reducer = LiveReducer::new(Arc::clone(&runner), "h").expect("valid id");
+    (runner, TestStore::new(reducer, LiveAggregate::default(), ()))
 }
 
 fn loaded(state: Account, version: u64) -> Loaded<Account> {
@@ -27,8 +27,8 @@ fn loaded(state: Account, version: u64) -> Loaded<Account> {
 }
 
 async fn load_empty(test: &mut Host) {
-    test.send(HostedAction::Load, |s| s.busy = true).await;
-    test.receive(HostedAction::Loaded(loaded(Account::default(), 0)), |s| {
+    test.send(LiveAction::Load, |s| s.busy = true).await;
+    test.receive(LiveAction::Loaded(loaded(Account::default(), 0)), |s| {
         s.loaded = true;
         s.busy = false;
     })
@@ -39,26 +39,24 @@ async fn load_empty(test: &mut Host) {
 async fn a_command_before_the_load_waits_for_it_then_commits() {
     let store = InMemoryEventStore::new();
     let (_, mut test) = host(&store);
-    test.send(HostedAction::Command(AccountCommand::Deposit(5)), |s| {
+    test.send(LiveAction::Command(AccountCommand::Deposit(5)), |s| {
         s.busy = true;
         s.waiting.push_back(AccountCommand::Deposit(5));
     })
     .await;
-    test.receive(HostedAction::Loaded(loaded(Account::default(), 0)), |s| {
+    test.receive(LiveAction::Loaded(loaded(Account::default(), 0)), |s| {
         s.loaded = true;
         s.busy = false;
         s.waiting.clear();
     })
     .await;
-    test.receive(HostedAction::Command(AccountCommand::Deposit(5)), |s| s.busy = true).await;
-    let committed = HostedAction::Committed {
-        events: vec![Deposited { amount: 5 }.into()],
-        version: Version(1),
-    };
+    test.receive(LiveAction::Command(AccountCommand::Deposit(5)), |s| s.busy = true).await;
+    let committed =
+        LiveAction::Committed { events: vec![Deposited { amount: 5 }.into()], version: Version(1) };
     test.receive(committed, |s| {
         s.state = Account { balance: 5, movements: 1 };
         s.version = Version(1);
-        s.last = Some(Outcome::Committed(Version(1)));
+        s.last = Some(CommandOutcome::Committed(Version(1)));
         s.busy = false;
     })
     .await;
@@ -72,8 +70,9 @@ async fn a_rejected_command_changes_nothing_but_the_outcome() {
     let store = InMemoryEventStore::new();
     let (_, mut test) = host(&store);
     load_empty(&mut test).await;
-    test.send(HostedAction::Command(AccountCommand::Withdraw(1)), |s| {
-        s.last = Some(Outcome::Rejected("insufficient funds: balance 0, requested 1".into()));
+    test.send(LiveAction::Command(AccountCommand::Withdraw(1)), |s| {
+        s.last =
+            Some(CommandOutcome::Rejected("insufficient funds: balance 0, requested 1".into()));
     })
     .await;
     test.finish().await;
@@ -86,15 +85,15 @@ async fn a_conflict_with_another_writer_reloads() {
     load_empty(&mut test).await;
     // Another process deposits behind this store's back.
     runner.execute("h", AccountCommand::Deposit(10)).await.expect("rival");
-    test.send(HostedAction::Command(AccountCommand::Deposit(1)), |s| s.busy = true).await;
+    test.send(LiveAction::Command(AccountCommand::Deposit(1)), |s| s.busy = true).await;
     let message =
         "stream `account-h` changed concurrently: loaded version 0, found 1 (1 attempt(s))";
     test.receive_with(
-        |action| matches!(action, HostedAction::CommitFailed(e) if e.to_string() == message),
-        |s| s.last = Some(Outcome::Failed(message.into())),
+        |action| matches!(action, LiveAction::CommitFailed(e) if e.to_string() == message),
+        |s| s.last = Some(CommandOutcome::Failed(message.into())),
     )
     .await;
-    test.receive(HostedAction::Loaded(loaded(Account { balance: 10, movements: 1 }, 1)), |s| {
+    test.receive(LiveAction::Loaded(loaded(Account { balance: 10, movements: 1 }, 1)), |s| {
         s.state = Account { balance: 10, movements: 1 };
         s.version = Version(1);
         s.busy = false;
@@ -119,7 +118,7 @@ async fn a_failed_load_is_reported_once_and_drops_waiting_commands() {
     let stream = StreamId::new("account", "h").expect("stream");
     store.append(&stream, ExpectedVersion::NoStream, vec![corrupt]).await.expect("append");
     let (_, mut test) = host(&store);
-    test.send(HostedAction::Command(AccountCommand::Deposit(1)), |s| {
+    test.send(LiveAction::Command(AccountCommand::Deposit(1)), |s| {
         s.busy = true;
         s.waiting.push_back(AccountCommand::Deposit(1));
     })
@@ -127,7 +126,7 @@ async fn a_failed_load_is_reported_once_and_drops_waiting_commands() {
     let failure = std::cell::RefCell::new(String::new());
     test.receive_with(
         |action| match action {
-            HostedAction::LoadFailed(error) => {
+            LiveAction::LoadFailed(error) => {
                 *failure.borrow_mut() = error.to_string();
                 true
             }
@@ -136,7 +135,7 @@ async fn a_failed_load_is_reported_once_and_drops_waiting_commands() {
         |s| {
             s.busy = false;
             s.waiting.clear();
-            s.last = Some(Outcome::Failed(failure.borrow().clone()));
+            s.last = Some(CommandOutcome::Failed(failure.borrow().clone()));
         },
     )
     .await;

@@ -1,11 +1,11 @@
-//! One aggregate instance hosted in a [`Store`](crate::Store): the reducer decides commands
+//! One aggregate instance kept live in a [`Store`](crate::Store): the reducer decides commands
 //! against the state, and an effect persists the events through the
 //! [`AggregateRunner`]; the state changes only once the events are
 //! committed.
 //!
 //! Commands that arrive while a load or a commit is in flight wait in the state and run in order
 //! afterwards, so one store never races itself. A conflict with another writer reloads the
-//! aggregate and reports the lost command in [`Hosted::last`].
+//! aggregate and reports the lost command in [`LiveAggregate::last`].
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -13,15 +13,16 @@ use std::sync::Arc;
 
 use crate::aggregate::Aggregate;
 use crate::codec::Codec;
+use crate::command::CommandContext;
 use crate::effect::Effect;
 use crate::event_store::EventStore;
 use crate::reducer::Reducer;
-use crate::runner::{AggregateRunner, CommandContext, Loaded};
+use crate::runner::{AggregateRunner, Loaded};
 use crate::stream::{StreamId, Version};
 
 /// The state of a hosted aggregate: the aggregate, its version, and what happened last.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Hosted<A: Aggregate> {
+pub struct LiveAggregate<A: Aggregate> {
     /// The aggregate as of `version`.
     pub state: A,
     /// The version of the last committed event folded into `state`.
@@ -29,14 +30,14 @@ pub struct Hosted<A: Aggregate> {
     /// Whether the aggregate has been loaded from the store.
     pub loaded: bool,
     /// The outcome of the last command.
-    pub last: Option<Outcome>,
+    pub last: Option<CommandOutcome>,
     /// Whether a load or commit is in flight.
     pub busy: bool,
     /// Commands waiting for the load or commit in flight, in arrival order.
     pub waiting: VecDeque<A::Command>,
 }
 
-impl<A: Aggregate> Default for Hosted<A> {
+impl<A: Aggregate> Default for LiveAggregate<A> {
     fn default() -> Self {
         Self {
             state: A::default(),
@@ -51,7 +52,7 @@ impl<A: Aggregate> Default for Hosted<A> {
 
 /// What became of a command.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub enum CommandOutcome {
     /// Its events were committed; the stream is now at this version.
     Committed(Version),
     /// It decided that nothing happens.
@@ -64,7 +65,7 @@ pub enum Outcome {
 }
 
 /// What a hosted aggregate can be sent.
-pub enum HostedAction<A: Aggregate> {
+pub enum LiveAction<A: Aggregate> {
     /// Load (or reload) the aggregate from the store.
     Load,
     /// The load finished.
@@ -84,7 +85,7 @@ pub enum HostedAction<A: Aggregate> {
     CommitFailed(Arc<dyn std::error::Error + Send + Sync>),
 }
 
-impl<A: Aggregate> fmt::Debug for HostedAction<A>
+impl<A: Aggregate> fmt::Debug for LiveAction<A>
 where
     A: fmt::Debug,
 {
@@ -108,7 +109,7 @@ where
     }
 }
 
-impl<A: Aggregate> PartialEq for HostedAction<A>
+impl<A: Aggregate> PartialEq for LiveAction<A>
 where
     A: PartialEq,
     A::Command: PartialEq,
@@ -130,18 +131,18 @@ where
 }
 
 /// The reducer of one hosted aggregate instance.
-pub struct AggregateReducer<A: Aggregate, S, C> {
+pub struct LiveReducer<A: Aggregate, S, C> {
     runner: Arc<AggregateRunner<A, S, C>>,
     stream: StreamId,
 }
 
-impl<A: Aggregate, S, C> fmt::Debug for AggregateReducer<A, S, C> {
+impl<A: Aggregate, S, C> fmt::Debug for LiveReducer<A, S, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AggregateReducer").field("stream", &self.stream).finish_non_exhaustive()
+        f.debug_struct("LiveReducer").field("stream", &self.stream).finish_non_exhaustive()
     }
 }
 
-impl<A: Aggregate, S: EventStore, C: Codec> AggregateReducer<A, S, C> {
+impl<A: Aggregate, S: EventStore, C: Codec> LiveReducer<A, S, C> {
     /// Hosts aggregate `id` through `runner`.
     ///
     /// # Errors
@@ -154,55 +155,55 @@ impl<A: Aggregate, S: EventStore, C: Codec> AggregateReducer<A, S, C> {
         Ok(Self { runner, stream })
     }
 
-    fn load(&self) -> Effect<HostedAction<A>> {
+    fn load(&self) -> Effect<LiveAction<A>> {
         let runner = Arc::clone(&self.runner);
         let id = self.stream.id().to_owned();
         Effect::future(async move {
             match runner.load(id).await {
-                Ok(loaded) => HostedAction::Loaded(loaded),
-                Err(error) => HostedAction::LoadFailed(Arc::new(error)),
+                Ok(loaded) => LiveAction::Loaded(loaded),
+                Err(error) => LiveAction::LoadFailed(Arc::new(error)),
             }
         })
     }
 
-    fn next_waiting(state: &mut Hosted<A>) -> Effect<HostedAction<A>> {
+    fn next_waiting(state: &mut LiveAggregate<A>) -> Effect<LiveAction<A>> {
         match state.waiting.pop_front() {
-            Some(command) => Effect::send(HostedAction::Command(command)),
+            Some(command) => Effect::send(LiveAction::Command(command)),
             None => Effect::none(),
         }
     }
 }
 
-impl<A, S, C> Reducer for AggregateReducer<A, S, C>
+impl<A, S, C> Reducer for LiveReducer<A, S, C>
 where
     A: Aggregate + Clone,
     A::Event: Clone,
     S: EventStore,
     C: Codec,
 {
-    type State = Hosted<A>;
-    type Action = HostedAction<A>;
+    type State = LiveAggregate<A>;
+    type Action = LiveAction<A>;
     type Environment = ();
 
     fn reduce(
         &self,
-        state: &mut Hosted<A>,
-        action: HostedAction<A>,
+        state: &mut LiveAggregate<A>,
+        action: LiveAction<A>,
         _env: &(),
-    ) -> Effect<HostedAction<A>> {
+    ) -> Effect<LiveAction<A>> {
         match action {
-            HostedAction::Load => {
+            LiveAction::Load => {
                 state.busy = true;
                 self.load()
             }
-            HostedAction::Loaded(loaded) => {
+            LiveAction::Loaded(loaded) => {
                 state.state = loaded.state;
                 state.version = loaded.version;
                 state.loaded = true;
                 state.busy = false;
                 Self::next_waiting(state)
             }
-            HostedAction::Command(command) if state.busy || !state.loaded => {
+            LiveAction::Command(command) if state.busy || !state.loaded => {
                 state.waiting.push_back(command);
                 if state.busy {
                     Effect::none()
@@ -211,16 +212,16 @@ where
                     self.load()
                 }
             }
-            HostedAction::Command(command) => {
+            LiveAction::Command(command) => {
                 let events = match state.state.decide(command, self.runner.env()) {
                     Ok(events) => events,
                     Err(error) => {
-                        state.last = Some(Outcome::Rejected(error.to_string()));
+                        state.last = Some(CommandOutcome::Rejected(error.to_string()));
                         return Self::next_waiting(state);
                     }
                 };
                 if events.is_empty() {
-                    state.last = Some(Outcome::Unchanged);
+                    state.last = Some(CommandOutcome::Unchanged);
                     return Self::next_waiting(state);
                 }
                 state.busy = true;
@@ -234,29 +235,29 @@ where
                     let context = CommandContext::new_flow();
                     match runner.commit(&stream, loaded, &events, &after, context).await {
                         Ok(append) => {
-                            HostedAction::Committed { events, version: append.last_version }
+                            LiveAction::Committed { events, version: append.last_version }
                         }
-                        Err(error) => HostedAction::CommitFailed(Arc::new(error)),
+                        Err(error) => LiveAction::CommitFailed(Arc::new(error)),
                     }
                 })
             }
-            HostedAction::Committed { events, version } => {
+            LiveAction::Committed { events, version } => {
                 for event in &events {
                     state.state.apply(event);
                 }
                 state.version = version;
                 state.busy = false;
-                state.last = Some(Outcome::Committed(version));
+                state.last = Some(CommandOutcome::Committed(version));
                 Self::next_waiting(state)
             }
-            HostedAction::LoadFailed(error) => {
-                state.last = Some(Outcome::Failed(error.to_string()));
+            LiveAction::LoadFailed(error) => {
+                state.last = Some(CommandOutcome::Failed(error.to_string()));
                 state.busy = false;
                 state.waiting.clear();
                 Effect::none()
             }
-            HostedAction::CommitFailed(error) => {
-                state.last = Some(Outcome::Failed(error.to_string()));
+            LiveAction::CommitFailed(error) => {
+                state.last = Some(CommandOutcome::Failed(error.to_string()));
                 state.busy = true;
                 self.load()
             }

@@ -2,8 +2,8 @@
 //!
 //! A [`Dispatch`] names its target (the aggregate's stream category and the instance id) and
 //! holds the command, type-erased so that one saga can address many aggregate types. A
-//! [`CommandDispatcher`] delivers it as part of a flow ([`CommandContext`], with the command id
-//! the saga derived): [`Dispatcher`] runs it in process on the target aggregate's
+//! [`Dispatcher`] delivers it as part of a flow ([`CommandContext`], with the command id
+//! the saga derived): [`LocalDispatcher`] runs it in process on the target aggregate's
 //! [`AggregateRunner`]; [`BusDispatcher`](crate::command_bus::BusDispatcher) sends it through the
 //! bus to another process.
 
@@ -17,8 +17,9 @@ use futures::future::BoxFuture;
 
 use crate::aggregate::Aggregate;
 use crate::codec::Codec;
+use crate::command::CommandContext;
 use crate::event_store::EventStore;
-use crate::runner::{AggregateRunner, CommandContext, RunnerError};
+use crate::runner::{AggregateRunner, CommandError};
 
 use crate::BoxError;
 
@@ -199,7 +200,7 @@ pub enum DispatchError {
     },
     /// No runner is registered for the target aggregate.
     #[error(
-        "no route for aggregate `{aggregate}`: register it with `Dispatcher::route` (its runner) \
+        "no route for aggregate `{aggregate}`: register it with `LocalDispatcher::route` (its runner) \
          or `BusDispatcher::route`; with the application host, register its runner with \
          `.aggregate(&runner)` (and name it in `#[saga(dispatches(..))]` when the saga builds \
          its commands outside the impl block, so that the host checks it when it is built)"
@@ -224,11 +225,11 @@ pub enum DispatchError {
 
 /// Delivers a saga's commands to their aggregates.
 ///
-/// [`Dispatcher`] executes them in process;
+/// [`LocalDispatcher`] executes them in process;
 /// [`BusDispatcher`](crate::command_bus::BusDispatcher) publishes them and reports the replies.
 /// The context's command id must reach the aggregate, so that a repeated command is answered as
 /// a duplicate.
-pub trait CommandDispatcher: Send + Sync + 'static {
+pub trait Dispatcher: Send + Sync + 'static {
     /// Executes `dispatch` as part of the flow `context`.
     fn dispatch(
         &self,
@@ -237,7 +238,7 @@ pub trait CommandDispatcher: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), DispatchError>> + Send;
 }
 
-impl<D: CommandDispatcher> CommandDispatcher for Arc<D> {
+impl<D: Dispatcher> Dispatcher for Arc<D> {
     fn dispatch(
         &self,
         dispatch: Dispatch,
@@ -266,11 +267,11 @@ impl<D: CommandDispatcher> CommandDispatcher for Arc<D> {
 /// # }
 /// use std::sync::Arc;
 /// use composable::{AggregateRunner, CommandContext, InMemoryEventStore};
-/// use composable::saga::{CommandDispatcher, Dispatch, DispatchError, Dispatcher};
+/// use composable::dispatch::{Dispatch, DispatchError, Dispatcher, LocalDispatcher};
 ///
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let payments = Arc::new(AggregateRunner::<Payment, _>::new(InMemoryEventStore::new(), ()));
-/// let dispatcher = Dispatcher::new().route(Arc::clone(&payments));
+/// let dispatcher = LocalDispatcher::new().route(Arc::clone(&payments));
 /// let flow = CommandContext::new_flow();
 /// dispatcher.dispatch(Dispatch::to::<Payment>("o1", Charge), flow).await?;
 /// let again = dispatcher.dispatch(Dispatch::to::<Payment>("o1", Charge), flow).await;
@@ -279,19 +280,19 @@ impl<D: CommandDispatcher> CommandDispatcher for Arc<D> {
 /// # }).unwrap();
 /// ```
 #[derive(Default, Clone)]
-pub struct Dispatcher {
+pub struct LocalDispatcher {
     routes: HashMap<&'static str, Arc<dyn Route>>,
 }
 
-impl fmt::Debug for Dispatcher {
+impl fmt::Debug for LocalDispatcher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut routes: Vec<&str> = self.routes.keys().copied().collect();
         routes.sort_unstable();
-        f.debug_struct("Dispatcher").field("routes", &routes).finish()
+        f.debug_struct("LocalDispatcher").field("routes", &routes).finish()
     }
 }
 
-impl Dispatcher {
+impl LocalDispatcher {
     /// A dispatcher with no routes.
     pub fn new() -> Self {
         Self::default()
@@ -311,7 +312,7 @@ impl Dispatcher {
     }
 }
 
-impl CommandDispatcher for Dispatcher {
+impl Dispatcher for LocalDispatcher {
     async fn dispatch(
         &self,
         dispatch: Dispatch,
@@ -356,7 +357,7 @@ where
                 })?;
             match self.execute_in(&id, command, context).await {
                 Ok(_) => Ok(()),
-                Err(RunnerError::Rejected(error)) => Err(DispatchError::Rejected {
+                Err(CommandError::Rejected(error)) => Err(DispatchError::Rejected {
                     aggregate,
                     id,
                     reason: error.to_string(),

@@ -1,0 +1,55 @@
+//! What a saga runner reports: where an instance stands and what one input did to it.
+
+use uuid::Uuid;
+
+use crate::dispatch::Dispatch;
+use crate::stream::Version;
+
+/// Where a saga instance stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SagaStatus {
+    /// Waiting for its next event.
+    #[default]
+    Running,
+    /// An `end` step ran.
+    Completed,
+    /// A step failed or timed out, and the completed steps' compensations were dispatched.
+    Compensated,
+}
+
+/// What one input did to a saga instance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    /// The instance's correlation key.
+    pub key: String,
+    /// The step that ran, or whose timeout fired.
+    pub step: &'static str,
+    /// Whether this was the step's timeout rather than its event.
+    pub timed_out: bool,
+    /// The commands dispatched and accepted, in order.
+    pub dispatched: Vec<Dispatch>,
+    /// Why the step failed, if it did.
+    pub failure: Option<String>,
+    /// The compensations dispatched, in order (latest step first).
+    pub compensations: Vec<Dispatch>,
+    /// Compensations the target refused, with the reason. Compensations should not fail;
+    /// these need a human.
+    pub refused_compensations: Vec<(Dispatch, String)>,
+    /// The instance's status afterwards.
+    pub status: SagaStatus,
+}
+
+/// A saga instance, rebuilt from its records.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary<G> {
+    /// The saga's state.
+    pub state: G,
+    /// Where it stands.
+    pub status: SagaStatus,
+    /// The steps whose events arrived, in order.
+    pub completed: Vec<&'static str>,
+    /// The flow the instance belongs to.
+    pub correlation_id: Option<Uuid>,
+    /// The version of its stream.
+    pub version: Version,
+}

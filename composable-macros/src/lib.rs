@@ -38,7 +38,8 @@ use proc_macro::TokenStream;
 ///     }
 /// }
 ///
-/// use composable::{Bincode, Codec, VersionedEvent};
+/// use composable::event::VersionedEvent;
+/// use composable::{Bincode, Codec};
 /// let stored = Bincode.encode(&OrderPlacedV1 { total: 5 })?;
 /// let newest = OrderPlaced::decode_version(&Bincode, 1, &stored)?;
 /// assert_eq!(newest, OrderPlaced { total: 5, currency: "EUR".into() });

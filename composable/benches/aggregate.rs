@@ -5,8 +5,9 @@
 
 use std::hint::black_box;
 
+use composable::event::EventSet;
 use composable::{
-    Aggregate, AggregateRunner, Bincode, EventMetadata, EventSet, EventStore, ExpectedVersion,
+    Aggregate, AggregateRunner, Bincode, EventMetadata, EventStore, ExpectedVersion,
     InMemoryEventStore, NewEvent, StreamId,
 };
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};

@@ -4,7 +4,8 @@
 
 use std::hint::black_box;
 
-use composable::{Effect, Reducer, Store, reducer_fn};
+use composable::reducer::reducer_fn;
+use composable::{Effect, Reducer, Store};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 #[derive(Debug, Clone, Copy)]

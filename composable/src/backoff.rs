@@ -19,7 +19,7 @@ use crate::clock::Clock;
 ///
 /// ```
 /// use std::time::Duration;
-/// use composable::Backoff;
+/// use composable::backoff::Backoff;
 ///
 /// let backoff = Backoff::exponential(Duration::from_millis(100))
 ///     .max_delay(Duration::from_millis(350))
@@ -158,7 +158,8 @@ impl Backoff {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use composable::{Backoff, TestClock};
+    /// use composable::TestClock;
+    /// use composable::backoff::Backoff;
     ///
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// let clock = TestClock::new();

@@ -51,7 +51,7 @@ impl CodecError {
 /// let bytes = Bincode.encode(&(1u32, "two"))?;
 /// let back: (u32, String) = Bincode.decode(&bytes)?;
 /// assert_eq!(back, (1, "two".to_owned()));
-/// # Ok::<(), composable::CodecError>(())
+/// # Ok::<(), composable::codec::CodecError>(())
 /// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a payload codec",

@@ -77,7 +77,8 @@ impl CommandContext {
 /// as unknown ([`CommandDecodeError::UnknownCommand`]).
 ///
 /// ```
-/// use composable::{Bincode, CommandCodec, aggregate, apply, command, event};
+/// use composable::{Bincode, aggregate, apply, command, event};
+/// use composable::command::CommandCodec;
 /// use serde::{Deserialize, Serialize};
 ///
 /// #[derive(Debug, Default)]

@@ -18,7 +18,6 @@ pub mod event_store;
 mod executor;
 pub mod host;
 pub mod live;
-pub mod memory;
 pub mod reducer;
 pub mod relay;
 pub mod runner;
@@ -32,28 +31,67 @@ pub mod testing;
 /// The error type of boundaries that carry any error: a backend's, a service's.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
+// The root holds the macros and what a first aggregate and saga name; everything else is
+// reached through its module (`bus`, `checkpoint`, `event`, `live`, ...).
 pub use aggregate::Aggregate;
-pub use backoff::Backoff;
-pub use bus::{BusError, BusMessage, Delivery, EventBus, InMemoryBus, Subscription};
-pub use checkpoint::{CheckpointStore, InMemoryCheckpointStore};
 pub use clock::{Clock, SystemClock, TestClock};
 #[cfg(feature = "json")]
 pub use codec::Json;
-pub use codec::{Bincode, Codec, CodecError, CodecOperation};
-pub use command::{CommandCodec, CommandContext, CommandDecodeError};
+pub use codec::{Bincode, Codec};
+pub use command::CommandContext;
 pub use composable_macros::{aggregate, apply, command, compensate, event, saga, start, step};
-pub use effect::{CancelId, Effect, Sender};
-pub use envelope::{EventMetadata, NewEvent, RecordedEvent, Snapshot};
-pub use event::{DecodeError, Event, EventSet, IntoEvents, VersionedEvent};
-pub use event_store::{AppendResult, EventStore, EventStoreError};
-pub use live::{LiveAction, LiveAggregate, LiveReducer};
-pub use memory::InMemoryEventStore;
-pub use reducer::{Reducer, reducer_fn};
-pub use relay::{Relay, RelayError};
+pub use effect::Effect;
+pub use envelope::{EventMetadata, NewEvent, RecordedEvent};
+pub use event::Event;
+pub use event_store::{EventStore, InMemoryEventStore};
+pub use reducer::Reducer;
 pub use runner::{AggregateRunner, CommandError};
 pub use saga::{Dispatch, Saga, SagaRunner};
-pub use store::{SendHandle, Store};
-pub use stream::{ExpectedVersion, Position, PositionParseError, StreamId, StreamIdError, Version};
+pub use store::Store;
+pub use stream::{ExpectedVersion, Position, StreamId, Version};
+
+/// One import for a first aggregate, saga and application:
+/// `use composable::prelude::*;`.
+///
+/// ```
+/// use composable::prelude::*;
+/// # use serde::{Deserialize, Serialize};
+///
+/// #[event(name = "counter.incremented", version = 1)]
+/// #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// pub struct Incremented;
+///
+/// #[derive(Debug, Clone, PartialEq)]
+/// pub struct Increment;
+///
+/// #[derive(Debug, Default)]
+/// pub struct Counter { count: u64 }
+///
+/// #[aggregate(stream = "counter")]
+/// impl Counter {
+///     #[command]
+///     fn increment(&self, _command: Increment) -> Incremented { Incremented }
+///
+///     #[apply]
+///     fn incremented(&mut self, _event: &Incremented) { self.count += 1; }
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let runner = AggregateRunner::<Counter, _>::new(InMemoryEventStore::new(), ());
+/// runner.execute("c1", Increment).await?;
+/// assert_eq!(runner.load("c1").await?.state.count, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+pub mod prelude {
+    pub use crate::host::App;
+    pub use crate::saga::InMemoryTimerStore;
+    pub use crate::{
+        Aggregate, AggregateRunner, Dispatch, Effect, EventStore, InMemoryEventStore, Reducer,
+        Saga, SagaRunner, Store,
+    };
+    pub use crate::{aggregate, apply, command, compensate, event, saga, start, step};
+}
 
 /// The guide: reducers, effects and the store; testing; aggregates and events; storage.
 ///

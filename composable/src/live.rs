@@ -150,7 +150,7 @@ impl<A: Aggregate, S: EventStore, C: Codec> LiveReducer<A, S, C> {
     pub fn new(
         runner: Arc<AggregateRunner<A, S, C>>,
         id: impl fmt::Display,
-    ) -> Result<Self, crate::StreamIdError> {
+    ) -> Result<Self, crate::stream::StreamIdError> {
         let stream = StreamId::new(A::STREAM, id)?;
         Ok(Self { runner, stream })
     }

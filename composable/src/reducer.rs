@@ -7,7 +7,8 @@
 //! `Option` of its state, and [`for_each`](Reducer::for_each) runs one child per key of a map.
 //!
 //! ```
-//! use composable::{Effect, Reducer, reducer_fn};
+//! use composable::{Effect, Reducer};
+//! use composable::reducer::reducer_fn;
 //!
 //! #[derive(Debug, Clone)]
 //! enum Action { Increment, Decrement }
@@ -35,7 +36,7 @@ use crate::effect::Effect;
 /// Turns an action into a state change and an effect.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a reducer",
-    note = "implement `composable::Reducer` for it, or build one from a closure with `composable::reducer_fn`"
+    note = "implement `composable::Reducer` for it, or build one from a closure with `composable::reducer::reducer_fn`"
 )]
 pub trait Reducer: Send + Sync + 'static {
     /// The state this reducer changes.
@@ -69,7 +70,8 @@ pub trait Reducer: Send + Sync + 'static {
     /// child's environment.
     ///
     /// ```
-    /// use composable::{Effect, Reducer, reducer_fn};
+    /// use composable::{Effect, Reducer};
+    /// use composable::reducer::reducer_fn;
     ///
     /// #[derive(Default)]
     /// struct App { clicks: u32 }
@@ -158,7 +160,8 @@ pub trait Reducer: Send + Sync + 'static {
     ///
     /// ```
     /// use std::collections::BTreeMap;
-    /// use composable::{Effect, Reducer, reducer_fn};
+    /// use composable::{Effect, Reducer};
+    /// use composable::reducer::reducer_fn;
     ///
     /// #[derive(Debug, Clone)]
     /// enum RowAction { Toggle }

@@ -195,7 +195,7 @@ mod tests {
     use crate::bus::{InMemoryBus, Subscription};
     use crate::checkpoint::InMemoryCheckpointStore;
     use crate::envelope::{EventMetadata, NewEvent};
-    use crate::memory::InMemoryEventStore;
+    use crate::event_store::InMemoryEventStore;
     use crate::stream::{ExpectedVersion, StreamId};
 
     fn events(count: usize) -> Vec<NewEvent> {

@@ -23,7 +23,8 @@ use crate::reducer::Reducer;
 ///
 /// ```
 /// use std::time::Duration;
-/// use composable::{Effect, Store, reducer_fn};
+/// use composable::{Effect, Store};
+/// use composable::reducer::reducer_fn;
 ///
 /// #[derive(Debug)]
 /// enum Action { Start, Tick }

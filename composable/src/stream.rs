@@ -31,7 +31,7 @@ pub enum StreamIdError {
 /// assert_eq!(stream.as_str(), "order-42");
 /// assert_eq!(stream.category(), "order");
 /// assert_eq!(stream.id(), "42");
-/// # Ok::<(), composable::StreamIdError>(())
+/// # Ok::<(), composable::stream::StreamIdError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -149,7 +149,7 @@ impl fmt::Display for Version {
 pub enum ExpectedVersion {
     /// Append whatever the stream's version is: there is no expectation to miss. A store whose
     /// writers race for versions (PostgreSQL) tries again when another writer takes them first,
-    /// and reports a [`Conflict`](crate::EventStoreError::Conflict) only when the append keeps
+    /// and reports a [`Conflict`](crate::event_store::EventStoreError::Conflict) only when the append keeps
     /// losing that race (100 attempts there).
     Any,
     /// The stream must not exist yet.

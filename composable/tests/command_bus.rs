@@ -5,18 +5,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use composable::Backoff;
+use composable::backoff::Backoff;
 use composable::bus::{BusMessage, EventBus, InMemoryBus, RedeliveryPolicy};
+use composable::command::CommandCodec;
 use composable::command_bus::{
     BusDispatcher, CommandBusError, CommandMessage, CommandReply, CommandService, ReplyOutcome,
     command_topic, headers,
 };
 use composable::dispatch::{DispatchError, Dispatcher, LocalDispatcher};
+use composable::envelope::Snapshot;
+use composable::event_store::EventStoreError;
 use composable::saga::{Dispatch, InMemoryTimerStore, SagaError, SagaStatus};
 use composable::{
-    AggregateRunner, Bincode, CommandCodec, CommandContext, EventStore, EventStoreError,
-    ExpectedVersion, InMemoryEventStore, NewEvent, Position, RecordedEvent, SagaRunner, Snapshot,
-    StreamId, Version, aggregate, apply, command, compensate, event, saga, start, step,
+    AggregateRunner, Bincode, CommandContext, EventStore, ExpectedVersion, InMemoryEventStore,
+    NewEvent, Position, RecordedEvent, SagaRunner, StreamId, Version, aggregate, apply, command,
+    compensate, event, saga, start, step,
 };
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
@@ -204,7 +207,7 @@ impl EventStore for CrashingStore {
         stream: &StreamId,
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
-    ) -> Result<composable::AppendResult, EventStoreError> {
+    ) -> Result<composable::event_store::AppendResult, EventStoreError> {
         if stream.category().starts_with("saga.") && self.crash.load(Ordering::SeqCst) {
             return Err(EventStoreError::Unavailable {
                 operation: "append",

@@ -5,11 +5,12 @@ mod support;
 use std::sync::Arc;
 
 use composable::live::CommandOutcome;
+use composable::live::{LiveAction, LiveAggregate, LiveReducer};
 use composable::runner::Loaded;
 use composable::testing::TestStore;
 use composable::{
     AggregateRunner, Bincode, EventMetadata, EventStore, ExpectedVersion, InMemoryEventStore,
-    LiveAction, LiveAggregate, LiveReducer, NewEvent, StreamId, Version,
+    NewEvent, StreamId, Version,
 };
 use support::account::*;
 

@@ -2,11 +2,12 @@
 
 mod support;
 
-use composable::Backoff;
+use composable::backoff::Backoff;
 use composable::command::CommandContext;
+use composable::envelope::Snapshot;
 use composable::{
     AggregateRunner, Bincode, Codec, CommandError, EventMetadata, EventStore, ExpectedVersion,
-    InMemoryEventStore, NewEvent, Snapshot, StreamId, Version,
+    InMemoryEventStore, NewEvent, StreamId, Version,
 };
 use support::account::*;
 use uuid::Uuid;
@@ -75,7 +76,8 @@ impl EventStore for RacingStore {
         stream: &StreamId,
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
-    ) -> Result<composable::AppendResult, composable::EventStoreError> {
+    ) -> Result<composable::event_store::AppendResult, composable::event_store::EventStoreError>
+    {
         if !self.raced.swap(true, std::sync::atomic::Ordering::SeqCst) {
             let rival = NewEvent::encode(
                 &AccountEvent::Deposited(Deposited { amount: 100 }),
@@ -94,7 +96,7 @@ impl EventStore for RacingStore {
         after: Version,
     ) -> futures::stream::BoxStream<
         'a,
-        Result<composable::RecordedEvent, composable::EventStoreError>,
+        Result<composable::RecordedEvent, composable::event_store::EventStoreError>,
     > {
         self.inner.read_stream(stream, after)
     }
@@ -103,36 +105,39 @@ impl EventStore for RacingStore {
         &self,
         after: composable::Position,
         limit: usize,
-    ) -> Result<Vec<composable::RecordedEvent>, composable::EventStoreError> {
+    ) -> Result<Vec<composable::RecordedEvent>, composable::event_store::EventStoreError> {
         self.inner.read_all(after, limit).await
     }
 
     async fn stream_version(
         &self,
         stream: &StreamId,
-    ) -> Result<Version, composable::EventStoreError> {
+    ) -> Result<Version, composable::event_store::EventStoreError> {
         self.inner.stream_version(stream).await
     }
 
-    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), composable::EventStoreError> {
+    async fn save_snapshot(
+        &self,
+        snapshot: Snapshot,
+    ) -> Result<(), composable::event_store::EventStoreError> {
         self.inner.save_snapshot(snapshot).await
     }
 
     async fn load_snapshot(
         &self,
         stream: &StreamId,
-    ) -> Result<Option<Snapshot>, composable::EventStoreError> {
+    ) -> Result<Option<Snapshot>, composable::event_store::EventStoreError> {
         self.inner.load_snapshot(stream).await
     }
 
     async fn event(
         &self,
         id: Uuid,
-    ) -> Result<Option<composable::RecordedEvent>, composable::EventStoreError> {
+    ) -> Result<Option<composable::RecordedEvent>, composable::event_store::EventStoreError> {
         self.inner.event(id).await
     }
 
-    async fn head(&self) -> Result<composable::Position, composable::EventStoreError> {
+    async fn head(&self) -> Result<composable::Position, composable::event_store::EventStoreError> {
         self.inner.head().await
     }
 }
@@ -321,7 +326,10 @@ async fn a_command_id_used_on_another_aggregate_is_not_a_duplicate_there() {
     // "already done" for an aggregate the command never touched.
     let error = runner.execute_in("b", AccountCommand::Deposit(1), context).await.expect_err("id");
     assert!(
-        matches!(error, CommandError::Store(composable::EventStoreError::DuplicateEventId { .. })),
+        matches!(
+            error,
+            CommandError::Store(composable::event_store::EventStoreError::DuplicateEventId { .. })
+        ),
         "{error:?}"
     );
     assert_eq!(store.stream_version(&stream("b")).await.expect("version"), Version::ZERO);

@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use composable::{Effect, Reducer, Store, TestClock, reducer_fn};
+use composable::reducer::reducer_fn;
+use composable::{Effect, Reducer, Store, TestClock};
 
 #[derive(Debug, Clone, PartialEq)]
 enum Action {

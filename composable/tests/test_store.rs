@@ -4,8 +4,9 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
+use composable::reducer::reducer_fn;
 use composable::testing::{Exhaustivity, TestStore};
-use composable::{Effect, Reducer, reducer_fn};
+use composable::{Effect, Reducer};
 use futures::FutureExt;
 
 #[derive(Debug, Clone, PartialEq, Default)]

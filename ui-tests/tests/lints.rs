@@ -3,9 +3,10 @@
 
 #![deny(warnings, clippy::all, missing_docs, missing_debug_implementations)]
 
+use composable::event::EventSet;
 use composable::saga::{Dispatch, Saga};
 use composable::{
-    Aggregate, Bincode, EventSet, aggregate, apply, command, compensate, event, saga, start, step,
+    Aggregate, Bincode, aggregate, apply, command, compensate, event, saga, start, step,
 };
 use serde::{Deserialize, Serialize};
 

@@ -63,7 +63,7 @@ pub enum CommitMode {
 ///
 /// ```
 /// use std::time::Duration;
-/// use composable::Backoff;
+/// use composable::backoff::Backoff;
 /// use composable::bus::RedeliveryPolicy;
 /// use composable_kafka::{Acks, Compression, KafkaConfig, OffsetReset};
 ///

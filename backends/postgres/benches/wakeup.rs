@@ -54,7 +54,9 @@ async fn run(
 ) -> Vec<Duration> {
     let head = writer.head().await.expect("the head");
     let checkpoints = InMemoryCheckpointStore::new();
-    composable::CheckpointStore::save(&checkpoints, "bench", head).await.expect("a checkpoint");
+    composable::checkpoint::CheckpointStore::save(&checkpoints, "bench", head)
+        .await
+        .expect("a checkpoint");
     let (sender, mut arrivals) = mpsc::unbounded_channel();
     let consumer = LogConsumer::new("bench", reader, checkpoints, Arrivals(sender))
         .poll_interval(poll)

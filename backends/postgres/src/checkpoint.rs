@@ -12,7 +12,8 @@ use crate::error::is_transient;
 ///
 /// ```no_run
 /// use composable::relay::Relay;
-/// use composable::{InMemoryBus, service};
+/// use composable::service;
+/// use composable::bus::InMemoryBus;
 /// use composable_postgres::{PostgresCheckpointStore, PostgresEventStore};
 ///
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {

@@ -89,7 +89,7 @@ impl PostgresEventStoreBuilder {
     }
 
     /// How long an operation waits for a connection before it fails with
-    /// [`composable::EventStoreError::Unavailable`] (default 10 s).
+    /// [`composable::event_store::EventStoreError::Unavailable`] (default 10 s).
     #[must_use]
     pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
         self.acquire_timeout = timeout;

@@ -1,6 +1,6 @@
 //! How database failures become [`EventStoreError`]s, and the errors of setting a store up.
 
-use composable::EventStoreError;
+use composable::event_store::EventStoreError;
 
 /// Setting up a [`crate::PostgresEventStore`] failed.
 #[derive(Debug, thiserror::Error)]

@@ -2,9 +2,9 @@
 //! cannot hold is a [`EventStoreError::Corrupt`] naming the row's position, never a panic.
 
 use chrono::{DateTime, Utc};
-use composable::{
-    EventMetadata, EventStoreError, Position, RecordedEvent, Snapshot, StreamId, Version,
-};
+use composable::envelope::Snapshot;
+use composable::event_store::EventStoreError;
+use composable::{EventMetadata, Position, RecordedEvent, StreamId, Version};
 use sqlx::error::BoxDynError;
 use sqlx::postgres::{PgRow, PgTypeInfo, PgValueFormat, PgValueRef};
 use sqlx::{Decode, Postgres, Row, Type};

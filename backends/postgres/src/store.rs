@@ -5,10 +5,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use composable::backoff::Backoff;
+use composable::envelope::Snapshot;
+use composable::event_store::{AppendResult, EventStoreError};
 use composable::event_store::{Appends, repeated_event_id, retried_append};
 use composable::{
-    AppendResult, Backoff, Clock, EventStore, EventStoreError, ExpectedVersion, NewEvent, Position,
-    RecordedEvent, Snapshot, StreamId, SystemClock, Version,
+    Clock, EventStore, ExpectedVersion, NewEvent, Position, RecordedEvent, StreamId, SystemClock,
+    Version,
 };
 use futures::StreamExt;
 use futures::stream::BoxStream;

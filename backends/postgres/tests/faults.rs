@@ -8,9 +8,10 @@ mod common;
 
 use std::sync::Arc;
 
+use composable::event_store::EventStoreError;
 use composable::testing::conformance::{new_event, new_events};
 use composable::testing::read_all_to_head;
-use composable::{EventStore, EventStoreError, ExpectedVersion, Position, StreamId, Version};
+use composable::{EventStore, ExpectedVersion, Position, StreamId, Version};
 use composable_postgres::PostgresEventStore;
 use futures::TryStreamExt;
 use sqlx::Connection;
@@ -246,7 +247,7 @@ async fn payload_bytes_are_returned_as_stored_even_when_they_do_not_decode() {
 #[derive(Clone, Debug, PartialEq)]
 struct NoEvents;
 
-impl composable::EventSet for NoEvents {
+impl composable::event::EventSet for NoEvents {
     const NAMES: &'static [&'static str] = &[];
     fn event_name(&self) -> &'static str {
         "none"
@@ -254,7 +255,10 @@ impl composable::EventSet for NoEvents {
     fn event_version(&self) -> u16 {
         1
     }
-    fn encode<C: composable::Codec>(&self, _: &C) -> Result<Vec<u8>, composable::CodecError> {
+    fn encode<C: composable::Codec>(
+        &self,
+        _: &C,
+    ) -> Result<Vec<u8>, composable::codec::CodecError> {
         Ok(Vec::new())
     }
     fn decode<C: composable::Codec>(
@@ -262,10 +266,10 @@ impl composable::EventSet for NoEvents {
         name: &str,
         version: u16,
         bytes: &[u8],
-    ) -> Result<Self, composable::DecodeError> {
-        let _: (u64, u64) = codec
-            .decode(bytes)
-            .map_err(|source| composable::DecodeError::Payload { name: "none", version, source })?;
+    ) -> Result<Self, composable::event::DecodeError> {
+        let _: (u64, u64) = codec.decode(bytes).map_err(|source| {
+            composable::event::DecodeError::Payload { name: "none", version, source }
+        })?;
         let _ = name;
         Ok(NoEvents)
     }
@@ -277,7 +281,7 @@ struct RacedVersion {
     stream: StreamId,
     /// The id of the racing append's one event.
     event_id: uuid::Uuid,
-    racing: tokio::task::JoinHandle<Result<composable::AppendResult, EventStoreError>>,
+    racing: tokio::task::JoinHandle<Result<composable::event_store::AppendResult, EventStoreError>>,
 }
 
 /// Appends versions 1 and 2, writes version 3 in a transaction left open (returned), then

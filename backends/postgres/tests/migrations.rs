@@ -6,9 +6,10 @@
 mod common;
 
 use composable::checkpoint::CheckpointStore;
+use composable::event_store::EventStoreError;
 use composable::testing::conformance::new_events;
 use composable::testing::read_all_to_head;
-use composable::{EventStore, EventStoreError, ExpectedVersion, Position, StreamId, Version};
+use composable::{EventStore, ExpectedVersion, Position, StreamId, Version};
 use composable_postgres::{PostgresCheckpointStore, PostgresEventStore};
 use sqlx::{Connection, Executor, PgConnection};
 

@@ -11,8 +11,9 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use composable::event_store::EventStoreError;
 use composable::testing::conformance::new_events;
-use composable::{EventStore, EventStoreError, ExpectedVersion, StreamId, Version};
+use composable::{EventStore, ExpectedVersion, StreamId, Version};
 use futures::TryStreamExt;
 
 fn restart_server() {

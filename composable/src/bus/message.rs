@@ -51,7 +51,7 @@ pub mod headers {
 /// use composable::StreamId;
 /// assert_eq!(topic_for("order"), "order-events");
 /// assert_eq!(topic_for(StreamId::new("order", 42)?.category()), "order-events");
-/// # Ok::<(), composable::StreamIdError>(())
+/// # Ok::<(), composable::stream::StreamIdError>(())
 /// ```
 pub fn topic_for(category: &str) -> String {
     format!("{category}-events")

@@ -34,7 +34,7 @@
 
 mod dedupe;
 mod delivery;
-pub mod memory;
+mod memory;
 mod message;
 mod namespaced;
 mod redelivery;

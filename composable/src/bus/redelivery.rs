@@ -11,7 +11,7 @@ use crate::backoff::Backoff;
 ///
 /// ```
 /// use std::time::Duration;
-/// use composable::Backoff;
+/// use composable::backoff::Backoff;
 /// use composable::bus::RedeliveryPolicy;
 /// let policy = RedeliveryPolicy::default()
 ///     .retry(Backoff::exponential(Duration::from_millis(10)).attempts(3));

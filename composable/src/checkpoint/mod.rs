@@ -5,7 +5,7 @@
 //! starts again. [`CheckpointStore`] is the port; [`InMemoryCheckpointStore`] its twin beside
 //! it, `composable-postgres` the durable one.
 
-pub mod memory;
+mod memory;
 
 use std::fmt;
 use std::future::Future;

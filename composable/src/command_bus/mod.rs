@@ -4,9 +4,9 @@
 //!
 //! In the flow of `docs/architecture.md` this is the `Dispatch(command) → another aggregate's
 //! store` arrow when that store lives elsewhere. It is request/reply over the
-//! [`EventBus`](crate::EventBus):
+//! [`EventBus`](crate::bus::EventBus):
 //!
-//! 1. [`BusDispatcher`] encodes the command ([`CommandCodec`](crate::CommandCodec)) and publishes
+//! 1. [`BusDispatcher`] encodes the command ([`CommandCodec`](crate::command::CommandCodec)) and publishes
 //!    a [`CommandMessage`] to `{aggregate}-commands` ([`command_topic`]), keyed by the target's
 //!    stream id so one instance's commands stay in order, with the command id, the flow's ids
 //!    and its own reply topic in [`headers`]. It then waits for the reply with that command id.
@@ -48,7 +48,7 @@ pub use service::{CommandService, ServeError};
 pub mod headers {
     /// The command's id (UUID, text): what the reply and the aggregate's deduplication key on.
     pub const COMMAND_ID: &str = "command-id";
-    /// The command's stable name ([`CommandCodec::command_name`](crate::CommandCodec::command_name)).
+    /// The command's stable name ([`CommandCodec::command_name`](crate::command::CommandCodec::command_name)).
     pub const COMMAND_NAME: &str = "command-name";
     /// The target aggregate's stream category.
     pub const AGGREGATE: &str = "aggregate";

@@ -635,7 +635,7 @@ mod tests {
     use super::*;
     use crate::checkpoint::InMemoryCheckpointStore;
     use crate::envelope::{EventMetadata, NewEvent};
-    use crate::memory::InMemoryEventStore;
+    use crate::event_store::InMemoryEventStore;
     use crate::service::{self, ServiceState};
     use crate::stream::{ExpectedVersion, StreamId};
     use crate::testing::read_all_to_head;
@@ -824,7 +824,7 @@ mod tests {
                 stream: &StreamId,
                 expected: ExpectedVersion,
                 events: Vec<NewEvent>,
-            ) -> impl Future<Output = Result<crate::AppendResult, EventStoreError>> + Send
+            ) -> impl Future<Output = Result<crate::event_store::AppendResult, EventStoreError>> + Send
             {
                 self.0.append(stream, expected, events)
             }
@@ -851,14 +851,14 @@ mod tests {
             }
             fn save_snapshot(
                 &self,
-                snapshot: crate::Snapshot,
+                snapshot: crate::envelope::Snapshot,
             ) -> impl Future<Output = Result<(), EventStoreError>> + Send {
                 self.0.save_snapshot(snapshot)
             }
             fn load_snapshot(
                 &self,
                 stream: &StreamId,
-            ) -> impl Future<Output = Result<Option<crate::Snapshot>, EventStoreError>> + Send
+            ) -> impl Future<Output = Result<Option<crate::envelope::Snapshot>, EventStoreError>> + Send
             {
                 self.0.load_snapshot(stream)
             }

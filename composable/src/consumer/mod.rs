@@ -10,7 +10,7 @@
 //!   and an [`EventHandler`] as a [`Service`](crate::service::Service), woken when events commit
 //!   ([`EventStore::appends`](crate::EventStore::appends): the in-memory store by itself,
 //!   PostgreSQL by `LISTEN/NOTIFY`) with polling as the fallback, retrying failures with a
-//!   [`Backoff`](crate::Backoff) on its [`Clock`](crate::Clock), and reporting whether it has
+//!   [`Backoff`](crate::backoff::Backoff) on its [`Clock`](crate::Clock), and reporting whether it has
 //!   caught up with the committed head.
 //! * **From the bus**: a [`BusConsumer`] subscribes in a consumer group and gives each delivery
 //!   to a [`MessageHandler`]; it acknowledges a delivery once it was handled and refuses it

@@ -5,7 +5,7 @@
 //! expands to one `#[tokio::test]` per check, so a backend's test file is one line:
 //!
 //! ```ignore
-//! composable::event_store_conformance!(|| async { composable::memory::InMemoryEventStore::new() });
+//! composable::event_store_conformance!(|| async { composable::event_store::InMemoryEventStore::new() });
 //! ```
 //!
 //! `read_all` may lag behind appends: a gap-safe store holds committed events back while an

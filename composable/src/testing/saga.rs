@@ -16,7 +16,7 @@ use crate::command::CommandContext;
 use crate::dispatch::{Dispatch, DispatchError, Dispatcher};
 use crate::envelope::{EventMetadata, NewEvent, RecordedEvent};
 use crate::event_store::EventStore;
-use crate::memory::InMemoryEventStore;
+use crate::event_store::InMemoryEventStore;
 use crate::saga::{InMemoryTimerStore, Progress, Saga, SagaRunner, SagaStatus};
 use crate::stream::{ExpectedVersion, StreamId, Version};
 use crate::testing::diff::debug_diff;

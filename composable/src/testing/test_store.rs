@@ -33,7 +33,8 @@ pub enum Exhaustivity {
 ///
 /// ```
 /// use std::time::Duration;
-/// use composable::{Effect, reducer_fn};
+/// use composable::Effect;
+/// use composable::reducer::reducer_fn;
 /// use composable::testing::TestStore;
 ///
 /// #[derive(Debug, Clone, PartialEq)]

@@ -3,8 +3,10 @@
 
 use std::num::NonZeroU64;
 
+use composable::codec::CodecError;
 use composable::event::decode_payload;
-use composable::{Aggregate, Codec, CodecError, DecodeError, EventSet};
+use composable::event::{DecodeError, EventSet};
+use composable::{Aggregate, Codec};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

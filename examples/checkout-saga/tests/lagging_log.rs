@@ -7,11 +7,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use checkout_saga::{Checkout, OrderStatus, PlaceOrder, Restock};
+use composable::envelope::Snapshot;
+use composable::event_store::{AppendResult, EventStoreError};
 use composable::saga::{InMemoryTimerStore, SagaError, SagaStatus};
 use composable::testing::conformance::new_events;
 use composable::{
-    AppendResult, EventStore, EventStoreError, ExpectedVersion, InMemoryEventStore, NewEvent,
-    Position, RecordedEvent, Snapshot, StreamId, TestClock, Version,
+    EventStore, ExpectedVersion, InMemoryEventStore, NewEvent, Position, RecordedEvent, StreamId,
+    TestClock, Version,
 };
 use futures::stream::BoxStream;
 use uuid::Uuid;

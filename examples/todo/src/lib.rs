@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use composable::{Effect, Reducer, reducer_fn};
+use composable::reducer::reducer_fn;
+use composable::{Effect, Reducer};
 
 /// One row.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,6 +1,7 @@
 //! Stored payloads of any version decode to the newest event through the aggregate's event set.
 
-use composable::{Bincode, Codec, DecodeError, EventSet, aggregate, apply, command, event};
+use composable::{Bincode, Codec, aggregate, apply, command, event};
+use composable::event::{DecodeError, EventSet};
 use serde::{Deserialize, Serialize};
 
 #[event(name = "order.placed", version = 3)]

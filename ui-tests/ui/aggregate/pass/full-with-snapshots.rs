@@ -1,6 +1,7 @@
 //! A whole aggregate: environment, fallible and infallible handlers, several events, snapshots.
 
-use composable::{Aggregate, Bincode, EventSet, aggregate, apply, command, event};
+use composable::{Aggregate, Bincode, aggregate, apply, command, event};
+use composable::event::EventSet;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Default, Serialize, Deserialize)]

@@ -83,7 +83,8 @@ mod hostile {
 }
 
 fn main() {
-    use composable::{Aggregate, Bincode, Codec, EventSet};
+    use composable::{Aggregate, Bincode, Codec};
+    use composable::event::EventSet;
     let mut order = hostile::Order::default();
     let events = order.decide(hostile::PlaceOrder.into(), &hostile::ShopEnv).unwrap();
     order.apply(&events[0]);

@@ -1,4 +1,5 @@
-use composable::{Bincode, Codec, DecodeError, VersionedEvent, event};
+use composable::{Bincode, Codec, event};
+use composable::event::{DecodeError, VersionedEvent};
 use serde::{Deserialize, Serialize};
 
 #[event(name = "order.placed", version = 3)]

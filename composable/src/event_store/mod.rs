@@ -1,6 +1,6 @@
 //! The event store: the source of truth every aggregate is rebuilt from.
 //!
-//! [`EventStore`] is implemented by [`crate::memory::InMemoryEventStore`] here and by
+//! [`EventStore`] is implemented by [`crate::event_store::InMemoryEventStore`] here and by
 //! `composable-postgres`; one conformance suite runs against both, so the in-memory store is an
 //! exact twin for tests. An append is all-or-nothing and checks the [`ExpectedVersion`] before it
 //! assigns any position; reads of the global log are gap-safe.
@@ -18,6 +18,10 @@ use crate::envelope::{NewEvent, RecordedEvent, Snapshot};
 use crate::stream::{ExpectedVersion, Position, StreamId, Version};
 
 use crate::BoxError;
+
+mod memory;
+
+pub use memory::InMemoryEventStore;
 
 /// Where an append put its events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

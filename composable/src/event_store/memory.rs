@@ -1,4 +1,4 @@
-//! In-memory twins of the storage backends, for tests and examples.
+//! The in-memory twin of [`EventStore`].
 //!
 //! [`InMemoryEventStore`] keeps the exact semantics of `composable-postgres`' event store (the
 //! same conformance suite runs against both), so an aggregate tested here behaves the same way
@@ -25,7 +25,7 @@ use crate::stream::{ExpectedVersion, Position, StreamId, Version};
 /// deterministic.
 ///
 /// ```
-/// use composable::memory::InMemoryEventStore;
+/// use composable::event_store::InMemoryEventStore;
 /// use composable::{EventMetadata, EventStore, ExpectedVersion, NewEvent, StreamId, Version};
 ///
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {

@@ -2,6 +2,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod aggregate;
+pub mod backend;
 pub mod backoff;
 pub mod bus;
 pub mod checkpoint;

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use composable::backend;
 use composable::backoff::{Backoff, Failures};
 use composable::bus::{Answer, BusError, BusMessage, Delivery, EventBus, Subscription};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -217,7 +218,7 @@ impl EventBus for KafkaBus {
             .create_with_context(GroupContext { group: group.clone() })
             .map_err(|error| consumer_error("create a consumer", error))?;
         consumer.subscribe(topics).map_err(|error| consumer_error("subscribe", error))?;
-        let (sender, subscription) = Subscription::channel(group, 1);
+        let (sender, subscription) = backend::subscription(group, 1);
         let consumer_loop = ConsumerLoop {
             consumer,
             producer: self.producer.clone(),
@@ -225,7 +226,7 @@ impl EventBus for KafkaBus {
             sender,
         };
         let task = tokio::spawn(consumer_loop.run());
-        Ok(subscription.abort_on_drop(task.abort_handle()))
+        Ok(backend::abort_on_drop(subscription, task.abort_handle()))
     }
 }
 
@@ -331,7 +332,8 @@ impl ConsumerLoop {
         let policy = self.config.redelivery_policy();
         let mut attempt = 1;
         loop {
-            let (delivery, answer) = Delivery::new(bus_message.clone(), partition, offset, attempt);
+            let (delivery, answer) =
+                backend::delivery(bus_message.clone(), partition, offset, attempt);
             if self.sender.send(Ok(delivery)).await.is_err() {
                 return false;
             }

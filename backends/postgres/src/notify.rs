@@ -86,7 +86,7 @@ impl Notifications {
                 self.alive.subscribe(),
             ));
         }
-        Appends::from_watch(self.appended.subscribe())
+        composable::backend::appends(self.appended.subscribe())
     }
 }
 

@@ -5,10 +5,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use composable::backend::{repeated_event_id, retried_append};
 use composable::backoff::Backoff;
 use composable::envelope::Snapshot;
+use composable::event_store::Appends;
 use composable::event_store::{AppendResult, EventStoreError};
-use composable::event_store::{Appends, repeated_event_id, retried_append};
 use composable::{
     Clock, EventStore, ExpectedVersion, NewEvent, Position, RecordedEvent, StreamId, SystemClock,
     Version,

@@ -29,7 +29,7 @@ use super::{Delivery, MessageError};
 ///     .with_header("event-id", id.to_string());
 /// let mut runs = 0;
 /// for _ in 0..2 {
-///     let (delivery, _answer) = Delivery::new(message.clone(), 0, 0, 1);
+///     let (delivery, _answer) = composable::backend::delivery(message.clone(), 0, 0, 1);
 ///     dedupe
 ///         .handle(delivery, |_delivery| {
 ///             runs += 1;

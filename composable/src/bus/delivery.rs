@@ -49,8 +49,8 @@ pub struct Delivery {
 
 impl Delivery {
     /// A delivery of `message` from `partition` at `offset`, the `attempt`-th time (from 1), and
-    /// the acknowledgement its consumer loop awaits. For backends.
-    pub fn new(
+    /// the acknowledgement its consumer loop awaits: [`crate::backend::delivery`].
+    pub(crate) fn new(
         message: BusMessage,
         partition: u32,
         offset: u64,
@@ -115,7 +115,7 @@ impl Drop for Delivery {
 
 /// The deliveries of one member of a consumer group, in order; a [`Stream`] too.
 ///
-/// Backends feed it through the sender of [`Subscription::channel`]. Dropping it leaves the
+/// Backends feed it through the sender of [`backend::subscription`](crate::backend::subscription). Dropping it leaves the
 /// group: deliveries not yet acknowledged go to the next owner of their partition.
 #[derive(Debug)]
 pub struct Subscription {
@@ -126,8 +126,8 @@ pub struct Subscription {
 
 impl Subscription {
     /// A subscription for `group` and the sender its consumer loop feeds, holding at most
-    /// `capacity` deliveries ahead of the subscriber. For backends.
-    pub fn channel(
+    /// `capacity` deliveries ahead of the subscriber: [`crate::backend::subscription`].
+    pub(crate) fn channel(
         group: impl Into<String>,
         capacity: usize,
     ) -> (mpsc::Sender<Result<Delivery, BusError>>, Self) {
@@ -135,9 +135,10 @@ impl Subscription {
         (sender, Self { deliveries, group: group.into(), on_drop: None })
     }
 
-    /// Aborts `task` (the consumer loop) when the subscription is dropped. For backends.
+    /// Aborts `task` (the consumer loop) when the subscription is dropped:
+    /// [`crate::backend::abort_on_drop`].
     #[must_use]
-    pub fn abort_on_drop(mut self, task: tokio::task::AbortHandle) -> Self {
+    pub(crate) fn abort_on_drop(mut self, task: tokio::task::AbortHandle) -> Self {
         self.on_drop = Some(task);
         self
     }

@@ -15,10 +15,9 @@ use futures::stream::{self, BoxStream};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use crate::backend::{repeated_event_id, retried_append};
 use crate::envelope::{NewEvent, RecordedEvent, Snapshot};
-use crate::event_store::{
-    AppendResult, Appends, EventStore, EventStoreError, repeated_event_id, retried_append,
-};
+use crate::event_store::{AppendResult, Appends, EventStore, EventStoreError};
 use crate::stream::{ExpectedVersion, Position, StreamId, Version};
 
 /// An [`EventStore`] held in memory: cheap to clone (clones share the same log), fast, and

@@ -5,7 +5,6 @@
 //! exact twin for tests. An append is all-or-nothing and checks the [`ExpectedVersion`] before it
 //! assigns any position; reads of the global log are gap-safe.
 
-use std::collections::HashSet;
 use std::fmt;
 use std::future::Future;
 
@@ -252,7 +251,7 @@ impl<S: EventStore> EventStore for std::sync::Arc<S> {
 /// use composable::event_store::Appends;
 /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
 /// let (appended, receiver) = tokio::sync::watch::channel(0u64);
-/// let mut appends = Appends::from_watch(receiver);
+/// let mut appends = composable::backend::appends(receiver);
 /// appended.send_modify(|count| *count += 1);
 /// appends.changed().await;
 /// assert!(appends.can_wake());
@@ -267,8 +266,8 @@ impl Appends {
         Self(None)
     }
 
-    /// A wake-up whenever `receiver`'s value changes. For backends.
-    pub fn from_watch<T: Send + Sync + 'static>(receiver: watch::Receiver<T>) -> Self {
+    /// A wake-up whenever `receiver`'s value changes: [`crate::backend::appends`].
+    pub(crate) fn from_watch<T: Send + Sync + 'static>(receiver: watch::Receiver<T>) -> Self {
         Self(Some(Box::new(receiver)))
     }
 
@@ -306,54 +305,4 @@ impl<T: Send + Sync> Changed for watch::Receiver<T> {
     fn changed(&mut self) -> BoxFuture<'_, bool> {
         Box::pin(async move { watch::Receiver::changed(self).await.is_ok() })
     }
-}
-
-/// For backends: the original [`AppendResult`] when `records` (the stored events carrying the ids
-/// of `events`, in the same order) are exactly what appending `events` to `stream` at `expected`
-/// stored — the append is a retry. `None` means any other overlap, which is a
-/// [`EventStoreError::DuplicateEventId`].
-///
-/// Every store applies this one rule, and the conformance suite holds them to it.
-pub fn retried_append(
-    stream: &StreamId,
-    expected: ExpectedVersion,
-    events: &[NewEvent],
-    records: &[&RecordedEvent],
-) -> Option<AppendResult> {
-    let first = records.first()?;
-    let last = records.last()?;
-    if records.len() != events.len() {
-        return None;
-    }
-    let first_version = first.stream_version.get();
-    let in_place = records.iter().zip(0u64..).all(|(record, offset)| {
-        record.stream_id == *stream && record.stream_version.get() == first_version + offset
-    });
-    let where_expected = match expected {
-        ExpectedVersion::Any => true,
-        ExpectedVersion::NoStream => first_version == 1,
-        ExpectedVersion::Exact(version) => first_version == version.get() + 1,
-    };
-    let same_content = records.iter().zip(events).all(|(record, event)| {
-        record.event_id == event.event_id
-            && record.name == event.name
-            && record.version == event.version
-            && record.format == event.format
-            && record.payload == event.payload
-            && record.metadata == event.metadata
-    });
-    (in_place && where_expected && same_content).then_some(AppendResult {
-        first_version: first.stream_version,
-        last_version: last.stream_version,
-        last_position: last.position,
-    })
-}
-
-/// For backends: the first event id that appears twice in one append, with the index of its
-/// first occurrence. Stores refuse such an append before writing anything.
-pub fn repeated_event_id(events: &[NewEvent]) -> Option<(usize, Uuid)> {
-    let mut seen = HashSet::with_capacity(events.len());
-    let repeated = events.iter().find(|event| !seen.insert(event.event_id))?;
-    let first = events.iter().position(|event| event.event_id == repeated.event_id)?;
-    Some((first, repeated.event_id))
 }

@@ -1,5 +1,5 @@
 //! The event store conformance suite against the in-memory store.
 
-composable::event_store_conformance!(|| async {
+composable_conformance::event_store_conformance!(|| async {
     composable::event_store::InMemoryEventStore::new()
 });

@@ -5,12 +5,14 @@ mod common;
 
 use composable_kafka::CommitMode;
 
-composable::bus_conformance!(|setup: composable::testing::bus_conformance::BusSetup| async move {
-    // Synchronous commits: "an acknowledged message does not come again" holds across a member
-    // leaving the group only once the commit has reached the broker.
-    let config = common::config().redelivery(setup.policy).commit_mode(CommitMode::Sync);
-    let bus = common::bus_with(config).await;
-    let topics: Vec<&str> = setup.topics.iter().map(String::as_str).collect();
-    common::create_topics(&bus, &topics, 1).await;
-    bus
-});
+composable_conformance::bus_conformance!(
+    |setup: composable_conformance::bus::BusSetup| async move {
+        // Synchronous commits: "an acknowledged message does not come again" holds across a member
+        // leaving the group only once the commit has reached the broker.
+        let config = common::config().redelivery(setup.policy).commit_mode(CommitMode::Sync);
+        let bus = common::bus_with(config).await;
+        let topics: Vec<&str> = setup.topics.iter().map(String::as_str).collect();
+        common::create_topics(&bus, &topics, 1).await;
+        bus
+    }
+);

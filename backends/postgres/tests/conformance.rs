@@ -2,4 +2,4 @@
 
 mod common;
 
-composable::event_store_conformance!(common::fresh_store);
+composable_conformance::event_store_conformance!(common::fresh_store);

@@ -9,9 +9,9 @@ mod common;
 use std::sync::Arc;
 
 use composable::event_store::EventStoreError;
-use composable::testing::conformance::{new_event, new_events};
 use composable::testing::read_all_to_head;
 use composable::{EventStore, ExpectedVersion, Position, StreamId, Version};
+use composable_conformance::event_store::{new_event, new_events};
 use composable_postgres::PostgresEventStore;
 use futures::TryStreamExt;
 use sqlx::Connection;
@@ -451,7 +451,7 @@ async fn writers_racing_with_any_under_a_serializable_default_lose_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn writers_racing_for_versions_under_a_serializable_default_get_conflicts() {
-    composable::testing::conformance::concurrent_writers_on_one_stream_get_one_winner_per_version(
+    composable_conformance::event_store::concurrent_writers_on_one_stream_get_one_winner_per_version(
         serializable_store,
     )
     .await;

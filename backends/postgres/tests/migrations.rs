@@ -7,9 +7,9 @@ mod common;
 
 use composable::checkpoint::CheckpointStore;
 use composable::event_store::EventStoreError;
-use composable::testing::conformance::new_events;
 use composable::testing::read_all_to_head;
 use composable::{EventStore, ExpectedVersion, Position, StreamId, Version};
+use composable_conformance::event_store::new_events;
 use composable_postgres::{PostgresCheckpointStore, PostgresEventStore};
 use sqlx::{Connection, Executor, PgConnection};
 

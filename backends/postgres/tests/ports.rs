@@ -6,7 +6,7 @@ mod common;
 
 use composable_postgres::{PostgresCheckpointStore, PostgresTimerStore};
 
-composable::timer_conformance!(|| async {
+composable_conformance::timer_conformance!(|| async {
     let database = common::test_database().await;
     PostgresTimerStore::new(database.store.pool().clone())
 });
@@ -14,7 +14,7 @@ composable::timer_conformance!(|| async {
 mod checkpoints {
     use super::*;
 
-    composable::checkpoint_conformance!(|| async {
+    composable_conformance::checkpoint_conformance!(|| async {
         let database = common::test_database().await;
         PostgresCheckpointStore::new(database.store.pool().clone())
     });

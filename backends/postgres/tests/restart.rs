@@ -12,8 +12,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use composable::event_store::EventStoreError;
-use composable::testing::conformance::new_events;
 use composable::{EventStore, ExpectedVersion, StreamId, Version};
+use composable_conformance::event_store::new_events;
 use futures::TryStreamExt;
 
 fn restart_server() {

@@ -6,11 +6,8 @@
 //! effect feeds back must be stated by the test.
 
 mod aggregate;
-pub mod bus_conformance;
-pub mod conformance;
 mod diff;
 mod log;
-pub mod port_conformance;
 mod saga;
 mod test_store;
 

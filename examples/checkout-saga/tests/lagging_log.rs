@@ -10,11 +10,11 @@ use checkout_saga::{Checkout, OrderStatus, PlaceOrder, Restock};
 use composable::envelope::Snapshot;
 use composable::event_store::{AppendResult, EventStoreError};
 use composable::saga::{InMemoryTimerStore, SagaError, SagaStatus};
-use composable::testing::conformance::new_events;
 use composable::{
     EventStore, ExpectedVersion, InMemoryEventStore, NewEvent, Position, RecordedEvent, StreamId,
     TestClock, Version,
 };
+use composable_conformance::event_store::new_events;
 use futures::stream::BoxStream;
 use uuid::Uuid;
 

@@ -7,8 +7,8 @@
 //! [`timer_conformance!`](crate::timer_conformance) expand to one `#[tokio::test]` per check:
 //!
 //! ```ignore
-//! composable::checkpoint_conformance!(|| async { composable::checkpoint::InMemoryCheckpointStore::new() });
-//! composable::timer_conformance!(|| async { composable::saga::InMemoryTimerStore::new() });
+//! composable_conformance::checkpoint_conformance!(|| async { composable::checkpoint::InMemoryCheckpointStore::new() });
+//! composable_conformance::timer_conformance!(|| async { composable::saga::InMemoryTimerStore::new() });
 //! ```
 
 use std::future::Future;
@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::checkpoint::CheckpointStore;
-use crate::saga::{Timer, TimerStore};
-use crate::stream::Position;
+use composable::checkpoint::CheckpointStore;
+use composable::saga::{Timer, TimerStore};
+use composable::stream::Position;
 
 /// Expands to one `#[tokio::test]` per checkpoint check, each calling it with the given factory
 /// (`impl Fn() -> impl Future<Output = impl CheckpointStore>`).
@@ -34,7 +34,7 @@ macro_rules! checkpoint_conformance {
         $(
             #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $check() {
-                $crate::testing::port_conformance::$check($factory).await;
+                $crate::ports::$check($factory).await;
             }
         )*
     };
@@ -54,7 +54,7 @@ macro_rules! timer_conformance {
         $(
             #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $check() {
-                $crate::testing::port_conformance::$check($factory).await;
+                $crate::ports::$check($factory).await;
             }
         )*
     };

@@ -6,7 +6,7 @@
 //! one `#[tokio::test]` per check:
 //!
 //! ```ignore
-//! composable::bus_conformance!(|setup: composable::testing::bus_conformance::BusSetup| async move {
+//! composable_conformance::bus_conformance!(|setup: composable_conformance::bus::BusSetup| async move {
 //!     composable::bus::InMemoryBus::new().with_redelivery(setup.policy)
 //! });
 //! ```
@@ -15,8 +15,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::time::Duration;
 
-use crate::backoff::Backoff;
-use crate::bus::{BusMessage, Delivery, EventBus, RedeliveryPolicy, Subscription, headers};
+use composable::backoff::Backoff;
+use composable::bus::{BusMessage, Delivery, EventBus, RedeliveryPolicy, Subscription, headers};
 
 /// How long a check waits for one delivery.
 const WAIT: Duration = Duration::from_secs(30);
@@ -48,7 +48,7 @@ macro_rules! bus_conformance {
         $(
             #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $check() {
-                $crate::testing::bus_conformance::$check($factory).await;
+                $crate::bus::$check($factory).await;
             }
         )*
     };

@@ -5,7 +5,7 @@
 //! expands to one `#[tokio::test]` per check, so a backend's test file is one line:
 //!
 //! ```ignore
-//! composable::event_store_conformance!(|| async { composable::event_store::InMemoryEventStore::new() });
+//! composable_conformance::event_store_conformance!(|| async { composable::event_store::InMemoryEventStore::new() });
 //! ```
 //!
 //! `read_all` may lag behind appends: a gap-safe store holds committed events back while an
@@ -23,10 +23,10 @@ use chrono::{TimeZone, Utc};
 use futures::TryStreamExt;
 use uuid::Uuid;
 
-use crate::envelope::{EventMetadata, NewEvent, RecordedEvent, Snapshot};
-use crate::event_store::{AppendResult, EventStore, EventStoreError};
-use crate::stream::{ExpectedVersion, Position, StreamId, Version};
-use crate::testing::read_all_to_head;
+use composable::envelope::{EventMetadata, NewEvent, RecordedEvent, Snapshot};
+use composable::event_store::{AppendResult, EventStore, EventStoreError};
+use composable::stream::{ExpectedVersion, Position, StreamId, Version};
+use composable::testing::read_all_to_head;
 
 /// Expands to one `#[tokio::test]` per conformance check, each calling the check with the given
 /// factory (an expression evaluating to `impl Fn() -> impl Future<Output = impl EventStore>`).
@@ -57,7 +57,7 @@ macro_rules! event_store_conformance {
         $(
             #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $check() {
-                $crate::testing::conformance::$check($factory).await;
+                $crate::event_store::$check($factory).await;
             }
         )*
     };

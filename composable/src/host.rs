@@ -581,7 +581,8 @@ where
             let dispatcher = wiring.bus_routes.iter().fold(
                 BusDispatcher::new(wiring.bus.clone(), Bincode, replies)
                     .with_group(group)
-                    .with_timeout(reply_timeout),
+                    .with_timeout(reply_timeout)
+                    .with_clock(Arc::clone(wiring.clock)),
                 |dispatcher, route| route(dispatcher),
             );
             saga_services::<G, _, _, _, _>(wiring, dispatcher)

@@ -18,8 +18,8 @@ use composable::event_store::EventStoreError;
 use composable::saga::{Dispatch, InMemoryTimerStore, SagaError, SagaStatus};
 use composable::{
     AggregateRunner, Bincode, CommandContext, EventStore, ExpectedVersion, InMemoryEventStore,
-    NewEvent, Position, RecordedEvent, SagaRunner, StreamId, Version, aggregate, apply, command,
-    compensate, event, saga, start, step,
+    NewEvent, Position, RecordedEvent, SagaRunner, StreamId, TestClock, Version, aggregate, apply,
+    command, compensate, event, saga, start, step,
 };
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
@@ -522,12 +522,21 @@ async fn no_reply_in_time_is_a_failure_that_records_nothing_and_the_retry_is_ded
     let store = InMemoryEventStore::new();
     let bus = InMemoryBus::new();
     let aggregates = Aggregates::new(&store);
-    let impatient = dispatcher(&bus).with_timeout(Duration::from_millis(100));
+    let clock = TestClock::new();
+    let impatient =
+        dispatcher(&bus).with_timeout(Duration::from_secs(30)).with_clock(clock.clone());
     let saga = saga(store.clone(), impatient);
 
-    // No service runs: the charge waits on its topic, and no reply comes.
+    // No service runs: the charge waits on its topic, and no reply comes; the wait is on the
+    // dispatcher's clock, which the test moves past the timeout.
     let placed = place(&store, "12", "visa").await;
-    let error = saga.handle(&placed).await.expect_err("no reply");
+    let (handled, ()) = tokio::join!(saga.handle(&placed), async {
+        while clock.pending_sleeps() == 0 {
+            tokio::task::yield_now().await;
+        }
+        clock.advance(Duration::from_secs(30)).await;
+    });
+    let error = handled.expect_err("no reply");
     match &error {
         SagaError::Dispatch(DispatchError::Failed { aggregate: "payment", source, .. }) => {
             let source = source.downcast_ref::<CommandBusError>().expect("a command bus error");

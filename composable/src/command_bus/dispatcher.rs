@@ -13,6 +13,7 @@ use uuid::Uuid;
 use super::{CommandMessage, CommandReply, ReplyOutcome};
 use crate::aggregate::Aggregate;
 use crate::bus::{BusError, EventBus, Subscription};
+use crate::clock::{Clock, SystemClock};
 use crate::codec::{Bincode, Codec, CodecError};
 use crate::command::CommandCodec;
 use crate::command::CommandContext;
@@ -155,6 +156,7 @@ pub struct BusDispatcher<B, C = Bincode> {
     reply_topic: String,
     group: Option<String>,
     timeout: Duration,
+    clock: Arc<dyn Clock>,
     routes: HashMap<&'static str, Encoder<C>>,
     waiters: Arc<Mutex<Waiters>>,
     listener: tokio::sync::Mutex<Option<Listener>>,
@@ -193,6 +195,7 @@ impl<B: EventBus, C: Codec> BusDispatcher<B, C> {
             reply_topic: reply_topic.into(),
             group: None,
             timeout: Duration::from_secs(30),
+            clock: Arc::new(SystemClock),
             routes: HashMap::new(),
             waiters: Arc::new(Mutex::new(HashMap::new())),
             listener: tokio::sync::Mutex::new(None),
@@ -215,6 +218,13 @@ impl<B: EventBus, C: Codec> BusDispatcher<B, C> {
     #[must_use]
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// Waits for replies on `clock` (the system clock by default).
+    #[must_use]
+    pub fn with_clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
         self
     }
 
@@ -272,13 +282,17 @@ impl<B: EventBus, C: Codec> BusDispatcher<B, C> {
             self.forget(command_id);
             return Err(CommandBusError::Publish { command_id, source });
         }
-        match tokio::time::timeout(self.timeout, reply).await {
-            Ok(Ok(outcome)) => Ok(outcome),
-            Ok(Err(_)) => Err(CommandBusError::ListenerStopped {
+        let answered = tokio::select! {
+            answered = reply => Some(answered),
+            () = self.clock.sleep(self.timeout) => None,
+        };
+        match answered {
+            Some(Ok(outcome)) => Ok(outcome),
+            Some(Err(_)) => Err(CommandBusError::ListenerStopped {
                 command_id,
                 reply_topic: self.reply_topic.clone(),
             }),
-            Err(_) => {
+            None => {
                 self.forget(command_id);
                 Err(CommandBusError::Timeout {
                     command_id,

@@ -58,7 +58,8 @@
 //! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
 //! let store = InMemoryEventStore::new();
 //! let orders = Arc::new(AggregateRunner::<Order, _>::new(store.clone(), ()));
-//! let app = App::in_process("shop", store.clone(), InMemoryTimerStore::new())
+//! let app = App::in_process("shop", store.clone())
+//!     .timers(InMemoryTimerStore::new())
 //!     .aggregate(&orders)
 //!     .saga::<Shipping>()
 //!     .build()?;
@@ -199,6 +200,11 @@ pub enum RunError {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoBus;
 
+/// The application without a timer store yet: it can host aggregates, not sagas (give it one
+/// with [`AppBuilder::timers`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoTimers;
+
 /// A service ready to start, with its role.
 struct Entry {
     name: String,
@@ -219,10 +225,9 @@ impl Entry {
 }
 
 /// What the registrations see when the application is built.
-struct Wiring<'a, S, T, B> {
+struct Wiring<'a, S, B> {
     app: &'a str,
     store: &'a S,
-    timers: &'a T,
     bus: &'a B,
     checkpoints: &'a SharedCheckpoints,
     clock: &'a Arc<dyn Clock>,
@@ -237,7 +242,7 @@ struct Wiring<'a, S, T, B> {
 
 type BusRoute<B> = Box<dyn Fn(BusDispatcher<B>) -> BusDispatcher<B> + Send + Sync>;
 type CommandRoute<B> = Box<dyn Fn(CommandService<B>) -> CommandService<B> + Send + Sync>;
-type Registration<S, T, B> = Box<dyn FnOnce(&Wiring<'_, S, T, B>) -> Vec<Entry> + Send>;
+type Registration<S, B> = Box<dyn FnOnce(&Wiring<'_, S, B>) -> Vec<Entry> + Send>;
 
 /// A registered aggregate.
 struct AggregateEntry<B> {
@@ -257,7 +262,7 @@ struct SagaEntry {
 }
 
 /// Builds an [`App`]: see the [module docs](self).
-pub struct AppBuilder<S, T, B = NoBus> {
+pub struct AppBuilder<S, T = NoTimers, B = NoBus> {
     name: String,
     store: S,
     timers: T,
@@ -269,7 +274,7 @@ pub struct AppBuilder<S, T, B = NoBus> {
     reply_timeout: Duration,
     aggregates: Vec<AggregateEntry<B>>,
     sagas: Vec<SagaEntry>,
-    registrations: Vec<Registration<S, T, B>>,
+    registrations: Vec<Registration<S, B>>,
     on_bus: bool,
 }
 
@@ -300,34 +305,49 @@ impl<S> fmt::Debug for App<S> {
 }
 
 impl App<()> {
-    /// An application on `store` with its sagas' timers in `timers`, everything in one process:
-    /// sagas read the log and dispatch to the registered runners directly.
-    pub fn in_process<S, T>(name: impl Into<String>, store: S, timers: T) -> AppBuilder<S, T>
+    /// An application on `store`, everything in one process: sagas read the log and dispatch
+    /// to the registered runners directly. Sagas need a timer store ([`AppBuilder::timers`]).
+    pub fn in_process<S>(name: impl Into<String>, store: S) -> AppBuilder<S>
     where
         S: EventStore + Clone,
-        T: TimerStore + Clone,
     {
-        AppBuilder::new(name.into(), store, timers, NoBus)
+        AppBuilder::new(name.into(), store, NoTimers, NoBus)
     }
 
-    /// An application on `store` and `bus`, with its sagas' timers in `timers`: the relay
-    /// publishes the log, a command service hosts the aggregates, sagas read the log and send
-    /// their commands through the bus; roles split that across processes.
-    pub fn on_bus<S, T, B>(
-        name: impl Into<String>,
-        store: S,
-        timers: T,
-        bus: B,
-    ) -> AppBuilder<S, T, B>
+    /// An application on `store` and `bus`: the relay publishes the log, a command service
+    /// hosts the aggregates, sagas read the log and send their commands through the bus; roles
+    /// split that across processes. Sagas need a timer store ([`AppBuilder::timers`]).
+    pub fn on_bus<S, B>(name: impl Into<String>, store: S, bus: B) -> AppBuilder<S, NoTimers, B>
     where
         S: EventStore + Clone,
-        T: TimerStore + Clone,
         B: EventBus + Clone,
     {
-        let mut builder = AppBuilder::new(name.into(), store, timers, bus);
+        let mut builder = AppBuilder::new(name.into(), store, NoTimers, bus);
         builder.on_bus = true;
-        builder.registrations.push(Box::new(|wiring: &Wiring<'_, S, T, B>| bus_services(wiring)));
+        builder.registrations.push(Box::new(|wiring: &Wiring<'_, S, B>| bus_services(wiring)));
         builder
+    }
+}
+
+impl<S, B> AppBuilder<S, NoTimers, B> {
+    /// Keeps the sagas' timers in `timers`: what [`saga`](AppBuilder::saga) needs.
+    #[must_use]
+    pub fn timers<T: TimerStore + Clone>(self, timers: T) -> AppBuilder<S, T, B> {
+        AppBuilder {
+            name: self.name,
+            store: self.store,
+            timers,
+            bus: self.bus,
+            checkpoints: self.checkpoints,
+            clock: self.clock,
+            roles: self.roles,
+            timer_interval: self.timer_interval,
+            reply_timeout: self.reply_timeout,
+            aggregates: self.aggregates,
+            sagas: self.sagas,
+            registrations: self.registrations,
+            on_bus: self.on_bus,
+        }
     }
 }
 
@@ -354,7 +374,6 @@ impl<S, T, B> AppBuilder<S, T, B> {
 impl<S, T, B> AppBuilder<S, T, B>
 where
     S: EventStore + Clone,
-    T: TimerStore + Clone,
 {
     /// Keeps the checkpoints of the log's consumers (the relay, sagas reading the log) in
     /// `checkpoints`; by default they live in memory and a restarted process rereads the log
@@ -391,7 +410,7 @@ where
         self.aggregates.push(entry);
     }
 
-    fn add_saga<G: Saga>(&mut self, registration: Registration<S, T, B>) {
+    fn add_saga<G: Saga>(&mut self, registration: Registration<S, B>) {
         self.sagas.push(SagaEntry {
             name: G::NAME,
             events: G::Event::NAMES,
@@ -449,7 +468,6 @@ where
         let wiring = Wiring {
             app: &self.name,
             store: &self.store,
-            timers: &self.timers,
             bus: &self.bus,
             checkpoints: &self.checkpoints,
             clock: &self.clock,
@@ -491,7 +509,6 @@ where
 impl<S, T> AppBuilder<S, T, NoBus>
 where
     S: EventStore + Clone,
-    T: TimerStore + Clone,
 {
     /// Registers an aggregate's runner: sagas dispatch its commands to it.
     #[must_use]
@@ -511,13 +528,20 @@ where
         });
         self
     }
+}
 
+impl<S, T> AppBuilder<S, T, NoBus>
+where
+    S: EventStore + Clone,
+    T: TimerStore + Clone,
+{
     /// Registers saga `G`: its input from the log, dispatching to the registered aggregates,
     /// and its timers.
     #[must_use]
     pub fn saga<G: Saga>(mut self) -> Self {
-        self.add_saga::<G>(Box::new(|wiring: &Wiring<'_, S, T, NoBus>| {
-            saga_services::<G, _, _, _, _>(wiring, Arc::clone(wiring.dispatcher))
+        let timers = self.timers.clone();
+        self.add_saga::<G>(Box::new(move |wiring: &Wiring<'_, S, NoBus>| {
+            saga_services::<G, _, _, _, _>(wiring, timers, Arc::clone(wiring.dispatcher))
         }));
         self
     }
@@ -526,7 +550,6 @@ where
 impl<S, T, B> AppBuilder<S, T, B>
 where
     S: EventStore + Clone,
-    T: TimerStore + Clone,
     B: EventBus + Clone,
 {
     /// How long a saga waits for the reply to a command it sent through the bus (default 30 s);
@@ -559,7 +582,14 @@ where
         });
         self
     }
+}
 
+impl<S, T, B> AppBuilder<S, T, B>
+where
+    S: EventStore + Clone,
+    T: TimerStore + Clone,
+    B: EventBus + Clone,
+{
     /// Registers saga `G`: its input from the event store's log (woken by the store's
     /// notifications), its commands sent through the bus to the command service, and its
     /// timers.
@@ -574,7 +604,8 @@ where
     #[must_use]
     pub fn saga<G: Saga>(mut self) -> Self {
         let reply_timeout = self.reply_timeout;
-        self.add_saga::<G>(Box::new(move |wiring: &Wiring<'_, S, T, B>| {
+        let timers = self.timers.clone();
+        self.add_saga::<G>(Box::new(move |wiring: &Wiring<'_, S, B>| {
             // Each process waits for the replies to its own commands: a group of its own.
             let replies = reply_topic(wiring.app, G::NAME);
             let group = format!("{replies}.{}", uuid::Uuid::now_v7().simple());
@@ -585,7 +616,7 @@ where
                     .with_clock(Arc::clone(wiring.clock)),
                 |dispatcher, route| route(dispatcher),
             );
-            saga_services::<G, _, _, _, _>(wiring, dispatcher)
+            saga_services::<G, _, _, _, _>(wiring, timers, dispatcher)
         }));
         self
     }
@@ -593,15 +624,15 @@ where
 
 /// Saga `G`'s services, sending its commands through `dispatcher`: its input from the log and
 /// its timers.
-fn saga_services<G, S, T, B, D>(wiring: &Wiring<'_, S, T, B>, dispatcher: D) -> Vec<Entry>
+fn saga_services<G, S, T, B, D>(wiring: &Wiring<'_, S, B>, timers: T, dispatcher: D) -> Vec<Entry>
 where
     G: Saga,
     S: EventStore + Clone,
-    T: TimerStore + Clone,
+    T: TimerStore,
     D: Dispatcher,
 {
     let runner = Arc::new(
-        SagaRunner::<G, _, _, _>::new(wiring.store.clone(), dispatcher, wiring.timers.clone())
+        SagaRunner::<G, _, _, _>::new(wiring.store.clone(), dispatcher, timers)
             .with_clock(Arc::clone(wiring.clock)),
     );
     let role = Role::Saga(G::NAME);
@@ -617,7 +648,7 @@ fn reply_topic(app: &str, saga: &str) -> String {
 }
 
 /// The relay and the command service of an application on a bus.
-fn bus_services<S, T, B>(wiring: &Wiring<'_, S, T, B>) -> Vec<Entry>
+fn bus_services<S, B>(wiring: &Wiring<'_, S, B>) -> Vec<Entry>
 where
     S: EventStore + Clone,
     B: EventBus + Clone,

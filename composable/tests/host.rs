@@ -156,7 +156,8 @@ fn the_host_refuses_a_saga_whose_commands_have_no_aggregate_to_run_them() {
     let ledger = Arc::new(AggregateRunner::<Ledger, _>::new(store.clone(), ()));
     let audit = Arc::new(AggregateRunner::<Audit, _>::new(store.clone(), ()));
     let builder = || {
-        App::in_process("shop", store.clone(), InMemoryTimerStore::new())
+        App::in_process("shop", store.clone())
+            .timers(InMemoryTimerStore::new())
             .aggregate(&orders)
             .aggregate(&payments)
             .aggregate(&audit)

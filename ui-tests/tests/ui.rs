@@ -8,7 +8,7 @@
 #[test]
 fn ui() {
     let cases = trybuild::TestCases::new();
-    for attribute in ["event", "aggregate", "command", "apply", "saga"] {
+    for attribute in ["event", "aggregate", "command", "apply", "saga", "host"] {
         cases.pass(format!("ui/{attribute}/pass/*.rs"));
         cases.compile_fail(format!("ui/{attribute}/fail/*.rs"));
     }

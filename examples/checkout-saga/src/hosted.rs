@@ -52,7 +52,8 @@ pub fn app(
     clock: impl Clock,
 ) -> AppBuilder<PostgresEventStore, PostgresTimerStore, Bus> {
     let pool = store.pool().clone();
-    App::on_bus("checkout", store.clone(), PostgresTimerStore::new(pool.clone()), bus.clone())
+    App::on_bus("checkout", store.clone(), bus.clone())
+        .timers(PostgresTimerStore::new(pool.clone()))
         .checkpoints(PostgresCheckpointStore::new(pool))
         .clock(clock)
         .aggregate(&runners.orders)

@@ -84,7 +84,8 @@ async fn scenario(
     let (store, timers, clock) =
         (InMemoryEventStore::new(), InMemoryTimerStore::new(), TestClock::new());
     let runners = Runners::new(&store, &clock);
-    let app = App::in_process("checkout", store.clone(), timers.clone())
+    let app = App::in_process("checkout", store.clone())
+        .timers(timers.clone())
         .clock(clock.clone())
         .aggregate(&runners.orders)
         .aggregate(&runners.payments)
@@ -185,7 +186,8 @@ async fn a_timeout_fires_when_the_clock_moves_on_while_the_timers_are_being_clai
     let (store, timers, clock) =
         (InMemoryEventStore::new(), InMemoryTimerStore::new(), TestClock::new());
     let runners = Runners::new(&store, &clock);
-    let running = App::in_process("checkout", store.clone(), SlowTimers(timers.clone()))
+    let running = App::in_process("checkout", store.clone())
+        .timers(SlowTimers(timers.clone()))
         .clock(clock.clone())
         .aggregate(&runners.orders)
         .aggregate(&runners.payments)
@@ -213,7 +215,8 @@ async fn over_a_bus_the_checkout_completes_in_one_process_or_split_by_role() {
         let bus = InMemoryBus::new();
         let runners = Runners::new(&store, &clock);
         let app = |roles: Option<&[&str]>| {
-            let builder = App::on_bus("checkout", store.clone(), timers.clone(), bus.clone())
+            let builder = App::on_bus("checkout", store.clone(), bus.clone())
+                .timers(timers.clone())
                 .clock(clock.clone())
                 .aggregate(&runners.orders)
                 .aggregate(&runners.payments)
@@ -271,7 +274,7 @@ fn the_host_refuses_incomplete_or_conflicting_wiring() {
     let (store, timers, clock) =
         (InMemoryEventStore::new(), InMemoryTimerStore::new(), TestClock::new());
     let runners = Runners::new(&store, &clock);
-    let builder = || App::in_process("checkout", store.clone(), timers.clone());
+    let builder = || App::in_process("checkout", store.clone()).timers(timers.clone());
 
     // The saga waits for payment and inventory events nobody would emit.
     let error = builder().aggregate(&runners.orders).saga::<CheckoutSaga>().build().unwrap_err();
@@ -336,7 +339,8 @@ async fn a_host_stopped_mid_run_hands_back_its_work_and_the_next_one_carries_on(
     let (bus, checkpoints) = (InMemoryBus::new(), InMemoryCheckpointStore::new());
     let runners = Runners::new(&store, &clock);
     let app = || {
-        App::on_bus("checkout", store.clone(), timers.clone(), bus.clone())
+        App::on_bus("checkout", store.clone(), bus.clone())
+            .timers(timers.clone())
             .checkpoints(checkpoints.clone())
             .clock(clock.clone())
             .aggregate(&runners.orders)

@@ -20,7 +20,7 @@ use order_processing::{
     AddItem, CancelOrder, LineItem, Order, OrderPlacedV1, PlaceOrder, ShipOrder, ShopEnv, Status,
 };
 
-type Error = Box<dyn std::error::Error + Send + Sync>;
+type Error = composable::BoxError;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {

@@ -72,6 +72,10 @@ pub enum TimerError {
 /// * `claim_due` returns up to `limit` timers of saga `saga` due at `now`, neither completed nor
 ///   claimed by a lease still running, in due order, and leases them until `now + lease`;
 /// * `complete` marks a timer fired for good, `cancel` removes it; both ignore unknown ids.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a timer store",
+    note = "a saga's timeouts need a timer store: give the application one with `.timers(store)` (for example `InMemoryTimerStore::new()`, or `PostgresTimerStore`) before `.saga::<G>()`"
+)]
 pub trait TimerStore: Send + Sync + 'static {
     /// Stores `timer`.
     fn schedule(&self, timer: Timer) -> impl Future<Output = Result<(), TimerError>> + Send;

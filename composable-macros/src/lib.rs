@@ -286,8 +286,10 @@ pub fn apply(args: TokenStream, item: TokenStream) -> TokenStream {
 ///   `Display` type); a step may name its own.
 /// * `dispatches(Audit, ...)`: aggregates the handlers dispatch to through commands built
 ///   outside the impl block. Every `Dispatch::to::<A>` inside it (in `vec![...]` too) is found
-///   without help; together they are `Saga::DISPATCHES`, which the application host checks
-///   against the aggregates registered with it.
+///   without help, unless `A` means something else at module scope (a `use` or item inside the
+///   method, a generic parameter, `Self`) or sits behind `#[cfg]`: name those here. Together
+///   they are `Saga::DISPATCHES`, which the application host checks against the aggregates
+///   registered with it.
 /// * `event_enum = Name`, `vis = "pub(crate)"`, `crate = path`: as on `#[aggregate]`.
 ///
 /// On `#[start]` and `#[step]`:

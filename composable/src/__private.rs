@@ -92,7 +92,7 @@ impl<T: ::serde::Serialize + ::serde::de::DeserializeOwned> SnapshotState for T 
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is a command that cannot be sent to another process: derive `Serialize` and `Deserialize` for it",
     label = "commands routed through the bus are encoded with the codec",
-    note = "add `#[derive(serde::Serialize, serde::Deserialize)]` to `{Self}`, or run its aggregate in process with `saga::LocalDispatcher`"
+    note = "add `#[derive(serde::Serialize, serde::Deserialize)]` to `{Self}`, or run its aggregate in process with `dispatch::LocalDispatcher`"
 )]
 pub trait WireCommand<C: Codec>: Sized {
     /// Encodes the command's payload.

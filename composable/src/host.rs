@@ -384,7 +384,12 @@ where
         self
     }
 
-    /// The clock sagas read the time from and their timers wait on (the system clock by default).
+    /// The clock sagas read the time from and their timers wait on (the system clock by
+    /// default): the application's time, which a test moves with a `TestClock`. The services'
+    /// waits on I/O — polling the log, waiting for a lagging log, retrying, waiting for a
+    /// command's reply — stay on real time, so that a test clock that is not moved does not stall
+    /// them; each of those parts takes a clock of its own (`with_clock`) where a test drives it
+    /// directly.
     #[must_use]
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
@@ -528,17 +533,14 @@ where
         });
         self
     }
-}
 
-impl<S, T> AppBuilder<S, T, NoBus>
-where
-    S: EventStore + Clone,
-    T: TimerStore + Clone,
-{
     /// Registers saga `G`: its input from the log, dispatching to the registered aggregates,
-    /// and its timers.
+    /// and its timers (in the store given with [`timers`](AppBuilder::timers)).
     #[must_use]
-    pub fn saga<G: Saga>(mut self) -> Self {
+    pub fn saga<G: Saga>(mut self) -> Self
+    where
+        T: TimerStore + Clone,
+    {
         let timers = self.timers.clone();
         self.add_saga::<G>(Box::new(move |wiring: &Wiring<'_, S, NoBus>| {
             saga_services::<G, _, _, _, _>(wiring, timers, Arc::clone(wiring.dispatcher))
@@ -582,14 +584,7 @@ where
         });
         self
     }
-}
 
-impl<S, T, B> AppBuilder<S, T, B>
-where
-    S: EventStore + Clone,
-    T: TimerStore + Clone,
-    B: EventBus + Clone,
-{
     /// Registers saga `G`: its input from the event store's log (woken by the store's
     /// notifications), its commands sent through the bus to the command service, and its
     /// timers.
@@ -602,7 +597,10 @@ where
     /// reads its input; starting a second one is safe (each instance's records are appended at
     /// the version read) but does the work twice.
     #[must_use]
-    pub fn saga<G: Saga>(mut self) -> Self {
+    pub fn saga<G: Saga>(mut self) -> Self
+    where
+        T: TimerStore + Clone,
+    {
         let reply_timeout = self.reply_timeout;
         let timers = self.timers.clone();
         self.add_saga::<G>(Box::new(move |wiring: &Wiring<'_, S, B>| {
@@ -612,8 +610,7 @@ where
             let dispatcher = wiring.bus_routes.iter().fold(
                 BusDispatcher::new(wiring.bus.clone(), Bincode, replies)
                     .with_group(group)
-                    .with_timeout(reply_timeout)
-                    .with_clock(Arc::clone(wiring.clock)),
+                    .with_timeout(reply_timeout),
                 |dispatcher, route| route(dispatcher),
             );
             saga_services::<G, _, _, _, _>(wiring, timers, dispatcher)

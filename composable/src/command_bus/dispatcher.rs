@@ -282,7 +282,9 @@ impl<B: EventBus, C: Codec> BusDispatcher<B, C> {
             self.forget(command_id);
             return Err(CommandBusError::Publish { command_id, source });
         }
+        // A reply that is in is taken, even when the deadline passed in the same turn.
         let answered = tokio::select! {
+            biased;
             answered = reply => Some(answered),
             () = self.clock.sleep(self.timeout) => None,
         };

@@ -312,7 +312,8 @@ impl<S: EventStore, K: CheckpointStore> LogReader<S, K> {
         let mut appends = self.store.appends();
         let head = self.head().await.map_err(ReadError::widen)?;
         let mut read = 0;
-        let mut lagging_since = None;
+        // Time spent lagging, added up pass by pass so a step of the wall clock costs one pass.
+        let mut lagging: Option<(Duration, chrono::DateTime<chrono::Utc>)> = None;
         loop {
             let after = self.position().await.map_err(ReadError::widen)?;
             if after >= head {
@@ -321,8 +322,11 @@ impl<S: EventStore, K: CheckpointStore> LogReader<S, K> {
             let batch = self.next_batch().await.map_err(ReadError::widen)?;
             let Some(last) = batch.last().map(|event| event.position) else {
                 let now = self.clock.now();
-                let since = *lagging_since.get_or_insert(now);
-                let waited = (now - since).to_std().unwrap_or_default();
+                let waited = match lagging {
+                    Some((waited, last)) => waited + (now - last).to_std().unwrap_or_default(),
+                    None => Duration::ZERO,
+                };
+                lagging = Some((waited, now));
                 if waited >= self.settle_timeout {
                     return Err(ConsumerError::Behind {
                         consumer: self.name.clone(),
@@ -337,7 +341,7 @@ impl<S: EventStore, K: CheckpointStore> LogReader<S, K> {
                 }
                 continue;
             };
-            lagging_since = None;
+            lagging = None;
             handle(&batch).await.map_err(|source| ConsumerError::Handler {
                 consumer: self.name.clone(),
                 after,
@@ -357,7 +361,8 @@ impl<S: EventStore, K: CheckpointStore> LogReader<S, K> {
 /// on a full one, so that a handler waiting on I/O (the relay on the broker) and the store's
 /// read overlap. Once a batch comes back short it compares its
 /// position with the committed head: behind (the gap-safe log is holding recent commits back)
-/// it looks again after the settle poll; caught up, it reports so and waits for the store's
+/// it looks again at the next wake-up (the commit that closes the gap sends one) or after the
+/// settle poll; caught up, it reports so and waits for the store's
 /// next wake-up ([`EventStore::appends`]) or the poll interval, whichever comes first. A failure
 /// is retried with the back-off; a handler error that is not retryable, or one that outlasts the
 /// back-off's attempts, stops the service with that error. When asked to stop, it finishes the

@@ -222,8 +222,9 @@ where
         Self::every(runner, Duration::from_secs(1))
     }
 
-    /// Fires `runner`'s due timers every `every`.
+    /// Fires `runner`'s due timers every `every` (at least every millisecond).
     pub fn every(runner: Arc<SagaRunner<G, S, D, T, C>>, every: Duration) -> Self {
+        let every = every.max(Duration::from_millis(1));
         let backoff = Backoff::exponential(Duration::from_millis(100)).max_delay(every);
         Self { runner, every, backoff }
     }

@@ -126,8 +126,10 @@ async fn run_on_the_host(
             break;
         }
     }
-    running.stop().await?;
-    result
+    // The scenario's error, if any, is the one to report; a failure to stop comes second.
+    let stopped = running.stop().await;
+    result?;
+    Ok(stopped?)
 }
 
 struct Ids {
@@ -147,7 +149,9 @@ async fn settle<S: EventStore + Clone, T: TimerStore>(
         print_progress(&progress);
         return Ok(progress.last().map(|last| last.status));
     };
-    running.settle().await?;
+    tokio::time::timeout(Duration::from_secs(60), running.settle())
+        .await
+        .map_err(|_| format!("the host did not settle within 60 s: {:?}", running.health()))??;
     let summary = checkout.saga.load(order_id).await?;
     let status = summary.as_ref().map(|summary| summary.status);
     if let Some(summary) = summary {

@@ -1,9 +1,9 @@
 //! The checkout on PostgreSQL and Kafka through the application host, end to end: the outbox
 //! relay publishes the events table to the broker, the saga reads the log, and its commands
 //! cross the broker to the command service hosting the aggregates. Each test has its own
-//! database and its own topics (a unique prefix), so tests sharing the broker don't meet. Time
-//! is a test clock: every wait of the host's services is on it, and the timeout fires when the
-//! test moves it.
+//! database and its own topics (a unique prefix), so tests sharing the broker don't meet. The
+//! application's time is a test clock: the saga's timeout fires when the test moves it (the
+//! services' waits on I/O stay on real time).
 //!
 //! Needs `DATABASE_URL` and `KAFKA_BROKERS` (`scripts/test` starts a private PostgreSQL and a
 //! tansu broker and sets both).
@@ -51,10 +51,14 @@ struct Backends {
 impl Backends {
     async fn start() -> Self {
         let brokers = env("KAFKA_BROKERS");
+        let id = uuid::Uuid::now_v7().simple().to_string();
+        // The broker first: a broker that is not there leaves no database behind.
+        let bus = hosted::connect_bus(&brokers, &format!("t{id}."))
+            .await
+            .unwrap_or_else(|error| panic!("{error}; {HOW_TO_START}"));
         let mut admin = PgConnection::connect_with(&admin_options())
             .await
             .unwrap_or_else(|error| panic!("cannot reach PostgreSQL: {error}; {HOW_TO_START}"));
-        let id = uuid::Uuid::now_v7().simple().to_string();
         let name = format!("checkout_kafka_{id}");
         admin.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("create database");
         let store = PostgresEventStore::builder()
@@ -64,9 +68,6 @@ impl Backends {
             .await
             .expect("connect to the test database");
         store.migrate().await.expect("migrations");
-        let bus = hosted::connect_bus(&brokers, &format!("t{id}."))
-            .await
-            .unwrap_or_else(|error| panic!("{error}; {HOW_TO_START}"));
         let clock = TestClock::new();
         let timers = PostgresTimerStore::new(store.pool().clone());
         let checkout = Checkout::new(store.clone(), timers, clock.clone());
@@ -79,6 +80,16 @@ impl Backends {
         hosted::create_topics(&bus, app.topics()).await.expect("create the topics");
         let running = app.start();
         Self { name, store, clock, checkout, running }
+    }
+
+    /// Waits (up to 60 s of real time) for the host to settle.
+    async fn settle(&self) {
+        tokio::time::timeout(Duration::from_secs(60), self.running.settle())
+            .await
+            .unwrap_or_else(|_| {
+                panic!("the host did not settle within 60 s: {:?}", self.running.health())
+            })
+            .expect("the host settles");
     }
 
     async fn status(&self) -> Option<SagaStatus> {
@@ -110,7 +121,7 @@ async fn the_happy_path_through_kafka() {
     let checkout = &backends.checkout;
     checkout.inventory.execute("tea", Restock { quantity: 5, manual: false }).await.unwrap();
     checkout.orders.execute("1", place("1", "tok_visa")).await.unwrap();
-    backends.running.settle().await.expect("the host settles");
+    backends.settle().await;
 
     let summary = checkout.saga.load("1").await.unwrap().expect("started");
     assert_eq!(summary.completed, ["order_placed", "payment_captured", "stock_reserved"]);
@@ -134,11 +145,19 @@ async fn a_declined_card_cancels_the_order_through_kafka() {
     let checkout = &backends.checkout;
     checkout.inventory.execute("tea", Restock { quantity: 5, manual: false }).await.unwrap();
     checkout.orders.execute("1", place("1", DECLINED_CARD)).await.unwrap();
-    backends.running.settle().await.expect("the host settles");
+    backends.settle().await;
 
     let summary = checkout.saga.load("1").await.unwrap().expect("started");
     assert_eq!(summary.completed, ["order_placed"]);
     assert_eq!(summary.status, SagaStatus::Compensated);
+    // The saga recorded why it failed: the payment's refusal, as the command service answered.
+    let records = read(&backends, "saga.checkout-1").await;
+    let failed: Vec<_> = records.iter().filter(|event| event.name == "saga.failed").collect();
+    assert_eq!(failed.len(), 1);
+    assert!(
+        String::from_utf8_lossy(&failed[0].payload).contains("declined"),
+        "the recorded reason names the refusal"
+    );
     assert_eq!(checkout.orders.load("1").await.unwrap().state.status, OrderStatus::Cancelled);
     assert_eq!(checkout.payments.load("1").await.unwrap().state.captured, 0);
     assert_eq!(checkout.inventory.load("tea").await.unwrap().state.available, 5);
@@ -151,11 +170,11 @@ async fn a_silent_warehouse_times_out_and_is_compensated_through_kafka() {
     let checkout = &backends.checkout;
     checkout.inventory.execute("tea", Restock { quantity: 5, manual: true }).await.unwrap();
     checkout.orders.execute("1", place("1", "tok_visa")).await.unwrap();
-    backends.running.settle().await.expect("the host settles");
+    backends.settle().await;
     assert_eq!(backends.status().await, Some(SagaStatus::Running));
 
     backends.clock.advance(Duration::from_secs(29)).await;
-    backends.running.settle().await.expect("the host settles");
+    backends.settle().await;
     assert_eq!(backends.status().await, Some(SagaStatus::Running), "not due yet");
     backends.clock.advance(Duration::from_secs(1)).await;
     // The host's timer service fires it; then its commands cross the broker.
@@ -166,7 +185,7 @@ async fn a_silent_warehouse_times_out_and_is_compensated_through_kafka() {
     })
     .await;
     assert!(fired.is_ok(), "the timeout did not fire within 30 s");
-    backends.running.settle().await.expect("the host settles");
+    backends.settle().await;
     assert_eq!(backends.status().await, Some(SagaStatus::Compensated));
     assert_eq!(checkout.orders.load("1").await.unwrap().state.status, OrderStatus::Cancelled);
     assert_eq!(checkout.payments.load("1").await.unwrap().state.captured, 0);
@@ -186,12 +205,10 @@ async fn a_silent_warehouse_times_out_and_is_compensated_through_kafka() {
 }
 
 async fn first_event(backends: &Backends, stream: &str) -> composable::RecordedEvent {
+    read(backends, stream).await.into_iter().next().expect("an event")
+}
+
+async fn read(backends: &Backends, stream: &str) -> Vec<composable::RecordedEvent> {
     let stream = StreamId::parse(stream).expect("a stream id");
-    let events: Vec<_> = backends
-        .store
-        .read_stream(&stream, Version::ZERO)
-        .try_collect()
-        .await
-        .expect("read the stream");
-    events.into_iter().next().expect("an event")
+    backends.store.read_stream(&stream, Version::ZERO).try_collect().await.expect("read the stream")
 }

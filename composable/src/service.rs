@@ -69,6 +69,9 @@ pub struct Health {
     pub caught_up: bool,
     /// How far it got in the global log, for services that read it.
     pub position: Option<Position>,
+    /// Waiting while another process holds the claim on its work (a log consumer run in several
+    /// processes): the work is done there, and this one takes over when that claim lapses.
+    pub standby: bool,
 }
 
 impl Health {
@@ -133,10 +136,24 @@ impl ServiceContext {
         self.report(false, position);
     }
 
+    /// Reports that another process holds the claim on this service's work, so it waits.
+    pub fn standby(&self) {
+        self.health.send_if_modified(|health| {
+            let new = Health { standby: true, caught_up: false, ..health.clone() };
+            let changed = *health != new;
+            *health = new;
+            changed
+        });
+    }
+
     fn report(&self, caught_up: bool, position: Option<Position>) {
         self.health.send_if_modified(|health| {
-            let new =
-                Health { caught_up, position: position.or(health.position), ..health.clone() };
+            let new = Health {
+                caught_up,
+                standby: false,
+                position: position.or(health.position),
+                ..health.clone()
+            };
             let changed = *health != new;
             *health = new;
             changed
@@ -150,6 +167,7 @@ impl ServiceContext {
             state: ServiceState::Running,
             caught_up: false,
             position: None,
+            standby: false,
         });
         Self { stop, health }
     }
@@ -201,8 +219,12 @@ impl fmt::Debug for ServiceHandle {
 pub fn spawn<S: Service>(service: S) -> ServiceHandle {
     let name = service.name();
     let (stop, stop_rx) = watch::channel(false);
-    let (health_tx, health) =
-        watch::channel(Health { state: ServiceState::Starting, caught_up: false, position: None });
+    let (health_tx, health) = watch::channel(Health {
+        state: ServiceState::Starting,
+        caught_up: false,
+        position: None,
+        standby: false,
+    });
     let task = tokio::spawn({
         let name = name.clone();
         let health_tx = health_tx.clone();

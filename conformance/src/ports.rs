@@ -28,6 +28,8 @@ macro_rules! checkpoint_conformance {
         $crate::checkpoint_conformance!(@tests $factory;
             an_unsaved_checkpoint_is_the_start,
             a_saved_checkpoint_is_loaded_and_replaced_by_name,
+            a_claim_is_held_by_one_holder_until_released_or_lapsed,
+            concurrent_claims_have_one_winner,
         );
     };
     (@tests $factory:expr; $($check:ident),* $(,)?) => {
@@ -92,6 +94,63 @@ where
     checkpoints.save(&relay, Position::new(9, 1)).await.expect("save again");
     assert_eq!(checkpoints.load(&relay).await.expect("load"), Position::new(9, 1));
     assert_eq!(checkpoints.load(&saga).await.expect("load"), Position::new(3, 1));
+}
+
+/// A claim is held by one holder: others are refused while it lasts; its holder renews it; a
+/// released or lapsed claim goes to the next holder; names are independent.
+pub async fn a_claim_is_held_by_one_holder_until_released_or_lapsed<K, F, Fut>(factory: F)
+where
+    K: CheckpointStore,
+    F: Fn() -> Fut,
+    Fut: Future<Output = K>,
+{
+    let checkpoints = factory().await;
+    let (relay, other) = (unique("relay"), unique("saga.checkout"));
+    let (first, second) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    let long = Duration::from_secs(60);
+    assert!(checkpoints.claim(&relay, first, long).await.expect("claim"), "a free claim");
+    assert!(!checkpoints.claim(&relay, second, long).await.expect("claim"), "held by another");
+    assert!(checkpoints.claim(&relay, first, long).await.expect("renew"), "its holder renews");
+    assert!(checkpoints.claim(&other, second, long).await.expect("claim"), "names are apart");
+
+    checkpoints.release(&relay, second).await.expect("release by a non-holder");
+    assert!(!checkpoints.claim(&relay, second, long).await.expect("claim"), "still held");
+    checkpoints.release(&relay, first).await.expect("release");
+    assert!(checkpoints.claim(&relay, second, long).await.expect("claim"), "released");
+
+    let lapsing = unique("lapsing");
+    let short = Duration::from_millis(200);
+    assert!(checkpoints.claim(&lapsing, first, short).await.expect("claim"));
+    assert!(!checkpoints.claim(&lapsing, second, short).await.expect("claim"), "not yet lapsed");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(checkpoints.claim(&lapsing, second, long).await.expect("claim"), "lapsed");
+    assert!(!checkpoints.claim(&lapsing, first, long).await.expect("claim"), "taken over");
+}
+
+/// Many holders claiming one free name at once: exactly one wins.
+pub async fn concurrent_claims_have_one_winner<K, F, Fut>(factory: F)
+where
+    K: CheckpointStore,
+    F: Fn() -> Fut,
+    Fut: Future<Output = K>,
+{
+    let checkpoints = std::sync::Arc::new(factory().await);
+    let name = unique("contended");
+    let claims: Vec<_> = (0..8)
+        .map(|_| {
+            let (checkpoints, name) = (std::sync::Arc::clone(&checkpoints), name.clone());
+            tokio::spawn(async move {
+                checkpoints.claim(&name, uuid::Uuid::now_v7(), Duration::from_secs(60)).await
+            })
+        })
+        .collect();
+    let mut winners = 0;
+    for claim in claims {
+        if claim.await.expect("a claim task").expect("claim") {
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1, "one holder, whatever the interleaving");
 }
 
 fn timer(saga: &str, key: &str, due_at: DateTime<Utc>) -> Timer {

@@ -1,9 +1,12 @@
 //! Checkpoints on PostgreSQL: the outbox relay's (and any global-log reader's) durable position,
 //! in the `checkpoints` table the migrations create.
 
+use std::time::Duration;
+
 use composable::Position;
 use composable::checkpoint::{CheckpointError, CheckpointStore};
 use sqlx::postgres::PgPool;
+use uuid::Uuid;
 
 use crate::error::is_transient;
 
@@ -87,6 +90,39 @@ impl CheckpointStore for PostgresCheckpointStore {
         .execute(&self.pool)
         .await
         .map_err(|error| checkpoint_error("save", name, error))?;
+        Ok(())
+    }
+
+    async fn claim(
+        &self,
+        name: &str,
+        holder: Uuid,
+        ttl: Duration,
+    ) -> Result<bool, CheckpointError> {
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        let claimed: Option<(Uuid,)> = sqlx::query_as(
+            "INSERT INTO checkpoint_claims (name, holder, until) \
+             VALUES ($1, $2, now() + $3 * interval '1 millisecond') \
+             ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, until = EXCLUDED.until \
+             WHERE checkpoint_claims.holder = EXCLUDED.holder OR checkpoint_claims.until < now() \
+             RETURNING holder",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(ttl_ms)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|error| checkpoint_error("claim", name, error))?;
+        Ok(claimed.is_some())
+    }
+
+    async fn release(&self, name: &str, holder: Uuid) -> Result<(), CheckpointError> {
+        sqlx::query("DELETE FROM checkpoint_claims WHERE name = $1 AND holder = $2")
+            .bind(name)
+            .bind(holder)
+            .execute(&self.pool)
+            .await
+            .map_err(|error| checkpoint_error("release", name, error))?;
         Ok(())
     }
 }

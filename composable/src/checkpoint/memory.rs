@@ -1,7 +1,10 @@
 //! The in-memory twin of the checkpoint store.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use uuid::Uuid;
 
 use super::{CheckpointError, CheckpointStore};
 use crate::stream::Position;
@@ -22,6 +25,8 @@ use crate::stream::Position;
 #[derive(Debug, Clone, Default)]
 pub struct InMemoryCheckpointStore {
     positions: Arc<Mutex<HashMap<String, Position>>>,
+    /// Who holds each claim, and until when.
+    claims: Arc<Mutex<HashMap<String, (Uuid, Instant)>>>,
 }
 
 impl InMemoryCheckpointStore {
@@ -41,6 +46,31 @@ impl CheckpointStore for InMemoryCheckpointStore {
         let mut positions =
             self.positions.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         positions.insert(name.to_owned(), position);
+        Ok(())
+    }
+
+    async fn claim(
+        &self,
+        name: &str,
+        holder: Uuid,
+        ttl: Duration,
+    ) -> Result<bool, CheckpointError> {
+        let mut claims = self.claims.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        match claims.get(name) {
+            Some(&(other, until)) if other != holder && until > now => Ok(false),
+            _ => {
+                claims.insert(name.to_owned(), (holder, now + ttl));
+                Ok(true)
+            }
+        }
+    }
+
+    async fn release(&self, name: &str, holder: Uuid) -> Result<(), CheckpointError> {
+        let mut claims = self.claims.lock().unwrap_or_else(PoisonError::into_inner);
+        if claims.get(name).is_some_and(|&(other, _)| other == holder) {
+            claims.remove(name);
+        }
         Ok(())
     }
 }

@@ -10,8 +10,10 @@ mod memory;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
+use uuid::Uuid;
 
 use crate::BoxError;
 use crate::stream::Position;
@@ -72,6 +74,24 @@ pub trait CheckpointStore: Send + Sync + 'static {
         name: &str,
         position: Position,
     ) -> impl Future<Output = Result<(), CheckpointError>> + Send;
+
+    /// Claims the work behind checkpoint `name` for `holder` until `ttl` from now, or renews the
+    /// claim `holder` has: `true` when `holder` holds it now. A claim its holder did not renew
+    /// within its `ttl` may be taken by another holder. What a consumer run in several
+    /// processes uses so that one of them does the work and the others stand by.
+    fn claim(
+        &self,
+        name: &str,
+        holder: Uuid,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool, CheckpointError>> + Send;
+
+    /// Gives up `holder`'s claim on `name`; nothing when it does not hold it.
+    fn release(
+        &self,
+        name: &str,
+        holder: Uuid,
+    ) -> impl Future<Output = Result<(), CheckpointError>> + Send;
 }
 
 impl CheckpointError {
@@ -118,6 +138,17 @@ trait ErasedCheckpoints: Send + Sync {
         name: &'a str,
         position: Position,
     ) -> BoxFuture<'a, Result<(), CheckpointError>>;
+    fn claim<'a>(
+        &'a self,
+        name: &'a str,
+        holder: Uuid,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, CheckpointError>>;
+    fn release<'a>(
+        &'a self,
+        name: &'a str,
+        holder: Uuid,
+    ) -> BoxFuture<'a, Result<(), CheckpointError>>;
 }
 
 impl<K: CheckpointStore> ErasedCheckpoints for K {
@@ -132,6 +163,23 @@ impl<K: CheckpointStore> ErasedCheckpoints for K {
     ) -> BoxFuture<'a, Result<(), CheckpointError>> {
         Box::pin(CheckpointStore::save(self, name, position))
     }
+
+    fn claim<'a>(
+        &'a self,
+        name: &'a str,
+        holder: Uuid,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, CheckpointError>> {
+        Box::pin(CheckpointStore::claim(self, name, holder, ttl))
+    }
+
+    fn release<'a>(
+        &'a self,
+        name: &'a str,
+        holder: Uuid,
+    ) -> BoxFuture<'a, Result<(), CheckpointError>> {
+        Box::pin(CheckpointStore::release(self, name, holder))
+    }
 }
 
 impl CheckpointStore for SharedCheckpoints {
@@ -141,6 +189,19 @@ impl CheckpointStore for SharedCheckpoints {
 
     async fn save(&self, name: &str, position: Position) -> Result<(), CheckpointError> {
         self.0.save(name, position).await
+    }
+
+    async fn claim(
+        &self,
+        name: &str,
+        holder: Uuid,
+        ttl: Duration,
+    ) -> Result<bool, CheckpointError> {
+        self.0.claim(name, holder, ttl).await
+    }
+
+    async fn release(&self, name: &str, holder: Uuid) -> Result<(), CheckpointError> {
+        self.0.release(name, holder).await
     }
 }
 
@@ -155,5 +216,22 @@ impl<K: CheckpointStore> CheckpointStore for Arc<K> {
         position: Position,
     ) -> impl Future<Output = Result<(), CheckpointError>> + Send {
         (**self).save(name, position)
+    }
+
+    fn claim(
+        &self,
+        name: &str,
+        holder: Uuid,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool, CheckpointError>> + Send {
+        (**self).claim(name, holder, ttl)
+    }
+
+    fn release(
+        &self,
+        name: &str,
+        holder: Uuid,
+    ) -> impl Future<Output = Result<(), CheckpointError>> + Send {
+        (**self).release(name, holder)
     }
 }

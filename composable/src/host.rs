@@ -10,10 +10,12 @@
 //! * **on a bus** ([`App::on_bus`]): the outbox [`Relay`] publishes the log, a [`CommandService`]
 //!   hosts the aggregates behind their command topics, and each saga reads its events from the
 //!   log and sends its commands through a [`BusDispatcher`]. The same binary runs every [`Role`]
-//!   in one process, or a chosen subset per process ([`AppBuilder::roles`]); several processes
-//!   running the command service share the work through the bus's consumer group, partitioned
-//!   by stream, so each stream's order holds (why a saga reads the log instead: see
-//!   [`AppBuilder::saga`]).
+//!   in one process, or a chosen subset per process ([`AppBuilder::roles`]). Several processes
+//!   of one role share it: the command service's work through the bus's consumer group,
+//!   partitioned by stream, so each stream's order holds; the log's consumers (the relay, each
+//!   saga's input: why a saga reads the log, see [`AppBuilder::saga`]) through a claim in the
+//!   checkpoint store — one process does the work, the others stand by and one takes over
+//!   within [`AppBuilder::claim_ttl`] when it dies.
 //!
 //! [`AppBuilder::build`] checks what can be checked before anything runs: a saga handling an
 //! event no registered aggregate emits (it would wait for ever), a saga dispatching to an
@@ -238,6 +240,8 @@ struct Wiring<'a, S, B> {
     /// Adds every registered aggregate to a command service.
     command_routes: &'a [CommandRoute<B>],
     timer_interval: Duration,
+    /// This process's claims on the log consumers' work: who, and for how long.
+    claim: (uuid::Uuid, Duration),
 }
 
 type BusRoute<B> = Box<dyn Fn(BusDispatcher<B>) -> BusDispatcher<B> + Send + Sync>;
@@ -271,6 +275,7 @@ pub struct AppBuilder<S, T = NoTimers, B = NoBus> {
     clock: Arc<dyn Clock>,
     roles: Option<Vec<String>>,
     timer_interval: Duration,
+    claim_ttl: Duration,
     reply_timeout: Duration,
     aggregates: Vec<AggregateEntry<B>>,
     sagas: Vec<SagaEntry>,
@@ -342,6 +347,7 @@ impl<S, B> AppBuilder<S, NoTimers, B> {
             clock: self.clock,
             roles: self.roles,
             timer_interval: self.timer_interval,
+            claim_ttl: self.claim_ttl,
             reply_timeout: self.reply_timeout,
             aggregates: self.aggregates,
             sagas: self.sagas,
@@ -362,6 +368,7 @@ impl<S, T, B> AppBuilder<S, T, B> {
             clock: Arc::new(SystemClock),
             roles: None,
             timer_interval: Duration::from_secs(1),
+            claim_ttl: Duration::from_secs(10),
             reply_timeout: Duration::from_secs(30),
             aggregates: Vec::new(),
             sagas: Vec::new(),
@@ -393,6 +400,17 @@ where
     #[must_use]
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
+        self
+    }
+
+    /// How long this process's claim on a log consumer's work (the relay's, a saga input's)
+    /// lasts without renewal (default 10 s): several processes of one role leave the work to
+    /// the one holding the claim, and another takes over within this time once that process
+    /// dies. Claims live in the checkpoint store, so they span processes only with a shared
+    /// one (PostgreSQL).
+    #[must_use]
+    pub fn claim_ttl(mut self, ttl: Duration) -> Self {
+        self.claim_ttl = ttl;
         self
     }
 
@@ -480,6 +498,7 @@ where
             bus_routes: &bus_routes,
             command_routes: &command_routes,
             timer_interval: self.timer_interval,
+            claim: (uuid::Uuid::now_v7(), self.claim_ttl),
         };
         let mut entries = Vec::new();
         for registration in self.registrations {
@@ -593,9 +612,9 @@ where
     /// order, so a saga always sees a step's event after the event that started its instance.
     /// On the bus, events of different streams travel in different partitions, and after a
     /// crash the redelivered start of an instance can arrive after its next step's event,
-    /// which the saga would then ignore ([`saga::from_bus`] says more). One process per saga
-    /// reads its input; starting a second one is safe (each instance's records are appended at
-    /// the version read) but does the work twice.
+    /// which the saga would then ignore ([`saga::from_bus`] says more). Of several processes
+    /// running the saga, the one holding the claim on its input reads it; the others stand by
+    /// ([`AppBuilder::claim_ttl`]).
     #[must_use]
     pub fn saga<G: Saga>(mut self) -> Self
     where
@@ -634,7 +653,12 @@ where
     );
     let role = Role::Saga(G::NAME);
     vec![
-        Entry::new(role.clone(), true, saga::from_log(&runner, wiring.checkpoints.clone())),
+        Entry::new(
+            role.clone(),
+            true,
+            saga::from_log(&runner, wiring.checkpoints.clone())
+                .claimed(wiring.claim.0, wiring.claim.1),
+        ),
         Entry::new(role, false, SagaTimers::every(runner, wiring.timer_interval)),
     ]
 }
@@ -655,7 +679,8 @@ where
         wiring.store.clone(),
         wiring.bus.clone(),
         wiring.checkpoints.clone(),
-    );
+    )
+    .claimed(wiring.claim.0, wiring.claim.1);
     let mut entries = vec![Entry::new(Role::Relay, true, relay)];
     if !wiring.command_routes.is_empty() {
         let service = wiring.command_routes.iter().fold(
@@ -783,8 +808,10 @@ impl<S: EventStore> RunningApp<S> {
             let head = self.store.head().await?;
             for service in self.services.iter().filter(|service| service.reads_log) {
                 let mut health = service.handle.watch_health();
+                // A standby leaves the work to the process holding the claim.
                 let reached = |health: &Health| {
                     health.is_finished()
+                        || health.standby
                         || (health.caught_up && health.position.unwrap_or(Position::START) >= head)
                 };
                 let health = match health.wait_for(reached).await {

@@ -152,6 +152,14 @@ impl<S: EventStore, B: EventBus, K: CheckpointStore> Relay<S, B, K> {
         self
     }
 
+    /// Relays only while `holder` holds the claim on its checkpoint: one of several relay
+    /// processes publishes, the others stand by (see [`LogConsumer::claimed`]).
+    #[must_use]
+    pub fn claimed(mut self, holder: uuid::Uuid, ttl: Duration) -> Self {
+        self.consumer = self.consumer.claimed(holder, ttl);
+        self
+    }
+
     /// The saved checkpoint (loaded once, then tracked).
     ///
     /// # Errors

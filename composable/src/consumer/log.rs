@@ -404,6 +404,23 @@ pub struct LogConsumer<S, K, H> {
     poll_interval: Duration,
     backoff: Backoff,
     woken: bool,
+    claim: Option<Claim>,
+}
+
+/// A consumer's claim on its checkpoint's work: see [`LogConsumer::claimed`].
+#[derive(Debug, Clone, Copy)]
+struct Claim {
+    holder: uuid::Uuid,
+    ttl: Duration,
+    /// When it was last taken or renewed, while held.
+    renewed: Option<std::time::Instant>,
+}
+
+impl Claim {
+    /// How often a held claim is renewed, and a standby looks again.
+    fn every(&self) -> Duration {
+        self.ttl / 3
+    }
 }
 
 impl<S, K, H> fmt::Debug for LogConsumer<S, K, H> {
@@ -434,7 +451,22 @@ impl<S: EventStore, K: CheckpointStore, H: EventHandler> LogConsumer<S, K, H> {
                 .max_delay(Duration::from_secs(5))
                 .jitter(0.2),
             woken: true,
+            claim: None,
         }
+    }
+
+    /// Runs only while `holder` holds the claim on the checkpoint's work
+    /// ([`CheckpointStore::claim`]), renewing it every third of `ttl`: run in several
+    /// processes, one handles the log and the others stand by ([`Health::standby`](crate::service::Health::standby)),
+    /// taking over from the checkpoint once its claim lapses — `ttl` after its last renewal, so
+    /// a process killed mid-batch is replaced within `ttl`. A batch that takes longer than `ttl`
+    /// may be handled again by the next holder (handlers are idempotent, as for any
+    /// redelivery). Stopping releases the claim. [`run_once`](Self::run_once) and
+    /// [`catch_up`](Self::catch_up) do not claim.
+    #[must_use]
+    pub fn claimed(mut self, holder: uuid::Uuid, ttl: Duration) -> Self {
+        self.claim = Some(Claim { holder, ttl, renewed: None });
+        self
     }
 
     /// The most events handed to the handler at once (at least 1).
@@ -561,6 +593,29 @@ impl<S: EventStore, K: CheckpointStore, H: EventHandler> LogConsumer<S, K, H> {
         let mut failures = Failures::new(self.backoff);
         let mut ahead = None;
         while !context.stop_requested() {
+            match self.hold_claim(&mut failures).await? {
+                Holding::Yes => {}
+                Holding::Lost => {
+                    // Another holder moves the checkpoint on: read it again when back.
+                    ahead = None;
+                    self.reader.position = None;
+                    context.standby();
+                    tokio::select! {
+                        biased;
+                        () = context.stopped() => {}
+                        () = clock.sleep(self.claim.map_or(self.poll_interval, |claim| claim.every())) => {}
+                    }
+                    continue;
+                }
+                Holding::Retry(wait) => {
+                    tokio::select! {
+                        biased;
+                        () = context.stopped() => {}
+                        () = clock.sleep(wait) => {}
+                    }
+                    continue;
+                }
+            }
             let mut lagging = false;
             let wait = match self.step(&mut ahead, true).await {
                 Ok(handled) if handled == self.reader.batch_size => {
@@ -599,10 +654,51 @@ impl<S: EventStore, K: CheckpointStore, H: EventHandler> LogConsumer<S, K, H> {
                     () = context.stopped() => {}
                     () = appends.changed() => {}
                     () = clock.sleep(self.poll_interval) => {}
+                    // A held claim is renewed even while nothing happens.
+                    () = clock.sleep(self.claim.map_or(self.poll_interval, |claim| claim.every())) => {}
                 },
             }
         }
+        if let Some(claim) = self.claim.filter(|claim| claim.renewed.is_some())
+            && let Err(error) =
+                self.reader.checkpoints.release(&self.reader.name, claim.holder).await
+        {
+            // It lapses on its own after its ttl.
+            tracing::warn!(consumer = %self.reader.name, %error, "could not release the claim");
+        }
         Ok(())
+    }
+
+    /// Takes or renews the claim when one is asked for and due.
+    async fn hold_claim(
+        &mut self,
+        failures: &mut Failures,
+    ) -> Result<Holding, ConsumerError<H::Error>> {
+        let Some(claim) = self.claim else {
+            return Ok(Holding::Yes);
+        };
+        if claim.renewed.is_some_and(|renewed| renewed.elapsed() < claim.every()) {
+            return Ok(Holding::Yes);
+        }
+        let claimed =
+            self.reader.checkpoints.claim(&self.reader.name, claim.holder, claim.ttl).await;
+        let held = match claimed {
+            Ok(held) => held,
+            Err(source) => {
+                let error =
+                    ConsumerError::Checkpoint { consumer: self.reader.name.clone(), source };
+                let wait = self.failed(error, failures)?.unwrap_or(claim.every());
+                return Ok(Holding::Retry(wait));
+            }
+        };
+        let was_held = claim.renewed.is_some();
+        self.claim = Some(Claim { renewed: held.then(std::time::Instant::now), ..claim });
+        if held && !was_held {
+            // Taken (over): start from the checkpoint as the last holder left it.
+            self.reader.position = None;
+            tracing::info!(consumer = %self.reader.name, "claimed the consumer's work");
+        }
+        Ok(if held { Holding::Yes } else { Holding::Lost })
     }
 
     /// The wait before retrying `error`, or the error when it may not be retried.
@@ -618,6 +714,16 @@ impl<S: EventStore, K: CheckpointStore, H: EventHandler> LogConsumer<S, K, H> {
         tracing::warn!(consumer = %self.reader.name, %error, retry_in = ?wait, "consumer step failed");
         Ok(Some(wait))
     }
+}
+
+/// Whether a claimed consumer may work now.
+enum Holding {
+    /// It holds its claim (or needs none).
+    Yes,
+    /// Another holder has it.
+    Lost,
+    /// Claiming failed; try again after this.
+    Retry(Duration),
 }
 
 impl<S: EventStore, K: CheckpointStore, H: EventHandler> Service for LogConsumer<S, K, H> {

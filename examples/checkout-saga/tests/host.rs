@@ -208,6 +208,73 @@ async fn a_timeout_fires_when_the_clock_moves_on_while_the_timers_are_being_clai
 }
 
 #[tokio::test]
+async fn two_hosts_of_one_saga_leave_the_work_to_the_claim_holder_and_take_over_when_it_stops() {
+    let (store, timers, clock) =
+        (InMemoryEventStore::new(), InMemoryTimerStore::new(), TestClock::new());
+    let checkpoints = InMemoryCheckpointStore::new();
+    let runners = Runners::new(&store, &clock);
+    let host = || {
+        App::in_process("checkout", store.clone())
+            .timers(timers.clone())
+            .checkpoints(checkpoints.clone())
+            .claim_ttl(Duration::from_millis(300))
+            .aggregate(&runners.orders)
+            .aggregate(&runners.payments)
+            .aggregate(&runners.inventory)
+            .saga::<CheckoutSaga>()
+            .build()
+            .expect("the wiring is complete")
+            .start()
+    };
+    let first = host();
+    let mut input = first.health().into_iter().next().expect("the saga's input");
+    let reached = tokio::time::timeout(Duration::from_secs(10), async {
+        while !input.health.caught_up {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            input = first.health().into_iter().next().expect("the saga's input");
+        }
+    })
+    .await;
+    assert!(reached.is_ok(), "the first host's saga input did not start");
+    let second = host();
+    let standing_by = tokio::time::timeout(Duration::from_secs(10), async {
+        while !second.health().iter().any(|status| status.health.standby) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    assert!(standing_by.is_ok(), "the second host's saga input should stand by");
+
+    runners.inventory.execute("tea", Restock { quantity: 10, manual: false }).await.unwrap();
+    runners.orders.execute("1", place("tok_visa")).await.unwrap();
+    wait_for(&store, &timers, SagaStatus::Completed).await;
+
+    // The holder stops (releasing its claim); the standby carries on with the next checkout.
+    first.stop().await.expect("a clean stop");
+    let mut next = place("tok_visa");
+    next.order_id = "2".into();
+    runners.orders.execute("2", next).await.unwrap();
+    let reader = SagaRunner::<CheckoutSaga, _, _, _>::new(
+        store.clone(),
+        LocalDispatcher::new(),
+        timers.clone(),
+    );
+    let completed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let status = reader.load("2").await.unwrap().map(|summary| summary.status);
+            if status == Some(SagaStatus::Completed) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await;
+    assert!(completed.is_ok(), "the standby did not take over: {:?}", second.health());
+    assert!(second.health().iter().all(|status| !status.health.standby));
+    second.stop().await.expect("a clean stop");
+}
+
+#[tokio::test]
 async fn over_a_bus_the_checkout_completes_in_one_process_or_split_by_role() {
     for split in [false, true] {
         let (store, timers, clock) =

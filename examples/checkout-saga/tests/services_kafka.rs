@@ -1,7 +1,8 @@
 //! The checkout's services as real processes on PostgreSQL and Kafka: `checkout-service` runs
-//! the relay and the command service in one process and the saga in another. In the middle of a
-//! run of checkouts the saga's process is killed with SIGKILL while checkouts are in flight, and
-//! later the relay's and command service's process too; each is started again. Every checkout
+//! the relay and the command service in one process and the saga in two more, one holding the
+//! claim on the saga's input and the other standing by. In the middle of a run of checkouts the
+//! saga's active process is killed with SIGKILL while checkouts are in flight — the standby
+//! takes over — and later the relay's and command service's process too; each is started again. Every checkout
 //! then completes or compensates, no event is written twice, no card is charged twice and stock
 //! is taken once per confirmed order. Both processes stop cleanly on SIGTERM.
 //!
@@ -26,6 +27,9 @@ const HOW_TO_START: &str = "run `scripts/test` (it starts a private PostgreSQL a
 
 const ORDERS: usize = 24;
 
+/// How long a killed process's claim on the relay's or the saga's work holds up the next one.
+const CLAIM_TTL_MS: u64 = 2_000;
+
 fn env(name: &str) -> String {
     std::env::var(name)
         .ok()
@@ -46,6 +50,7 @@ impl Process {
             .env("DATABASE_URL", database_url)
             .env("KAFKA_BROKERS", env("KAFKA_BROKERS"))
             .env("CHECKOUT_TOPIC_PREFIX", prefix)
+            .env("CHECKOUT_CLAIM_TTL_MS", CLAIM_TTL_MS.to_string())
             .stdin(Stdio::null())
             .spawn()
             .unwrap_or_else(|error| panic!("start checkout-service --role {roles}: {error}"));
@@ -85,6 +90,30 @@ impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Waits until a process other than `not` holds the claim on consumer `name`'s work: who.
+async fn wait_for_claim(
+    store: &PostgresEventStore,
+    name: &str,
+    not: Option<uuid::Uuid>,
+) -> uuid::Uuid {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let held: Option<(uuid::Uuid,)> =
+            sqlx::query_as("SELECT holder FROM checkpoint_claims WHERE name = $1")
+                .bind(name)
+                .fetch_optional(store.pool())
+                .await
+                .expect("read the claims");
+        if let Some((holder,)) = held
+            && Some(holder) != not
+        {
+            return holder;
+        }
+        assert!(Instant::now() < deadline, "no other process claimed `{name}` within 60 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -150,7 +179,10 @@ async fn checkouts_survive_a_killed_saga_process_with_nothing_lost_or_doubled() 
     let prefix = format!("s{id}.");
 
     let mut aggregates = Process::start(&database_url, &prefix, "relay,commands");
-    let mut saga = Process::start(&database_url, &prefix, "checkout");
+    let saga = Process::start(&database_url, &prefix, "checkout");
+    // A second saga process stands by once the first holds the claim on the saga's input.
+    let active = wait_for_claim(&store, "saga.checkout", None).await;
+    let standby = Process::start(&database_url, &prefix, "checkout");
 
     // The test is the front end: it places orders through its own runners on the database.
     let runners = Aggregates::new(&store, &SystemClock);
@@ -174,7 +206,10 @@ async fn checkouts_survive_a_killed_saga_process_with_nothing_lost_or_doubled() 
         finished < ORDERS / 2,
         "the saga was killed with checkouts in flight ({finished} done)"
     );
-    saga = Process::start(&database_url, &prefix, "checkout");
+    // The standby takes over once the killed process's claim lapses, alone; a new process then
+    // stands by in turn.
+    wait_for_claim(&store, "saga.checkout", Some(active)).await;
+    let saga = Process::start(&database_url, &prefix, "checkout");
 
     // The rest at a steady pace; three quarters in, the relay's and the command service's
     // process dies too.
@@ -241,8 +276,9 @@ async fn checkouts_survive_a_killed_saga_process_with_nothing_lost_or_doubled() 
     let confirmed = (0..ORDERS).filter(|order| place(*order).1.card != DECLINED_CARD).count();
     assert_eq!(reserved as usize, confirmed, "stock taken once per confirmed order");
 
-    // Graceful shutdown: both stop on SIGTERM, finishing what they hold.
+    // Graceful shutdown: every process stops on SIGTERM, finishing what it holds.
     saga.terminate();
+    standby.terminate();
     aggregates.terminate();
     store.pool().close().await;
     let _ =

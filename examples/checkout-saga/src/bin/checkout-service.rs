@@ -10,8 +10,11 @@
 //!
 //! Roles: `relay` (the outbox relay), `commands` (the command service hosting Order, Payment and
 //! Inventory), `checkout` (the saga's input and timers). Several processes of one role share
-//! the work through the broker's consumer groups. `CHECKOUT_TOPIC_PREFIX` prefixes every topic
-//! and consumer group, so that runs sharing a broker don't meet.
+//! the work: the command service through the broker's consumer group; the relay and the saga's
+//! input through a claim in the database, so that one process does the work while the others
+//! stand by, and one of them takes over within the claim's time (`CHECKOUT_CLAIM_TTL_MS`,
+//! 10 s by default) when it dies. `CHECKOUT_TOPIC_PREFIX` prefixes every topic and consumer
+//! group, so that runs sharing a broker don't meet.
 
 use std::process::ExitCode;
 
@@ -42,6 +45,12 @@ async fn run() -> Result<(), Error> {
 
     let runners = Aggregates::new(&store, &SystemClock);
     let mut app = hosted::app(&store, &bus, &runners, SystemClock);
+    if let Ok(ttl) = std::env::var("CHECKOUT_CLAIM_TTL_MS") {
+        let ttl: u64 = ttl
+            .parse()
+            .map_err(|_| format!("CHECKOUT_CLAIM_TTL_MS `{ttl}` is not milliseconds"))?;
+        app = app.claim_ttl(std::time::Duration::from_millis(ttl));
+    }
     if let Some(roles) = roles {
         app = app.roles(roles);
     }

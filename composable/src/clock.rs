@@ -96,9 +96,9 @@ impl TestClock {
         self.timeline.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// How many sleeps are waiting for the clock to move.
+    /// How many sleeps are waiting for the clock to move (not counting those dropped).
     pub fn pending_sleeps(&self) -> usize {
-        self.timeline().sleepers.len()
+        self.timeline().sleepers.values().filter(|wake| !wake.is_closed()).count()
     }
 
     /// Moves time forward by `duration`, waking every sleep that falls due, in deadline order.
@@ -174,6 +174,9 @@ impl Clock for TestClock {
                 timeline.now.checked_add_signed(step).unwrap_or(DateTime::<Utc>::MAX_UTC);
             let id = timeline.next_id;
             timeline.next_id += 1;
+            // Sleeps dropped unfinished (the losing branch of a `select!`) go, so that a loop
+            // racing a sleep against other wake-ups does not pile them up.
+            timeline.sleepers.retain(|_, wake| !wake.is_closed());
             timeline.sleepers.insert((deadline, id), wake);
         }
         Box::pin(async move {
@@ -228,5 +231,23 @@ mod tests {
             [start + chrono::Duration::seconds(1), start + chrono::Duration::seconds(2)]
         );
         assert_eq!(clock.now(), start + chrono::Duration::seconds(5));
+    }
+
+    #[tokio::test]
+    async fn a_dropped_sleep_is_not_pending() {
+        let clock = TestClock::new();
+        let kept = clock.sleep(Duration::from_secs(1));
+        drop(clock.sleep(Duration::from_secs(2)));
+        assert_eq!(clock.pending_sleeps(), 1);
+        for _ in 0..100 {
+            tokio::select! {
+                biased;
+                () = std::future::ready(()) => {}
+                () = clock.sleep(Duration::from_secs(3)) => {}
+            }
+        }
+        assert_eq!(clock.pending_sleeps(), 1);
+        assert!(clock.timeline().sleepers.len() <= 2, "dropped sleeps are pruned");
+        drop(kept);
     }
 }

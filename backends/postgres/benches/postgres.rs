@@ -101,7 +101,13 @@ fn event(index: usize) -> NewEvent {
     }
 }
 
-async fn raw_insert(pool: &PgPool, sql: &str, stream: &str, after: i64, events: &[NewEvent]) {
+async fn raw_insert(
+    pool: &PgPool,
+    sql: &'static str,
+    stream: &str,
+    after: i64,
+    events: &[NewEvent],
+) {
     let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
     let names: Vec<&str> = events.iter().map(|e| e.name.as_str()).collect();
     let versions: Vec<i32> = events.iter().map(|e| i32::from(e.version)).collect();
@@ -268,7 +274,10 @@ async fn main() {
     let admin: PgConnectOptions = url.parse().expect("DATABASE_URL is a valid URL");
     let name = format!("composable_bench_{}", Uuid::now_v7().simple());
     let mut connection = PgConnection::connect_with(&admin).await.expect("connect to DATABASE_URL");
-    sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut connection).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .execute(&mut connection)
+        .await
+        .unwrap();
     let store = PostgresEventStore::builder()
         .connect_options(admin.clone().database(&name))
         .max_connections(20)
@@ -420,7 +429,7 @@ async fn main() {
     println!("\n(median of {rounds} rounds; ratio = composable / raw, higher is better)");
 
     store.pool().close().await;
-    sqlx::query(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE \"{name}\" WITH (FORCE)")))
         .execute(&mut connection)
         .await
         .unwrap();

@@ -105,7 +105,10 @@ fn main() {
         let admin: PgConnectOptions = url.parse().expect("a valid DATABASE_URL");
         let mut connection = PgConnection::connect_with(&admin).await.expect("PostgreSQL");
         let name = format!("wakeup_bench_{}", uuid::Uuid::now_v7().simple());
-        connection.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("a database");
+        connection
+            .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .await
+            .expect("a database");
         let options = admin.database(&name);
         let connect = || {
             PostgresEventStore::builder()
@@ -145,6 +148,8 @@ fn main() {
         }
         elsewhere.pool().close().await;
         writer.pool().close().await;
-        let _ = connection.execute(format!("DROP DATABASE {name} WITH (FORCE)").as_str()).await;
+        let _ = connection
+            .execute(sqlx::AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)")))
+            .await;
     });
 }

@@ -430,7 +430,7 @@ async fn serializable_store() -> PostgresEventStore {
         "ALTER DATABASE \"{}\" SET default_transaction_isolation = 'serializable'",
         db.name
     );
-    sqlx::query(&set).execute(db.store.pool()).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(set)).execute(db.store.pool()).await.unwrap();
     db.store.pool().close().await;
     let store = PostgresEventStore::builder()
         .connect_options(db.options())

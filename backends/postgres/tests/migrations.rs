@@ -47,7 +47,7 @@ async fn old_append(connection: &mut PgConnection, stream: &str, events: usize) 
 async fn an_upgraded_database_keeps_its_order_and_its_checkpoints() {
     let name = format!("composable_upgrade_{}", uuid::Uuid::now_v7().simple());
     let mut admin = common::admin_connection().await;
-    admin.execute(format!("CREATE DATABASE \"{name}\"").as_str()).await.unwrap();
+    admin.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).await.unwrap();
     let options = common::admin_options().database(&name);
     let mut connection = PgConnection::connect_with(&options).await.unwrap();
     for migration in BEFORE {
@@ -107,5 +107,8 @@ async fn an_upgraded_database_keeps_its_order_and_its_checkpoints() {
 
     store.pool().close().await;
     drop(connection);
-    admin.execute(format!("DROP DATABASE \"{name}\" WITH (FORCE)").as_str()).await.unwrap();
+    admin
+        .execute(sqlx::AssertSqlSafe(format!("DROP DATABASE \"{name}\" WITH (FORCE)")))
+        .await
+        .unwrap();
 }

@@ -107,7 +107,10 @@ async fn fresh_database() -> PostgresEventStore {
         .await
         .unwrap_or_else(|error| panic!("cannot reach PostgreSQL: {error}; {HOW_TO_START}"));
     let name = format!("checkout_bench_{}", uuid::Uuid::now_v7().simple());
-    admin.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("create database");
+    admin
+        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .await
+        .expect("create database");
     PostgresEventStore::builder()
         .connect_options(admin_options.database(&name))
         .max_connections(24)

@@ -41,7 +41,10 @@ impl Database {
             .await
             .unwrap_or_else(|error| panic!("cannot reach PostgreSQL: {error}; {HOW_TO_START}"));
         let name = format!("checkout_{}", uuid::Uuid::now_v7().simple());
-        admin.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("create database");
+        admin
+            .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .await
+            .expect("create database");
         let store = PostgresEventStore::builder()
             .connect_options(admin_options().database(&name))
             .max_connections(4)
@@ -67,7 +70,7 @@ impl Database {
         self.store.pool().close().await;
         let mut admin = PgConnection::connect_with(&admin_options()).await.expect("reconnect");
         let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        admin.execute(sql.as_str()).await.expect("drop database");
+        admin.execute(sqlx::AssertSqlSafe(sql)).await.expect("drop database");
     }
 }
 

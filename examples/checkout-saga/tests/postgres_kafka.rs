@@ -60,7 +60,10 @@ impl Backends {
             .await
             .unwrap_or_else(|error| panic!("cannot reach PostgreSQL: {error}; {HOW_TO_START}"));
         let name = format!("checkout_kafka_{id}");
-        admin.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("create database");
+        admin
+            .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .await
+            .expect("create database");
         let store = PostgresEventStore::builder()
             .connect_options(admin_options().database(&name))
             .max_connections(8)
@@ -101,7 +104,7 @@ impl Backends {
         self.store.pool().close().await;
         let mut admin = PgConnection::connect_with(&admin_options()).await.expect("reconnect");
         let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        admin.execute(sql.as_str()).await.expect("drop database");
+        admin.execute(sqlx::AssertSqlSafe(sql)).await.expect("drop database");
     }
 }
 

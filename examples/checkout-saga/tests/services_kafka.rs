@@ -163,7 +163,10 @@ async fn checkouts_survive_a_killed_saga_process_with_nothing_lost_or_doubled() 
         .unwrap_or_else(|error| panic!("cannot reach PostgreSQL: {error}; {HOW_TO_START}"));
     let id = uuid::Uuid::now_v7().simple().to_string();
     let name = format!("checkout_services_{id}");
-    connection.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("a database");
+    connection
+        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .await
+        .expect("a database");
     let options = admin.clone().database(&name);
     let store = PostgresEventStore::builder()
         .connect_options(options.clone())
@@ -281,6 +284,7 @@ async fn checkouts_survive_a_killed_saga_process_with_nothing_lost_or_doubled() 
     standby.terminate();
     aggregates.terminate();
     store.pool().close().await;
-    let _ =
-        connection.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await;
+    let _ = connection
+        .execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+        .await;
 }

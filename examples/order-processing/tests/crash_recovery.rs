@@ -35,7 +35,10 @@ impl Database {
             .await
             .unwrap_or_else(|error| panic!("cannot reach PostgreSQL at {admin_url}: {error}"));
         let name = format!("orders_crash_{}", uuid::Uuid::now_v7().simple());
-        admin.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("create database");
+        admin
+            .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .await
+            .expect("create database");
         let (base, _) = admin_url.rsplit_once('/').expect("a database URL ends in /name");
         let url = format!("{base}/{name}");
         Self { admin, name, url }
@@ -43,7 +46,7 @@ impl Database {
 
     async fn drop(mut self) {
         let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        self.admin.execute(sql.as_str()).await.expect("drop database");
+        self.admin.execute(sqlx::AssertSqlSafe(sql)).await.expect("drop database");
     }
 }
 

@@ -106,7 +106,7 @@ pub async fn fresh_store() -> PostgresEventStore {
             database_url()
         ),
     };
-    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
         .execute(&mut admin)
         .await
         .unwrap_or_else(|error| panic!("CREATE DATABASE {name}: {error}"));

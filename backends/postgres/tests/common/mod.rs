@@ -66,9 +66,12 @@ impl TestDatabase {
     pub async fn drop_database(self) {
         self.store.pool().close().await;
         let mut admin = admin_connection().await;
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name))
-            .execute(&mut admin)
-            .await;
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+            self.name
+        )))
+        .execute(&mut admin)
+        .await;
     }
 }
 
@@ -76,7 +79,7 @@ impl TestDatabase {
 pub async fn test_database() -> TestDatabase {
     let name = format!("composable_test_{}", uuid::Uuid::now_v7().simple());
     let mut admin = admin_connection().await;
-    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
         .execute(&mut admin)
         .await
         .unwrap_or_else(|error| panic!("CREATE DATABASE {name}: {error}"));

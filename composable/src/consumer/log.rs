@@ -134,6 +134,8 @@ pub struct LogReader<S, K> {
     settle_poll: Duration,
     settle_timeout: Duration,
     position: Option<Position>,
+    /// Whether the store's wake-ups end its waits early.
+    woken: bool,
 }
 
 impl<S, K> fmt::Debug for LogReader<S, K> {
@@ -160,6 +162,7 @@ impl<S: EventStore, K: CheckpointStore> LogReader<S, K> {
             settle_poll: Duration::from_millis(2),
             settle_timeout: Duration::from_secs(30),
             position: None,
+            woken: true,
         }
     }
 
@@ -184,6 +187,19 @@ impl<S: EventStore, K: CheckpointStore> LogReader<S, K> {
         self.settle_poll = poll;
         self.settle_timeout = timeout;
         self
+    }
+
+    /// Whether the store's wake-ups ([`EventStore::appends`]) end a wait early (by default
+    /// they do); without them it only polls.
+    #[must_use]
+    pub fn woken_by_appends(mut self, woken: bool) -> Self {
+        self.woken = woken;
+        self
+    }
+
+    /// The store's wake-ups, or none when they were turned off.
+    fn appends(&self) -> Appends {
+        if self.woken { self.store.appends() } else { Appends::never() }
     }
 
     /// The checkpoint's name.
@@ -309,7 +325,7 @@ impl<S: EventStore, K: CheckpointStore> LogReader<S, K> {
         F: AsyncFnMut(&[RecordedEvent]) -> Result<(), E>,
     {
         // Subscribed before the head is read, so the commit that closes a gap wakes the wait.
-        let mut appends = self.store.appends();
+        let mut appends = self.appends();
         let head = self.head().await.map_err(ReadError::widen)?;
         let mut read = 0;
         // Time spent lagging, added up pass by pass so a step of the wall clock costs one pass.
@@ -403,7 +419,6 @@ pub struct LogConsumer<S, K, H> {
     handler: H,
     poll_interval: Duration,
     backoff: Backoff,
-    woken: bool,
     claim: Option<Claim>,
 }
 
@@ -450,7 +465,6 @@ impl<S: EventStore, K: CheckpointStore, H: EventHandler> LogConsumer<S, K, H> {
             backoff: Backoff::exponential(Duration::from_millis(10))
                 .max_delay(Duration::from_secs(5))
                 .jitter(0.2),
-            woken: true,
             claim: None,
         }
     }
@@ -495,7 +509,7 @@ impl<S: EventStore, K: CheckpointStore, H: EventHandler> LogConsumer<S, K, H> {
     /// they do); without them the consumer only polls. For measuring what the wake-ups save.
     #[must_use]
     pub fn woken_by_appends(mut self, woken: bool) -> Self {
-        self.woken = woken;
+        self.reader = self.reader.woken_by_appends(woken);
         self
     }
 
@@ -588,7 +602,7 @@ impl<S: EventStore, K: CheckpointStore, H: EventHandler> LogConsumer<S, K, H> {
         &mut self,
         context: &mut ServiceContext,
     ) -> Result<(), ConsumerError<H::Error>> {
-        let mut appends = if self.woken { self.reader.store.appends() } else { Appends::never() };
+        let mut appends = self.reader.appends();
         let clock = Arc::clone(&self.reader.clock);
         let mut failures = Failures::new(self.backoff);
         let mut ahead = None;
@@ -842,6 +856,44 @@ mod tests {
         assert!(health.caught_up);
         assert_eq!(recorder.seen.lock().unwrap().len(), 3);
         handle.stop().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn of_two_claimed_consumers_one_works_and_the_other_takes_over_when_it_stops() {
+        let store = InMemoryEventStore::new();
+        let checkpoints = InMemoryCheckpointStore::new();
+        let ttl = Duration::from_millis(150);
+        let (first, second) = (Recorder::default(), Recorder::default());
+        let consumer = |recorder: &Recorder| {
+            LogConsumer::new("claimed", store.clone(), checkpoints.clone(), recorder.clone())
+                .claimed(uuid::Uuid::now_v7(), ttl)
+        };
+        let mut active = service::spawn(consumer(&first));
+        active.wait_until(|health| health.caught_up).await;
+        let mut standby = service::spawn(consumer(&second));
+        standby.wait_until(|health| health.standby).await;
+
+        let stream = StreamId::new("a", 1).unwrap();
+        let appended = store.append(&stream, ExpectedVersion::Any, events(3)).await.unwrap();
+        active.wait_until(|health| health.position == Some(appended.last_position)).await;
+        assert_eq!(first.seen.lock().unwrap().len(), 3);
+        assert!(standby.health().standby, "the standby stays out of it");
+
+        // Stopping releases the claim: the standby carries on from the checkpoint.
+        active.stop().await.unwrap();
+        let appended = store.append(&stream, ExpectedVersion::Any, events(2)).await.unwrap();
+        let health = tokio::time::timeout(
+            Duration::from_secs(5),
+            standby.wait_until(|health| health.position == Some(appended.last_position)),
+        )
+        .await
+        .expect("the standby took over");
+        assert!(!health.standby);
+        assert_eq!(second.seen.lock().unwrap().len(), 2, "only what came after the checkpoint");
+        let claims = checkpoints.claim("claimed", uuid::Uuid::now_v7(), ttl).await.unwrap();
+        assert!(!claims, "the new holder keeps renewing its claim");
+        standby.stop().await.unwrap();
+        assert!(checkpoints.claim("claimed", uuid::Uuid::now_v7(), ttl).await.unwrap(), "released");
     }
 
     #[tokio::test(flavor = "current_thread")]

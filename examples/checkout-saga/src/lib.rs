@@ -65,6 +65,14 @@ impl<S: EventStore + Clone, T: TimerStore> Checkout<S, T> {
         let saga = SagaRunner::new(store, dispatcher, timers).with_clock(clock);
         Self { orders, payments, inventory, saga }
     }
+    /// The three aggregates' runners (shared, not copied): what a host serves commands with.
+    pub fn aggregates(&self) -> Aggregates<S> {
+        Aggregates {
+            orders: Arc::clone(&self.orders),
+            payments: Arc::clone(&self.payments),
+            inventory: Arc::clone(&self.inventory),
+        }
+    }
 }
 
 /// The three aggregates' runners without the saga: what a process hosting the aggregates

@@ -15,9 +15,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use checkout_saga::{
-    Aggregates, Checkout, DECLINED_CARD, OrderStatus, PlaceOrder, Restock, hosted,
-};
+use checkout_saga::{Checkout, DECLINED_CARD, OrderStatus, PlaceOrder, Restock, hosted};
 use composable::host::RunningApp;
 use composable::saga::{InMemoryTimerStore, Progress, SagaStatus, TimerStore};
 use composable::{BoxError as Error, EventStore, InMemoryEventStore, TestClock};
@@ -102,11 +100,7 @@ async fn run_on_the_host(
     let timers = PostgresTimerStore::new(store.pool().clone());
     // The host runs these runners; the checkout's own saga runner only reads the saga's state.
     let checkout = Checkout::new(store.clone(), timers, clock.clone());
-    let runners = Aggregates {
-        orders: checkout.orders.clone(),
-        payments: checkout.payments.clone(),
-        inventory: checkout.inventory.clone(),
-    };
+    let runners = checkout.aggregates();
     let app = hosted::app(&store, &bus, &runners, clock.clone()).build()?;
     hosted::create_topics(&bus, app.topics()).await?;
     let running = app.start();

@@ -2,34 +2,18 @@
 //! backends; the happy path over an in-memory bus, in one process and split into two by roles;
 //! and every mistake the host refuses when it is built.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use checkout_saga::{
-    CheckoutSaga, DECLINED_CARD, Inventory, Order, OrderStatus, Payment, PlaceOrder, Restock,
-};
+use checkout_saga::{Aggregates, CheckoutSaga, DECLINED_CARD, OrderStatus, PlaceOrder, Restock};
 use composable::bus::InMemoryBus;
 use composable::checkpoint::InMemoryCheckpointStore;
 use composable::dispatch::LocalDispatcher;
 use composable::host::{App, HostError, Role};
 use composable::saga::{InMemoryTimerStore, SagaStatus, Timer, TimerError, TimerStore};
-use composable::{AggregateRunner, EventStore, InMemoryEventStore, Saga, SagaRunner, TestClock};
+use composable::{EventStore, InMemoryEventStore, Saga, SagaRunner, TestClock};
 
-struct Runners {
-    orders: Arc<AggregateRunner<Order, InMemoryEventStore>>,
-    payments: Arc<AggregateRunner<Payment, InMemoryEventStore>>,
-    inventory: Arc<AggregateRunner<Inventory, InMemoryEventStore>>,
-}
-
-impl Runners {
-    fn new(store: &InMemoryEventStore, clock: &TestClock) -> Self {
-        Self {
-            orders: Arc::new(AggregateRunner::new(store.clone(), ()).with_clock(clock.clone())),
-            payments: Arc::new(AggregateRunner::new(store.clone(), ()).with_clock(clock.clone())),
-            inventory: Arc::new(AggregateRunner::new(store.clone(), ()).with_clock(clock.clone())),
-        }
-    }
-}
+/// The three aggregates' runners on one in-memory store.
+type Runners = Aggregates<InMemoryEventStore>;
 
 fn place(card: &str) -> PlaceOrder {
     PlaceOrder {

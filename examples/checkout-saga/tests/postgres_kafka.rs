@@ -10,7 +10,6 @@
 
 use std::time::Duration;
 
-use checkout_saga::Aggregates;
 use checkout_saga::{Checkout, DECLINED_CARD, OrderStatus, PlaceOrder, Restock, hosted};
 use composable::command::{derive_id, event_id};
 use composable::host::RunningApp;
@@ -74,11 +73,7 @@ impl Backends {
         let clock = TestClock::new();
         let timers = PostgresTimerStore::new(store.pool().clone());
         let checkout = Checkout::new(store.clone(), timers, clock.clone());
-        let runners = Aggregates {
-            orders: checkout.orders.clone(),
-            payments: checkout.payments.clone(),
-            inventory: checkout.inventory.clone(),
-        };
+        let runners = checkout.aggregates();
         let app = hosted::app(&store, &bus, &runners, clock.clone()).build().expect("the wiring");
         hosted::create_topics(&bus, app.topics()).await.expect("create the topics");
         let running = app.start();

@@ -10,6 +10,7 @@ pub mod clock;
 pub mod codec;
 pub mod command;
 pub mod command_bus;
+pub mod consistency;
 pub mod consumer;
 pub mod dispatch;
 pub mod effect;

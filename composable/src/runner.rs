@@ -18,10 +18,11 @@ use crate::backoff::Backoff;
 use crate::clock::{Clock, SystemClock};
 use crate::codec::{Bincode, Codec, CodecError};
 use crate::command::{self, CommandContext};
+use crate::consistency::ReadToken;
 use crate::envelope::{EventMetadata, NewEvent, RecordedEvent, Snapshot};
 use crate::event::{DecodeError, EventSet};
 use crate::event_store::{AppendResult, EventStore, EventStoreError};
-use crate::stream::{ExpectedVersion, StreamId, StreamIdError, Version};
+use crate::stream::{ExpectedVersion, Position, StreamId, StreamIdError, Version};
 
 /// Why a command did not produce committed events.
 #[derive(Debug, thiserror::Error)]
@@ -113,11 +114,22 @@ pub struct Executed<A: Aggregate> {
     /// already stored: it took effect on an earlier delivery, nothing was appended now, and
     /// `events` is empty. `state` and `version` are the aggregate's current ones.
     pub duplicate: bool,
+    /// What a read must have reached to see the command's effect ([read-your-writes](crate::consistency)):
+    /// the position of its last event, or for a duplicate the head of the log when it was
+    /// answered (the earlier delivery's events are behind it). `None` when nothing happened.
+    pub token: Option<ReadToken>,
 }
 
 impl<A: Aggregate> Executed<A> {
-    fn already_done(state: A, version: Version) -> Self {
-        Self { events: Vec::new(), state, version, append: None, duplicate: true }
+    fn already_done(state: A, version: Version, head: Position) -> Self {
+        Self {
+            events: Vec::new(),
+            state,
+            version,
+            append: None,
+            duplicate: true,
+            token: Some(ReadToken::new(head)),
+        }
     }
 }
 
@@ -358,13 +370,21 @@ impl<A: Aggregate, S: EventStore, C: Codec> AggregateRunner<A, S, C> {
             Ok(events) => events,
             Err(error) => {
                 if self.took_effect(stream, context).await? {
-                    return Ok(Executed::already_done(state, version));
+                    let head = self.store.head().await.map_err(CommandError::Store)?;
+                    return Ok(Executed::already_done(state, version, head));
                 }
                 return Err(CommandError::Rejected(error));
             }
         };
         if events.is_empty() {
-            return Ok(Executed { events, state, version, append: None, duplicate: false });
+            return Ok(Executed {
+                events,
+                state,
+                version,
+                append: None,
+                duplicate: false,
+                token: None,
+            });
         }
         for event in &events {
             state.apply(event);
@@ -374,6 +394,7 @@ impl<A: Aggregate, S: EventStore, C: Codec> AggregateRunner<A, S, C> {
                 events,
                 state,
                 version: append.last_version,
+                token: Some(ReadToken::new(append.last_position)),
                 append: Some(append),
                 duplicate: false,
             }),
@@ -383,7 +404,8 @@ impl<A: Aggregate, S: EventStore, C: Codec> AggregateRunner<A, S, C> {
             ) => {
                 if self.took_effect(stream, context).await? {
                     let Loaded { state, version, .. } = self.load_stream(stream).await?;
-                    return Ok(Executed::already_done(state, version));
+                    let head = self.store.head().await.map_err(CommandError::Store)?;
+                    return Ok(Executed::already_done(state, version, head));
                 }
                 Err(error)
             }

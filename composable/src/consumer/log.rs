@@ -6,7 +6,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::EventHandler;
+use super::{Checkpoint, EventHandler, Saved};
 use crate::BoxError;
 use crate::backoff::{Backoff, Failures};
 use crate::checkpoint::{CheckpointError, CheckpointStore};
@@ -324,6 +324,26 @@ impl<S: EventStore, K: CheckpointStore> LogReader<S, K> {
         E: std::error::Error + 'static,
         F: AsyncFnMut(&[RecordedEvent]) -> Result<(), E>,
     {
+        self.handle_to_head_at(&mut async |_at: Checkpoint<'_>, batch: &[RecordedEvent]| {
+            handle(batch).await.map(|()| Saved::ByConsumer)
+        })
+        .await
+    }
+
+    /// [`handle_to_head`](Self::handle_to_head) for a handler that may save the checkpoint
+    /// itself ([`EventHandler::handle_at`]): `handle` gets each batch with where it sits and
+    /// says who saved the checkpoint.
+    ///
+    /// # Errors
+    /// As [`handle_to_head`](Self::handle_to_head).
+    pub async fn handle_to_head_at<E, F>(
+        &mut self,
+        handle: &mut F,
+    ) -> Result<usize, ConsumerError<E>>
+    where
+        E: std::error::Error + 'static,
+        F: AsyncFnMut(Checkpoint<'_>, &[RecordedEvent]) -> Result<Saved, E>,
+    {
         // Subscribed before the head is read, so the commit that closes a gap wakes the wait.
         let mut appends = self.appends();
         let head = self.head().await.map_err(ReadError::widen)?;
@@ -358,13 +378,32 @@ impl<S: EventStore, K: CheckpointStore> LogReader<S, K> {
                 continue;
             };
             lagging = None;
-            handle(&batch).await.map_err(|source| ConsumerError::Handler {
+            let at = Checkpoint { name: &self.name, after, to: last };
+            let saved = handle(at, &batch).await.map_err(|source| ConsumerError::Handler {
                 consumer: self.name.clone(),
                 after,
                 source,
             })?;
-            read += batch.len();
-            self.commit(last).await.map_err(ReadError::widen)?;
+            if saved != Saved::Moved {
+                read += batch.len();
+            }
+            self.saved(saved, last).await.map_err(ReadError::widen)?;
+        }
+    }
+
+    /// Moves on after a batch ending at `last`, as the handler said the checkpoint was saved.
+    async fn saved(&mut self, saved: Saved, last: Position) -> Result<(), ReadError> {
+        match saved {
+            Saved::ByConsumer => self.commit(last).await,
+            Saved::ByHandler => {
+                self.position = Some(last);
+                Ok(())
+            }
+            Saved::Moved => {
+                // Read the checkpoint again: whoever moved it decides where this one resumes.
+                self.position = None;
+                Ok(())
+            }
         }
     }
 }
@@ -557,19 +596,23 @@ impl<S: EventStore, K: CheckpointStore, H: EventHandler> LogConsumer<S, K, H> {
         let Some(last) = batch.last().map(|event| event.position) else {
             return Ok(0);
         };
+        let at = Checkpoint { name: &self.reader.name, after, to: last };
         let (handled, next) = if read_ahead && batch.len() == self.reader.batch_size {
             let next = self.reader.store.read_all(last, self.reader.batch_size);
-            let (handled, next) = tokio::join!(self.handler.handle(&batch), next);
+            let (handled, next) = tokio::join!(self.handler.handle_at(at, &batch), next);
             (handled, next.ok())
         } else {
-            (self.handler.handle(&batch).await, None)
+            (self.handler.handle_at(at, &batch).await, None)
         };
-        handled.map_err(|source| ConsumerError::Handler {
+        let saved = handled.map_err(|source| ConsumerError::Handler {
             consumer: self.reader.name.clone(),
             after,
             source,
         })?;
-        self.reader.commit(last).await.map_err(ReadError::widen)?;
+        self.reader.saved(saved, last).await.map_err(ReadError::widen)?;
+        if saved == Saved::Moved {
+            return Ok(0);
+        }
         // A failed read ahead is not an error: the next step reads again.
         *ahead = next.filter(|next| !next.is_empty());
         Ok(batch.len())
@@ -583,7 +626,9 @@ impl<S: EventStore, K: CheckpointStore, H: EventHandler> LogConsumer<S, K, H> {
     pub async fn catch_up(&mut self) -> Result<usize, ConsumerError<H::Error>> {
         let handler = &mut self.handler;
         self.reader
-            .handle_to_head(&mut async |batch: &[RecordedEvent]| handler.handle(batch).await)
+            .handle_to_head_at(&mut async |at: Checkpoint<'_>, batch: &[RecordedEvent]| {
+                handler.handle_at(at, batch).await
+            })
             .await
     }
 

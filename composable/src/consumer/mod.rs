@@ -29,9 +29,35 @@ mod log;
 use std::future::Future;
 
 use crate::envelope::RecordedEvent;
+use crate::stream::Position;
 
 pub use bus::{BusConsumer, BusConsumerError, Events, EventsError, MessageHandler};
 pub use log::{ConsumerError, LogConsumer, LogReader, ReadError};
+
+/// Where a batch sits in a consumer's log: the checkpoint it follows. What a handler that saves
+/// the checkpoint itself needs ([`EventHandler::handle_at`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checkpoint<'a> {
+    /// The consumer's checkpoint name.
+    pub name: &'a str,
+    /// The position the batch follows: the checkpoint as the consumer read it.
+    pub after: Position,
+    /// The position of the batch's last event: the checkpoint once it is handled.
+    pub to: Position,
+}
+
+/// Who saved the checkpoint after a batch ([`EventHandler::handle_at`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Saved {
+    /// Nobody yet: the consumer saves it in its checkpoint store, after the handler.
+    ByConsumer,
+    /// The handler, in the same transaction as the batch's effects (exactly once, crashes
+    /// included): the consumer only moves on.
+    ByHandler,
+    /// Nobody: the checkpoint was no longer at [`Checkpoint::after`] (another process moved it
+    /// on), so the handler applied nothing. The consumer reads the checkpoint again.
+    Moved,
+}
 
 /// Handles committed events, in log order. See the [module docs](self) for where they come
 /// from.
@@ -72,6 +98,25 @@ pub trait EventHandler: Send + 'static {
         &mut self,
         events: &[RecordedEvent],
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Handles `events`, the batch after `at.after`, and says who saved the checkpoint. By
+    /// default it calls [`handle`](Self::handle) and leaves the checkpoint to the consumer.
+    ///
+    /// A handler whose effects live in a store with transactions (a read model's tables) saves
+    /// `at.to` as checkpoint `at.name` in the transaction that applies the batch — only if the
+    /// checkpoint there is still `at.after`, answering [`Saved::Moved`] otherwise — and answers
+    /// [`Saved::ByHandler`]; the consumer's checkpoint store is then that same store, read
+    /// through [`CheckpointStore`](crate::checkpoint::CheckpointStore), so a restart resumes
+    /// where the last committed batch ended and no event takes effect twice.
+    fn handle_at(
+        &mut self,
+        at: Checkpoint<'_>,
+        events: &[RecordedEvent],
+    ) -> impl Future<Output = Result<Saved, Self::Error>> + Send {
+        let _ = at;
+        let handled = self.handle(events);
+        async move { handled.await.map(|()| Saved::ByConsumer) }
+    }
 
     /// Whether handling the batch again may succeed (by default, always): an error for which this
     /// is `false` stops the consumer at once instead of being retried.

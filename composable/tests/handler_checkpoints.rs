@@ -92,7 +92,8 @@ fn events(count: usize) -> Vec<NewEvent> {
 async fn append(store: &InMemoryEventStore, count: usize) -> Vec<Uuid> {
     let batch = events(count);
     let ids = batch.iter().map(|event| event.event_id).collect();
-    store.append(&StreamId::new("thing", 1).unwrap(), ExpectedVersion::Any, batch).await.unwrap();
+    let stream = StreamId::new("thing", 1).expect("a stream id");
+    store.append(&stream, ExpectedVersion::Any, batch).await.expect("an append");
     ids
 }
 

@@ -89,6 +89,7 @@ use crate::command_bus::{BusDispatcher, CommandService, command_topic};
 use crate::dispatch::{Dispatcher, LocalDispatcher};
 use crate::event::EventSet;
 use crate::event_store::{EventStore, EventStoreError};
+use crate::projection::{Projection, ProjectionRunner};
 use crate::relay::Relay;
 use crate::runner::AggregateRunner;
 use crate::saga::{self, Saga, SagaRunner, SagaTimers, TimerStore};
@@ -104,6 +105,8 @@ pub enum Role {
     Commands,
     /// A saga's input and timers, by the saga's name.
     Saga(&'static str),
+    /// A projection's runner, by the projection's name.
+    Projection(&'static str),
 }
 
 impl fmt::Display for Role {
@@ -111,7 +114,7 @@ impl fmt::Display for Role {
         match self {
             Self::Relay => f.write_str("relay"),
             Self::Commands => f.write_str("commands"),
-            Self::Saga(name) => f.write_str(name),
+            Self::Saga(name) | Self::Projection(name) => f.write_str(name),
         }
     }
 }
@@ -128,6 +131,17 @@ pub enum HostError {
     UnpublishedInput {
         /// The saga.
         saga: &'static str,
+        /// The event name.
+        event: &'static str,
+    },
+    /// A projection handles an event that no registered aggregate emits.
+    #[error(
+        "projection `{projection}` handles `{event}`, which no registered aggregate emits: \
+         register the aggregate that emits it with `.aggregate(&runner)`"
+    )]
+    UnpublishedProjectionInput {
+        /// The projection.
+        projection: &'static str,
         /// The event name.
         event: &'static str,
     },
@@ -279,6 +293,8 @@ pub struct AppBuilder<S, T = NoTimers, B = NoBus> {
     reply_timeout: Duration,
     aggregates: Vec<AggregateEntry<B>>,
     sagas: Vec<SagaEntry>,
+    /// Each projection's name and events, for the checks.
+    projections: Vec<(&'static str, &'static [&'static str])>,
     registrations: Vec<Registration<S, B>>,
     on_bus: bool,
 }
@@ -351,6 +367,7 @@ impl<S, B> AppBuilder<S, NoTimers, B> {
             reply_timeout: self.reply_timeout,
             aggregates: self.aggregates,
             sagas: self.sagas,
+            projections: self.projections,
             registrations: self.registrations,
             on_bus: self.on_bus,
         }
@@ -372,6 +389,7 @@ impl<S, T, B> AppBuilder<S, T, B> {
             reply_timeout: Duration::from_secs(30),
             aggregates: Vec::new(),
             sagas: Vec::new(),
+            projections: Vec::new(),
             registrations: Vec::new(),
             on_bus: false,
         }
@@ -433,6 +451,22 @@ where
         self.aggregates.push(entry);
     }
 
+    /// Registers projection `P`, writing to `store`: its runner reads the log after the
+    /// checkpoint it keeps in `store` (woken by the store's notifications) and commits each
+    /// batch with it, so every event takes effect once. Of several processes running it, the
+    /// one holding the claim works ([`claim_ttl`](Self::claim_ttl)).
+    #[must_use]
+    pub fn projection<P: Projection>(mut self, projection: P, store: P::Store) -> Self {
+        self.projections.push((P::NAME, <P::Event as EventSet>::NAMES));
+        self.registrations.push(Box::new(move |wiring: &Wiring<'_, S, B>| {
+            let consumer = ProjectionRunner::new(projection, store)
+                .consumer(wiring.store.clone())
+                .claimed(wiring.claim.0, wiring.claim.1);
+            vec![Entry::new(Role::Projection(P::NAME), true, consumer)]
+        }));
+        self
+    }
+
     fn add_saga<G: Saga>(&mut self, registration: Registration<S, B>) {
         self.sagas.push(SagaEntry {
             name: G::NAME,
@@ -465,6 +499,12 @@ where
                 saga.targets.iter().find(|target| !categories.contains(*target))
             {
                 return Err(HostError::UnregisteredTarget { saga: saga.name, aggregate });
+            }
+        }
+
+        for (projection, events) in &self.projections {
+            if let Some(event) = events.iter().find(|event| !emitters.contains_key(*event)) {
+                return Err(HostError::UnpublishedProjectionInput { projection, event });
             }
         }
 
@@ -755,6 +795,12 @@ impl<S> fmt::Debug for RunningApp<S> {
 }
 
 impl<S: EventStore> RunningApp<S> {
+    /// The running service called `name` (as [`App::services`] lists them), for example to wait
+    /// until a projection has reached a command's token ([`ServiceHandle::reached`]).
+    pub fn service(&self, name: &str) -> Option<&ServiceHandle> {
+        self.services.iter().find(|service| service.name == name).map(|service| &service.handle)
+    }
+
     /// Every service's health.
     pub fn health(&self) -> Vec<ServiceStatus> {
         self.services

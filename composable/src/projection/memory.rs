@@ -1,0 +1,264 @@
+//! The in-memory read store: typed documents by collection and key, changed in batches that
+//! commit together with the projection's checkpoint.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use super::ReadStore;
+use crate::checkpoint::{CheckpointError, CheckpointStore, InMemoryCheckpointStore};
+use crate::codec::{Bincode, Codec, CodecError};
+use crate::consumer::{Checkpoint, Saved};
+use crate::stream::Position;
+
+/// A document could not be written or read, or a name is not allowed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DocumentError {
+    /// A collection name must be 1 to 63 characters of `a-z`, `0-9`, `_`, `.` and `-`.
+    #[error("`{0}` is not a collection name: use 1 to 63 characters of a-z, 0-9, `_`, `.` and `-`")]
+    InvalidCollection(String),
+    /// The value could not be encoded or decoded.
+    #[error("document `{collection}/{key}`: {source}")]
+    Codec {
+        /// Its collection.
+        collection: String,
+        /// Its key.
+        key: String,
+        /// What the codec said.
+        #[source]
+        source: CodecError,
+    },
+}
+
+type Key = (String, String);
+
+#[derive(Debug, Default)]
+struct Inner {
+    documents: BTreeMap<Key, Vec<u8>>,
+    checkpoints: BTreeMap<String, Position>,
+}
+
+/// Documents in memory, by collection and key: the read store of tests and examples, and the
+/// twin of the durable document stores. Clones share the documents.
+#[derive(Debug, Clone, Default)]
+pub struct InMemoryDocuments {
+    inner: Arc<Mutex<Inner>>,
+    claims: InMemoryCheckpointStore,
+}
+
+fn collection_name(collection: &str) -> Result<(), DocumentError> {
+    let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "_.-".contains(c);
+    if (1..=63).contains(&collection.len()) && collection.chars().all(allowed) {
+        Ok(())
+    } else {
+        Err(DocumentError::InvalidCollection(collection.to_owned()))
+    }
+}
+
+fn encode<T: Serialize>(collection: &str, key: &str, value: &T) -> Result<Vec<u8>, DocumentError> {
+    Bincode.encode(value).map_err(|source| DocumentError::Codec {
+        collection: collection.to_owned(),
+        key: key.to_owned(),
+        source,
+    })
+}
+
+fn decode<T: DeserializeOwned>(
+    collection: &str,
+    key: &str,
+    bytes: &[u8],
+) -> Result<T, DocumentError> {
+    Bincode.decode(bytes).map_err(|source| DocumentError::Codec {
+        collection: collection.to_owned(),
+        key: key.to_owned(),
+        source,
+    })
+}
+
+impl InMemoryDocuments {
+    /// No documents.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn inner(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The document `key` of `collection`, as committed.
+    ///
+    /// # Errors
+    /// A bad collection name, or a value that is not a `T`.
+    pub fn get<T: DeserializeOwned>(
+        &self,
+        collection: &str,
+        key: &str,
+    ) -> Result<Option<T>, DocumentError> {
+        collection_name(collection)?;
+        let inner = self.inner();
+        let stored = inner.documents.get(&(collection.to_owned(), key.to_owned()));
+        stored.map(|bytes| decode(collection, key, bytes)).transpose()
+    }
+
+    /// Whether `collection` has a document `key`.
+    ///
+    /// # Errors
+    /// A bad collection name.
+    pub fn exists(&self, collection: &str, key: &str) -> Result<bool, DocumentError> {
+        collection_name(collection)?;
+        Ok(self.inner().documents.contains_key(&(collection.to_owned(), key.to_owned())))
+    }
+
+    /// The documents of `collection` whose keys start with `prefix`, in key order.
+    ///
+    /// # Errors
+    /// A bad collection name, or a value that is not a `T`.
+    pub fn list<T: DeserializeOwned>(
+        &self,
+        collection: &str,
+        prefix: &str,
+    ) -> Result<Vec<(String, T)>, DocumentError> {
+        collection_name(collection)?;
+        let inner = self.inner();
+        let start = (collection.to_owned(), prefix.to_owned());
+        inner
+            .documents
+            .range((Bound::Included(start), Bound::Unbounded))
+            .take_while(|((found, key), _)| found == collection && key.starts_with(prefix))
+            .map(|((_, key), bytes)| Ok((key.clone(), decode(collection, key, bytes)?)))
+            .collect()
+    }
+}
+
+/// The changes of one batch to an [`InMemoryDocuments`]: reads see the batch's own writes
+/// over what is committed; nothing is visible to others until the batch commits.
+#[derive(Debug)]
+pub struct DocumentBatch {
+    store: InMemoryDocuments,
+    /// `None`: deleted in this batch.
+    staged: BTreeMap<Key, Option<Vec<u8>>>,
+}
+
+impl DocumentBatch {
+    /// The document `key` of `collection`, as this batch sees it.
+    ///
+    /// # Errors
+    /// A bad collection name, or a value that is not a `T`.
+    pub fn get<T: DeserializeOwned>(
+        &self,
+        collection: &str,
+        key: &str,
+    ) -> Result<Option<T>, DocumentError> {
+        collection_name(collection)?;
+        match self.staged.get(&(collection.to_owned(), key.to_owned())) {
+            Some(Some(bytes)) => decode(collection, key, bytes).map(Some),
+            Some(None) => Ok(None),
+            None => self.store.get(collection, key),
+        }
+    }
+
+    /// Writes `value` as document `key` of `collection`.
+    ///
+    /// # Errors
+    /// A bad collection name, or a value the codec cannot encode.
+    pub fn put<T: Serialize>(
+        &mut self,
+        collection: &str,
+        key: &str,
+        value: &T,
+    ) -> Result<(), DocumentError> {
+        collection_name(collection)?;
+        let bytes = encode(collection, key, value)?;
+        self.staged.insert((collection.to_owned(), key.to_owned()), Some(bytes));
+        Ok(())
+    }
+
+    /// Deletes document `key` of `collection` (nothing when there is none).
+    ///
+    /// # Errors
+    /// A bad collection name.
+    pub fn delete(&mut self, collection: &str, key: &str) -> Result<(), DocumentError> {
+        collection_name(collection)?;
+        self.staged.insert((collection.to_owned(), key.to_owned()), None);
+        Ok(())
+    }
+
+    fn apply_to(self, inner: &mut Inner) {
+        for (key, value) in self.staged {
+            match value {
+                Some(bytes) => inner.documents.insert(key, bytes),
+                None => inner.documents.remove(&key),
+            };
+        }
+    }
+}
+
+impl ReadStore for InMemoryDocuments {
+    type Batch = DocumentBatch;
+    type Error = DocumentError;
+    type Checkpoints = DocumentCheckpoints;
+
+    async fn begin(&self) -> Result<DocumentBatch, DocumentError> {
+        Ok(DocumentBatch { store: self.clone(), staged: BTreeMap::new() })
+    }
+
+    async fn commit(
+        &self,
+        batch: DocumentBatch,
+        at: Checkpoint<'_>,
+    ) -> Result<Saved, DocumentError> {
+        let mut inner = self.inner();
+        let current = inner.checkpoints.get(at.name).copied().unwrap_or(Position::START);
+        if current != at.after {
+            return Ok(Saved::Moved);
+        }
+        batch.apply_to(&mut inner);
+        inner.checkpoints.insert(at.name.to_owned(), at.to);
+        Ok(Saved::ByHandler)
+    }
+
+    async fn commit_batch(&self, batch: DocumentBatch) -> Result<(), DocumentError> {
+        batch.apply_to(&mut self.inner());
+        Ok(())
+    }
+
+    fn checkpoints(&self) -> DocumentCheckpoints {
+        DocumentCheckpoints(self.clone())
+    }
+}
+
+/// The checkpoints an [`InMemoryDocuments`] keeps beside its documents, as a consumer reads them.
+/// Saving goes through [`ReadStore::commit`], with the batch; a plain
+/// [`save`](CheckpointStore::save) moves the checkpoint alone (a rebuild starting over, say).
+#[derive(Debug, Clone)]
+pub struct DocumentCheckpoints(InMemoryDocuments);
+
+impl CheckpointStore for DocumentCheckpoints {
+    async fn load(&self, name: &str) -> Result<Position, CheckpointError> {
+        Ok(self.0.inner().checkpoints.get(name).copied().unwrap_or(Position::START))
+    }
+
+    async fn save(&self, name: &str, position: Position) -> Result<(), CheckpointError> {
+        self.0.inner().checkpoints.insert(name.to_owned(), position);
+        Ok(())
+    }
+
+    async fn claim(
+        &self,
+        name: &str,
+        holder: Uuid,
+        ttl: Duration,
+    ) -> Result<bool, CheckpointError> {
+        self.0.claims.claim(name, holder, ttl).await
+    }
+
+    async fn release(&self, name: &str, holder: Uuid) -> Result<(), CheckpointError> {
+        self.0.claims.release(name, holder).await
+    }
+}

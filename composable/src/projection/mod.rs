@@ -1,0 +1,303 @@
+//! Read models: projections of the committed events into stores that answer queries.
+//!
+//! A [`Projection`] names the events it handles ([`Projection::Event`], an [`EventSet`]) and
+//! applies each one to a batch of its [`ReadStore`]. A [`ProjectionRunner`] is the projection's
+//! [`EventHandler`]: run by a
+//! [`LogConsumer`] (the host does it, see
+//! [`AppBuilder::projection`](crate::host::AppBuilder::projection)), it opens one batch per batch
+//! of the log, decodes the events the projection handles (upcast to their newest version),
+//! applies them, and commits the batch together with the projection's checkpoint, kept in the
+//! read store itself — only if the checkpoint is still where the batch began. So each event takes
+//! effect once, crashes included, and of two processes running one projection only one moves it.
+//! Events it does not handle move the checkpoint too, so a [read-your-writes](crate::consistency)
+//! wait never hangs on a projection that ignores a command's events.
+//!
+//! Sagas and command handlers never read projections: they keep their own state and read the
+//! event store. Projections serve queries — screens, reports, search — where a lag of
+//! milliseconds is acceptable, and a query that must see a command's effect waits for its token.
+//!
+//! [`InMemoryDocuments`] is the in-memory read store: typed documents by collection and key.
+//!
+//! ```
+//! use composable::checkpoint::InMemoryCheckpointStore;
+//! use composable::consumer::LogConsumer;
+//! use composable::projection::{DocumentBatch, InMemoryDocuments, Projection, ProjectionRunner};
+//! use composable::{EventStore, InMemoryEventStore, RecordedEvent, service};
+//! # use composable::{aggregate, apply, command, event, AggregateRunner};
+//! # use serde::{Deserialize, Serialize};
+//! # #[event(name = "order.placed", version = 1)]
+//! # #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+//! # pub struct Placed { pub customer: String }
+//! # #[derive(Debug, Clone, PartialEq)] pub struct Place { pub customer: String }
+//! # #[derive(Debug, Default)] pub struct Order;
+//! # #[aggregate(stream = "order")]
+//! # impl Order {
+//! #     #[command] fn place(&self, c: Place) -> Placed { Placed { customer: c.customer } }
+//! #     #[apply] fn placed(&mut self, _e: &Placed) {}
+//! # }
+//!
+//! /// Orders per customer.
+//! struct OrdersByCustomer;
+//!
+//! impl Projection for OrdersByCustomer {
+//!     const NAME: &'static str = "orders_by_customer";
+//!     type Event = OrderEvent;
+//!     type Store = InMemoryDocuments;
+//!     type Error = composable::projection::DocumentError;
+//!
+//!     async fn apply(
+//!         &self,
+//!         batch: &mut DocumentBatch,
+//!         event: OrderEvent,
+//!         _envelope: &RecordedEvent,
+//!     ) -> Result<(), Self::Error> {
+//!         let OrderEvent::Placed(placed) = event;
+//!         let count: u64 = batch.get("orders", &placed.customer)?.unwrap_or(0);
+//!         batch.put("orders", &placed.customer, &(count + 1))
+//!     }
+//! }
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+//! let store = InMemoryEventStore::new();
+//! let read = InMemoryDocuments::new();
+//! let view = service::spawn(ProjectionRunner::new(OrdersByCustomer, read.clone()).consumer(store.clone()));
+//! let orders = AggregateRunner::<Order, _>::new(store.clone(), ());
+//! let placed = orders.execute("o1", Place { customer: "ada".into() }).await?;
+//! view.reached(placed.token.expect("appended"), std::time::Duration::from_secs(5)).await?;
+//! assert_eq!(read.get::<u64>("orders", "ada")?, Some(1));
+//! view.stop().await?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+
+mod memory;
+
+use std::fmt;
+use std::future::Future;
+
+use crate::checkpoint::CheckpointStore;
+use crate::codec::{Bincode, Codec};
+use crate::consumer::{Checkpoint, EventHandler, LogConsumer, Saved};
+use crate::envelope::RecordedEvent;
+use crate::event::{DecodeError, EventSet};
+use crate::event_store::EventStore;
+
+pub use memory::{DocumentBatch, DocumentCheckpoints, DocumentError, InMemoryDocuments};
+
+/// A read model kept up to date from committed events. Handlers are applied in log order, within
+/// a batch of the projection's store.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a projection",
+    note = "implement `composable::projection::Projection`: a name, the events it handles, its store and `apply`"
+)]
+pub trait Projection: Send + Sync + 'static {
+    /// The projection's name: its checkpoint and service are `projection.{NAME}`.
+    const NAME: &'static str;
+
+    /// The events it handles (an [`EventSet`], as an aggregate's events are).
+    type Event: EventSet;
+
+    /// Where it writes.
+    type Store: ReadStore;
+
+    /// Why an event could not be applied.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Applies `event` (with its envelope: stream, position, metadata) to `batch`.
+    fn apply(
+        &self,
+        batch: &mut <Self::Store as ReadStore>::Batch,
+        event: Self::Event,
+        envelope: &RecordedEvent,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
+
+/// A store of read models that applies a batch of changes together with a checkpoint: the
+/// in-memory [`InMemoryDocuments`] here; PostgreSQL (the user's tables, in a transaction) and
+/// Redis are its durable kinds.
+pub trait ReadStore: Clone + Send + Sync + 'static {
+    /// Changes made while applying one batch of events, not visible until committed.
+    type Batch: Send;
+
+    /// Why the store failed.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// The checkpoints it keeps, as a consumer of the log reads them.
+    type Checkpoints: CheckpointStore;
+
+    /// A new batch.
+    fn begin(&self) -> impl Future<Output = Result<Self::Batch, Self::Error>> + Send;
+
+    /// Applies `batch` and moves checkpoint `at.name` from `at.after` to `at.to`, all or nothing:
+    /// [`Saved::ByHandler`]; or, when the checkpoint is no longer at `at.after` (another
+    /// process moved it on), applies nothing: [`Saved::Moved`].
+    fn commit(
+        &self,
+        batch: Self::Batch,
+        at: Checkpoint<'_>,
+    ) -> impl Future<Output = Result<Saved, Self::Error>> + Send;
+
+    /// Applies `batch` without moving a checkpoint: for a projection fed by a consumer that
+    /// keeps its position elsewhere (the bus's offsets), where delivery is at least once.
+    fn commit_batch(
+        &self,
+        batch: Self::Batch,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Its checkpoints, for the consumer's reader.
+    fn checkpoints(&self) -> Self::Checkpoints;
+}
+
+/// Why a projection could not apply a batch.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProjectionError<E: std::error::Error + 'static, S: std::error::Error + 'static> {
+    /// An event it handles did not decode (a version from the future, a corrupt payload): it is
+    /// not retried.
+    #[error("projection `{projection}` cannot decode event {event_id} `{name}`: {source}")]
+    Decode {
+        /// The projection.
+        projection: &'static str,
+        /// The event.
+        event_id: uuid::Uuid,
+        /// Its name.
+        name: String,
+        /// What the decoder said.
+        #[source]
+        source: DecodeError,
+    },
+    /// The projection's handler failed.
+    #[error("projection `{projection}` failed on event {event_id}: {source}")]
+    Apply {
+        /// The projection.
+        projection: &'static str,
+        /// The event.
+        event_id: uuid::Uuid,
+        /// Its error.
+        #[source]
+        source: E,
+    },
+    /// The read store failed.
+    #[error("projection `{projection}`: the read store failed: {source}")]
+    Store {
+        /// The projection.
+        projection: &'static str,
+        /// Its error.
+        #[source]
+        source: S,
+    },
+}
+
+/// The error of projection `P`'s runner.
+pub type RunnerError<P> =
+    ProjectionError<<P as Projection>::Error, <<P as Projection>::Store as ReadStore>::Error>;
+
+/// Runs projection `P` on its store: the [`EventHandler`] a [`LogConsumer`] feeds. Decodes
+/// with `C` (the event store's codec).
+pub struct ProjectionRunner<P: Projection, C = Bincode> {
+    projection: P,
+    store: P::Store,
+    codec: C,
+}
+
+impl<P: Projection, C> fmt::Debug for ProjectionRunner<P, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProjectionRunner").field("projection", &P::NAME).finish_non_exhaustive()
+    }
+}
+
+impl<P: Projection> ProjectionRunner<P> {
+    /// `projection` writing to `store`, decoding with the default codec.
+    pub fn new(projection: P, store: P::Store) -> Self {
+        Self { projection, store, codec: Bincode }
+    }
+}
+
+impl<P: Projection, C: Codec> ProjectionRunner<P, C> {
+    /// Decodes events with `codec`.
+    pub fn with_codec<C2: Codec>(self, codec: C2) -> ProjectionRunner<P, C2> {
+        ProjectionRunner { projection: self.projection, store: self.store, codec }
+    }
+
+    /// The checkpoint and service name: `projection.{NAME}`.
+    pub fn name() -> String {
+        format!("projection.{}", P::NAME)
+    }
+
+    /// The read store.
+    pub fn store(&self) -> &P::Store {
+        &self.store
+    }
+
+    /// The consumer that runs it from `events`' log, its checkpoint kept in the read store.
+    pub fn consumer<S: EventStore>(
+        self,
+        events: S,
+    ) -> LogConsumer<S, <P::Store as ReadStore>::Checkpoints, Self> {
+        let checkpoints = self.store.checkpoints();
+        LogConsumer::new(Self::name(), events, checkpoints, self)
+    }
+
+    async fn apply_all(
+        &self,
+        batch: &mut <P::Store as ReadStore>::Batch,
+        events: &[RecordedEvent],
+    ) -> Result<(), RunnerError<P>> {
+        for recorded in events.iter().filter(|event| P::Event::NAMES.contains(&event.name.as_str()))
+        {
+            let event: P::Event =
+                recorded.decode(&self.codec).map_err(|source| ProjectionError::Decode {
+                    projection: P::NAME,
+                    event_id: recorded.event_id,
+                    name: recorded.name.clone(),
+                    source,
+                })?;
+            self.projection.apply(batch, event, recorded).await.map_err(|source| {
+                ProjectionError::Apply { projection: P::NAME, event_id: recorded.event_id, source }
+            })?;
+        }
+        Ok(())
+    }
+}
+
+impl<P: Projection, C: Codec> EventHandler for ProjectionRunner<P, C> {
+    type Error = RunnerError<P>;
+
+    /// Applies the batch without a checkpoint of its own: what a consumer that keeps its
+    /// position elsewhere calls (the bus's, through [`Events`](crate::consumer::Events)).
+    /// [`handle_at`](EventHandler::handle_at) is what the runner's own consumer uses.
+    async fn handle(&mut self, events: &[RecordedEvent]) -> Result<(), Self::Error> {
+        let mut batch = self.begin().await?;
+        self.apply_all(&mut batch, events).await?;
+        self.store
+            .commit_batch(batch)
+            .await
+            .map_err(|source| ProjectionError::Store { projection: P::NAME, source })
+    }
+
+    async fn handle_at(
+        &mut self,
+        at: Checkpoint<'_>,
+        events: &[RecordedEvent],
+    ) -> Result<Saved, Self::Error> {
+        let mut batch = self.begin().await?;
+        self.apply_all(&mut batch, events).await?;
+        self.store
+            .commit(batch, at)
+            .await
+            .map_err(|source| ProjectionError::Store { projection: P::NAME, source })
+    }
+
+    fn is_retryable(&self, error: &Self::Error) -> bool {
+        !matches!(error, ProjectionError::Decode { .. })
+    }
+}
+
+impl<P: Projection, C: Codec> ProjectionRunner<P, C> {
+    async fn begin(&self) -> Result<<P::Store as ReadStore>::Batch, RunnerError<P>> {
+        self.store
+            .begin()
+            .await
+            .map_err(|source| ProjectionError::Store { projection: P::NAME, source })
+    }
+}

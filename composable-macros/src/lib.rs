@@ -330,3 +330,96 @@ pub fn step(args: TokenStream, item: TokenStream) -> TokenStream {
 pub fn compensate(args: TokenStream, item: TokenStream) -> TokenStream {
     composable_codegen::saga_handler("compensate", args.into(), item.into()).into()
 }
+
+/// Implements `composable::projection::Projection` from an impl block of `#[project]`
+/// handlers, one per event: a read model kept up to date from the events of one or several
+/// aggregates.
+///
+/// ```
+/// use composable::projection::{DocumentBatch, DocumentError, InMemoryDocuments};
+/// use composable::{RecordedEvent, event, project, projection};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[event(name = "order.placed", version = 1)]
+/// #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// pub struct OrderPlaced { pub customer: String, pub total: u64 }
+///
+/// #[event(name = "order.cancelled", version = 1)]
+/// #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// pub struct OrderCancelled { pub customer: String, pub total: u64 }
+///
+/// /// What each customer has spent.
+/// pub struct Spending;
+///
+/// #[projection(name = "spending", store = InMemoryDocuments)]
+/// impl Spending {
+///     #[project]
+///     fn placed(&self, batch: &mut DocumentBatch, event: &OrderPlaced) -> Result<(), DocumentError> {
+///         let spent: u64 = batch.get("spent", &event.customer)?.unwrap_or(0);
+///         batch.put("spent", &event.customer, &(spent + event.total))
+///     }
+///
+///     #[project]
+///     fn cancelled(
+///         &self,
+///         batch: &mut DocumentBatch,
+///         event: OrderCancelled,
+///         envelope: &RecordedEvent,
+///     ) -> Result<(), DocumentError> {
+///         let spent: u64 = batch.get("spent", &event.customer)?.unwrap_or(0);
+///         batch.put("spent", &event.customer, &spent.saturating_sub(event.total))?;
+///         batch.put("last_cancel", &event.customer, &envelope.stream_id.to_string())
+///     }
+/// }
+///
+/// use composable::event::EventSet;
+/// use composable::projection::Projection;
+/// assert_eq!(<Spending as Projection>::NAME, "spending");
+/// assert_eq!(SpendingEvent::NAMES, ["order.placed", "order.cancelled"]);
+/// ```
+///
+/// # Keys
+/// * `name = "..."` (required): a lowercase identifier (`a-z`, `0-9`, `_`, at most 63
+///   characters) naming the projection's checkpoint, tables and keys.
+/// * `store = Type` (required): the read store it writes to; each handler takes its batch.
+/// * `version = N`: the read model's version, from 1 (the default). A new version is built
+///   beside the old one from the start of the log.
+/// * `error = Type`: the error type, when it isn't the one every fallible handler returns (each
+///   handler's error converts into it with `From`).
+/// * `event_enum = Name`: the generated enum's name (default: the type's name + `Event`).
+/// * `vis = "pub(crate)"`: its visibility (default `pub`).
+/// * `crate = path`: where `composable` is, when it is re-exported under another name.
+///
+/// # Handlers
+/// `fn name(&self, batch: &mut <Store's batch>, event: E, envelope: &RecordedEvent)`, where
+/// the event is taken by value or by reference, the envelope (stream, position, metadata) is
+/// optional, the method may be `async`, and it returns nothing or `Result<(), Error>`.
+/// Stored older versions of `E` arrive upcast to `E`, the newest.
+///
+/// # Generated
+/// * `enum SpendingEvent` with one variant per handler, named after the event type, with
+///   `From` for each event and `EventSet`.
+/// * `impl Projection for Spending`.
+#[proc_macro_attribute]
+pub fn projection(args: TokenStream, item: TokenStream) -> TokenStream {
+    composable_codegen::projection(args.into(), item.into()).into()
+}
+
+/// Marks a method of a [`macro@projection`] impl block as the handler of one event. Only
+/// meaningful inside `#[projection]`, which reads it; anywhere else it is an error:
+///
+/// ```compile_fail
+/// use composable::project;
+///
+/// pub struct Spending;
+/// pub struct OrderPlaced;
+///
+/// impl Spending {
+///     #[project] // error: `#[project]` must be inside a `#[projection]` impl block
+///     fn placed(&self, _batch: &mut (), _event: &OrderPlaced) {}
+/// }
+/// ```
+#[proc_macro_attribute]
+pub fn project(args: TokenStream, item: TokenStream) -> TokenStream {
+    composable_codegen::project(args.into(), item.into()).into()
+}

@@ -10,7 +10,9 @@ pub use crate::aggregate::Aggregate;
 pub use crate::codec::{Codec, CodecError};
 pub use crate::command::{CommandCodec, CommandDecodeError};
 pub use crate::dispatch::{Dispatch, IntoDispatches};
+pub use crate::envelope::RecordedEvent;
 pub use crate::event::{DecodeError, Event, EventSet, IntoEvents, VersionedEvent, decode_payload};
+pub use crate::projection::{Projection, ReadStore};
 pub use crate::saga::{IntoReaction, Saga, Step as SagaStep};
 
 /// A saga's correlation key, read from an event's field.

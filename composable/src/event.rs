@@ -33,7 +33,7 @@ pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
 /// Implemented by `#[event]` on every event that has no `upcast = ...`.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not the newest version of an event",
-    note = "`#[apply]` handlers take the newest version of an event; older versions declare `upcast = Newer` and are converted on load"
+    note = "handlers (`#[apply]`, `#[step]`, `#[project]`) take the newest version of an event; older versions declare `upcast = Newer` and are converted on load"
 )]
 pub trait VersionedEvent: Event {
     /// Decodes `bytes`, written as version `version` of this event, into the newest type.

@@ -42,7 +42,9 @@ pub use clock::{Clock, SystemClock, TestClock};
 pub use codec::Json;
 pub use codec::{Bincode, Codec};
 pub use command::CommandContext;
-pub use composable_macros::{aggregate, apply, command, compensate, event, saga, start, step};
+pub use composable_macros::{
+    aggregate, apply, command, compensate, event, project, projection, saga, start, step,
+};
 pub use effect::Effect;
 pub use envelope::{EventMetadata, NewEvent, RecordedEvent};
 pub use event::Event;
@@ -93,7 +95,9 @@ pub mod prelude {
         Aggregate, AggregateRunner, Dispatch, Effect, EventStore, InMemoryEventStore, Reducer,
         Saga, SagaRunner, Store,
     };
-    pub use crate::{aggregate, apply, command, compensate, event, saga, start, step};
+    pub use crate::{
+        aggregate, apply, command, compensate, event, project, projection, saga, start, step,
+    };
 }
 
 /// The guide: reducers, effects and the store; testing; aggregates and events; storage.

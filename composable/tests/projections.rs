@@ -6,11 +6,11 @@
 use std::time::Duration;
 
 use composable::host::{App, HostError};
-use composable::projection::{DocumentBatch, DocumentError, InMemoryDocuments, Projection};
+use composable::projection::{DocumentBatch, DocumentError, InMemoryDocuments};
 use composable::service::ServiceState;
 use composable::{
     AggregateRunner, EventMetadata, EventStore, ExpectedVersion, InMemoryEventStore, NewEvent,
-    RecordedEvent, StreamId, aggregate, apply, command, event,
+    StreamId, aggregate, apply, command, event, project, projection,
 };
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -64,24 +64,13 @@ pub struct Spent {
     total: u64,
 }
 
-/// Orders per customer; a shipment changes nothing.
+/// Orders per customer; a shipment is not among its events, and still moves it on.
 struct Spending;
 
-impl Projection for Spending {
-    const NAME: &'static str = "spending";
-    type Event = OrderEvent;
-    type Store = InMemoryDocuments;
-    type Error = DocumentError;
-
-    async fn apply(
-        &self,
-        batch: &mut DocumentBatch,
-        event: OrderEvent,
-        _envelope: &RecordedEvent,
-    ) -> Result<(), DocumentError> {
-        let OrderEvent::Placed(placed) = event else {
-            return Ok(());
-        };
+#[projection(name = "spending", store = InMemoryDocuments)]
+impl Spending {
+    #[project]
+    fn placed(&self, batch: &mut DocumentBatch, placed: &Placed) -> Result<(), DocumentError> {
         let mut spent: Spent = batch.get("spent", &placed.customer)?.unwrap_or_default();
         spent.orders += 1;
         spent.total += placed.total;

@@ -184,3 +184,30 @@ fn saga_with_a_mistake() {
     );
     insta::assert_snapshot!(pretty(expanded));
 }
+
+#[test]
+fn projection_with_every_handler_shape() {
+    let expanded = composable_codegen::projection(
+        tokens(r#"name = "orders_by_customer", version = 2, store = InMemoryDocuments"#),
+        tokens(
+            r#"
+            impl OrdersByCustomer {
+                /// Counts the order.
+                #[project]
+                fn placed(&self, batch: &mut DocumentBatch, event: &OrderPlaced) -> Result<(), DocumentError> {
+                    todo!()
+                }
+
+                #[project]
+                async fn cancelled(&self, batch: &mut DocumentBatch, event: OrderCancelled, envelope: &RecordedEvent) -> Result<(), DocumentError> {
+                    todo!()
+                }
+
+                #[project]
+                fn shipped(&self, batch: &mut DocumentBatch, event: &OrderShipped) {}
+            }
+            "#,
+        ),
+    );
+    insta::assert_snapshot!(pretty(expanded));
+}

@@ -8,7 +8,9 @@
 #[test]
 fn ui() {
     let cases = trybuild::TestCases::new();
-    for attribute in ["event", "aggregate", "command", "apply", "saga", "host"] {
+    for attribute in
+        ["event", "aggregate", "command", "apply", "saga", "host", "projection", "project"]
+    {
         cases.pass(format!("ui/{attribute}/pass/*.rs"));
         cases.compile_fail(format!("ui/{attribute}/fail/*.rs"));
     }

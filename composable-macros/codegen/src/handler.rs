@@ -38,6 +38,7 @@ pub(crate) enum HandlerKind {
     Start,
     Step,
     Compensate,
+    Project,
 }
 
 impl HandlerKind {
@@ -48,6 +49,7 @@ impl HandlerKind {
             HandlerKind::Start => "start",
             HandlerKind::Step => "step",
             HandlerKind::Compensate => "compensate",
+            HandlerKind::Project => "project",
         }
     }
 
@@ -57,6 +59,7 @@ impl HandlerKind {
             HandlerKind::Start | HandlerKind::Step | HandlerKind::Compensate => {
                 "saga(name = \"...\", key = ...)"
             }
+            HandlerKind::Project => "projection(name = \"...\", store = ...)",
         }
     }
 }
@@ -93,9 +96,11 @@ pub(crate) fn check_plain_fn(sig: &syn::Signature, kind: HandlerKind, errors: &m
         HandlerKind::Apply => "an apply handler",
         HandlerKind::Start | HandlerKind::Step => "a saga step",
         HandlerKind::Compensate => "a compensation",
+        HandlerKind::Project => "a projection handler",
     };
     let mut ok = true;
-    if let Some(asyncness) = &sig.asyncness {
+    // A projection handler writes to its store, which may take I/O: it may be `async`.
+    if let Some(asyncness) = sig.asyncness.as_ref().filter(|_| kind != HandlerKind::Project) {
         errors.at(
             asyncness.span,
             match kind {
@@ -107,6 +112,7 @@ pub(crate) fn check_plain_fn(sig: &syn::Signature, kind: HandlerKind, errors: &m
                     "an apply handler can't be `async`: applying an event only changes the \
                      state; remove `async`"
                 }
+                HandlerKind::Project => "",
                 HandlerKind::Start | HandlerKind::Step | HandlerKind::Compensate => {
                     "a saga handler can't be `async`: it decides the next commands and the saga \
                      runner dispatches them; remove `async`"
@@ -155,5 +161,44 @@ pub(crate) fn variant_of(ty: &syn::Type) -> Option<syn::Ident> {
         }
         syn::Type::Group(group) => variant_of(&group.elem),
         _ => None,
+    }
+}
+
+/// The shape of a handler's return type.
+pub(crate) enum ResultShape {
+    /// Not a `Result`: the handler can't fail.
+    Plain,
+    /// `Result<T, E>`.
+    Result(Box<syn::Type>, Box<syn::Type>),
+    /// `Result<T>`: an alias fixing the error type.
+    ResultAlias(Box<syn::Type>),
+}
+
+pub(crate) fn split_result(ty: &syn::Type) -> ResultShape {
+    let syn::Type::Path(path) = ty else {
+        return ResultShape::Plain;
+    };
+    let Some(last) = path.path.segments.last() else {
+        return ResultShape::Plain;
+    };
+    // `Result`, or an alias such as `AccountResult<T>`.
+    if !last.ident.to_string().ends_with("Result") {
+        return ResultShape::Plain;
+    }
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+        return ResultShape::Plain;
+    };
+    let types: Vec<&syn::Type> = args
+        .args
+        .iter()
+        .filter_map(|arg| match arg {
+            syn::GenericArgument::Type(ty) => Some(ty),
+            _ => None,
+        })
+        .collect();
+    match types.as_slice() {
+        [ok] => ResultShape::ResultAlias(Box::new((*ok).clone())),
+        [ok, err] => ResultShape::Result(Box::new((*ok).clone()), Box::new((*err).clone())),
+        _ => ResultShape::Plain,
     }
 }

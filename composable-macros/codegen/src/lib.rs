@@ -14,6 +14,7 @@ mod common;
 mod event;
 mod event_set;
 mod handler;
+mod projection;
 mod saga;
 
 use proc_macro2::TokenStream;
@@ -31,6 +32,16 @@ pub fn event(args: TokenStream, item: TokenStream) -> TokenStream {
 /// Expands `#[saga(...)]` on an inherent impl block.
 pub fn saga(args: TokenStream, item: TokenStream) -> TokenStream {
     saga::expand(args, item)
+}
+
+/// Expands `#[projection(...)]` on an inherent impl block.
+pub fn projection(args: TokenStream, item: TokenStream) -> TokenStream {
+    projection::expand(args, item)
+}
+
+/// Expands a `#[project]` found outside a `#[projection]` impl block: always an error.
+pub fn project(args: TokenStream, item: TokenStream) -> TokenStream {
+    handler::outside_aggregate(handler::HandlerKind::Project, args, item)
 }
 
 /// Expands a `#[start]`, `#[step]` or `#[compensate]` found outside a `#[saga]` impl block:

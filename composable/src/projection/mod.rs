@@ -94,6 +94,10 @@ pub trait Projection: Send + Sync + 'static {
     /// The projection's name: its checkpoint and service are `projection.{NAME}`.
     const NAME: &'static str;
 
+    /// The version of its read model: a new version is built beside the old one from the start
+    /// of the log, and queries move to it once it has caught up.
+    const VERSION: u32 = 1;
+
     /// The events it handles (an [`EventSet`], as an aggregate's events are).
     type Event: EventSet;
 

@@ -7,7 +7,9 @@ use syn::spanned::Spanned;
 
 use super::parse::{AggregateArgs, AggregateInput, Handler};
 use crate::common::{self, Errors};
-use crate::handler::{HandlerKind, check_plain_fn, reference_receiver, variant_of};
+use crate::handler::{
+    HandlerKind, ResultShape, check_plain_fn, reference_receiver, split_result, variant_of,
+};
 
 /// One aggregate, checked.
 #[derive(Debug)]
@@ -173,7 +175,10 @@ impl Aggregate {
                     events.push(apply);
                 }
                 // Only `#[command]` and `#[apply]` are collected from an aggregate.
-                HandlerKind::Start | HandlerKind::Step | HandlerKind::Compensate => {}
+                HandlerKind::Start
+                | HandlerKind::Step
+                | HandlerKind::Compensate
+                | HandlerKind::Project => {}
             }
         }
 
@@ -491,44 +496,6 @@ fn unit() -> syn::Type {
         paren_token: Default::default(),
         elems: Default::default(),
     })
-}
-
-enum ResultShape {
-    /// Not a `Result`: the handler can't fail.
-    Plain,
-    /// `Result<T, E>`.
-    Result(Box<syn::Type>, Box<syn::Type>),
-    /// `Result<T>`: an alias fixing the error type.
-    ResultAlias(Box<syn::Type>),
-}
-
-fn split_result(ty: &syn::Type) -> ResultShape {
-    let syn::Type::Path(path) = ty else {
-        return ResultShape::Plain;
-    };
-    let Some(last) = path.path.segments.last() else {
-        return ResultShape::Plain;
-    };
-    // `Result`, or an alias such as `AccountResult<T>`.
-    if !last.ident.to_string().ends_with("Result") {
-        return ResultShape::Plain;
-    }
-    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
-        return ResultShape::Plain;
-    };
-    let types: Vec<&syn::Type> = args
-        .args
-        .iter()
-        .filter_map(|arg| match arg {
-            syn::GenericArgument::Type(ty) => Some(ty),
-            _ => None,
-        })
-        .collect();
-    match types.as_slice() {
-        [ok] => ResultShape::ResultAlias(Box::new((*ok).clone())),
-        [ok, err] => ResultShape::Result(Box::new((*ok).clone()), Box::new((*err).clone())),
-        _ => ResultShape::Plain,
-    }
 }
 
 fn apply(handler: &Handler, errors: &mut Errors) -> Option<Apply> {

@@ -108,7 +108,7 @@ impl Saga {
                     steps.push(step);
                 }
                 HandlerKind::Compensate => pending_compensations.push(handler),
-                HandlerKind::Command | HandlerKind::Apply => {}
+                HandlerKind::Command | HandlerKind::Apply | HandlerKind::Project => {}
             }
         }
 

@@ -1,0 +1,30 @@
+use composable::projection::{DocumentBatch, DocumentError, InMemoryDocuments};
+use composable::{event, project, projection};
+use serde::{Deserialize, Serialize};
+
+#[event(name = "order.placed", version = 1)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderPlaced {
+    pub customer: String,
+}
+
+pub struct Orders;
+
+#[event(name = "order.cancelled", version = 1)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderCancelled;
+
+#[projection(name = "orders", store = InMemoryDocuments)]
+impl Orders {
+    #[project]
+    fn placed(&self, _batch: &mut DocumentBatch, _event: &OrderPlaced) -> Result<(), DocumentError> {
+        Ok(())
+    }
+
+    #[project]
+    fn cancelled(&self, _batch: &mut DocumentBatch, _event: &OrderCancelled) -> Result<(), std::io::Error> {
+        Ok(())
+    }
+}
+
+fn main() {}

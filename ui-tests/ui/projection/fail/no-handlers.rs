@@ -1,0 +1,18 @@
+use composable::projection::{DocumentBatch, InMemoryDocuments};
+use composable::{event, projection};
+use serde::{Deserialize, Serialize};
+
+#[event(name = "order.placed", version = 1)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderPlaced {
+    pub customer: String,
+}
+
+pub struct Orders;
+
+#[projection(name = "orders", store = InMemoryDocuments)]
+impl Orders {
+    fn placed(&self, _batch: &mut DocumentBatch, _event: &OrderPlaced) {}
+}
+
+fn main() {}

@@ -1,0 +1,20 @@
+use composable::projection::{InMemoryDocuments};
+use composable::{event, projection};
+use serde::{Deserialize, Serialize};
+
+#[event(name = "order.placed", version = 1)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderPlaced {
+    pub customer: String,
+}
+
+pub struct Orders;
+
+#[projection(name = "orders", store = InMemoryDocuments)]
+impl Default for Orders {
+    fn default() -> Self {
+        Orders
+    }
+}
+
+fn main() {}

@@ -1,4 +1,5 @@
-//! The in-memory checkpoint and timer stores pass the suites `composable-postgres` passes too.
+//! The in-memory checkpoint, timer and read stores pass the suites `composable-postgres` passes
+//! too.
 
 composable_conformance::checkpoint_conformance!(|| async {
     composable::checkpoint::InMemoryCheckpointStore::new()
@@ -8,4 +9,40 @@ mod timers {
     composable_conformance::timer_conformance!(|| async {
         composable::saga::InMemoryTimerStore::new()
     });
+}
+
+mod documents {
+    use composable::projection::{DocumentBatch, InMemoryDocuments, ReadStore};
+
+    /// Values in the collection `values` of a fresh [`InMemoryDocuments`].
+    struct Documents(InMemoryDocuments);
+
+    impl composable_conformance::read_store::Fixture for Documents {
+        type Store = InMemoryDocuments;
+
+        fn store(&self) -> &InMemoryDocuments {
+            &self.0
+        }
+
+        async fn write(&self, batch: &mut DocumentBatch, key: &str, value: u64) {
+            batch.put("values", key, &value).expect("a valid collection");
+        }
+
+        async fn read(&self, key: &str) -> Option<u64> {
+            self.0.get("values", key).expect("a valid collection")
+        }
+    }
+
+    composable_conformance::read_store_conformance!(|| async {
+        Documents(InMemoryDocuments::new())
+    });
+
+    mod checkpoints {
+        use super::*;
+
+        // The checkpoints a document store keeps are checkpoints like any others.
+        composable_conformance::checkpoint_conformance!(|| async {
+            InMemoryDocuments::new().checkpoints()
+        });
+    }
 }

@@ -11,9 +11,11 @@
 //! | bus | [`bus_conformance!`] | [`bus`] |
 //! | checkpoints | [`checkpoint_conformance!`] | [`ports`] |
 //! | saga timers | [`timer_conformance!`] | [`ports`] |
+//! | read stores | [`read_store_conformance!`] | [`read_store`] |
 //!
 //! A dev-dependency only: applications never link it.
 
 pub mod bus;
 pub mod event_store;
 pub mod ports;
+pub mod read_store;

@@ -40,6 +40,7 @@ mod checkpoint;
 mod config;
 mod error;
 mod notify;
+mod read;
 mod rows;
 mod store;
 mod timers;
@@ -47,6 +48,7 @@ mod timers;
 pub use checkpoint::PostgresCheckpointStore;
 pub use config::PostgresEventStoreBuilder;
 pub use error::PostgresError;
+pub use read::{PostgresBatch, PostgresReadStore, READ_MIGRATOR, ReadModelError};
 pub use store::PostgresEventStore;
 pub use timers::PostgresTimerStore;
 

@@ -52,7 +52,12 @@ pub struct InMemoryDocuments {
     claims: InMemoryCheckpointStore,
 }
 
-fn collection_name(collection: &str) -> Result<(), DocumentError> {
+/// Checks a collection name: 1 to 63 characters of `a-z`, `0-9`, `_`, `.` and `-`. Every
+/// document store calls it before a name reaches its storage (a table row, a key prefix).
+///
+/// # Errors
+/// [`DocumentError::InvalidCollection`].
+pub fn collection_name(collection: &str) -> Result<(), DocumentError> {
     let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "_.-".contains(c);
     if (1..=63).contains(&collection.len()) && collection.chars().all(allowed) {
         Ok(())

@@ -82,7 +82,9 @@ use crate::envelope::RecordedEvent;
 use crate::event::{DecodeError, EventSet};
 use crate::event_store::EventStore;
 
-pub use memory::{DocumentBatch, DocumentCheckpoints, DocumentError, InMemoryDocuments};
+pub use memory::{
+    DocumentBatch, DocumentCheckpoints, DocumentError, InMemoryDocuments, collection_name,
+};
 
 /// A read model kept up to date from committed events. Handlers are applied in log order, within
 /// a batch of the projection's store.

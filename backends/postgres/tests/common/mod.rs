@@ -100,3 +100,24 @@ pub async fn test_database() -> TestDatabase {
 pub async fn fresh_store() -> PostgresEventStore {
     test_database().await.store
 }
+
+/// Creates a fresh database with only the read side's tables (no event store): a read
+/// database of its own, as "true CQRS separation" has it.
+pub async fn read_database() -> composable_postgres::PostgresReadStore {
+    let name = format!("composable_read_{}", uuid::Uuid::now_v7().simple());
+    let mut admin = admin_connection().await;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .execute(&mut admin)
+        .await
+        .unwrap_or_else(|error| panic!("CREATE DATABASE {name}: {error}"));
+    drop(admin);
+    let pool = composable_postgres::PgPoolOptions::new()
+        .max_connections(8)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(admin_options().database(&name))
+        .await
+        .unwrap_or_else(|error| panic!("connect to {name}: {error}"));
+    let read = composable_postgres::PostgresReadStore::new(pool);
+    read.migrate().await.unwrap_or_else(|error| panic!("migrate {name}: {error}"));
+    read
+}

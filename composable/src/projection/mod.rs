@@ -134,6 +134,13 @@ pub trait ReadStore: Clone + Send + Sync + 'static {
     /// A new batch.
     fn begin(&self) -> impl Future<Output = Result<Self::Batch, Self::Error>> + Send;
 
+    /// Called before each event is applied to `batch`, with the event: a store that guards each
+    /// key with the position last applied to it (Redis, where delivery is at least once) notes
+    /// the position here. Nothing by default.
+    fn applying(batch: &mut Self::Batch, event: &RecordedEvent) {
+        let _ = (batch, event);
+    }
+
     /// Applies `batch` and moves checkpoint `at.name` from `at.after` to `at.to`, all or nothing:
     /// [`Saved::ByHandler`]; or, when the checkpoint is no longer at `at.after` (another
     /// process moved it on), applies nothing: [`Saved::Moved`].
@@ -258,6 +265,7 @@ impl<P: Projection, C: Codec> ProjectionRunner<P, C> {
                     name: recorded.name.clone(),
                     source,
                 })?;
+            <P::Store as ReadStore>::applying(batch, recorded);
             self.projection.apply(batch, event, recorded).await.map_err(|source| {
                 ProjectionError::Apply { projection: P::NAME, event_id: recorded.event_id, source }
             })?;

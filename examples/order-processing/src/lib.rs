@@ -4,6 +4,8 @@
 //! payloads are upcast on load (`From<OrderPlacedV1> for OrderPlaced` computes the total), so the
 //! aggregate only ever sees the newest shape.
 
+pub mod history;
+
 use std::sync::Arc;
 
 use composable::{Clock, aggregate, apply, command, event};

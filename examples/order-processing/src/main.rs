@@ -6,16 +6,23 @@
 //! order-processing place FIRST COUNT    # place orders FIRST..FIRST+COUNT, one line each
 //! order-processing grow ID COUNT        # place order ID, then add COUNT items, one line each
 //! order-processing show ID              # one order, rebuilt from its snapshot and events
+//! order-processing project               # keep the order history read model, until stopped
+//! order-processing history CUSTOMER      # a customer's orders, from the read model
 //! ```
+//!
+//! `project` and `history` need PostgreSQL: the read model lives in the database at
+//! `READ_DATABASE_URL` (a database of its own), or in the event store's when it is not set.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use composable::host::App;
 use composable::{
     AggregateRunner, Bincode, Codec, EventMetadata, EventStore, ExpectedVersion,
     InMemoryEventStore, NewEvent, StreamId, SystemClock,
 };
-use composable_postgres::PostgresEventStore;
+use composable_postgres::{PostgresEventStore, PostgresReadStore};
+use order_processing::history::{self, OrderHistory};
 use order_processing::{
     AddItem, CancelOrder, LineItem, Order, OrderPlacedV1, PlaceOrder, ShipOrder, ShopEnv, Status,
 };
@@ -25,12 +32,18 @@ type Error = composable::BoxError;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let outcome = match std::env::var("DATABASE_URL") {
-        Ok(url) if !url.is_empty() => match postgres(&url).await {
+    let database = std::env::var("DATABASE_URL").ok().filter(|url| !url.is_empty());
+    let outcome = match (database, args.first().map(String::as_str)) {
+        (Some(url), Some("project" | "history")) => read_side(&url, &args).await,
+        (None, Some("project" | "history")) => {
+            Err("`project` and `history` keep the read model on PostgreSQL: set DATABASE_URL"
+                .into())
+        }
+        (Some(url), _) => match postgres(&url).await {
             Ok(store) => run(store, &args).await,
             Err(error) => Err(error),
         },
-        _ => run(InMemoryEventStore::new(), &args).await,
+        (None, _) => run(InMemoryEventStore::new(), &args).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -45,6 +58,47 @@ async fn postgres(url: &str) -> Result<PostgresEventStore, Error> {
     let store = PostgresEventStore::connect(url).await?;
     store.migrate().await?;
     Ok(store)
+}
+
+/// The read side: the order history in the database at `READ_DATABASE_URL` (or the event
+/// store's), its tables migrated on start.
+async fn read_side(url: &str, args: &[String]) -> Result<(), Error> {
+    let read_url = std::env::var("READ_DATABASE_URL").ok().filter(|url| !url.is_empty());
+    let read = PostgresReadStore::connect(read_url.as_deref().unwrap_or(url)).await?;
+    read.migrate().await?;
+    history::READ_MIGRATIONS.run(read.pool()).await?;
+    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["project"] => {
+            let store = postgres(url).await?;
+            let orders = Arc::new(AggregateRunner::<Order, _>::new(store.clone(), env()));
+            let running = App::in_process("orders", store)
+                .aggregate(&orders)
+                .projection(OrderHistory, read)
+                .build()?
+                .start();
+            println!("projecting");
+            tokio::select! {
+                failed = running.failure() => return Err(format!("{} failed: {:?}", failed.name, failed.health.state).into()),
+                stop = tokio::signal::ctrl_c() => stop?,
+            }
+            running.stop().await?;
+            Ok(())
+        }
+        ["history", customer] => {
+            for order in history::customer_orders(&read, customer).await? {
+                println!(
+                    "{} {} {} items={} total={}",
+                    order.order_id,
+                    order.customer,
+                    order.status,
+                    order.items,
+                    money(u64::try_from(order.total).unwrap_or(0)),
+                );
+            }
+            Ok(())
+        }
+        _ => Err("usage: order-processing [project | history CUSTOMER]".into()),
+    }
 }
 
 fn env() -> ShopEnv {
@@ -87,7 +141,7 @@ async fn run<S: EventStore + Clone>(store: S, args: &[String]) -> Result<(), Err
             );
             Ok(())
         }
-        _ => Err("usage: order-processing [place FIRST COUNT | grow ID COUNT | show ID]".into()),
+        _ => Err("usage: order-processing [place FIRST COUNT | grow ID COUNT | show ID | project | history CUSTOMER]".into()),
     }
 }
 

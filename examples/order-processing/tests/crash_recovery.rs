@@ -4,57 +4,13 @@
 //! Needs `DATABASE_URL` (`scripts/test` starts a private PostgreSQL and sets it).
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use sqlx::{Connection, Executor, PgConnection};
+mod common;
 
-const BINARY: &str = env!("CARGO_BIN_EXE_order-processing");
-
-fn database_url() -> String {
-    std::env::var("DATABASE_URL").ok().filter(|url| !url.is_empty()).unwrap_or_else(|| {
-        panic!(
-            "DATABASE_URL is not set: run `scripts/test` (it starts a private PostgreSQL), or \
-             `source scripts/lib/postgres.sh && pg_start` in this shell first"
-        )
-    })
-}
-
-/// A fresh database on the test server, dropped at the end.
-struct Database {
-    admin: PgConnection,
-    name: String,
-    url: String,
-}
-
-impl Database {
-    async fn create() -> Self {
-        let admin_url = database_url();
-        let mut admin = PgConnection::connect(&admin_url)
-            .await
-            .unwrap_or_else(|error| panic!("cannot reach PostgreSQL at {admin_url}: {error}"));
-        let name = format!("orders_crash_{}", uuid::Uuid::now_v7().simple());
-        admin
-            .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .await
-            .expect("create database");
-        let (base, _) = admin_url.rsplit_once('/').expect("a database URL ends in /name");
-        let url = format!("{base}/{name}");
-        Self { admin, name, url }
-    }
-
-    async fn drop(mut self) {
-        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        self.admin.execute(sqlx::AssertSqlSafe(sql)).await.expect("drop database");
-    }
-}
-
-fn order_processing(url: &str, args: &[&str]) -> Command {
-    let mut command = Command::new(BINARY);
-    command.args(args).env("DATABASE_URL", url).stdin(Stdio::null());
-    command
-}
+use common::{Database, order_processing};
 
 /// `1 Placed items=K total=T vV snapshot=S` → (K, T, V, S).
 fn parse_show(line: &str) -> (u64, u64, u64, Option<u64>) {

@@ -454,14 +454,24 @@ where
     /// Registers projection `P`, writing to `store`: its runner reads the log after the
     /// checkpoint it keeps in `store` (woken by the store's notifications) and commits each
     /// batch with it, so every event takes effect once. Of several processes running it, the
-    /// one holding the claim works ([`claim_ttl`](Self::claim_ttl)).
+    /// one holding the claim works ([`claim_ttl`](Self::claim_ttl)). Failing events are parked
+    /// after 5 attempts ([`OnFailure`](crate::projection::OnFailure)); to choose otherwise,
+    /// register a configured runner with [`projection_runner`](Self::projection_runner).
     #[must_use]
-    pub fn projection<P: Projection>(mut self, projection: P, store: P::Store) -> Self {
+    pub fn projection<P: Projection>(self, projection: P, store: P::Store) -> Self {
+        self.projection_runner(ProjectionRunner::new(projection, store))
+    }
+
+    /// Registers a configured projection runner (its failure policy, attempts, codec).
+    #[must_use]
+    pub fn projection_runner<P: Projection, C: Codec>(
+        mut self,
+        runner: ProjectionRunner<P, C>,
+    ) -> Self {
         self.projections.push((P::NAME, <P::Event as EventSet>::NAMES));
         self.registrations.push(Box::new(move |wiring: &Wiring<'_, S, B>| {
-            let consumer = ProjectionRunner::new(projection, store)
-                .consumer(wiring.store.clone())
-                .claimed(wiring.claim.0, wiring.claim.1);
+            let consumer =
+                runner.consumer(wiring.store.clone()).claimed(wiring.claim.0, wiring.claim.1);
             vec![Entry::new(Role::Projection(P::NAME), true, consumer)]
         }));
         self

@@ -6,11 +6,15 @@
 use std::time::Duration;
 
 use composable::host::{App, HostError};
-use composable::projection::{DocumentBatch, DocumentError, InMemoryDocuments};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use composable::projection::{
+    DocumentBatch, DocumentError, InMemoryDocuments, OnFailure, ProjectionRunner, ReadStore,
+};
 use composable::service::ServiceState;
 use composable::{
-    AggregateRunner, EventMetadata, EventStore, ExpectedVersion, InMemoryEventStore, NewEvent,
-    StreamId, aggregate, apply, command, event, project, projection,
+    AggregateRunner, Bincode, Codec, EventMetadata, EventStore, ExpectedVersion,
+    InMemoryEventStore, NewEvent, StreamId, aggregate, apply, command, event, project, projection,
 };
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -143,22 +147,32 @@ async fn a_restarted_projection_neither_loses_nor_repeats_an_event() {
     restarted.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn an_event_that_cannot_be_decoded_stops_the_projection() {
-    let store = InMemoryEventStore::new();
-    let orders = Arc::new(AggregateRunner::<Order, _>::new(store.clone(), ()));
-    let read = InMemoryDocuments::new();
-    let running = host(&store, &orders, &read);
-    let corrupt = NewEvent {
+fn corrupt_placed() -> NewEvent {
+    NewEvent {
         event_id: uuid::Uuid::now_v7(),
         name: "order.placed".into(),
         version: 1,
         format: "bincode".into(),
         payload: vec![0xff; 3],
         metadata: EventMetadata::new_flow(chrono::Utc::now()),
-    };
+    }
+}
+
+#[tokio::test]
+async fn an_event_that_cannot_be_decoded_stops_a_projection_told_to_stop() {
+    let store = InMemoryEventStore::new();
+    let orders = Arc::new(AggregateRunner::<Order, _>::new(store.clone(), ()));
+    let read = InMemoryDocuments::new();
+    let running = App::in_process("shop", store.clone())
+        .aggregate(&orders)
+        .projection_runner(
+            ProjectionRunner::new(Spending, read.clone()).on_failure(OnFailure::Stop),
+        )
+        .build()
+        .expect("the wiring is complete")
+        .start();
     let stream = StreamId::new("order", "broken").unwrap();
-    store.append(&stream, ExpectedVersion::Any, vec![corrupt]).await.unwrap();
+    store.append(&stream, ExpectedVersion::Any, vec![corrupt_placed()]).await.unwrap();
     let failure = tokio::time::timeout(WAIT, running.failure()).await.expect("it stops");
     assert_eq!(failure.name, "projection.spending");
     let ServiceState::Failed(reason) = failure.health.state else { unreachable!() };
@@ -189,4 +203,126 @@ fn collection_names_are_checked() {
     assert!(read.get::<u64>("", "k").is_err());
     assert!(read.get::<u64>(&"x".repeat(64), "k").is_err());
     assert_eq!(read.get::<u64>("spent", "k").unwrap(), None);
+}
+
+#[tokio::test]
+async fn an_event_that_cannot_be_decoded_is_parked_with_the_rest_of_its_stream() {
+    let store = InMemoryEventStore::new();
+    let orders = Arc::new(AggregateRunner::<Order, _>::new(store.clone(), ()));
+    let read = InMemoryDocuments::new();
+    let running = host(&store, &orders, &read);
+    let stream = StreamId::new("order", "broken").unwrap();
+    store.append(&stream, ExpectedVersion::Any, vec![corrupt_placed()]).await.unwrap();
+    // The same stream again (written by hand: the aggregate cannot load it either), then
+    // another one: the first waits behind the parked event.
+    let good = NewEvent {
+        payload: Bincode.encode(&Placed { customer: "eve".into(), total: 1 }).unwrap(),
+        format: Bincode::FORMAT.into(),
+        version: 1,
+        ..corrupt_placed()
+    };
+    store.append(&stream, ExpectedVersion::Any, vec![good]).await.unwrap();
+    let token = orders.execute("o1", place("ada", 2)).await.unwrap().token.unwrap();
+    running.service("projection.spending").unwrap().reached(token, WAIT).await.unwrap();
+
+    assert_eq!(
+        read.list::<Spent>("spent", "").unwrap(),
+        [("ada".into(), Spent { orders: 1, total: 2 })]
+    );
+    let letters = read.dead_letters("projection.spending").await.unwrap();
+    assert_eq!(letters.len(), 2, "the corrupt event and the one behind it");
+    assert!(letters[0].reason.contains("cannot decode"), "{}", letters[0].reason);
+    assert!(letters[1].reason.contains("waits behind"), "{}", letters[1].reason);
+    assert!(running.is_healthy(), "the projection goes on");
+    running.stop().await.unwrap();
+}
+
+/// Spending, failing for one customer while `broken` is set.
+struct Flaky {
+    broken: Arc<AtomicBool>,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum FlakyError {
+    #[error("mallory's orders cannot be counted yet")]
+    Mallory,
+    #[error(transparent)]
+    Documents(#[from] DocumentError),
+}
+
+#[projection(name = "flaky", store = InMemoryDocuments)]
+impl Flaky {
+    #[project]
+    fn placed(&self, batch: &mut DocumentBatch, placed: &Placed) -> Result<(), FlakyError> {
+        if placed.customer == "mallory" && self.broken.load(Ordering::SeqCst) {
+            return Err(FlakyError::Mallory);
+        }
+        let mut spent: Spent = batch.get("spent", &placed.customer)?.unwrap_or_default();
+        spent.orders += 1;
+        spent.total += placed.total;
+        Ok(batch.put("spent", &placed.customer, &spent)?)
+    }
+}
+
+#[tokio::test]
+async fn a_failing_event_is_retried_then_parked_and_replayed_in_order_once_fixed() {
+    let store = InMemoryEventStore::new();
+    let orders = Arc::new(AggregateRunner::<Order, _>::new(store.clone(), ()));
+    let read = InMemoryDocuments::new();
+    let broken = Arc::new(AtomicBool::new(true));
+    let runner =
+        ProjectionRunner::new(Flaky { broken: Arc::clone(&broken) }, read.clone()).attempts(3);
+    let running = App::in_process("shop", store.clone())
+        .aggregate(&orders)
+        .projection_runner(runner)
+        .build()
+        .unwrap()
+        .start();
+    orders.execute("m1", place("mallory", 10)).await.unwrap();
+    orders.execute("m1", Ship).await.unwrap();
+    orders.execute("o1", place("ada", 1)).await.unwrap();
+    let token = orders.execute("o2", place("bob", 2)).await.unwrap().token.unwrap();
+    running
+        .service("projection.flaky")
+        .unwrap()
+        .reached(token, Duration::from_secs(60))
+        .await
+        .unwrap();
+
+    let letters = read.dead_letters("projection.flaky").await.unwrap();
+    let names: Vec<&str> = letters.iter().map(|letter| letter.event.name.as_str()).collect();
+    assert_eq!(names, ["order.placed", "order.shipped"], "the failing event and its stream's next");
+    assert!(letters[0].reason.contains("cannot be counted"), "{}", letters[0].reason);
+    assert_eq!(read.get::<Spent>("spent", "ada").unwrap(), Some(Spent { orders: 1, total: 1 }));
+    assert_eq!(read.get::<Spent>("spent", "mallory").unwrap(), None);
+
+    // While parked, the stream's new events queue behind.
+    let token = orders.execute("m1", place("mallory", 5)).await.unwrap().token.unwrap();
+    running
+        .service("projection.flaky")
+        .unwrap()
+        .reached(token, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(read.dead_letters("projection.flaky").await.unwrap().len(), 3);
+    running.stop().await.unwrap();
+
+    // Still broken: the replay leaves the stream as it was.
+    let mut replayer = ProjectionRunner::new(Flaky { broken: Arc::clone(&broken) }, read.clone());
+    let replayed = replayer.replay_parked().await.unwrap();
+    assert_eq!(replayed.applied, 0);
+    assert_eq!(replayed.still_parked.len(), 1);
+    assert_eq!(read.dead_letters("projection.flaky").await.unwrap().len(), 3);
+
+    // Fixed: applied in order, once.
+    broken.store(false, Ordering::SeqCst);
+    let replayed = replayer.replay_parked().await.unwrap();
+    assert_eq!((replayed.applied, replayed.still_parked.len()), (3, 0));
+    assert_eq!(
+        read.get::<Spent>("spent", "mallory").unwrap(),
+        Some(Spent { orders: 2, total: 15 })
+    );
+    assert!(read.dead_letters("projection.flaky").await.unwrap().is_empty());
+    assert!(read.parked_streams("projection.flaky").await.unwrap().is_empty());
+    assert_eq!(replayer.replay_parked().await.unwrap(), Default::default(), "nothing left");
 }

@@ -13,8 +13,11 @@ use std::future::Future;
 
 use composable::checkpoint::CheckpointStore;
 use composable::consumer::{Checkpoint, Saved};
-use composable::projection::ReadStore;
-use composable::stream::Position;
+use composable::projection::{DeadLetter, ReadStore};
+use composable::stream::{Position, StreamId, Version};
+use composable::{EventMetadata, RecordedEvent};
+
+use chrono::{DateTime, SubsecRound, Utc};
 
 /// A read store under test, and how to write and read a value in it.
 pub trait Fixture: Send + Sync {
@@ -47,6 +50,7 @@ macro_rules! read_store_conformance {
             racing_batches_from_one_checkpoint_have_one_winner,
             a_batch_without_a_checkpoint_moves_nothing,
             a_dropped_batch_changes_nothing,
+            parked_events_are_kept_whole_by_stream_and_taken_once,
         );
     };
     (@tests $factory:expr; $($check:ident),* $(,)?) => {
@@ -204,4 +208,83 @@ where
     assert_eq!(commit(&fixture, batch, at(Position::START, position(1))).await, Saved::ByHandler);
     assert_eq!(fixture.read("k").await, None);
     assert_eq!(fixture.read("j").await, Some(1));
+}
+
+fn letter(stream: &str, sequence: u64, reason: &str) -> DeadLetter {
+    // Whole microseconds: what every store keeps of a time.
+    let now: DateTime<Utc> = Utc::now().trunc_subsecs(6);
+    DeadLetter {
+        projection: NAME.to_owned(),
+        event: RecordedEvent {
+            position: position(sequence),
+            stream_id: StreamId::new("order", stream).unwrap_or_else(|error| panic!("{error}")),
+            stream_version: Version(sequence),
+            event_id: uuid::Uuid::now_v7(),
+            name: "order.placed".to_owned(),
+            version: 2,
+            format: "bincode".to_owned(),
+            payload: vec![0, 1, 2, 0xff],
+            metadata: EventMetadata::caused_by(uuid::Uuid::now_v7(), uuid::Uuid::now_v7(), now),
+            recorded_at: now,
+        },
+        reason: format!("{reason} 'quoted'; -- \u{1F600}"),
+        parked_at: now,
+    }
+}
+
+/// Parked events are kept whole with their reason, committed with their batch, listed in log
+/// order with their streams; a replay takes each one once.
+pub async fn parked_events_are_kept_whole_by_stream_and_taken_once<X, F, Fut>(factory: F)
+where
+    X: Fixture,
+    F: Fn() -> Fut,
+    Fut: Future<Output = X>,
+{
+    let fixture = factory().await;
+    let store = fixture.store();
+    let parked = |letters: &[DeadLetter]| letters.to_vec();
+    let (late, early, other) =
+        (letter("a", 9, "later"), letter("a", 4, "boom"), letter("b", 6, "x"));
+
+    let mut batch = begin(&fixture).await;
+    for letter in [&late, &early, &other] {
+        X::Store::park(&mut batch, letter.clone()).await.unwrap_or_else(|error| panic!("{error}"));
+    }
+    assert!(
+        store.dead_letters(NAME).await.unwrap_or_else(|error| panic!("{error}")).is_empty(),
+        "not parked before the commit"
+    );
+    assert_eq!(commit(&fixture, batch, at(Position::START, position(9))).await, Saved::ByHandler);
+
+    let letters = store.dead_letters(NAME).await.unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(letters, parked(&[early.clone(), other.clone(), late.clone()]), "in log order");
+    let streams = store.parked_streams(NAME).await.unwrap_or_else(|error| panic!("{error}"));
+    let expected: Vec<&str> = vec!["order-a", "order-b"];
+    assert_eq!(streams.iter().map(String::as_str).collect::<Vec<_>>(), expected);
+    assert!(
+        store
+            .dead_letters("projection.other")
+            .await
+            .unwrap_or_else(|error| panic!("{error}"))
+            .is_empty(),
+        "by projection"
+    );
+
+    // A replay takes a letter out with its batch; a second one finds it gone.
+    let mut replay = begin(&fixture).await;
+    let taken = X::Store::unpark(&mut replay, NAME, other.event.event_id)
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    assert!(taken);
+    store.commit_batch(replay).await.unwrap_or_else(|error| panic!("{error}"));
+    let mut again = begin(&fixture).await;
+    let taken = X::Store::unpark(&mut again, NAME, other.event.event_id)
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    assert!(!taken, "a letter is taken once");
+    drop(again);
+    let letters = store.dead_letters(NAME).await.unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(letters, parked(&[early, late]));
+    let streams = store.parked_streams(NAME).await.unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(streams.iter().map(String::as_str).collect::<Vec<_>>(), ["order-a"]);
 }

@@ -2,17 +2,21 @@
 //! runner applies a batch in, and typed documents, with the projection's checkpoint moved in
 //! that same transaction.
 
+use std::collections::BTreeSet;
 use std::str::FromStr;
 use std::sync::LazyLock;
 
 use composable::codec::{Bincode, Codec};
 use composable::consumer::{Checkpoint, Saved};
-use composable::projection::{DocumentError, ReadStore, collection_name};
+use composable::projection::{DeadLetter, DocumentError, ReadStore, collection_name};
+use composable::stream::{Position, StreamId, Version};
+use composable::{EventMetadata, RecordedEvent};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
-use sqlx::{Postgres, Transaction};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, Row, Transaction};
+use uuid::Uuid;
 
 use crate::checkpoint::{PostgresCheckpointStore, READ_MODELS, position_columns};
 use crate::error::{PostgresError, is_transient};
@@ -71,6 +75,14 @@ pub enum ReadModelError {
     /// A position does not fit the table's two bigints.
     #[error("checkpoint `{0}`: the position does not fit two bigints")]
     PositionTooLarge(String),
+    /// A stored dead letter cannot be read back as an event.
+    #[error("a dead letter of projection `{projection}` is corrupt: {reason}")]
+    CorruptDeadLetter {
+        /// The projection.
+        projection: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 fn database(operation: &'static str) -> impl FnOnce(sqlx::Error) -> ReadModelError {
@@ -305,7 +317,7 @@ impl ReadStore for PostgresReadStore {
             .rows_affected();
         let saved = if moved == 1 {
             true
-        } else if at.after == composable::Position::START {
+        } else if at.after == Position::START {
             sqlx::query(READ_MODELS.first)
                 .bind(at.name)
                 .bind(to_transaction)
@@ -333,4 +345,128 @@ impl ReadStore for PostgresReadStore {
     fn checkpoints(&self) -> PostgresCheckpointStore {
         PostgresCheckpointStore::of_read_models(self.pool.clone())
     }
+
+    async fn park(batch: &mut PostgresBatch, letter: DeadLetter) -> Result<(), ReadModelError> {
+        let event = &letter.event;
+        let (transaction, position) = position_columns(event.position)
+            .ok_or_else(|| ReadModelError::PositionTooLarge(letter.projection.clone()))?;
+        let stream_version = i64::try_from(event.stream_version.0)
+            .map_err(|_| ReadModelError::PositionTooLarge(letter.projection.clone()))?;
+        sqlx::query(
+            "INSERT INTO projection_dead_letters (projection, transaction_id, position, stream_id, \
+                 stream_version, event_id, event_name, event_version, payload_format, payload, \
+                 correlation_id, causation_id, occurred_at, recorded_at, reason, parked_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&letter.projection)
+        .bind(transaction)
+        .bind(position)
+        .bind(event.stream_id.as_str())
+        .bind(stream_version)
+        .bind(event.event_id)
+        .bind(&event.name)
+        .bind(i32::from(event.version))
+        .bind(&event.format)
+        .bind(&event.payload)
+        .bind(event.metadata.correlation_id)
+        .bind(event.metadata.causation_id)
+        .bind(event.metadata.occurred_at)
+        .bind(event.recorded_at)
+        .bind(&letter.reason)
+        .bind(letter.parked_at)
+        .execute(&mut *batch.transaction)
+        .await
+        .map_err(database("park an event"))?;
+        Ok(())
+    }
+
+    async fn unpark(
+        batch: &mut PostgresBatch,
+        projection: &str,
+        event_id: Uuid,
+    ) -> Result<bool, ReadModelError> {
+        let removed = sqlx::query(
+            "DELETE FROM projection_dead_letters WHERE projection = $1 AND event_id = $2",
+        )
+        .bind(projection)
+        .bind(event_id)
+        .execute(&mut *batch.transaction)
+        .await
+        .map_err(database("unpark an event"))?
+        .rows_affected();
+        Ok(removed == 1)
+    }
+
+    async fn dead_letters(&self, projection: &str) -> Result<Vec<DeadLetter>, ReadModelError> {
+        let rows = sqlx::query(
+            "SELECT transaction_id, position, stream_id, stream_version, event_id, event_name, \
+                 event_version, payload_format, payload, correlation_id, causation_id, \
+                 occurred_at, recorded_at, reason, parked_at \
+             FROM projection_dead_letters WHERE projection = $1 \
+             ORDER BY transaction_id, position",
+        )
+        .bind(projection)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(database("read the dead letters"))?;
+        rows.iter().map(|row| dead_letter(projection, row)).collect()
+    }
+
+    async fn parked_streams(&self, projection: &str) -> Result<BTreeSet<String>, ReadModelError> {
+        let streams: Vec<(String,)> = sqlx::query_as(
+            "SELECT DISTINCT stream_id FROM projection_dead_letters WHERE projection = $1",
+        )
+        .bind(projection)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(database("read the parked streams"))?;
+        Ok(streams.into_iter().map(|(stream,)| stream).collect())
+    }
+}
+
+/// A dead letter from its row; a row that cannot be one is [`ReadModelError::CorruptDeadLetter`].
+fn dead_letter(projection: &str, row: &PgRow) -> Result<DeadLetter, ReadModelError> {
+    let corrupt = |reason: String| ReadModelError::CorruptDeadLetter {
+        projection: projection.to_owned(),
+        reason,
+    };
+    let read = |error: sqlx::Error| corrupt(error.to_string());
+    let transaction: i64 = row.try_get("transaction_id").map_err(read)?;
+    let position: i64 = row.try_get("position").map_err(read)?;
+    let (Ok(transaction), Ok(position)) = (u64::try_from(transaction), u64::try_from(position))
+    else {
+        return Err(corrupt(format!("negative position {position} of transaction {transaction}")));
+    };
+    let stream: String = row.try_get("stream_id").map_err(read)?;
+    let stream_id = StreamId::parse(stream.as_str())
+        .map_err(|error| corrupt(format!("stream `{stream}`: {error}")))?;
+    let stream_version: i64 = row.try_get("stream_version").map_err(read)?;
+    let event_version: i32 = row.try_get("event_version").map_err(read)?;
+    let event = RecordedEvent {
+        position: Position::new(transaction, position),
+        stream_id,
+        stream_version: Version(
+            u64::try_from(stream_version)
+                .map_err(|_| corrupt(format!("stream version {stream_version}")))?,
+        ),
+        event_id: row.try_get("event_id").map_err(read)?,
+        name: row.try_get("event_name").map_err(read)?,
+        version: u16::try_from(event_version)
+            .map_err(|_| corrupt(format!("event version {event_version}")))?,
+        format: row.try_get("payload_format").map_err(read)?,
+        payload: row.try_get("payload").map_err(read)?,
+        metadata: EventMetadata {
+            correlation_id: row.try_get("correlation_id").map_err(read)?,
+            causation_id: row.try_get("causation_id").map_err(read)?,
+            occurred_at: row.try_get("occurred_at").map_err(read)?,
+        },
+        recorded_at: row.try_get("recorded_at").map_err(read)?,
+    };
+    Ok(DeadLetter {
+        projection: projection.to_owned(),
+        event,
+        reason: row.try_get("reason").map_err(read)?,
+        parked_at: row.try_get("parked_at").map_err(read)?,
+    })
 }

@@ -108,8 +108,8 @@ impl Balances {
 /// The application's migration of its read database.
 async fn create_balances(read: &PostgresReadStore) {
     sqlx::query(
-        "CREATE TABLE balances (owner text PRIMARY KEY, cents bigint NOT NULL, \
-         deposits bigint NOT NULL)",
+        "CREATE TABLE balances (owner text PRIMARY KEY, \
+         cents bigint NOT NULL CHECK (cents < 1000000), deposits bigint NOT NULL)",
     )
     .execute(read.pool())
     .await
@@ -245,4 +245,39 @@ async fn documents_are_typed_listed_by_prefix_and_deleted() {
         read.get::<String>("profiles", "user:1").await,
         Err(ReadModelError::Document(DocumentError::Codec { .. }))
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_that_fails_parks_its_stream_and_spoils_nothing_else() {
+    let events = common::test_database().await;
+    let read = common::read_database().await;
+    create_balances(&read).await;
+    let accounts = Arc::new(AggregateRunner::<Account, _>::new(events.store.clone(), ()));
+    let running = App::in_process("bank", events.store.clone())
+        .aggregate(&accounts)
+        .projection_runner(
+            composable::projection::ProjectionRunner::new(Balances, read.clone()).attempts(2),
+        )
+        .build()
+        .expect("the wiring is complete")
+        .start();
+    // In one batch: a deposit the table's CHECK refuses (its statement aborts the transaction),
+    // and deposits of other owners around it.
+    accounts.execute("ada", Deposit { owner: "ada".into(), cents: 5 }).await.unwrap();
+    accounts.execute("zed", Deposit { owner: "zed".into(), cents: 2_000_000 }).await.unwrap();
+    accounts.execute("zed", Deposit { owner: "zed".into(), cents: 1 }).await.unwrap();
+    let token = accounts
+        .execute("bob", Deposit { owner: "bob".into(), cents: 7 })
+        .await
+        .unwrap()
+        .token
+        .unwrap();
+    running.service("projection.balances").unwrap().reached(token, WAIT).await.unwrap();
+    assert_eq!(balances(&read).await, [("ada".into(), 5, 1), ("bob".into(), 7, 1)]);
+    let letters = read.dead_letters("projection.balances").await.unwrap();
+    assert_eq!(letters.len(), 2, "the refused deposit and the one behind it");
+    assert!(letters[0].reason.contains("check constraint"), "{}", letters[0].reason);
+    assert_eq!(letters[1].event.stream_id.as_str(), "account-zed");
+    running.stop().await.unwrap();
+    events.drop_database().await;
 }

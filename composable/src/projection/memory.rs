@@ -1,7 +1,7 @@
 //! The in-memory read store: typed documents by collection and key, changed in batches that
 //! commit together with the projection's checkpoint.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-use super::ReadStore;
+use super::{DeadLetter, ReadStore};
 use crate::checkpoint::{CheckpointError, CheckpointStore, InMemoryCheckpointStore};
 use crate::codec::{Bincode, Codec, CodecError};
 use crate::consumer::{Checkpoint, Saved};
@@ -34,6 +34,10 @@ pub enum DocumentError {
         #[source]
         source: CodecError,
     },
+    /// A replay of dead letters found one of them gone: another replay took it, so this one
+    /// applied nothing.
+    #[error("a dead letter being replayed was taken by another replay: nothing was applied")]
+    Replayed,
 }
 
 type Key = (String, String);
@@ -42,6 +46,8 @@ type Key = (String, String);
 struct Inner {
     documents: BTreeMap<Key, Vec<u8>>,
     checkpoints: BTreeMap<String, Position>,
+    /// By projection, in log order.
+    dead_letters: BTreeMap<String, Vec<DeadLetter>>,
 }
 
 /// Documents in memory, by collection and key: the read store of tests and examples, and the
@@ -148,6 +154,9 @@ pub struct DocumentBatch {
     store: InMemoryDocuments,
     /// `None`: deleted in this batch.
     staged: BTreeMap<Key, Option<Vec<u8>>>,
+    parked: Vec<DeadLetter>,
+    /// Dead letters replayed in this batch, by projection and event.
+    unparked: Vec<(String, Uuid)>,
 }
 
 impl DocumentBatch {
@@ -194,13 +203,36 @@ impl DocumentBatch {
         Ok(())
     }
 
-    fn apply_to(self, inner: &mut Inner) {
+    /// Applies the batch, unless a dead letter it replays is gone (another replay took it):
+    /// then nothing, and `false`.
+    fn apply_to(self, inner: &mut Inner) -> bool {
+        let present = |(projection, id): &(String, Uuid)| {
+            inner
+                .dead_letters
+                .get(projection)
+                .is_some_and(|letters| letters.iter().any(|letter| letter.event.event_id == *id))
+        };
+        if !self.unparked.iter().all(present) {
+            return false;
+        }
+        for (projection, id) in &self.unparked {
+            if let Some(letters) = inner.dead_letters.get_mut(projection) {
+                letters.retain(|letter| letter.event.event_id != *id);
+            }
+        }
+        inner.dead_letters.retain(|_, letters| !letters.is_empty());
+        for letter in self.parked {
+            let letters = inner.dead_letters.entry(letter.projection.clone()).or_default();
+            letters.push(letter);
+            letters.sort_by_key(|letter| letter.event.position);
+        }
         for (key, value) in self.staged {
             match value {
                 Some(bytes) => inner.documents.insert(key, bytes),
                 None => inner.documents.remove(&key),
             };
         }
+        true
     }
 }
 
@@ -210,7 +242,12 @@ impl ReadStore for InMemoryDocuments {
     type Checkpoints = DocumentCheckpoints;
 
     async fn begin(&self) -> Result<DocumentBatch, DocumentError> {
-        Ok(DocumentBatch { store: self.clone(), staged: BTreeMap::new() })
+        Ok(DocumentBatch {
+            store: self.clone(),
+            staged: BTreeMap::new(),
+            parked: Vec::new(),
+            unparked: Vec::new(),
+        })
     }
 
     async fn commit(
@@ -223,18 +260,49 @@ impl ReadStore for InMemoryDocuments {
         if current != at.after {
             return Ok(Saved::Moved);
         }
-        batch.apply_to(&mut inner);
+        if !batch.apply_to(&mut inner) {
+            return Err(DocumentError::Replayed);
+        }
         inner.checkpoints.insert(at.name.to_owned(), at.to);
         Ok(Saved::ByHandler)
     }
 
     async fn commit_batch(&self, batch: DocumentBatch) -> Result<(), DocumentError> {
-        batch.apply_to(&mut self.inner());
-        Ok(())
+        if batch.apply_to(&mut self.inner()) { Ok(()) } else { Err(DocumentError::Replayed) }
     }
 
     fn checkpoints(&self) -> DocumentCheckpoints {
         DocumentCheckpoints(self.clone())
+    }
+
+    async fn park(batch: &mut DocumentBatch, letter: DeadLetter) -> Result<(), DocumentError> {
+        batch.parked.push(letter);
+        Ok(())
+    }
+
+    async fn unpark(
+        batch: &mut DocumentBatch,
+        projection: &str,
+        event_id: Uuid,
+    ) -> Result<bool, DocumentError> {
+        let present =
+            batch.store.inner().dead_letters.get(projection).is_some_and(|letters| {
+                letters.iter().any(|letter| letter.event.event_id == event_id)
+            });
+        if present {
+            batch.unparked.push((projection.to_owned(), event_id));
+        }
+        Ok(present)
+    }
+
+    async fn dead_letters(&self, projection: &str) -> Result<Vec<DeadLetter>, DocumentError> {
+        Ok(self.inner().dead_letters.get(projection).cloned().unwrap_or_default())
+    }
+
+    async fn parked_streams(&self, projection: &str) -> Result<BTreeSet<String>, DocumentError> {
+        let inner = self.inner();
+        let letters = inner.dead_letters.get(projection).map(Vec::as_slice).unwrap_or_default();
+        Ok(letters.iter().map(|letter| letter.event.stream_id.as_str().to_owned()).collect())
     }
 }
 

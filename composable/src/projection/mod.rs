@@ -70,10 +70,14 @@
 //! # }).unwrap();
 //! ```
 
+mod dead_letter;
 mod memory;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::future::Future;
+
+use uuid::Uuid;
 
 use crate::checkpoint::CheckpointStore;
 use crate::codec::{Bincode, Codec};
@@ -81,7 +85,9 @@ use crate::consumer::{Checkpoint, EventHandler, LogConsumer, Saved};
 use crate::envelope::RecordedEvent;
 use crate::event::{DecodeError, EventSet};
 use crate::event_store::EventStore;
+use crate::stream::Position;
 
+pub use dead_letter::{DeadLetter, OnFailure, Replayed};
 pub use memory::{
     DocumentBatch, DocumentCheckpoints, DocumentError, InMemoryDocuments, collection_name,
 };
@@ -159,6 +165,33 @@ pub trait ReadStore: Clone + Send + Sync + 'static {
 
     /// Its checkpoints, for the consumer's reader.
     fn checkpoints(&self) -> Self::Checkpoints;
+
+    /// Adds `letter` to the dead letters, with the rest of `batch`.
+    fn park(
+        batch: &mut Self::Batch,
+        letter: DeadLetter,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Removes the dead letter of event `event_id` of `projection`, with the rest of `batch`:
+    /// `false` (and the batch must not be committed) when it is no longer there — another
+    /// replay took it.
+    fn unpark(
+        batch: &mut Self::Batch,
+        projection: &str,
+        event_id: Uuid,
+    ) -> impl Future<Output = Result<bool, Self::Error>> + Send;
+
+    /// The dead letters of `projection`, in log order.
+    fn dead_letters(
+        &self,
+        projection: &str,
+    ) -> impl Future<Output = Result<Vec<DeadLetter>, Self::Error>> + Send;
+
+    /// The streams with dead letters of `projection`: their later events are parked too.
+    fn parked_streams(
+        &self,
+        projection: &str,
+    ) -> impl Future<Output = Result<BTreeSet<String>, Self::Error>> + Send;
 }
 
 /// Why a projection could not apply a batch.
@@ -211,6 +244,10 @@ pub struct ProjectionRunner<P: Projection, C = Bincode> {
     projection: P,
     store: P::Store,
     codec: C,
+    on_failure: OnFailure,
+    attempts: u32,
+    /// The event that failed last, and how many times in a row.
+    failing: Option<(Uuid, u32)>,
 }
 
 impl<P: Projection, C> fmt::Debug for ProjectionRunner<P, C> {
@@ -222,14 +259,44 @@ impl<P: Projection, C> fmt::Debug for ProjectionRunner<P, C> {
 impl<P: Projection> ProjectionRunner<P> {
     /// `projection` writing to `store`, decoding with the default codec.
     pub fn new(projection: P, store: P::Store) -> Self {
-        Self { projection, store, codec: Bincode }
+        Self {
+            projection,
+            store,
+            codec: Bincode,
+            on_failure: OnFailure::default(),
+            attempts: 5,
+            failing: None,
+        }
     }
 }
 
 impl<P: Projection, C: Codec> ProjectionRunner<P, C> {
     /// Decodes events with `codec`.
     pub fn with_codec<C2: Codec>(self, codec: C2) -> ProjectionRunner<P, C2> {
-        ProjectionRunner { projection: self.projection, store: self.store, codec }
+        ProjectionRunner {
+            projection: self.projection,
+            store: self.store,
+            codec,
+            on_failure: self.on_failure,
+            attempts: self.attempts,
+            failing: None,
+        }
+    }
+
+    /// How many times an event that fails is tried, with the consumer's back-off between
+    /// tries, before [`OnFailure`] applies (5 by default; at least 1). Failures of the read
+    /// store itself (unreachable, say) are retried without a limit and never park anything.
+    #[must_use]
+    pub fn attempts(mut self, attempts: u32) -> Self {
+        self.attempts = attempts.max(1);
+        self
+    }
+
+    /// What to do with an event that cannot be applied ([`OnFailure::Park`] by default).
+    #[must_use]
+    pub fn on_failure(mut self, on_failure: OnFailure) -> Self {
+        self.on_failure = on_failure;
+        self
     }
 
     /// The checkpoint and service name: `projection.{NAME}`.
@@ -251,26 +318,151 @@ impl<P: Projection, C: Codec> ProjectionRunner<P, C> {
         LogConsumer::new(Self::name(), events, checkpoints, self)
     }
 
-    async fn apply_all(
+    /// Applies `events` to `batch`, parking the events of `parked` streams and of `parking`
+    /// ones from the position given. The first failure comes back with its event.
+    async fn apply_all<'e>(
         &self,
         batch: &mut <P::Store as ReadStore>::Batch,
-        events: &[RecordedEvent],
-    ) -> Result<(), RunnerError<P>> {
-        for recorded in events.iter().filter(|event| P::Event::NAMES.contains(&event.name.as_str()))
-        {
-            let event: P::Event =
-                recorded.decode(&self.codec).map_err(|source| ProjectionError::Decode {
-                    projection: P::NAME,
-                    event_id: recorded.event_id,
-                    name: recorded.name.clone(),
-                    source,
+        events: &'e [RecordedEvent],
+        parked: &BTreeSet<String>,
+        parking: &BTreeMap<String, (Position, String)>,
+    ) -> Result<(), (RunnerError<P>, &'e RecordedEvent)> {
+        let name = Self::name();
+        for recorded in events {
+            let stream = recorded.stream_id.as_str();
+            let reason = match parking.get(stream) {
+                Some((from, reason)) if recorded.position == *from => Some(reason.clone()),
+                Some((from, _)) if recorded.position > *from => {
+                    Some(format!("waits behind a parked event of stream `{stream}`"))
+                }
+                _ if parked.contains(stream) => {
+                    Some(format!("waits behind a parked event of stream `{stream}`"))
+                }
+                _ => None,
+            };
+            if let Some(reason) = reason {
+                let letter = DeadLetter {
+                    projection: name.clone(),
+                    event: recorded.clone(),
+                    reason,
+                    parked_at: chrono::Utc::now(),
+                };
+                <P::Store as ReadStore>::park(batch, letter).await.map_err(|source| {
+                    (ProjectionError::Store { projection: P::NAME, source }, recorded)
                 })?;
-            <P::Store as ReadStore>::applying(batch, recorded);
-            self.projection.apply(batch, event, recorded).await.map_err(|source| {
-                ProjectionError::Apply { projection: P::NAME, event_id: recorded.event_id, source }
-            })?;
+                continue;
+            }
+            self.apply_one(batch, recorded).await.map_err(|error| (error, recorded))?;
         }
         Ok(())
+    }
+
+    /// Decodes and applies one event, when the projection handles it.
+    async fn apply_one(
+        &self,
+        batch: &mut <P::Store as ReadStore>::Batch,
+        recorded: &RecordedEvent,
+    ) -> Result<(), RunnerError<P>> {
+        if !P::Event::NAMES.contains(&recorded.name.as_str()) {
+            return Ok(());
+        }
+        let event: P::Event =
+            recorded.decode(&self.codec).map_err(|source| ProjectionError::Decode {
+                projection: P::NAME,
+                event_id: recorded.event_id,
+                name: recorded.name.clone(),
+                source,
+            })?;
+        <P::Store as ReadStore>::applying(batch, recorded);
+        self.projection.apply(batch, event, recorded).await.map_err(|source| {
+            ProjectionError::Apply { projection: P::NAME, event_id: recorded.event_id, source }
+        })
+    }
+
+    /// Builds the batch of `events`: applied, with the failing events parked as the policy
+    /// says. A failure the policy does not park comes back to the consumer, which retries it
+    /// with its back-off (or stops, for one that cannot succeed).
+    async fn build(
+        &mut self,
+        events: &[RecordedEvent],
+    ) -> Result<<P::Store as ReadStore>::Batch, RunnerError<P>> {
+        let name = Self::name();
+        let store_error = |source| ProjectionError::Store { projection: P::NAME, source };
+        let parked = self.store.parked_streams(&name).await.map_err(store_error)?;
+        let mut parking = BTreeMap::new();
+        loop {
+            let mut batch = self.store.begin().await.map_err(store_error)?;
+            let (error, event) = match self.apply_all(&mut batch, events, &parked, &parking).await {
+                Ok(()) => return Ok(batch),
+                Err(failed) => failed,
+            };
+            // Whatever the batch holds is dropped: a failed statement may have spoilt it.
+            drop(batch);
+            if matches!(error, ProjectionError::Store { .. }) {
+                return Err(error);
+            }
+            let tries = match self.failing {
+                Some((id, tries)) if id == event.event_id => tries + 1,
+                _ => 1,
+            };
+            self.failing = Some((event.event_id, tries));
+            let exhausted =
+                tries >= self.attempts || matches!(error, ProjectionError::Decode { .. });
+            if !exhausted || self.on_failure == OnFailure::Stop {
+                return Err(error);
+            }
+            tracing::warn!(
+                projection = P::NAME,
+                event_id = %event.event_id,
+                stream = %event.stream_id,
+                %error,
+                "parking the event and the later events of its stream"
+            );
+            self.failing = None;
+            parking
+                .insert(event.stream_id.as_str().to_owned(), (event.position, error.to_string()));
+        }
+    }
+
+    /// Replays the dead letters, stream by stream in log order: each stream's letters are
+    /// applied and removed in one batch, or — when one fails again — left as they were. Run it
+    /// once the cause is fixed; the live runner may go on meanwhile (a stream's events parked
+    /// after the replay read its letters stay parked, behind them, for the next replay).
+    ///
+    /// # Errors
+    /// The read store failed.
+    pub async fn replay_parked(&mut self) -> Result<Replayed, RunnerError<P>> {
+        let name = Self::name();
+        let store_error = |source| ProjectionError::Store { projection: P::NAME, source };
+        let letters = self.store.dead_letters(&name).await.map_err(store_error)?;
+        let mut streams: Vec<(String, Vec<DeadLetter>)> = Vec::new();
+        for letter in letters {
+            let stream = letter.event.stream_id.as_str().to_owned();
+            match streams.iter_mut().find(|(name, _)| *name == stream) {
+                Some((_, letters)) => letters.push(letter),
+                None => streams.push((stream, vec![letter])),
+            }
+        }
+        let mut replayed = Replayed::default();
+        'streams: for (stream, letters) in streams {
+            let mut batch = self.store.begin().await.map_err(store_error)?;
+            for letter in &letters {
+                let taken =
+                    <P::Store as ReadStore>::unpark(&mut batch, &name, letter.event.event_id)
+                        .await
+                        .map_err(store_error)?;
+                if !taken {
+                    continue 'streams;
+                }
+                if let Err(error) = self.apply_one(&mut batch, &letter.event).await {
+                    replayed.still_parked.push((stream.clone(), error.to_string()));
+                    continue 'streams;
+                }
+            }
+            self.store.commit_batch(batch).await.map_err(store_error)?;
+            replayed.applied += letters.len();
+        }
+        Ok(replayed)
     }
 }
 
@@ -281,8 +473,7 @@ impl<P: Projection, C: Codec> EventHandler for ProjectionRunner<P, C> {
     /// position elsewhere calls (the bus's, through [`Events`](crate::consumer::Events)).
     /// [`handle_at`](EventHandler::handle_at) is what the runner's own consumer uses.
     async fn handle(&mut self, events: &[RecordedEvent]) -> Result<(), Self::Error> {
-        let mut batch = self.begin().await?;
-        self.apply_all(&mut batch, events).await?;
+        let batch = self.build(events).await?;
         self.store
             .commit_batch(batch)
             .await
@@ -294,24 +485,22 @@ impl<P: Projection, C: Codec> EventHandler for ProjectionRunner<P, C> {
         at: Checkpoint<'_>,
         events: &[RecordedEvent],
     ) -> Result<Saved, Self::Error> {
-        let mut batch = self.begin().await?;
-        self.apply_all(&mut batch, events).await?;
+        let batch = self.build(events).await?;
         self.store
             .commit(batch, at)
             .await
             .map_err(|source| ProjectionError::Store { projection: P::NAME, source })
     }
 
+    /// The read store's failures always; an event's until its attempts are spent (only
+    /// [`OnFailure::Stop`] returns those: [`OnFailure::Park`] parks it instead).
     fn is_retryable(&self, error: &Self::Error) -> bool {
-        !matches!(error, ProjectionError::Decode { .. })
-    }
-}
-
-impl<P: Projection, C: Codec> ProjectionRunner<P, C> {
-    async fn begin(&self) -> Result<<P::Store as ReadStore>::Batch, RunnerError<P>> {
-        self.store
-            .begin()
-            .await
-            .map_err(|source| ProjectionError::Store { projection: P::NAME, source })
+        match error {
+            ProjectionError::Store { .. } => true,
+            ProjectionError::Decode { .. } => false,
+            ProjectionError::Apply { .. } => {
+                self.failing.is_none_or(|(_, tries)| tries < self.attempts)
+            }
+        }
     }
 }

@@ -89,7 +89,7 @@ use crate::command_bus::{BusDispatcher, CommandService, command_topic};
 use crate::dispatch::{Dispatcher, LocalDispatcher};
 use crate::event::EventSet;
 use crate::event_store::{EventStore, EventStoreError};
-use crate::projection::{Projection, ProjectionRunner};
+use crate::projection::{Lag, Projection, ProjectionRunner, ProjectionState, ProjectionStatus};
 use crate::relay::Relay;
 use crate::runner::AggregateRunner;
 use crate::saga::{self, Saga, SagaRunner, SagaTimers, TimerStore};
@@ -313,6 +313,7 @@ impl<S, T, B> fmt::Debug for AppBuilder<S, T, B> {
 /// An application's wiring, checked: [`start`](App::start) it.
 pub struct App<S> {
     store: S,
+    clock: Arc<dyn Clock>,
     entries: Vec<Entry>,
     topics: Vec<String>,
 }
@@ -576,7 +577,12 @@ where
                 return Err(HostError::NothingToRun { roles: roles.clone(), known });
             }
         }
-        Ok(App { store: self.store, entries, topics: topics.into_iter().collect() })
+        Ok(App {
+            store: self.store,
+            clock: self.clock,
+            entries,
+            topics: topics.into_iter().collect(),
+        })
     }
 }
 
@@ -768,7 +774,7 @@ impl<S: EventStore> App<S> {
                 handle: (entry.start)(),
             })
             .collect();
-        RunningApp { store: self.store, services }
+        RunningApp { store: self.store, clock: self.clock, services }
     }
 }
 
@@ -793,6 +799,7 @@ pub struct ServiceStatus {
 /// A started [`App`]: its services' health, and a way to stop them all.
 pub struct RunningApp<S> {
     store: S,
+    clock: Arc<dyn Clock>,
     services: Vec<RunningService>,
 }
 
@@ -809,6 +816,29 @@ impl<S: EventStore> RunningApp<S> {
     /// until a projection has reached a command's token ([`ServiceHandle::reached`]).
     pub fn service(&self, name: &str) -> Option<&ServiceHandle> {
         self.services.iter().find(|service| service.name == name).map(|service| &service.handle)
+    }
+
+    /// Every projection's state, position and lag behind the head of the log (in events, and
+    /// how long the oldest unhandled one has waited, by the host's clock).
+    ///
+    /// # Errors
+    /// The event store failed while counting.
+    pub async fn projections(&self) -> Result<Vec<ProjectionStatus>, EventStoreError> {
+        let mut statuses = Vec::new();
+        for service in &self.services {
+            let Role::Projection(_) = service.role else { continue };
+            let health = service.handle.health();
+            let position = health.position;
+            let lag =
+                Lag::of(&self.store, position.unwrap_or(Position::START), self.clock.now()).await?;
+            statuses.push(ProjectionStatus {
+                name: service.name.clone(),
+                state: ProjectionState::of(&health),
+                position,
+                lag,
+            });
+        }
+        Ok(statuses)
     }
 
     /// Every service's health.

@@ -9,7 +9,8 @@ use composable::host::{App, HostError};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use composable::projection::{
-    DocumentBatch, DocumentError, InMemoryDocuments, OnFailure, ProjectionRunner, ReadStore,
+    DocumentBatch, DocumentError, InMemoryDocuments, Lag, OnFailure, ProjectionRunner,
+    ProjectionState, ReadStore,
 };
 use composable::service::ServiceState;
 use composable::{
@@ -325,4 +326,43 @@ async fn a_failing_event_is_retried_then_parked_and_replayed_in_order_once_fixed
     assert!(read.dead_letters("projection.flaky").await.unwrap().is_empty());
     assert!(read.parked_streams("projection.flaky").await.unwrap().is_empty());
     assert_eq!(replayer.replay_parked().await.unwrap(), Default::default(), "nothing left");
+}
+
+#[tokio::test]
+async fn every_projection_reports_its_state_and_lag() {
+    let store = InMemoryEventStore::new();
+    let orders = Arc::new(AggregateRunner::<Order, _>::new(store.clone(), ()));
+    let read = InMemoryDocuments::new();
+    // One that keeps up, one that stops at its first event (mallory's, while broken).
+    let stopping =
+        ProjectionRunner::new(Flaky { broken: Arc::new(AtomicBool::new(true)) }, read.clone())
+            .attempts(1)
+            .on_failure(OnFailure::Stop);
+    let running = App::in_process("shop", store.clone())
+        .aggregate(&orders)
+        .projection(Spending, read.clone())
+        .projection_runner(stopping)
+        .build()
+        .unwrap()
+        .start();
+    orders.execute("m1", place("mallory", 1)).await.unwrap();
+    orders.execute("o1", place("ada", 1)).await.unwrap();
+    let token = orders.execute("o2", place("bob", 1)).await.unwrap().token.unwrap();
+    let spending = running.service("projection.spending").unwrap();
+    spending.reached(token, WAIT).await.unwrap();
+    tokio::time::timeout(WAIT, running.failure()).await.expect("the flaky one stops");
+    spending.watch_health().wait_for(|health| health.caught_up).await.unwrap();
+
+    let statuses = running.projections().await.unwrap();
+    let by_name = |name: &str| statuses.iter().find(|status| status.name == name).unwrap().clone();
+    let spending = by_name("projection.spending");
+    assert_eq!(spending.state, ProjectionState::Running);
+    assert_eq!(spending.lag, Lag::default(), "at the head");
+    let flaky = by_name("projection.flaky");
+    assert!(
+        matches!(flaky.state, ProjectionState::Failed(ref error) if error.contains("mallory")),
+        "{flaky:?}"
+    );
+    assert_eq!(flaky.lag.events, 3, "none of the three orders applied");
+    running.stop().await.unwrap_err();
 }

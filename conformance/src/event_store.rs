@@ -51,6 +51,7 @@ macro_rules! event_store_conformance {
             concurrent_appends_to_different_streams_are_all_read_once,
             an_event_is_found_by_its_id,
             head_is_the_last_committed_position,
+            events_after_a_position_are_counted,
         );
     };
     (@tests $factory:expr; $($check:ident),* $(,)?) => {
@@ -739,4 +740,33 @@ where
     let log = read_all_to_head(&store, Position::START).await;
     assert_eq!(log.len(), 5);
     assert_eq!(log.last().map(|event| event.position), Some(second.last_position));
+}
+
+/// `count_after` counts the committed events after a position: how far behind a consumer is.
+pub async fn events_after_a_position_are_counted<S, F, Fut>(factory: F)
+where
+    S: EventStore + Clone,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    let store = factory().await;
+    let count = |after| {
+        let store = store.clone();
+        async move {
+            match store.count_after(after).await {
+                Ok(count) => count,
+                Err(error) => panic!("count_after({after}) failed: {error}"),
+            }
+        }
+    };
+    assert_eq!(count(Position::START).await, 0, "an empty store");
+    let first =
+        append_ok(&store, &stream("count1"), ExpectedVersion::NoStream, new_events(0, 3)).await;
+    let second =
+        append_ok(&store, &stream("count2"), ExpectedVersion::NoStream, new_events(3, 1200)).await;
+    assert_eq!(count(Position::START).await, 1203);
+    assert_eq!(count(first.last_position).await, 1200, "after the first append");
+    assert_eq!(count(second.last_position).await, 0, "at the head");
+    let log = read_all_to_head(&store, Position::START).await;
+    assert_eq!(count(log[1].position).await, 1201, "from the middle of an append");
 }

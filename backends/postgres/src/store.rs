@@ -432,6 +432,19 @@ impl EventStore for PostgresEventStore {
         rows.iter().map(recorded_event).collect()
     }
 
+    async fn count_after(&self, after: Position) -> Result<u64, EventStoreError> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM events \
+             WHERE (transaction_id, position) > ($1::bigint::text::xid8, $2)",
+        )
+        .bind(to_i64(after.transaction()))
+        .bind(to_i64(after.sequence()))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|error| store_error("count the global log", error))?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
     async fn stream_version(&self, stream: &StreamId) -> Result<Version, EventStoreError> {
         stream_version_with(&self.pool, stream).await
     }

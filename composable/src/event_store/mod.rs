@@ -179,6 +179,28 @@ pub trait EventStore: Send + Sync + 'static {
     fn appends(&self) -> Appends {
         Appends::never()
     }
+
+    /// How many committed events follow `after` in the global log: how far behind a
+    /// consumer at `after` is. By default it reads the log through in pages; a store that can
+    /// count (PostgreSQL) answers in one query.
+    fn count_after(
+        &self,
+        after: Position,
+    ) -> impl Future<Output = Result<u64, EventStoreError>> + Send {
+        async move {
+            const PAGE: usize = 1000;
+            let mut count = 0_u64;
+            let mut after = after;
+            loop {
+                let page = self.read_all(after, PAGE).await?;
+                count += page.len() as u64;
+                match page.last() {
+                    Some(last) if page.len() == PAGE => after = last.position,
+                    _ => return Ok(count),
+                }
+            }
+        }
+    }
 }
 
 impl<S: EventStore> EventStore for std::sync::Arc<S> {
@@ -241,6 +263,13 @@ impl<S: EventStore> EventStore for std::sync::Arc<S> {
 
     fn appends(&self) -> Appends {
         (**self).appends()
+    }
+
+    fn count_after(
+        &self,
+        after: Position,
+    ) -> impl Future<Output = Result<u64, EventStoreError>> + Send {
+        (**self).count_after(after)
     }
 }
 

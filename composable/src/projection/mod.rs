@@ -72,6 +72,7 @@
 
 mod dead_letter;
 mod memory;
+mod status;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -91,6 +92,7 @@ pub use dead_letter::{DeadLetter, OnFailure, Replayed};
 pub use memory::{
     DocumentBatch, DocumentCheckpoints, DocumentError, InMemoryDocuments, collection_name,
 };
+pub use status::{Lag, ProjectionState, ProjectionStatus};
 
 /// A read model kept up to date from committed events. Handlers are applied in log order, within
 /// a batch of the projection's store.

@@ -1,0 +1,149 @@
+//! The read store survives a Redis restart: while the server is down its operations fail with
+//! a transient error (never a panic or a hang), and once it is back the same `RedisReadStore`,
+//! on the same `ConnectionManager`, commits and reads again.
+//!
+//! Its own test binary, because it stops the shared server under every other test: run it
+//! alone (`scripts/test` runs it before the others).
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use composable::checkpoint::{CheckpointError, CheckpointStore};
+use composable::consumer::{Checkpoint, Saved};
+use composable::projection::ReadStore;
+use composable::stream::Position;
+use composable_redis::{RedisReadError, RedisReadStore};
+
+fn env(name: &str) -> String {
+    std::env::var(name).ok().filter(|value| !value.is_empty()).unwrap_or_else(|| {
+        panic!(
+            "{name} is not set: the restart test stops and starts the server it runs against, \
+             so it needs the one `redis_start` started (it exports REDIS_URL, REDIS_PORT, \
+             REDIS_DIR and REDIS_START_COMMAND); {}",
+            common::HOW_TO_START
+        )
+    })
+}
+
+fn redis_cli(port: &str, args: &[&str]) -> Option<String> {
+    let output = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", port])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|error| panic!("run redis-cli: {error}"));
+    output.status.success().then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+fn answers(port: &str) -> bool {
+    redis_cli(port, &["ping"]).is_some_and(|reply| reply == "PONG")
+}
+
+fn wait_until(what: &str, deadline: Duration, mut done: impl FnMut() -> bool) {
+    let until = Instant::now() + deadline;
+    while !done() {
+        assert!(Instant::now() < until, "{what}: not within {deadline:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn stop_server(port: &str) {
+    // `shutdown nosave` answers nothing (the connection closes), so its status says little.
+    let _ = redis_cli(port, &["shutdown", "nosave"]);
+    wait_until("Redis stops", Duration::from_secs(10), || !answers(port));
+}
+
+fn start_server(port: &str, command: &str) {
+    let status = Command::new("sh")
+        .args(["-c", command])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .unwrap_or_else(|error| panic!("run `{command}`: {error}"));
+    assert!(status.success(), "`{command}` failed: {status}");
+    wait_until("Redis starts again", Duration::from_secs(10), || answers(port));
+}
+
+async fn count(store: &RedisReadStore, key: &str, by: i64) -> Result<(), RedisReadError> {
+    let mut batch = store.begin().await?;
+    batch.incr_by(key, by)?;
+    store.commit_batch(batch).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_keeps_working_across_a_server_restart() {
+    let (port, command) = (env("REDIS_PORT"), env("REDIS_START_COMMAND"));
+    let _ = env("REDIS_DIR");
+    let store = common::store().await;
+    count(&store, "before", 1).await.expect("a commit before the restart");
+    let at =
+        Checkpoint { name: "projection.restart", after: Position::START, to: Position::new(1, 1) };
+    let batch = store.begin().await.expect("begin");
+    assert_eq!(store.commit(batch, at).await.expect("commit"), Saved::ByHandler);
+
+    tokio::task::spawn_blocking({
+        let port = port.clone();
+        move || stop_server(&port)
+    })
+    .await
+    .expect("stop the server");
+
+    // Down: every kind of operation fails, transiently, within the manager's retries.
+    let deadline = Duration::from_secs(60);
+    let error = tokio::time::timeout(deadline, count(&store, "during", 1))
+        .await
+        .expect("a commit while Redis is down fails rather than hangs")
+        .expect_err("Redis is down");
+    assert!(
+        matches!(error, RedisReadError::Redis { transient: true, .. }) && error.is_transient(),
+        "a commit while Redis is down: {error:?}"
+    );
+    let error = tokio::time::timeout(deadline, store.counter("before"))
+        .await
+        .expect("a read while Redis is down fails rather than hangs")
+        .expect_err("Redis is down");
+    assert!(error.is_transient(), "a read while Redis is down: {error:?}");
+    let error = tokio::time::timeout(deadline, store.checkpoints().load("projection.restart"))
+        .await
+        .expect("a checkpoint load while Redis is down fails rather than hangs")
+        .expect_err("Redis is down");
+    assert!(
+        matches!(error, CheckpointError::Unavailable { .. }) && error.is_transient(),
+        "a checkpoint load while Redis is down: {error:?}"
+    );
+
+    tokio::task::spawn_blocking({
+        let (port, command) = (port.clone(), command.clone());
+        move || start_server(&port, &command)
+    })
+    .await
+    .expect("start the server again");
+
+    // Back (empty: nothing was saved): the same store, on the same manager, works again.
+    let until = Instant::now() + Duration::from_secs(30);
+    let mut failures = 0;
+    loop {
+        match count(&store, "after", 2).await {
+            Ok(()) => break,
+            Err(error) if error.is_transient() => {
+                failures += 1;
+                assert!(Instant::now() < until, "still failing 30 s after the restart: {error}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(other) => {
+                panic!("expected success or a transient error after the restart: {other}")
+            }
+        }
+    }
+    assert_eq!(store.counter("after").await.expect("read after the restart"), 2);
+    let checkpoints = store.checkpoints();
+    assert_eq!(checkpoints.load("projection.restart").await.expect("load"), Position::START);
+    let at =
+        Checkpoint { name: "projection.restart", after: Position::START, to: Position::new(2, 1) };
+    let batch = store.begin().await.expect("begin");
+    assert_eq!(store.commit(batch, at).await.expect("commit after the restart"), Saved::ByHandler);
+    assert_eq!(checkpoints.load("projection.restart").await.expect("load"), Position::new(2, 1));
+    eprintln!("after the restart: {failures} transient failures before the first commit");
+}

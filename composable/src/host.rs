@@ -76,6 +76,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -89,7 +91,9 @@ use crate::command_bus::{BusDispatcher, CommandService, command_topic};
 use crate::dispatch::{Dispatcher, LocalDispatcher};
 use crate::event::EventSet;
 use crate::event_store::{EventStore, EventStoreError};
-use crate::projection::{Lag, Projection, ProjectionRunner, ProjectionState, ProjectionStatus};
+use crate::projection::{
+    Lag, Projection, ProjectionRunner, ProjectionState, ProjectionStatus, ReadStore,
+};
 use crate::relay::Relay;
 use crate::runner::AggregateRunner;
 use crate::saga::{self, Saga, SagaRunner, SagaTimers, TimerStore};
@@ -227,6 +231,7 @@ struct Entry {
     role: Role,
     reads_log: bool,
     start: Box<dyn FnOnce() -> ServiceHandle + Send>,
+    versions: Option<Versions>,
 }
 
 impl Entry {
@@ -236,7 +241,37 @@ impl Entry {
             role,
             reads_log,
             start: Box::new(move || service::spawn(service)),
+            versions: None,
         }
+    }
+}
+
+/// The version of a projection that serves queries, as its store answers (`None` when none
+/// does, or the store could not say).
+type Serving = Pin<Box<dyn Future<Output = Option<u32>> + Send>>;
+
+/// A projection's version, and how to ask its store which version serves queries.
+#[derive(Clone)]
+struct Versions {
+    version: u32,
+    serving: Arc<dyn Fn() -> Serving + Send + Sync>,
+}
+
+impl Versions {
+    fn of<P: Projection>(store: P::Store) -> Self {
+        let serving = move || -> Serving {
+            let store = store.clone();
+            Box::pin(async move {
+                match store.active_version(P::NAME).await {
+                    Ok(active) => active,
+                    Err(error) => {
+                        tracing::warn!(projection = P::NAME, %error, "could not read the active version");
+                        None
+                    }
+                }
+            })
+        };
+        Self { version: P::VERSION, serving: Arc::new(serving) }
     }
 }
 
@@ -471,9 +506,12 @@ where
     ) -> Self {
         self.projections.push((P::NAME, <P::Event as EventSet>::NAMES));
         self.registrations.push(Box::new(move |wiring: &Wiring<'_, S, B>| {
+            let versions = Versions::of::<P>(runner.store().clone());
             let consumer =
                 runner.consumer(wiring.store.clone()).claimed(wiring.claim.0, wiring.claim.1);
-            vec![Entry::new(Role::Projection(P::NAME), true, consumer)]
+            let mut entry = Entry::new(Role::Projection(P::NAME), true, consumer);
+            entry.versions = Some(versions);
+            vec![entry]
         }));
         self
     }
@@ -772,6 +810,7 @@ impl<S: EventStore> App<S> {
                 role: entry.role,
                 reads_log: entry.reads_log,
                 handle: (entry.start)(),
+                versions: entry.versions,
             })
             .collect();
         RunningApp { store: self.store, clock: self.clock, services }
@@ -783,6 +822,7 @@ struct RunningService {
     role: Role,
     reads_log: bool,
     handle: ServiceHandle,
+    versions: Option<Versions>,
 }
 
 /// The health of one service of a [`RunningApp`].
@@ -826,14 +866,19 @@ impl<S: EventStore> RunningApp<S> {
     pub async fn projections(&self) -> Result<Vec<ProjectionStatus>, EventStoreError> {
         let mut statuses = Vec::new();
         for service in &self.services {
-            let Role::Projection(_) = service.role else { continue };
+            let (Role::Projection(_), Some(versions)) = (&service.role, &service.versions) else {
+                continue;
+            };
             let health = service.handle.health();
             let position = health.position;
             let lag =
                 Lag::of(&self.store, position.unwrap_or(Position::START), self.clock.now()).await?;
+            let serving = (versions.serving)().await;
             statuses.push(ProjectionStatus {
                 name: service.name.clone(),
-                state: ProjectionState::of(&health),
+                state: ProjectionState::of(&health).building(versions.version, serving),
+                version: versions.version,
+                serving,
                 position,
                 lag,
             });

@@ -366,3 +366,60 @@ async fn every_projection_reports_its_state_and_lag() {
     assert_eq!(flaky.lag.events, 3, "none of the three orders applied");
     running.stop().await.unwrap_err();
 }
+
+/// Version 2 of `spending`: totals in cents.
+struct SpendingInCents;
+
+#[projection(name = "spending", version = 2, store = InMemoryDocuments)]
+impl SpendingInCents {
+    #[project]
+    fn placed(&self, batch: &mut DocumentBatch, placed: &Placed) -> Result<(), DocumentError> {
+        let mut spent: Spent = batch.get("spent", &placed.customer)?.unwrap_or_default();
+        spent.orders += 1;
+        spent.total += placed.total * 100;
+        batch.put("spent", &placed.customer, &spent)
+    }
+}
+
+#[tokio::test]
+async fn a_new_version_takes_over_once_caught_up_and_the_old_one_retires() {
+    let store = InMemoryEventStore::new();
+    let orders = Arc::new(AggregateRunner::<Order, _>::new(store.clone(), ()));
+    let read = InMemoryDocuments::new();
+    let old = host(&store, &orders, &read);
+    orders.execute("o1", place("ada", 3)).await.unwrap();
+    let token = orders.execute("o2", place("ada", 4)).await.unwrap().token.unwrap();
+    old.service("projection.spending").unwrap().reached(token, WAIT).await.unwrap();
+    assert_eq!(read.get::<Spent>("spent", "ada").unwrap(), Some(Spent { orders: 2, total: 7 }));
+
+    // The new version, deployed beside the old one, builds from the start and takes over.
+    let new = App::in_process("shop", store.clone())
+        .aggregate(&orders)
+        .projection(SpendingInCents, read.clone())
+        .build()
+        .unwrap()
+        .start();
+    let v2 = new.service("projection.spending.v2").expect("the new version's service");
+    v2.watch_health().wait_for(|health| health.caught_up).await.unwrap();
+    assert_eq!(read.active_version("spending").await.unwrap(), Some(2));
+    assert_eq!(read.get::<Spent>("spent", "ada").unwrap(), Some(Spent { orders: 2, total: 700 }));
+    let status = new.projections().await.unwrap().pop().unwrap();
+    assert_eq!((status.version, status.serving), (2, Some(2)));
+    assert_eq!(status.state, ProjectionState::Running);
+
+    // The old version sees the switch at its next batch, applies nothing, and stops.
+    let token = orders.execute("o3", place("ada", 1)).await.unwrap().token.unwrap();
+    let mut retired = old.service("projection.spending").unwrap().watch_health();
+    let health = tokio::time::timeout(WAIT, retired.wait_for(|health| health.is_finished()))
+        .await
+        .expect("the old version retires")
+        .unwrap()
+        .clone();
+    assert_eq!(health.state, ServiceState::Stopped, "retired, not failed");
+    let statuses = old.projections().await.unwrap();
+    assert_eq!((statuses[0].version, statuses[0].serving), (1, Some(2)));
+    v2.reached(token, WAIT).await.unwrap();
+    assert_eq!(read.get::<Spent>("spent", "ada").unwrap(), Some(Spent { orders: 3, total: 800 }));
+    new.stop().await.unwrap();
+    old.stop().await.unwrap();
+}

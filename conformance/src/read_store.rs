@@ -13,7 +13,7 @@ use std::future::Future;
 
 use composable::checkpoint::CheckpointStore;
 use composable::consumer::{Checkpoint, Saved};
-use composable::projection::{DeadLetter, ReadStore};
+use composable::projection::{DeadLetter, ReadStore, Scope};
 use composable::stream::{Position, StreamId, Version};
 use composable::{EventMetadata, RecordedEvent};
 
@@ -51,6 +51,9 @@ macro_rules! read_store_conformance {
             a_batch_without_a_checkpoint_moves_nothing,
             a_dropped_batch_changes_nothing,
             parked_events_are_kept_whole_by_stream_and_taken_once,
+            a_new_version_builds_apart_and_takes_over_when_activated,
+            an_older_version_is_retired_once_a_newer_one_serves,
+            clearing_a_version_empties_it_for_a_rebuild,
         );
     };
     (@tests $factory:expr; $($check:ident),* $(,)?) => {
@@ -63,10 +66,21 @@ macro_rules! read_store_conformance {
     };
 }
 
+/// The projection under test, version 1 and 2.
+const V1: Scope = Scope::new("conformance", 1);
+const V2: Scope = Scope::new("conformance", 2);
+
+/// Version 1's checkpoint name.
 const NAME: &str = "projection.conformance";
+/// Version 2's.
+const NAME_V2: &str = "projection.conformance.v2";
 
 fn at(after: Position, to: Position) -> Checkpoint<'static> {
     Checkpoint { name: NAME, after, to }
+}
+
+fn at_v2(after: Position, to: Position) -> Checkpoint<'static> {
+    Checkpoint { name: NAME_V2, after, to }
 }
 
 fn position(sequence: u64) -> Position {
@@ -74,7 +88,25 @@ fn position(sequence: u64) -> Position {
 }
 
 async fn begin<X: Fixture>(fixture: &X) -> <X::Store as ReadStore>::Batch {
-    fixture.store().begin().await.unwrap_or_else(|error| panic!("begin a batch: {error}"))
+    begin_for(fixture, V1).await
+}
+
+async fn begin_for<X: Fixture>(fixture: &X, scope: Scope) -> <X::Store as ReadStore>::Batch {
+    fixture.store().begin(scope).await.unwrap_or_else(|error| panic!("begin a batch: {error}"))
+}
+
+/// Writes `writes` in one batch of `scope` and commits it at `at`.
+async fn write_and_commit<X: Fixture>(
+    fixture: &X,
+    scope: Scope,
+    writes: &[(&str, u64)],
+    at: Checkpoint<'_>,
+) -> Saved {
+    let mut batch = begin_for(fixture, scope).await;
+    for (key, value) in writes {
+        fixture.write(&mut batch, key, *value).await;
+    }
+    commit(fixture, batch, at).await
 }
 
 async fn commit<X: Fixture>(
@@ -86,12 +118,24 @@ async fn commit<X: Fixture>(
 }
 
 async fn checkpoint<X: Fixture>(fixture: &X) -> Position {
+    checkpoint_of(fixture, NAME).await
+}
+
+async fn checkpoint_of<X: Fixture>(fixture: &X, name: &str) -> Position {
     fixture
         .store()
         .checkpoints()
-        .load(NAME)
+        .load(name)
         .await
-        .unwrap_or_else(|error| panic!("load the checkpoint: {error}"))
+        .unwrap_or_else(|error| panic!("load checkpoint `{name}`: {error}"))
+}
+
+async fn active<X: Fixture>(fixture: &X) -> Option<u32> {
+    fixture
+        .store()
+        .active_version(V1.projection)
+        .await
+        .unwrap_or_else(|error| panic!("read the active version: {error}"))
 }
 
 /// Nothing a batch writes is visible before it commits; once committed, its changes and the
@@ -111,9 +155,8 @@ where
     assert_eq!(fixture.read("k").await, Some(1));
     assert_eq!(checkpoint(&fixture).await, position(3));
 
-    let mut batch = begin(&fixture).await;
-    fixture.write(&mut batch, "k", 2).await;
-    assert_eq!(commit(&fixture, batch, at(position(3), position(7))).await, Saved::ByHandler);
+    let saved = write_and_commit(&fixture, V1, &[("k", 2)], at(position(3), position(7))).await;
+    assert_eq!(saved, Saved::ByHandler);
     assert_eq!(fixture.read("k").await, Some(2));
     assert_eq!(checkpoint(&fixture).await, position(7));
 }
@@ -127,22 +170,19 @@ where
     Fut: Future<Output = X>,
 {
     let fixture = factory().await;
-    let mut first = begin(&fixture).await;
-    fixture.write(&mut first, "k", 1).await;
-    assert_eq!(commit(&fixture, first, at(Position::START, position(2))).await, Saved::ByHandler);
+    let first = write_and_commit(&fixture, V1, &[("k", 1)], at(Position::START, position(2)));
+    assert_eq!(first.await, Saved::ByHandler);
 
     // The same batch again, from where it began: the checkpoint has moved.
-    let mut again = begin(&fixture).await;
-    fixture.write(&mut again, "k", 10).await;
-    fixture.write(&mut again, "other", 10).await;
-    assert_eq!(commit(&fixture, again, at(Position::START, position(2))).await, Saved::Moved);
+    let again = [("k", 10), ("other", 10)];
+    let saved = write_and_commit(&fixture, V1, &again, at(Position::START, position(2))).await;
+    assert_eq!(saved, Saved::Moved);
     assert_eq!(fixture.read("k").await, Some(1), "the stale batch changed nothing");
     assert_eq!(fixture.read("other").await, None);
 
     // From an older position than the checkpoint's, too.
-    let mut stale = begin(&fixture).await;
-    fixture.write(&mut stale, "k", 20).await;
-    assert_eq!(commit(&fixture, stale, at(position(1), position(5))).await, Saved::Moved);
+    let saved = write_and_commit(&fixture, V1, &[("k", 20)], at(position(1), position(5))).await;
+    assert_eq!(saved, Saved::Moved);
     assert_eq!(fixture.read("k").await, Some(1));
     assert_eq!(checkpoint(&fixture).await, position(2));
 }
@@ -185,7 +225,8 @@ where
     let fixture = factory().await;
     let mut batch = begin(&fixture).await;
     fixture.write(&mut batch, "k", 5).await;
-    fixture.store().commit_batch(batch).await.unwrap_or_else(|error| panic!("commit: {error}"));
+    let saved = fixture.store().commit_batch(batch).await;
+    assert_eq!(saved.unwrap_or_else(|error| panic!("commit: {error}")), Saved::ByConsumer);
     assert_eq!(fixture.read("k").await, Some(5));
     assert_eq!(checkpoint(&fixture).await, Position::START);
 }
@@ -203,9 +244,8 @@ where
     fixture.write(&mut batch, "k", 5).await;
     drop(batch);
     assert_eq!(fixture.read("k").await, None);
-    let mut batch = begin(&fixture).await;
-    fixture.write(&mut batch, "j", 1).await;
-    assert_eq!(commit(&fixture, batch, at(Position::START, position(1))).await, Saved::ByHandler);
+    let saved = write_and_commit(&fixture, V1, &[("j", 1)], at(Position::START, position(1)));
+    assert_eq!(saved.await, Saved::ByHandler);
     assert_eq!(fixture.read("k").await, None);
     assert_eq!(fixture.read("j").await, Some(1));
 }
@@ -287,4 +327,120 @@ where
     assert_eq!(letters, parked(&[early, late]));
     let streams = store.parked_streams(NAME).await.unwrap_or_else(|error| panic!("{error}"));
     assert_eq!(streams.iter().map(String::as_str).collect::<Vec<_>>(), ["order-a"]);
+}
+
+/// A new version writes apart from the active one: queries keep reading the old version until
+/// the new one is activated, then read the new one, and the old one's values and checkpoint
+/// are gone.
+pub async fn a_new_version_builds_apart_and_takes_over_when_activated<X, F, Fut>(factory: F)
+where
+    X: Fixture,
+    F: Fn() -> Fut,
+    Fut: Future<Output = X>,
+{
+    let fixture = factory().await;
+    assert_eq!(active(&fixture).await, None, "no version before the first batch");
+    let saved =
+        write_and_commit(&fixture, V1, &[("k", 1), ("old", 1)], at(Position::START, position(2)));
+    assert_eq!(saved.await, Saved::ByHandler);
+    assert_eq!(active(&fixture).await, Some(1), "the first version serves at once");
+
+    let saved = write_and_commit(
+        &fixture,
+        V2,
+        &[("k", 2), ("new", 2)],
+        at_v2(Position::START, position(2)),
+    );
+    assert_eq!(saved.await, Saved::ByHandler);
+    assert_eq!(fixture.read("k").await, Some(1), "queries read the active version");
+    assert_eq!(fixture.read("new").await, None, "the new version is not served yet");
+    assert_eq!(active(&fixture).await, Some(1));
+    assert_eq!(
+        checkpoint_of(&fixture, NAME_V2).await,
+        position(2),
+        "each version has its checkpoint"
+    );
+
+    let replaced =
+        fixture.store().activate(V2).await.unwrap_or_else(|error| panic!("activate: {error}"));
+    assert_eq!(replaced, Some(1));
+    assert_eq!(active(&fixture).await, Some(2));
+    assert_eq!(fixture.read("k").await, Some(2), "queries read the new version");
+    assert_eq!(fixture.read("new").await, Some(2));
+    assert_eq!(fixture.read("old").await, None, "only the new version's values");
+    assert_eq!(
+        checkpoint(&fixture).await,
+        Position::START,
+        "the old version's checkpoint is dropped"
+    );
+
+    // Activating again, or an older version, changes nothing.
+    let again =
+        fixture.store().activate(V2).await.unwrap_or_else(|error| panic!("activate: {error}"));
+    assert_eq!(again, None);
+    let older =
+        fixture.store().activate(V1).await.unwrap_or_else(|error| panic!("activate: {error}"));
+    assert_eq!(older, Some(2), "a newer version stays");
+    assert_eq!(fixture.read("k").await, Some(2));
+}
+
+/// Once a newer version serves, a batch of an older one applies nothing and says so, with a
+/// checkpoint or without.
+pub async fn an_older_version_is_retired_once_a_newer_one_serves<X, F, Fut>(factory: F)
+where
+    X: Fixture,
+    F: Fn() -> Fut,
+    Fut: Future<Output = X>,
+{
+    let fixture = factory().await;
+    let saved = write_and_commit(&fixture, V1, &[("k", 1)], at(Position::START, position(1)));
+    assert_eq!(saved.await, Saved::ByHandler);
+    // Of the old version, begun and committed while it still serves.
+    let mut late = begin_for(&fixture, V1).await;
+    assert_eq!(X::Store::retired(&late), None);
+    fixture.write(&mut late, "late", 1).await;
+    let saved = write_and_commit(&fixture, V2, &[("k", 2)], at_v2(Position::START, position(1)));
+    assert_eq!(saved.await, Saved::ByHandler);
+    assert_eq!(commit(&fixture, late, at(position(1), position(2))).await, Saved::ByHandler);
+    fixture.store().activate(V2).await.unwrap_or_else(|error| panic!("activate: {error}"));
+
+    let mut retired = begin_for(&fixture, V1).await;
+    assert_eq!(X::Store::retired(&retired), Some(2), "begun after the switch");
+    fixture.write(&mut retired, "k", 10).await;
+    assert_eq!(commit(&fixture, retired, at(Position::START, position(3))).await, Saved::Retired);
+    let mut retired = begin_for(&fixture, V1).await;
+    fixture.write(&mut retired, "k", 11).await;
+    let saved =
+        fixture.store().commit_batch(retired).await.unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(saved, Saved::Retired);
+    assert_eq!(fixture.read("k").await, Some(2));
+    assert_eq!(fixture.read("late").await, None, "whatever the old version wrote is gone");
+    assert_eq!(checkpoint(&fixture).await, Position::START, "and its checkpoint");
+}
+
+/// Clearing a version empties its values, checkpoint and dead letters, and it stays active:
+/// a rebuild in place starts from there.
+pub async fn clearing_a_version_empties_it_for_a_rebuild<X, F, Fut>(factory: F)
+where
+    X: Fixture,
+    F: Fn() -> Fut,
+    Fut: Future<Output = X>,
+{
+    let fixture = factory().await;
+    let mut batch = begin(&fixture).await;
+    fixture.write(&mut batch, "k", 1).await;
+    X::Store::park(&mut batch, letter("a", 1, "boom"))
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(commit(&fixture, batch, at(Position::START, position(4))).await, Saved::ByHandler);
+    fixture.store().clear(V1).await.unwrap_or_else(|error| panic!("clear: {error}"));
+    assert_eq!(fixture.read("k").await, None);
+    assert_eq!(checkpoint(&fixture).await, Position::START);
+    let letters =
+        fixture.store().dead_letters(NAME).await.unwrap_or_else(|error| panic!("{error}"));
+    assert!(letters.is_empty(), "{letters:?}");
+    assert_eq!(active(&fixture).await, Some(1), "it still serves");
+    let saved = write_and_commit(&fixture, V1, &[("k", 2)], at(Position::START, position(4)));
+    assert_eq!(saved.await, Saved::ByHandler);
+    assert_eq!(fixture.read("k").await, Some(2));
 }

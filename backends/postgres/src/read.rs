@@ -2,20 +2,20 @@
 //! runner applies a batch in, and typed documents, with the projection's checkpoint moved in
 //! that same transaction.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::str::FromStr;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 use composable::codec::{Bincode, Codec};
 use composable::consumer::{Checkpoint, Saved};
-use composable::projection::{DeadLetter, DocumentError, ReadStore, collection_name};
+use composable::projection::{DeadLetter, DocumentError, ReadStore, Scope, collection_name};
 use composable::stream::{Position, StreamId, Version};
 use composable::{EventMetadata, RecordedEvent};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::{AssertSqlSafe, Postgres, Row, Transaction};
 use uuid::Uuid;
 
 use crate::checkpoint::{PostgresCheckpointStore, READ_MODELS, position_columns};
@@ -51,6 +51,18 @@ pub static READ_MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
 #[derive(Debug, Clone)]
 pub struct PostgresReadStore {
     pool: PgPool,
+    /// What this process has registered already.
+    registered: Arc<Mutex<Registered>>,
+}
+
+/// The projections, collections and tables of versions this process has registered: once
+/// there, their rows stay as long as the version may write (only a newer version's takeover
+/// drops them, and the older version writes nothing after it).
+#[derive(Debug, Default)]
+struct Registered {
+    projections: HashSet<&'static str>,
+    collections: HashSet<(String, u32)>,
+    tables: HashSet<(String, u32)>,
 }
 
 /// Why the read store failed.
@@ -75,6 +87,21 @@ pub enum ReadModelError {
     /// A position does not fit the table's two bigints.
     #[error("checkpoint `{0}`: the position does not fit two bigints")]
     PositionTooLarge(String),
+    /// A read model's table name must be 1 to 48 characters of `a-z`, `0-9` and `_`, starting
+    /// with a letter or `_` (its versions add `_v{N}`).
+    #[error(
+        "`{0}` is not a read model table name: use 1 to 48 characters of a-z, 0-9 and `_`, \
+         starting with a letter or `_`"
+    )]
+    InvalidTable(String),
+    /// A projection's version does not fit the tables' integer.
+    #[error("projection `{projection}`: version {version} does not fit an integer column")]
+    VersionTooLarge {
+        /// The projection.
+        projection: String,
+        /// Its version.
+        version: u32,
+    },
     /// A stored dead letter cannot be read back as an event.
     #[error("a dead letter of projection `{projection}` is corrupt: {reason}")]
     CorruptDeadLetter {
@@ -85,6 +112,20 @@ pub enum ReadModelError {
     },
 }
 
+/// A query of the documents queries read — those of the active version of their collection's
+/// projection, `d` being the document — with `$select` and the rest of the query around it.
+macro_rules! serving {
+    ($select:literal, $rest:literal) => {
+        concat!(
+            $select,
+            " FROM read_documents d \
+             JOIN projection_collections c ON c.collection = d.collection AND c.version = d.version \
+             JOIN projection_versions v ON v.projection = c.projection AND v.active = c.version ",
+            $rest
+        )
+    };
+}
+
 fn database(operation: &'static str) -> impl FnOnce(sqlx::Error) -> ReadModelError {
     move |source| ReadModelError::Database { operation, transient: is_transient(&source), source }
 }
@@ -92,7 +133,7 @@ fn database(operation: &'static str) -> impl FnOnce(sqlx::Error) -> ReadModelErr
 impl PostgresReadStore {
     /// A store on `pool`'s database; run [`migrate`](Self::migrate) before first use.
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self { pool, registered: Arc::default() }
     }
 
     /// Connects to the read database at `url` with a pool of up to 16 connections.
@@ -114,6 +155,10 @@ impl PostgresReadStore {
         &self.pool
     }
 
+    fn registered(&self) -> std::sync::MutexGuard<'_, Registered> {
+        self.registered.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Creates the projections' tables ([`READ_MIGRATOR`]). Idempotent, and safe from several
     /// processes at once.
     ///
@@ -132,8 +177,15 @@ impl PostgresReadStore {
         collection: &str,
         key: &str,
     ) -> Result<Option<T>, ReadModelError> {
-        let mut connection = self.pool.acquire().await.map_err(database("get"))?;
-        get(&mut connection, collection, key).await
+        collection_name(collection)?;
+        let row: Option<(Vec<u8>,)> =
+            sqlx::query_as(serving!("SELECT d.value", "WHERE d.collection = $1 AND d.key = $2"))
+                .bind(collection)
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(database("get"))?;
+        row.map(|(bytes,)| decode(collection, key, &bytes)).transpose()
     }
 
     /// Whether `collection` has a document `key`.
@@ -143,7 +195,7 @@ impl PostgresReadStore {
     pub async fn exists(&self, collection: &str, key: &str) -> Result<bool, ReadModelError> {
         collection_name(collection)?;
         let found: Option<(i32,)> =
-            sqlx::query_as("SELECT 1 FROM read_documents WHERE collection = $1 AND key = $2")
+            sqlx::query_as(serving!("SELECT 1", "WHERE d.collection = $1 AND d.key = $2"))
                 .bind(collection)
                 .bind(key)
                 .fetch_optional(&self.pool)
@@ -162,10 +214,10 @@ impl PostgresReadStore {
         prefix: &str,
     ) -> Result<Vec<(String, T)>, ReadModelError> {
         collection_name(collection)?;
-        let rows: Vec<(String, Vec<u8>)> = sqlx::query_as(
-            "SELECT key, value FROM read_documents \
-             WHERE collection = $1 AND starts_with(key, $2) ORDER BY key",
-        )
+        let rows: Vec<(String, Vec<u8>)> = sqlx::query_as(serving!(
+            "SELECT d.key, d.value",
+            "WHERE d.collection = $1 AND starts_with(d.key, $2) ORDER BY d.key"
+        ))
         .bind(collection)
         .bind(prefix)
         .fetch_all(&self.pool)
@@ -194,28 +246,130 @@ fn decode<T: DeserializeOwned>(
     })
 }
 
-async fn get<T: DeserializeOwned>(
+/// Checks a read model table name: 1 to 48 characters of `a-z`, `0-9` and `_`, not starting
+/// with a digit, so that it and its versions' names (`{name}_v{N}`) are plain identifiers.
+fn table_name(name: &str) -> Result<(), ReadModelError> {
+    let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_';
+    let starts = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+    if starts && name.len() <= 48 && name.chars().all(allowed) {
+        Ok(())
+    } else {
+        Err(ReadModelError::InvalidTable(name.to_owned()))
+    }
+}
+
+/// The table of version `version` of read model table `name` (already checked).
+fn versioned(name: &str, version: u32) -> String {
+    format!("{name}_v{version}")
+}
+
+/// Points the view `name` at version `version`'s table, in `connection`'s transaction.
+async fn publish(
     connection: &mut PgConnection,
-    collection: &str,
-    key: &str,
-) -> Result<Option<T>, ReadModelError> {
-    collection_name(collection)?;
-    let row: Option<(Vec<u8>,)> =
-        sqlx::query_as("SELECT value FROM read_documents WHERE collection = $1 AND key = $2")
-            .bind(collection)
-            .bind(key)
-            .fetch_optional(&mut *connection)
+    name: &str,
+    version: u32,
+) -> Result<(), ReadModelError> {
+    let table = versioned(name, version);
+    // Names were checked: plain identifiers, quoted all the same.
+    sqlx::query(AssertSqlSafe(format!("DROP VIEW IF EXISTS \"{name}\"")))
+        .execute(&mut *connection)
+        .await
+        .map_err(database("replace a read model's view"))?;
+    sqlx::query(AssertSqlSafe(format!("CREATE VIEW \"{name}\" AS SELECT * FROM \"{table}\"")))
+        .execute(&mut *connection)
+        .await
+        .map_err(database("create a read model's view"))?;
+    Ok(())
+}
+
+/// Empties (`drop` false) or drops (`drop` true) version `version` of `projection` in
+/// `connection`'s transaction: its tables, documents, checkpoint, claim and dead letters.
+async fn remove(
+    connection: &mut PgConnection,
+    projection: &str,
+    version: u32,
+    drop: bool,
+) -> Result<(), ReadModelError> {
+    let stored = i32::try_from(version).map_err(|_| version_too_large(projection, version))?;
+    let tables: Vec<(String,)> =
+        sqlx::query_as("SELECT name FROM projection_tables WHERE projection = $1 AND version = $2")
+            .bind(projection)
+            .bind(stored)
+            .fetch_all(&mut *connection)
             .await
-            .map_err(database("get"))?;
-    row.map(|(bytes,)| decode(collection, key, &bytes)).transpose()
+            .map_err(database("read a version's tables"))?;
+    for (name,) in tables {
+        table_name(&name)?;
+        let table = versioned(&name, version);
+        let statement = if drop {
+            format!("DROP TABLE IF EXISTS \"{table}\"")
+        } else {
+            format!("TRUNCATE \"{table}\"")
+        };
+        sqlx::query(AssertSqlSafe(statement))
+            .execute(&mut *connection)
+            .await
+            .map_err(database("empty or drop a version's table"))?;
+    }
+    sqlx::query(
+        "DELETE FROM read_documents d USING projection_collections c \
+         WHERE c.projection = $1 AND c.version = $2 \
+           AND d.collection = c.collection AND d.version = c.version",
+    )
+    .bind(projection)
+    .bind(stored)
+    .execute(&mut *connection)
+    .await
+    .map_err(database("delete a version's documents"))?;
+    if drop {
+        for statement in [
+            "DELETE FROM projection_tables WHERE projection = $1 AND version = $2",
+            "DELETE FROM projection_collections WHERE projection = $1 AND version = $2",
+        ] {
+            sqlx::query(statement)
+                .bind(projection)
+                .bind(stored)
+                .execute(&mut *connection)
+                .await
+                .map_err(database("forget a version"))?;
+        }
+    }
+    let name = Scope::checkpoint_of(projection, version);
+    let mut statements = vec![
+        "DELETE FROM projection_checkpoints WHERE name = $1",
+        "DELETE FROM projection_dead_letters WHERE projection = $1",
+    ];
+    if drop {
+        statements.push("DELETE FROM projection_claims WHERE name = $1");
+    }
+    for statement in statements {
+        sqlx::query(statement)
+            .bind(&name)
+            .execute(&mut *connection)
+            .await
+            .map_err(database("drop a version's checkpoint and dead letters"))?;
+    }
+    Ok(())
+}
+
+fn version_too_large(projection: &str, version: u32) -> ReadModelError {
+    ReadModelError::VersionTooLarge { projection: projection.to_owned(), version }
 }
 
 /// One batch of a projection on PostgreSQL: a transaction. Everything written through it —
 /// the user's SQL on [`connection`](Self::connection), documents — commits together with the
 /// projection's checkpoint, or not at all.
+///
+/// It writes one version of its projection ([`Scope`]): documents of that version, and the
+/// version's own tables, named by [`table`](Self::table).
 #[derive(Debug)]
 pub struct PostgresBatch {
     transaction: Transaction<'static, Postgres>,
+    store: PostgresReadStore,
+    scope: Scope,
+    /// The version that serves queries as the batch began (it holds that row shared, so the
+    /// version cannot switch under it).
+    active: u32,
 }
 
 impl PostgresBatch {
@@ -223,6 +377,64 @@ impl PostgresBatch {
     /// `sqlx::query("...").bind(..).execute(batch.connection()).await`.
     pub fn connection(&mut self) -> &mut PgConnection {
         &mut self.transaction
+    }
+
+    /// The version of its projection the batch writes.
+    pub fn scope(&self) -> Scope {
+        self.scope
+    }
+
+    /// The table this batch's version keeps read model table `name` in: `{name}_v{VERSION}`,
+    /// created by the application's migrations. Queries read the view `{name}`, which the
+    /// store points at the active version's table — so a new version of the projection fills
+    /// its own table while queries read the old one, and they switch when it takes over; the
+    /// older version's table is then dropped.
+    ///
+    /// ```no_run
+    /// # async fn apply(batch: &mut composable_postgres::PostgresBatch) -> Result<(), Box<dyn std::error::Error>> {
+    /// let table = batch.table("order_history").await?; // "order_history_v1" in version 1
+    /// // `table` is a checked identifier.
+    /// let insert = format!("INSERT INTO {table} (order_id, customer) VALUES ($1, $2)");
+    /// sqlx::query(sqlx::AssertSqlSafe(insert))
+    ///     .bind("o-1")
+    ///     .bind("ada")
+    ///     .execute(batch.connection())
+    ///     .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`ReadModelError::InvalidTable`], or the database (registering the table, or creating
+    /// its view: the first use of `{name}` by the active version makes `{name}` a view, and
+    /// fails when a table of that name is in the way).
+    pub async fn table(&mut self, name: &str) -> Result<String, ReadModelError> {
+        table_name(name)?;
+        let entry = (name.to_owned(), self.scope.version);
+        if !self.store.registered().tables.contains(&entry) {
+            // In a transaction of its own, committed at once: an open batch must not hold
+            // another one registering the same table back.
+            let mut own = self.store.pool.begin().await.map_err(database("begin"))?;
+            let registered = sqlx::query(
+                "INSERT INTO projection_tables (projection, version, name) VALUES ($1, $2, $3) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(self.scope.projection)
+            .bind(self.version()?)
+            .bind(name)
+            .execute(&mut *own)
+            .await
+            .map_err(database("register a read model table"))?
+            .rows_affected()
+                == 1;
+            // The batch holds the active version shared: no switch can come in between.
+            if registered && self.active == self.scope.version {
+                publish(&mut own, name, self.scope.version).await?;
+            }
+            own.commit().await.map_err(database("commit a table's registration"))?;
+            self.store.registered().tables.insert(entry);
+        }
+        Ok(versioned(name, self.scope.version))
     }
 
     /// The document `key` of `collection`, as this batch sees it (its own writes included).
@@ -234,7 +446,43 @@ impl PostgresBatch {
         collection: &str,
         key: &str,
     ) -> Result<Option<T>, ReadModelError> {
-        get(&mut self.transaction, collection, key).await
+        collection_name(collection)?;
+        let row: Option<(Vec<u8>,)> = sqlx::query_as(
+            "SELECT value FROM read_documents WHERE collection = $1 AND version = $2 AND key = $3",
+        )
+        .bind(collection)
+        .bind(self.version()?)
+        .bind(key)
+        .fetch_optional(&mut *self.transaction)
+        .await
+        .map_err(database("get"))?;
+        row.map(|(bytes,)| decode(collection, key, &bytes)).transpose()
+    }
+
+    fn version(&self) -> Result<i32, ReadModelError> {
+        i32::try_from(self.scope.version)
+            .map_err(|_| version_too_large(self.scope.projection, self.scope.version))
+    }
+
+    /// Registers `collection` as one of this version's, once per process, committed at once
+    /// (an open batch must not hold another one registering it back).
+    async fn own(&mut self, collection: &str) -> Result<(), ReadModelError> {
+        let entry = (collection.to_owned(), self.scope.version);
+        if self.store.registered().collections.contains(&entry) {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO projection_collections (collection, version, projection) \
+             VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(collection)
+        .bind(self.version()?)
+        .bind(self.scope.projection)
+        .execute(&self.store.pool)
+        .await
+        .map_err(database("register a collection"))?;
+        self.store.registered().collections.insert(entry);
+        Ok(())
     }
 
     /// Writes `value` as document `key` of `collection`.
@@ -253,11 +501,13 @@ impl PostgresBatch {
             key: key.to_owned(),
             source,
         })?;
+        self.own(collection).await?;
         sqlx::query(
-            "INSERT INTO read_documents (collection, key, value) VALUES ($1, $2, $3) \
-             ON CONFLICT (collection, key) DO UPDATE SET value = EXCLUDED.value",
+            "INSERT INTO read_documents (collection, version, key, value) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (collection, version, key) DO UPDATE SET value = EXCLUDED.value",
         )
         .bind(collection)
+        .bind(self.version()?)
         .bind(key)
         .bind(bytes)
         .execute(&mut *self.transaction)
@@ -272,12 +522,15 @@ impl PostgresBatch {
     /// A bad collection name, or the database.
     pub async fn delete(&mut self, collection: &str, key: &str) -> Result<(), ReadModelError> {
         collection_name(collection)?;
-        sqlx::query("DELETE FROM read_documents WHERE collection = $1 AND key = $2")
-            .bind(collection)
-            .bind(key)
-            .execute(&mut *self.transaction)
-            .await
-            .map_err(database("delete"))?;
+        sqlx::query(
+            "DELETE FROM read_documents WHERE collection = $1 AND version = $2 AND key = $3",
+        )
+        .bind(collection)
+        .bind(self.version()?)
+        .bind(key)
+        .execute(&mut *self.transaction)
+        .await
+        .map_err(database("delete"))?;
         Ok(())
     }
 }
@@ -287,9 +540,131 @@ impl ReadStore for PostgresReadStore {
     type Error = ReadModelError;
     type Checkpoints = PostgresCheckpointStore;
 
-    async fn begin(&self) -> Result<PostgresBatch, ReadModelError> {
-        let transaction = self.pool.begin().await.map_err(database("begin"))?;
-        Ok(PostgresBatch { transaction })
+    /// Begins a transaction, making `scope`'s version the active one if none is, and holding
+    /// the row of the active version shared until it ends: a switch waits for the batches of
+    /// the old version in flight, and those begun after it see it.
+    async fn begin(&self, scope: Scope) -> Result<PostgresBatch, ReadModelError> {
+        let version = i32::try_from(scope.version)
+            .map_err(|_| version_too_large(scope.projection, scope.version))?;
+        if !self.registered().projections.contains(scope.projection) {
+            // On its own, committed at once: an open batch must not hold others back.
+            sqlx::query(
+                "INSERT INTO projection_versions (projection, active) VALUES ($1, $2) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(scope.projection)
+            .bind(version)
+            .execute(&self.pool)
+            .await
+            .map_err(database("register the first version"))?;
+            self.registered().projections.insert(scope.projection);
+        }
+        let mut transaction = self.pool.begin().await.map_err(database("begin"))?;
+        let (active,): (i32,) = sqlx::query_as(
+            "SELECT active FROM projection_versions WHERE projection = $1 FOR SHARE",
+        )
+        .bind(scope.projection)
+        .fetch_one(&mut *transaction)
+        .await
+        .map_err(database("read the active version"))?;
+        Ok(PostgresBatch {
+            transaction,
+            store: self.clone(),
+            scope,
+            active: u32::try_from(active).unwrap_or(0),
+        })
+    }
+
+    fn retired(batch: &PostgresBatch) -> Option<u32> {
+        (batch.active > batch.scope.version).then_some(batch.active)
+    }
+
+    async fn active_version(
+        &self,
+        projection: &'static str,
+    ) -> Result<Option<u32>, ReadModelError> {
+        let active: Option<(i32,)> =
+            sqlx::query_as("SELECT active FROM projection_versions WHERE projection = $1")
+                .bind(projection)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(database("read the active version"))?;
+        Ok(active.and_then(|(active,)| u32::try_from(active).ok()))
+    }
+
+    /// In one transaction: the switch (waiting for the batches of the old version in flight),
+    /// each of the version's tables' views pointed at its table, and every older version
+    /// dropped — its tables, documents, checkpoint, claim and dead letters.
+    async fn activate(&self, scope: Scope) -> Result<Option<u32>, ReadModelError> {
+        let version = i32::try_from(scope.version)
+            .map_err(|_| version_too_large(scope.projection, scope.version))?;
+        let mut transaction = self.pool.begin().await.map_err(database("begin"))?;
+        let replaced: Option<(i32,)> = sqlx::query_as(
+            "SELECT active FROM projection_versions WHERE projection = $1 FOR UPDATE",
+        )
+        .bind(scope.projection)
+        .fetch_optional(&mut *transaction)
+        .await
+        .map_err(database("lock the active version"))?;
+        let replaced = replaced.and_then(|(active,)| u32::try_from(active).ok());
+        if replaced.is_some_and(|active| active > scope.version) {
+            transaction.rollback().await.map_err(database("roll back"))?;
+            return Ok(replaced);
+        }
+        sqlx::query(
+            "INSERT INTO projection_versions (projection, active) VALUES ($1, $2) \
+             ON CONFLICT (projection) DO UPDATE SET active = EXCLUDED.active, switched_at = now()",
+        )
+        .bind(scope.projection)
+        .bind(version)
+        .execute(&mut *transaction)
+        .await
+        .map_err(database("switch the active version"))?;
+        let tables: Vec<(String,)> = sqlx::query_as(
+            "SELECT name FROM projection_tables WHERE projection = $1 AND version = $2",
+        )
+        .bind(scope.projection)
+        .bind(version)
+        .fetch_all(&mut *transaction)
+        .await
+        .map_err(database("read the version's tables"))?;
+        for (name,) in tables {
+            table_name(&name)?;
+            publish(&mut transaction, &name, scope.version).await?;
+        }
+        let mut older: BTreeSet<u32> = BTreeSet::new();
+        let versions: Vec<(i32,)> = sqlx::query_as(
+            "SELECT version FROM projection_collections WHERE projection = $1 AND version < $2 \
+             UNION SELECT version FROM projection_tables WHERE projection = $1 AND version < $2",
+        )
+        .bind(scope.projection)
+        .bind(version)
+        .fetch_all(&mut *transaction)
+        .await
+        .map_err(database("read the older versions"))?;
+        older.extend(versions.into_iter().filter_map(|(version,)| u32::try_from(version).ok()));
+        let names: Vec<(String,)> = sqlx::query_as(
+            "SELECT name FROM projection_checkpoints WHERE starts_with(name, $1) \
+             UNION SELECT projection FROM projection_dead_letters WHERE starts_with(projection, $1)",
+        )
+        .bind(Scope::checkpoint_of(scope.projection, 1))
+        .fetch_all(&mut *transaction)
+        .await
+        .map_err(database("read the older checkpoints"))?;
+        older.extend(names.iter().filter_map(|(name,)| {
+            Scope::version_in(scope.projection, name).filter(|found| *found < scope.version)
+        }));
+        for old in older {
+            remove(&mut transaction, scope.projection, old, true).await?;
+        }
+        transaction.commit().await.map_err(database("commit the switch"))?;
+        Ok(replaced.filter(|active| *active != scope.version))
+    }
+
+    async fn clear(&self, scope: Scope) -> Result<(), ReadModelError> {
+        let mut transaction = self.pool.begin().await.map_err(database("begin"))?;
+        remove(&mut transaction, scope.projection, scope.version, false).await?;
+        transaction.commit().await.map_err(database("commit the clearing"))
     }
 
     async fn commit(
@@ -297,6 +672,10 @@ impl ReadStore for PostgresReadStore {
         batch: PostgresBatch,
         at: Checkpoint<'_>,
     ) -> Result<Saved, ReadModelError> {
+        if Self::retired(&batch).is_some() {
+            batch.transaction.rollback().await.map_err(database("roll back"))?;
+            return Ok(Saved::Retired);
+        }
         let mut transaction = batch.transaction;
         let too_large = || ReadModelError::PositionTooLarge(at.name.to_owned());
         let (to_transaction, to_position) = position_columns(at.to).ok_or_else(too_large)?;
@@ -338,8 +717,13 @@ impl ReadStore for PostgresReadStore {
         Ok(Saved::ByHandler)
     }
 
-    async fn commit_batch(&self, batch: PostgresBatch) -> Result<(), ReadModelError> {
-        batch.transaction.commit().await.map_err(database("commit"))
+    async fn commit_batch(&self, batch: PostgresBatch) -> Result<Saved, ReadModelError> {
+        if Self::retired(&batch).is_some() {
+            batch.transaction.rollback().await.map_err(database("roll back"))?;
+            return Ok(Saved::Retired);
+        }
+        batch.transaction.commit().await.map_err(database("commit"))?;
+        Ok(Saved::ByConsumer)
     }
 
     fn checkpoints(&self) -> PostgresCheckpointStore {

@@ -9,7 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use composable::host::App;
-use composable::projection::{DocumentError, ReadStore};
+use composable::projection::{DocumentError, ReadStore, Scope};
+
+/// The projection the batches here write for.
+const SCOPE: Scope = Scope::new("test", 1);
 use composable::{AggregateRunner, aggregate, apply, command, event, project, projection};
 use composable_postgres::{PostgresBatch, PostgresEventStore, PostgresReadStore, ReadModelError};
 use serde::{Deserialize, Serialize};
@@ -209,7 +212,7 @@ async fn documents_are_typed_listed_by_prefix_and_deleted() {
     }
 
     let read = common::read_database().await;
-    let mut batch = read.begin().await.unwrap();
+    let mut batch = read.begin(SCOPE).await.unwrap();
     let hostile = "k'; DROP TABLE read_documents; --\u{1F600}";
     for (key, visits) in [("user:1", 1), ("user:2", 2), ("user:10", 10), ("admin:1", 0)] {
         batch.put("profiles", key, &Profile { name: key.into(), visits }).await.unwrap();

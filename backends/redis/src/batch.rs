@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use composable::codec::{Bincode, Codec};
+use composable::projection::Scope;
 use composable::stream::Position;
 use serde::Serialize;
 
@@ -94,6 +95,9 @@ pub(crate) struct Op {
 #[derive(Debug)]
 pub struct RedisBatch {
     store: RedisReadStore,
+    pub(crate) scope: Scope,
+    /// The newer version that served when it began.
+    pub(crate) retired: Option<u32>,
     position: Option<Position>,
     pub(crate) ops: Vec<Op>,
     /// It replays dead letters: each taken once by its `unpark`, so the guards are only raised.
@@ -101,8 +105,8 @@ pub struct RedisBatch {
 }
 
 impl RedisBatch {
-    pub(crate) fn new(store: RedisReadStore) -> Self {
-        Self { store, position: None, ops: Vec::new(), replay: false }
+    pub(crate) fn new(store: RedisReadStore, scope: Scope, retired: Option<u32>) -> Self {
+        Self { store, scope, retired, position: None, ops: Vec::new(), replay: false }
     }
 
     /// The store the batch commits to.
@@ -147,7 +151,7 @@ impl RedisBatch {
         a: Vec<u8>,
         b: Vec<u8>,
     ) -> Result<(), RedisReadError> {
-        let redis_key = self.store.redis_key(key)?;
+        let redis_key = self.store.redis_key(self.scope.version, key)?;
         self.push(kind, redis_key, key_guard(key), a, b);
         Ok(())
     }
@@ -159,7 +163,7 @@ impl RedisBatch {
         member: &str,
         b: Vec<u8>,
     ) -> Result<(), RedisReadError> {
-        let redis_key = self.store.redis_key(key)?;
+        let redis_key = self.store.redis_key(self.scope.version, key)?;
         self.push(kind, redis_key, member_guard(key, member), member.as_bytes().to_vec(), b);
         Ok(())
     }

@@ -1,14 +1,18 @@
 -- Applies one batch of a Redis read model, atomically (a script runs alone on the server).
 --
--- KEYS[1]     the guard hash: field = an operation's guard, value = the position last applied
--- KEYS[2]     the checkpoint (checkpoint mode only)
+-- KEYS[1]     the guard hash of the batch's version: field = an operation's guard, value = the
+--             position last applied
+-- KEYS[2]     the version that serves queries
+-- KEYS[3]     the checkpoint (checkpoint mode only)
 -- KEYS[n..]   one key per operation, in the batch's order
 -- ARGV[1]     'checkpoint' (compare-and-set the checkpoint) or 'batch' (no checkpoint)
 -- ARGV[2]     the checkpoint the batch follows; ARGV[3] the checkpoint after it
 -- ARGV[4]     Position::START, what an absent checkpoint means
 -- ARGV[5]     'check' (skip what the guards have seen) or 'raise' (a replay of dead letters,
 --             taken once by their 'unpark': apply everything, only raise the guards)
--- ARGV[6..]   five per operation: kind, position ('' when none), guard field, a, b
+-- ARGV[6]     the batch's version: a batch of a version older than the one serving applies
+--             nothing
+-- ARGV[7..]   five per operation: kind, position ('' when none), guard field, a, b
 --
 -- Positions are 41 bytes, `TTTTTTTTTTTTTTTTTTTT.SSSSSSSSSSSSSSSSSSSS` (both parts zero-padded
 -- to 20 digits), compared in 10-digit chunks so neither Lua's doubles nor the server's locale
@@ -18,12 +22,12 @@
 -- everything (checkpoint, guards, and that each operation fits what its key holds) with reads
 -- only, and writes only once nothing can fail.
 --
--- Returns {'moved'} | {'ok', applied, skipped} | {'conflict', index, reason}
+-- Returns {'retired', serving} | {'moved'} | {'ok', applied, skipped} | {'conflict', index, reason}
 --       | {'corrupt', key, field, value} | {'replayed', index}
 
 local guards_key = KEYS[1]
 local checkpoint = ARGV[1] == 'checkpoint'
-local first_key = checkpoint and 3 or 2
+local first_key = checkpoint and 4 or 3
 local count = #KEYS - first_key + 1
 local check_guards = ARGV[5] == 'check'
 -- Counters are refused before they come near the ends of a 64-bit integer, where INCRBY
@@ -58,12 +62,17 @@ local function counter(value)
   return nil
 end
 
+local serving = redis.call('GET', KEYS[2])
+if serving ~= false and tonumber(serving) ~= nil and tonumber(serving) > tonumber(ARGV[6]) then
+  return { 'retired', serving }
+end
+
 if checkpoint then
-  local current = redis.call('GET', KEYS[2])
+  local current = redis.call('GET', KEYS[3])
   if current == false then
     current = ARGV[4]
   elseif not valid_position(current) then
-    return { 'corrupt', KEYS[2], '', current }
+    return { 'corrupt', KEYS[3], '', current }
   end
   if current ~= ARGV[2] then
     return { 'moved' }
@@ -125,7 +134,7 @@ local plan = {}
 
 for i = 1, count do
   local key = KEYS[first_key + i - 1]
-  local base = 5 + (i - 1) * 5
+  local base = 6 + (i - 1) * 5
   local op, position, guard, a, b =
     ARGV[base + 1], ARGV[base + 2], ARGV[base + 3], ARGV[base + 4], ARGV[base + 5]
 
@@ -235,7 +244,7 @@ end
 -- Nothing below can fail: every operation was checked against what its key holds.
 for _, i in ipairs(plan) do
   local key = KEYS[first_key + i - 1]
-  local base = 5 + (i - 1) * 5
+  local base = 6 + (i - 1) * 5
   local op, a, b = ARGV[base + 1], ARGV[base + 4], ARGV[base + 5]
   if op == 'set' then
     if b == '' then
@@ -263,6 +272,6 @@ for guard, position in pairs(after) do
   redis.call('HSET', guards_key, guard, position)
 end
 if checkpoint then
-  redis.call('SET', KEYS[2], ARGV[3])
+  redis.call('SET', KEYS[3], ARGV[3])
 end
 return { 'ok', #plan, count - #plan }

@@ -82,6 +82,19 @@ pub enum RedisReadError {
     /// applied nothing.
     #[error("a dead letter being replayed was taken by another replay: nothing was applied")]
     Replayed,
+    /// A prefix keeps the versions of one projection; another one wrote here first.
+    #[error(
+        "prefix `{prefix}` keeps the read model of projection `{owner}`, not `{projection}`: \
+         give each projection a store with its own prefix"
+    )]
+    SharedPrefix {
+        /// The prefix.
+        prefix: String,
+        /// The projection that owns it.
+        owner: String,
+        /// The one refused.
+        projection: String,
+    },
 }
 
 impl RedisReadError {

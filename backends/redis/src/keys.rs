@@ -1,6 +1,6 @@
 //! The store's key layout and how positions are written: everything a read model keeps is
-//! under `{prefix}:`, the user's keys as `{prefix}:{key}`, the store's own under
-//! `{prefix}:__`.
+//! under `{prefix}:`; the user's keys of version N of its projection as `{prefix}:v{N}:{key}`
+//! with their guards in `{prefix}:v{N}:__applied`, the store's own under `{prefix}:__`.
 
 use std::sync::Arc;
 
@@ -27,21 +27,36 @@ impl Prefix {
         &self.0
     }
 
-    /// The Redis key of the user's `key`: `{prefix}:{key}`.
-    pub(crate) fn key(&self, key: &str) -> Result<String, RedisReadError> {
-        let invalid = |reason| RedisReadError::InvalidKey { key: key.to_owned(), reason };
-        if key.is_empty() {
-            return Err(invalid("a key must not be empty"));
-        }
-        if key.starts_with("__") {
-            return Err(invalid("keys starting with `__` are the store's own"));
-        }
-        Ok(format!("{}:{key}", self.0))
+    /// The Redis key of the user's `key` in version `version`: `{prefix}:v{version}:{key}`.
+    pub(crate) fn key(&self, version: u32, key: &str) -> Result<String, RedisReadError> {
+        check_key(key)?;
+        Ok(format!("{}{key}", self.version(version)))
     }
 
-    /// The hash of guards: field = an operation's guard, value = the position last applied.
-    pub(crate) fn guards(&self) -> String {
-        format!("{}:__applied", self.0)
+    /// Where version `version`'s keys start: `{prefix}:v{version}:`.
+    pub(crate) fn version(&self, version: u32) -> String {
+        format!("{}:v{version}:", self.0)
+    }
+
+    /// The hash of version `version`'s guards: field = an operation's guard, value = the
+    /// position last applied.
+    pub(crate) fn guards(&self, version: u32) -> String {
+        format!("{}__applied", self.version(version))
+    }
+
+    /// The version that serves queries.
+    pub(crate) fn serving(&self) -> String {
+        format!("{}:__serving", self.0)
+    }
+
+    /// The projection whose versions the prefix keeps.
+    pub(crate) fn owner(&self) -> String {
+        format!("{}:__owner", self.0)
+    }
+
+    /// The set of the versions that have written here.
+    pub(crate) fn versions(&self) -> String {
+        format!("{}:__versions", self.0)
     }
 
     /// Checkpoint `name`'s key.
@@ -70,6 +85,18 @@ impl Prefix {
         checkpoint_name(name)?;
         Ok(format!("{}:__parked:{name}", self.0))
     }
+}
+
+/// Checks one of the user's keys: not empty, not one of the store's own (`__…`).
+pub(crate) fn check_key(key: &str) -> Result<(), RedisReadError> {
+    let invalid = |reason| RedisReadError::InvalidKey { key: key.to_owned(), reason };
+    if key.is_empty() {
+        return Err(invalid("a key must not be empty"));
+    }
+    if key.starts_with("__") {
+        return Err(invalid("keys starting with `__` are the store's own"));
+    }
+    Ok(())
 }
 
 fn checkpoint_name(name: &str) -> Result<(), RedisReadError> {
@@ -164,10 +191,14 @@ mod tests {
             assert!(matches!(Prefix::new(bad), Err(RedisReadError::InvalidPrefix(_))), "{bad:?}");
         }
         let prefix = Prefix::new("scores").expect("a valid prefix");
-        assert_eq!(prefix.key("ada").expect("a key"), "scores:ada");
-        assert_eq!(prefix.key("a:b c").expect("any other key"), "scores:a:b c");
+        assert_eq!(prefix.key(1, "ada").expect("a key"), "scores:v1:ada");
+        assert_eq!(prefix.key(12, "a:b c").expect("any other key"), "scores:v12:a:b c");
+        assert_eq!(prefix.guards(2), "scores:v2:__applied");
         for bad in ["", "__applied", "__checkpoint:x"] {
-            assert!(matches!(prefix.key(bad), Err(RedisReadError::InvalidKey { .. })), "{bad:?}");
+            assert!(
+                matches!(prefix.key(1, bad), Err(RedisReadError::InvalidKey { .. })),
+                "{bad:?}"
+            );
         }
         assert!(prefix.checkpoint("projection.scores").is_ok());
         assert!(matches!(prefix.checkpoint(""), Err(RedisReadError::InvalidName(_))));

@@ -7,10 +7,10 @@ use std::time::Duration;
 use composable::codec::{Bincode, Codec};
 use composable::consumer::{Checkpoint, Saved};
 use composable::envelope::RecordedEvent;
-use composable::projection::{DeadLetter, ReadStore};
+use composable::projection::{DeadLetter, ReadStore, Scope};
 use composable::stream::Position;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Script, Value};
+use redis::{Script, ScriptInvocation, Value};
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
@@ -18,12 +18,25 @@ use crate::batch::RedisBatch;
 use crate::checkpoint::RedisCheckpoints;
 use crate::dead_letter;
 use crate::error::{RedisReadError, failed};
-use crate::keys::{Prefix, encode_position};
+use crate::keys::{Prefix, check_key, encode_position};
 
 /// The commit script (`src/commit.lua`): checkpoint, guards and every operation, atomically.
 static COMMIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("commit.lua")));
 
+/// The read script (`src/read.lua`): one key of the version that serves queries.
+static READ: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("read.lua")));
+
+/// The versions script (`src/versions.lua`): begin a batch, or switch versions.
+static VERSIONS: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("versions.lua")));
+
+/// How many keys one `SCAN` step of a drop asks for.
+const SCAN_COUNT: usize = 500;
+
 /// A read store on Redis: one read model's keys, all under one prefix (its namespace).
+///
+/// The prefix keeps the versions of one projection apart (`{prefix}:v{N}:{key}`): queries read
+/// the version that serves, a new version builds beside it, and once it takes over
+/// ([`ReadStore::activate`]) the older versions' keys are deleted.
 ///
 /// A projection writing here gets a [`RedisBatch`] for each batch of events; its handlers queue
 /// operations on it (values, counters, sorted sets, hashes) and the runner commits the batch in
@@ -96,25 +109,136 @@ impl RedisReadStore {
         &self.connection
     }
 
-    /// The Redis key of `key`: `{prefix}:{key}`.
+    /// The Redis key of `key` in version `version` of the read model:
+    /// `{prefix}:v{version}:{key}`.
     ///
     /// # Errors
     /// [`RedisReadError::InvalidKey`] for an empty key or one starting with `__`.
-    pub fn redis_key(&self, key: &str) -> Result<String, RedisReadError> {
-        self.prefix.key(key)
+    pub fn redis_key(&self, version: u32, key: &str) -> Result<String, RedisReadError> {
+        self.prefix.key(version, key)
+    }
+
+    /// The read `command` of the user's `key` in the version that serves, its arguments to
+    /// add after the key.
+    fn read(&self, key: &str, command: &str) -> Result<ScriptInvocation<'static>, RedisReadError> {
+        check_key(key)?;
+        let mut invocation = READ.prepare_invoke();
+        invocation
+            .key(self.prefix.serving())
+            .arg(format!("{}:v", self.prefix.as_str()))
+            .arg(format!(":{key}"))
+            .arg(command);
+        Ok(invocation)
+    }
+
+    async fn query_read<T: redis::FromRedisValue>(
+        &self,
+        operation: &'static str,
+        invocation: &ScriptInvocation<'static>,
+    ) -> Result<T, RedisReadError> {
+        let mut connection = self.connection.clone();
+        invocation.invoke_async(&mut connection).await.map_err(failed(operation))
+    }
+
+    /// Runs the versions script for `scope`.
+    async fn versions(&self, mode: &str, scope: Scope) -> Result<(String, String), RedisReadError> {
+        let mut invocation = VERSIONS.prepare_invoke();
+        invocation
+            .key(self.prefix.owner())
+            .key(self.prefix.serving())
+            .key(self.prefix.versions())
+            .arg(mode)
+            .arg(scope.projection)
+            .arg(scope.version);
+        let mut connection = self.connection.clone();
+        let reply: Vec<Value> = invocation
+            .invoke_async(&mut connection)
+            .await
+            .map_err(failed("read or switch the serving version"))?;
+        let outcome = reply_text(reply.first()).unwrap_or_default();
+        let value = reply_text(reply.get(1)).unwrap_or_default();
+        if outcome == "shared" {
+            return Err(RedisReadError::SharedPrefix {
+                prefix: self.prefix.as_str().to_owned(),
+                owner: value,
+                projection: scope.projection.to_owned(),
+            });
+        }
+        Ok((outcome, value))
+    }
+
+    /// A version as the store keeps it, or [`RedisReadError::Corrupt`].
+    fn version_of(&self, text: &str) -> Result<Option<u32>, RedisReadError> {
+        if text.is_empty() {
+            return Ok(None);
+        }
+        text.parse().map(Some).map_err(|_| RedisReadError::Corrupt {
+            key: self.prefix.serving(),
+            reason: format!("`{text}` is not a version"),
+        })
+    }
+
+    /// Deletes every key of version `version` (a `SCAN` of `{prefix}:v{version}:*`, nothing
+    /// else matches it), its checkpoint and dead letters; with `forget`, also its claim and
+    /// its place among the versions.
+    async fn remove(
+        &self,
+        projection: &str,
+        version: u32,
+        forget: bool,
+    ) -> Result<(), RedisReadError> {
+        let mut connection = self.connection.clone();
+        let pattern = format!("{}*", self.prefix.version(version));
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(SCAN_COUNT)
+                .query_async(&mut connection)
+                .await
+                .map_err(failed("find a version's keys"))?;
+            if !keys.is_empty() {
+                let _: i64 = redis::cmd("UNLINK")
+                    .arg(&keys)
+                    .query_async(&mut connection)
+                    .await
+                    .map_err(failed("delete a version's keys"))?;
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        let name = Scope::checkpoint_of(projection, version);
+        let mut own = vec![
+            self.prefix.checkpoint(&name)?,
+            self.prefix.dead_letters(&name)?,
+            self.prefix.parked_streams(&name)?,
+        ];
+        if forget {
+            own.push(self.prefix.claim(&name)?);
+        }
+        let _: i64 = redis::cmd("DEL")
+            .arg(&own)
+            .query_async(&mut connection)
+            .await
+            .map_err(failed("delete a version's checkpoint and dead letters"))?;
+        if forget {
+            let _: i64 = redis::cmd("SREM")
+                .arg(self.prefix.versions())
+                .arg(version)
+                .query_async(&mut connection)
+                .await
+                .map_err(failed("forget a version"))?;
+        }
+        Ok(())
     }
 
     pub(crate) fn prefix_keys(&self) -> &Prefix {
         &self.prefix
-    }
-
-    async fn query<T: redis::FromRedisValue>(
-        &self,
-        operation: &'static str,
-        command: &redis::Cmd,
-    ) -> Result<T, RedisReadError> {
-        let mut connection = self.connection.clone();
-        command.query_async(&mut connection).await.map_err(failed(operation))
     }
 
     /// The value `key` holds, as committed.
@@ -122,9 +246,8 @@ impl RedisReadStore {
     /// # Errors
     /// A bad key, a value that is not a `T`, or Redis.
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, RedisReadError> {
-        let key = self.prefix.key(key)?;
-        let bytes: Option<Vec<u8>> = self.query("get", redis::cmd("GET").arg(&key)).await?;
-        bytes.map(|bytes| decode(&key, &bytes)).transpose()
+        let bytes: Option<Vec<u8>> = self.query_read("get", &self.read(key, "GET")?).await?;
+        bytes.map(|bytes| decode(key, &bytes)).transpose()
     }
 
     /// Whether `key` exists (whatever it holds).
@@ -132,8 +255,7 @@ impl RedisReadStore {
     /// # Errors
     /// A bad key, or Redis.
     pub async fn exists(&self, key: &str) -> Result<bool, RedisReadError> {
-        let key = self.prefix.key(key)?;
-        let found: i64 = self.query("exists", redis::cmd("EXISTS").arg(&key)).await?;
+        let found: i64 = self.query_read("exists", &self.read(key, "EXISTS")?).await?;
         Ok(found > 0)
     }
 
@@ -143,10 +265,9 @@ impl RedisReadStore {
     /// A bad key, [`RedisReadError::Corrupt`] when it holds something else than a counter, or
     /// Redis.
     pub async fn counter(&self, key: &str) -> Result<i64, RedisReadError> {
-        let key = self.prefix.key(key)?;
         let bytes: Option<Vec<u8>> =
-            self.query("get a counter", redis::cmd("GET").arg(&key)).await?;
-        bytes.map_or(Ok(0), |bytes| counter(&key, &bytes))
+            self.query_read("get a counter", &self.read(key, "GET")?).await?;
+        bytes.map_or(Ok(0), |bytes| counter(key, &bytes))
     }
 
     /// The `n` members of the sorted set `key` with the highest scores, highest first (members
@@ -155,16 +276,13 @@ impl RedisReadStore {
     /// # Errors
     /// A bad key, or Redis (`key` holds something else than a sorted set).
     pub async fn top(&self, key: &str, n: usize) -> Result<Vec<(String, f64)>, RedisReadError> {
-        let key = self.prefix.key(key)?;
+        let mut read = self.read(key, "ZREVRANGE")?;
         if n == 0 {
             return Ok(Vec::new());
         }
         let last = i64::try_from(n - 1).unwrap_or(i64::MAX);
-        self.query(
-            "read the top of a sorted set",
-            redis::cmd("ZREVRANGE").arg(&key).arg(0).arg(last).arg("WITHSCORES"),
-        )
-        .await
+        read.arg(0).arg(last).arg("WITHSCORES");
+        self.query_read("read the top of a sorted set", &read).await
     }
 
     /// The score of `member` in the sorted set `key`, if it is a member.
@@ -172,8 +290,9 @@ impl RedisReadStore {
     /// # Errors
     /// A bad key, or Redis (`key` holds something else than a sorted set).
     pub async fn score(&self, key: &str, member: &str) -> Result<Option<f64>, RedisReadError> {
-        let key = self.prefix.key(key)?;
-        self.query("read a score", redis::cmd("ZSCORE").arg(&key).arg(member)).await
+        let mut read = self.read(key, "ZSCORE")?;
+        read.arg(member);
+        self.query_read("read a score", &read).await
     }
 
     /// The value in `field` of the hash `key` ([`RedisBatch::hset`]).
@@ -185,9 +304,9 @@ impl RedisReadStore {
         key: &str,
         field: &str,
     ) -> Result<Option<T>, RedisReadError> {
-        let key = self.prefix.key(key)?;
-        let bytes: Option<Vec<u8>> =
-            self.query("read a hash field", redis::cmd("HGET").arg(&key).arg(field)).await?;
+        let mut read = self.read(key, "HGET")?;
+        read.arg(field);
+        let bytes: Option<Vec<u8>> = self.query_read("read a hash field", &read).await?;
         bytes.map(|bytes| decode(&format!("{key} {field}"), &bytes)).transpose()
     }
 
@@ -199,9 +318,8 @@ impl RedisReadStore {
         &self,
         key: &str,
     ) -> Result<Vec<(String, T)>, RedisReadError> {
-        let key = self.prefix.key(key)?;
         let all: BTreeMap<String, Vec<u8>> =
-            self.query("read a hash", redis::cmd("HGETALL").arg(&key)).await?;
+            self.query_read("read a hash", &self.read(key, "HGETALL")?).await?;
         all.into_iter()
             .map(|(field, bytes)| {
                 let value = decode(&format!("{key} {field}"), &bytes)?;
@@ -217,9 +335,9 @@ impl RedisReadStore {
     /// A bad key, [`RedisReadError::Corrupt`] when the field holds something else than a
     /// counter, or Redis (`key` holds something else than a hash).
     pub async fn hcounter(&self, key: &str, field: &str) -> Result<i64, RedisReadError> {
-        let key = self.prefix.key(key)?;
-        let bytes: Option<Vec<u8>> =
-            self.query("read a hash counter", redis::cmd("HGET").arg(&key).arg(field)).await?;
+        let mut read = self.read(key, "HGET")?;
+        read.arg(field);
+        let bytes: Option<Vec<u8>> = self.query_read("read a hash counter", &read).await?;
         bytes.map_or(Ok(0), |bytes| counter(&format!("{key} {field}"), &bytes))
     }
 
@@ -229,9 +347,8 @@ impl RedisReadStore {
     /// A bad key, [`RedisReadError::Corrupt`] when a field holds something else than a
     /// counter, or Redis (`key` holds something else than a hash).
     pub async fn hcounters(&self, key: &str) -> Result<Vec<(String, i64)>, RedisReadError> {
-        let key = self.prefix.key(key)?;
         let all: BTreeMap<String, Vec<u8>> =
-            self.query("read a hash", redis::cmd("HGETALL").arg(&key)).await?;
+            self.query_read("read a hash", &self.read(key, "HGETALL")?).await?;
         all.into_iter()
             .map(|(field, bytes)| {
                 let value = counter(&format!("{key} {field}"), &bytes)?;
@@ -245,9 +362,8 @@ impl RedisReadStore {
     /// # Errors
     /// A bad key, or Redis.
     pub async fn ttl(&self, key: &str) -> Result<Option<Duration>, RedisReadError> {
-        let key = self.prefix.key(key)?;
         // -2: no such key; -1: no expiry.
-        let ms: i64 = self.query("read a TTL", redis::cmd("PTTL").arg(&key)).await?;
+        let ms: i64 = self.query_read("read a TTL", &self.read(key, "PTTL")?).await?;
         Ok(u64::try_from(ms).ok().map(Duration::from_millis))
     }
 
@@ -259,7 +375,7 @@ impl RedisReadStore {
         at: Option<Checkpoint<'_>>,
     ) -> Result<Saved, RedisReadError> {
         let mut invocation = COMMIT.prepare_invoke();
-        invocation.key(self.prefix.guards());
+        invocation.key(self.prefix.guards(batch.scope.version)).key(self.prefix.serving());
         match at {
             Some(at) => {
                 invocation
@@ -274,6 +390,7 @@ impl RedisReadStore {
         }
         invocation.arg(encode_position(Position::START));
         invocation.arg(if batch.replay { "raise" } else { "check" });
+        invocation.arg(batch.scope.version);
         for op in &batch.ops {
             invocation
                 .key(&op.key)
@@ -300,6 +417,7 @@ impl RedisReadStore {
                 Ok(if at.is_some() { Saved::ByHandler } else { Saved::ByConsumer })
             }
             Some("moved") => Ok(Saved::Moved),
+            Some("retired") => Ok(Saved::Retired),
             Some("replayed") => Err(RedisReadError::Replayed),
             Some("conflict") => {
                 let index = reply_int(reply.get(1));
@@ -323,7 +441,7 @@ impl RedisReadStore {
                 })
             }
             _ => Err(RedisReadError::Corrupt {
-                key: self.prefix.guards(),
+                key: self.prefix.guards(batch.scope.version),
                 reason: format!("the commit script answered {reply:?}"),
             }),
         }
@@ -364,8 +482,60 @@ impl ReadStore for RedisReadStore {
     type Error = RedisReadError;
     type Checkpoints = RedisCheckpoints;
 
-    async fn begin(&self) -> Result<RedisBatch, RedisReadError> {
-        Ok(RedisBatch::new(self.clone()))
+    /// One script: the first version of the prefix's projection to begin a batch serves at
+    /// once; another projection is refused ([`RedisReadError::SharedPrefix`]).
+    async fn begin(&self, scope: Scope) -> Result<RedisBatch, RedisReadError> {
+        let (_, serving) = self.versions("begin", scope).await?;
+        let serving = self.version_of(&serving)?;
+        let retired = serving.filter(|serving| *serving > scope.version);
+        Ok(RedisBatch::new(self.clone(), scope, retired))
+    }
+
+    fn retired(batch: &RedisBatch) -> Option<u32> {
+        batch.retired
+    }
+
+    async fn active_version(
+        &self,
+        projection: &'static str,
+    ) -> Result<Option<u32>, RedisReadError> {
+        let mut connection = self.connection.clone();
+        let (owner, serving): (Option<String>, Option<String>) = redis::cmd("MGET")
+            .arg(self.prefix.owner())
+            .arg(self.prefix.serving())
+            .query_async(&mut connection)
+            .await
+            .map_err(failed("read the serving version"))?;
+        if owner.as_deref() != Some(projection) {
+            return Ok(None);
+        }
+        self.version_of(serving.as_deref().unwrap_or_default())
+    }
+
+    /// The switch is one script (a batch of an older version committed after it applies
+    /// nothing); the older versions' keys are then deleted with `SCAN` and `UNLINK`.
+    async fn activate(&self, scope: Scope) -> Result<Option<u32>, RedisReadError> {
+        let (outcome, old) = self.versions("activate", scope).await?;
+        let old = self.version_of(&old)?;
+        if outcome == "kept" {
+            return Ok(old);
+        }
+        let mut connection = self.connection.clone();
+        let versions: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(self.prefix.versions())
+            .query_async(&mut connection)
+            .await
+            .map_err(failed("read the versions"))?;
+        for version in versions {
+            if let Some(older) = self.version_of(&version)?.filter(|found| *found < scope.version) {
+                self.remove(scope.projection, older, true).await?;
+            }
+        }
+        Ok(old.filter(|old| *old != scope.version))
+    }
+
+    async fn clear(&self, scope: Scope) -> Result<(), RedisReadError> {
+        self.remove(scope.projection, scope.version, false).await
     }
 
     fn applying(batch: &mut RedisBatch, event: &RecordedEvent) {
@@ -376,15 +546,21 @@ impl ReadStore for RedisReadStore {
     /// applies every operation its guard lets through and moves the checkpoint to `at.to`
     /// ([`Saved::ByHandler`]); otherwise applies nothing ([`Saved::Moved`]).
     async fn commit(&self, batch: RedisBatch, at: Checkpoint<'_>) -> Result<Saved, RedisReadError> {
+        if batch.retired.is_some() {
+            return Ok(Saved::Retired);
+        }
         self.run(batch, Some(at)).await
     }
 
     /// The same script without the checkpoint: the guards absorb a batch delivered again.
-    async fn commit_batch(&self, batch: RedisBatch) -> Result<(), RedisReadError> {
-        if batch.is_empty() {
-            return Ok(());
+    async fn commit_batch(&self, batch: RedisBatch) -> Result<Saved, RedisReadError> {
+        if batch.retired.is_some() {
+            return Ok(Saved::Retired);
         }
-        self.run(batch, None).await.map(|_| ())
+        if batch.is_empty() {
+            return Ok(Saved::ByConsumer);
+        }
+        self.run(batch, None).await
     }
 
     fn checkpoints(&self) -> RedisCheckpoints {

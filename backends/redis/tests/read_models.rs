@@ -12,7 +12,10 @@ use chrono::Utc;
 use composable::checkpoint::CheckpointStore;
 use composable::consumer::{Checkpoint, Saved};
 use composable::host::App;
-use composable::projection::{DeadLetter, ReadStore};
+use composable::projection::{DeadLetter, ReadStore, Scope};
+
+/// The projection the batches here write for.
+const SCOPE: Scope = Scope::new("test", 1);
 use composable::{
     AggregateRunner, EventMetadata, InMemoryEventStore, Position, RecordedEvent, StreamId, Version,
     aggregate, apply, command, event, project, projection,
@@ -85,7 +88,7 @@ fn score(batch: &mut RedisBatch, events: &[RecordedEvent]) {
 }
 
 async fn commit_batch(store: &RedisReadStore, events: &[RecordedEvent]) {
-    let mut batch = store.begin().await.expect("begin");
+    let mut batch = store.begin(SCOPE).await.expect("begin");
     score(&mut batch, events);
     store.commit_batch(batch).await.expect("commit a batch");
 }
@@ -121,7 +124,7 @@ async fn redelivered_events_count_once() {
 
     // Operations queued without a position are applied every time.
     for _ in 0..2 {
-        let mut batch = store.begin().await.unwrap();
+        let mut batch = store.begin(SCOPE).await.unwrap();
         batch.incr_by("unguarded", 1).unwrap();
         store.commit_batch(batch).await.unwrap();
     }
@@ -137,7 +140,7 @@ async fn the_largest_positions_are_guarded_too() {
     commit_batch(&store, &events).await;
     commit_batch(&store, &events).await;
     assert_eq!(store.counter("games").await.unwrap(), 4);
-    let mut batch = store.begin().await.unwrap();
+    let mut batch = store.begin(SCOPE).await.unwrap();
     batch.set("k", &1u64).unwrap();
     let at = Checkpoint { name: "projection.max", after: Position::START, to: last };
     assert_eq!(store.commit(batch, at).await.unwrap(), Saved::ByHandler);
@@ -147,7 +150,7 @@ async fn the_largest_positions_are_guarded_too() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_value_with_a_ttl_expires() {
     let store = common::store().await;
-    let mut batch = store.begin().await.unwrap();
+    let mut batch = store.begin(SCOPE).await.unwrap();
     batch.set_with_ttl("session", &"ada".to_owned(), Duration::from_secs(1)).unwrap();
     batch.set("forever", &1u8).unwrap();
     store.commit_batch(batch).await.unwrap();
@@ -171,7 +174,7 @@ async fn a_value_with_a_ttl_expires() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leaderboard_lists_the_highest_first() {
     let store = common::store().await;
-    let mut batch = store.begin().await.unwrap();
+    let mut batch = store.begin(SCOPE).await.unwrap();
     for (player, points) in [("ada", 30.0), ("bob", 12.5), ("cy", 99.0), ("dee", -4.0)] {
         batch.zadd("board", player, points).unwrap();
     }
@@ -191,7 +194,7 @@ async fn a_leaderboard_lists_the_highest_first() {
     assert_eq!(store.score("board", "dee").await.unwrap(), Some(-4.0));
     assert_eq!(store.score("board", "zed").await.unwrap(), None);
 
-    let mut batch = store.begin().await.unwrap();
+    let mut batch = store.begin(SCOPE).await.unwrap();
     assert!(matches!(
         batch.zincr_by("board", "ada", f64::NAN),
         Err(RedisReadError::InvalidScore { .. })
@@ -212,7 +215,7 @@ struct Profile {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hashes_hold_typed_fields_in_field_order() {
     let store = common::store().await;
-    let mut batch = store.begin().await.unwrap();
+    let mut batch = store.begin(SCOPE).await.unwrap();
     for (id, visits) in [("u2", 2), ("u10", 10), ("u1", 1)] {
         batch.hset("profiles", id, &Profile { name: id.to_uppercase(), visits }).unwrap();
     }
@@ -235,7 +238,7 @@ async fn hashes_hold_typed_fields_in_field_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_batch_changes_nothing() {
     let store = common::store().await;
-    let mut batch = store.begin().await.unwrap();
+    let mut batch = store.begin(SCOPE).await.unwrap();
     batch.set("name", &"ada".to_owned()).unwrap();
     batch.hset("profile", "name", &"ada".to_owned()).unwrap();
     batch.incr_by("near-the-end", 8_999_999_999_999_999_000).unwrap();
@@ -262,7 +265,7 @@ async fn a_refused_batch_changes_nothing() {
             "incr_by",
         ),
     ] {
-        let mut batch = store.begin().await.unwrap();
+        let mut batch = store.begin(SCOPE).await.unwrap();
         RedisReadStore::applying(&mut batch, &recorded("ada", Position::new(2, 1)));
         batch.incr_by("counted", 1).unwrap();
         batch.zincr_by("board", "ada", 1.0).unwrap();
@@ -297,7 +300,7 @@ async fn a_refused_batch_changes_nothing() {
 async fn hostile_keys_are_only_keys_and_prefixes_stay_apart() {
     let store = common::store().await;
     let neighbour = common::store().await;
-    let mut batch = neighbour.begin().await.unwrap();
+    let mut batch = neighbour.begin(SCOPE).await.unwrap();
     batch.set("canary", &7u8).unwrap();
     neighbour.commit_batch(batch).await.unwrap();
 
@@ -308,7 +311,7 @@ async fn hostile_keys_are_only_keys_and_prefixes_stay_apart() {
         "*",
         "\u{1F600}:{tag}",
     ];
-    let mut batch = store.begin().await.unwrap();
+    let mut batch = store.begin(SCOPE).await.unwrap();
     RedisReadStore::applying(&mut batch, &recorded("ada", Position::new(1, 1)));
     for (n, key) in (1i64..).zip(hostile) {
         batch.set(key, &n).unwrap();
@@ -327,7 +330,7 @@ async fn hostile_keys_are_only_keys_and_prefixes_stay_apart() {
     assert!(!neighbour.exists("*").await.unwrap());
 
     // Reserved and empty keys, bad prefixes and checkpoint names are typed errors.
-    let mut batch = store.begin().await.unwrap();
+    let mut batch = store.begin(SCOPE).await.unwrap();
     for bad in ["", "__applied", "__checkpoint:projection.x"] {
         assert!(matches!(batch.set(bad, &1u8), Err(RedisReadError::InvalidKey { .. })), "{bad:?}");
         assert!(matches!(store.get::<u8>(bad).await, Err(RedisReadError::InvalidKey { .. })));
@@ -345,7 +348,7 @@ async fn hostile_keys_are_only_keys_and_prefixes_stay_apart() {
 async fn a_corrupt_guard_or_checkpoint_is_a_typed_error_and_changes_nothing() {
     let store = common::store().await;
     let mut connection = store.connection().clone();
-    let guards = format!("{}:__applied", store.prefix());
+    let guards = format!("{}:v1:__applied", store.prefix());
     redis::cmd("HSET")
         .arg(&guards)
         .arg("k:games")
@@ -353,7 +356,7 @@ async fn a_corrupt_guard_or_checkpoint_is_a_typed_error_and_changes_nothing() {
         .exec_async(&mut connection)
         .await
         .unwrap();
-    let mut batch = store.begin().await.unwrap();
+    let mut batch = store.begin(SCOPE).await.unwrap();
     RedisReadStore::applying(&mut batch, &recorded("ada", Position::new(1, 1)));
     batch.set("before", &1u8).unwrap();
     batch.incr_by("games", 1).unwrap();
@@ -362,7 +365,7 @@ async fn a_corrupt_guard_or_checkpoint_is_a_typed_error_and_changes_nothing() {
 
     let checkpoint = format!("{}:__checkpoint:projection.corrupt", store.prefix());
     redis::cmd("SET").arg(&checkpoint).arg("7.1").exec_async(&mut connection).await.unwrap();
-    let batch = store.begin().await.unwrap();
+    let batch = store.begin(SCOPE).await.unwrap();
     let at =
         Checkpoint { name: "projection.corrupt", after: Position::START, to: Position::new(1, 1) };
     assert!(matches!(store.commit(batch, at).await, Err(RedisReadError::Corrupt { .. })));
@@ -377,7 +380,7 @@ async fn a_replayed_dead_letter_applies_past_guards_other_streams_moved() {
     let store = common::store().await;
     let name = "projection.scores";
     let parked = recorded("ada", Position::new(3, 1));
-    let mut batch = store.begin().await.unwrap();
+    let mut batch = store.begin(SCOPE).await.unwrap();
     RedisReadStore::park(
         &mut batch,
         DeadLetter {
@@ -394,7 +397,7 @@ async fn a_replayed_dead_letter_applies_past_guards_other_streams_moved() {
     store.commit_batch(batch).await.unwrap();
     assert_eq!(store.counter("games").await.unwrap(), 2);
 
-    let mut replay = store.begin().await.unwrap();
+    let mut replay = store.begin(SCOPE).await.unwrap();
     assert!(RedisReadStore::unpark(&mut replay, name, parked.event_id).await.unwrap());
     score(&mut replay, std::slice::from_ref(&parked));
     store.commit_batch(replay).await.unwrap();
@@ -413,7 +416,7 @@ async fn a_replayed_dead_letter_applies_past_guards_other_streams_moved() {
     assert_eq!(store.counter("games").await.unwrap(), 4);
 
     // Two replays of one letter: the second applies nothing.
-    let mut batch = store.begin().await.unwrap();
+    let mut batch = store.begin(SCOPE).await.unwrap();
     let letter = DeadLetter {
         projection: name.to_owned(),
         event: recorded("cy", Position::new(6, 1)),
@@ -422,8 +425,8 @@ async fn a_replayed_dead_letter_applies_past_guards_other_streams_moved() {
     };
     RedisReadStore::park(&mut batch, letter.clone()).await.unwrap();
     store.commit_batch(batch).await.unwrap();
-    let mut first = store.begin().await.unwrap();
-    let mut second = store.begin().await.unwrap();
+    let mut first = store.begin(SCOPE).await.unwrap();
+    let mut second = store.begin(SCOPE).await.unwrap();
     assert!(RedisReadStore::unpark(&mut first, name, letter.event.event_id).await.unwrap());
     assert!(RedisReadStore::unpark(&mut second, name, letter.event.event_id).await.unwrap());
     score(&mut first, std::slice::from_ref(&letter.event));
@@ -537,4 +540,46 @@ async fn a_hosted_projection_keeps_a_leaderboard_once_per_event() {
         "the checkpoint is in Redis"
     );
     restarted.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefix_keeps_one_projection_and_reads_follow_its_serving_version() {
+    let store = common::store().await;
+    let mut batch = store.begin(SCOPE).await.unwrap();
+    batch.zadd("board", "ada", 3.0).unwrap();
+    batch.hset("profile", "name", "Ada").unwrap();
+    store.commit_batch(batch).await.unwrap();
+    let other = Scope::new("another", 1);
+    match store.begin(other).await {
+        Err(RedisReadError::SharedPrefix { owner, projection, .. }) => {
+            assert_eq!((owner.as_str(), projection.as_str()), ("test", "another"));
+        }
+        outcome => panic!("another projection on the prefix: {outcome:?}"),
+    }
+
+    // Version 2 fills its own keys; every kind of read follows the switch.
+    let v2 = Scope::new("test", 2);
+    let mut batch = store.begin(v2).await.unwrap();
+    batch.zadd("board", "bob", 5.0).unwrap();
+    batch.hset("profile", "name", "Bob").unwrap();
+    store.commit_batch(batch).await.unwrap();
+    assert_eq!(store.top("board", 5).await.unwrap(), vec![("ada".to_owned(), 3.0)]);
+    assert_eq!(store.active_version("test").await.unwrap(), Some(1));
+    assert_eq!(store.active_version("another").await.unwrap(), None);
+    assert_eq!(store.activate(v2).await.unwrap(), Some(1));
+    assert_eq!(store.top("board", 5).await.unwrap(), vec![("bob".to_owned(), 5.0)]);
+    assert_eq!(store.hget::<String>("profile", "name").await.unwrap().as_deref(), Some("Bob"));
+    let mut connection = store.connection().clone();
+    let old: i64 = redis::cmd("EXISTS")
+        .arg(store.redis_key(1, "board").unwrap())
+        .arg(store.redis_key(1, "profile").unwrap())
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(old, 0, "version 1's keys are deleted");
+
+    // A corrupt serving version is a typed error, not a guess.
+    let serving = format!("{}:__serving", store.prefix());
+    redis::cmd("SET").arg(&serving).arg("two").exec_async(&mut connection).await.unwrap();
+    assert!(matches!(store.begin(v2).await, Err(RedisReadError::Corrupt { .. })));
 }

@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 
 use composable::checkpoint::{CheckpointError, CheckpointStore};
 use composable::consumer::{Checkpoint, Saved};
-use composable::projection::ReadStore;
+use composable::projection::{ReadStore, Scope};
+
+/// The projection the batches here write for.
+const SCOPE: Scope = Scope::new("restart", 1);
 use composable::stream::Position;
 use composable_redis::{RedisReadError, RedisReadStore};
 
@@ -67,9 +70,9 @@ fn start_server(port: &str, command: &str) {
 }
 
 async fn count(store: &RedisReadStore, key: &str, by: i64) -> Result<(), RedisReadError> {
-    let mut batch = store.begin().await?;
+    let mut batch = store.begin(SCOPE).await?;
     batch.incr_by(key, by)?;
-    store.commit_batch(batch).await
+    store.commit_batch(batch).await.map(|_| ())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -80,7 +83,7 @@ async fn the_store_keeps_working_across_a_server_restart() {
     count(&store, "before", 1).await.expect("a commit before the restart");
     let at =
         Checkpoint { name: "projection.restart", after: Position::START, to: Position::new(1, 1) };
-    let batch = store.begin().await.expect("begin");
+    let batch = store.begin(SCOPE).await.expect("begin");
     assert_eq!(store.commit(batch, at).await.expect("commit"), Saved::ByHandler);
 
     tokio::task::spawn_blocking({
@@ -142,7 +145,7 @@ async fn the_store_keeps_working_across_a_server_restart() {
     assert_eq!(checkpoints.load("projection.restart").await.expect("load"), Position::START);
     let at =
         Checkpoint { name: "projection.restart", after: Position::START, to: Position::new(2, 1) };
-    let batch = store.begin().await.expect("begin");
+    let batch = store.begin(SCOPE).await.expect("begin");
     assert_eq!(store.commit(batch, at).await.expect("commit after the restart"), Saved::ByHandler);
     assert_eq!(checkpoints.load("projection.restart").await.expect("load"), Position::new(2, 1));
     eprintln!("after the restart: {failures} transient failures before the first commit");

@@ -136,6 +136,8 @@ pub struct LogReader<S, K> {
     position: Option<Position>,
     /// Whether the store's wake-ups end its waits early.
     woken: bool,
+    /// The handler answered [`Saved::Retired`]: its work has passed to a newer version.
+    retired: bool,
 }
 
 impl<S, K> fmt::Debug for LogReader<S, K> {
@@ -163,6 +165,7 @@ impl<S: EventStore, K: CheckpointStore> LogReader<S, K> {
             settle_timeout: Duration::from_secs(30),
             position: None,
             woken: true,
+            retired: false,
         }
     }
 
@@ -284,6 +287,12 @@ impl<S: EventStore, K: CheckpointStore> LogReader<S, K> {
         Ok(())
     }
 
+    /// Whether the handler answered [`Saved::Retired`]: its work has passed to a newer version
+    /// of it, and the reader reads no further.
+    pub fn is_retired(&self) -> bool {
+        self.retired
+    }
+
     /// The store's committed head.
     ///
     /// # Errors
@@ -352,7 +361,7 @@ impl<S: EventStore, K: CheckpointStore> LogReader<S, K> {
         let mut lagging: Option<(Duration, chrono::DateTime<chrono::Utc>)> = None;
         loop {
             let after = self.position().await.map_err(ReadError::widen)?;
-            if after >= head {
+            if after >= head || self.retired {
                 return Ok(read);
             }
             let batch = self.next_batch().await.map_err(ReadError::widen)?;
@@ -384,10 +393,13 @@ impl<S: EventStore, K: CheckpointStore> LogReader<S, K> {
                 after,
                 source,
             })?;
-            if saved != Saved::Moved {
+            if matches!(saved, Saved::ByConsumer | Saved::ByHandler) {
                 read += batch.len();
             }
             self.saved(saved, last).await.map_err(ReadError::widen)?;
+            if saved == Saved::Retired {
+                return Ok(read);
+            }
         }
     }
 
@@ -402,6 +414,10 @@ impl<S: EventStore, K: CheckpointStore> LogReader<S, K> {
             Saved::Moved => {
                 // Read the checkpoint again: whoever moved it decides where this one resumes.
                 self.position = None;
+                Ok(())
+            }
+            Saved::Retired => {
+                self.retired = true;
                 Ok(())
             }
         }
@@ -610,7 +626,7 @@ impl<S: EventStore, K: CheckpointStore, H: EventHandler> LogConsumer<S, K, H> {
             source,
         })?;
         self.reader.saved(saved, last).await.map_err(ReadError::widen)?;
-        if saved == Saved::Moved {
+        if matches!(saved, Saved::Moved | Saved::Retired) {
             return Ok(0);
         }
         // A failed read ahead is not an error: the next step reads again.
@@ -625,11 +641,27 @@ impl<S: EventStore, K: CheckpointStore, H: EventHandler> LogConsumer<S, K, H> {
     /// As [`LogReader::handle_to_head`].
     pub async fn catch_up(&mut self) -> Result<usize, ConsumerError<H::Error>> {
         let handler = &mut self.handler;
-        self.reader
+        let read = self
+            .reader
             .handle_to_head_at(&mut async |at: Checkpoint<'_>, batch: &[RecordedEvent]| {
                 handler.handle_at(at, batch).await
             })
-            .await
+            .await?;
+        self.reached_head().await?;
+        Ok(read)
+    }
+
+    /// Tells the handler it has caught up with the head (unless it retired).
+    async fn reached_head(&mut self) -> Result<(), ConsumerError<H::Error>> {
+        if self.reader.retired {
+            return Ok(());
+        }
+        let at = self.reader.position.unwrap_or(Position::START);
+        self.handler.caught_up(at).await.map_err(|source| ConsumerError::Handler {
+            consumer: self.reader.name.clone(),
+            after: at,
+            source,
+        })
     }
 
     fn retryable(&self, error: &ConsumerError<H::Error>) -> bool {
@@ -651,7 +683,7 @@ impl<S: EventStore, K: CheckpointStore, H: EventHandler> LogConsumer<S, K, H> {
         let clock = Arc::clone(&self.reader.clock);
         let mut failures = Failures::new(self.backoff);
         let mut ahead = None;
-        while !context.stop_requested() {
+        while !context.stop_requested() && !self.reader.retired {
             match self.hold_claim(&mut failures).await? {
                 Holding::Yes => {}
                 Holding::Lost => {
@@ -691,10 +723,13 @@ impl<S: EventStore, K: CheckpointStore, H: EventHandler> LogConsumer<S, K, H> {
                             lagging = true;
                             Some(self.reader.settle_poll)
                         }
-                        Ok(_) => {
-                            context.caught_up(self.reader.position);
-                            None
-                        }
+                        Ok(_) => match self.reached_head().await {
+                            Ok(()) => {
+                                context.caught_up(self.reader.position);
+                                None
+                            }
+                            Err(error) => self.failed(error, &mut failures)?,
+                        },
                         Err(error) => self.failed(error.widen(), &mut failures)?,
                     }
                 }
@@ -717,6 +752,12 @@ impl<S: EventStore, K: CheckpointStore, H: EventHandler> LogConsumer<S, K, H> {
                     () = clock.sleep(self.claim.map_or(self.poll_interval, |claim| claim.every())) => {}
                 },
             }
+        }
+        if self.reader.retired {
+            tracing::info!(
+                consumer = %self.reader.name,
+                "retired: a newer version of the handler has taken its work over"
+            );
         }
         if let Some(claim) = self.claim.filter(|claim| claim.renewed.is_some())
             && let Err(error) =

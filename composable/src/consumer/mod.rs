@@ -57,6 +57,10 @@ pub enum Saved {
     /// Nobody: the checkpoint was no longer at [`Checkpoint::after`] (another process moved it
     /// on), so the handler applied nothing. The consumer reads the checkpoint again.
     Moved,
+    /// Nobody, and nobody will: the handler's work has passed to a newer version of it (a
+    /// projection whose newer version now serves queries), so it applied nothing. The consumer
+    /// stops.
+    Retired,
 }
 
 /// Handles committed events, in log order. See the [module docs](self) for where they come
@@ -116,6 +120,15 @@ pub trait EventHandler: Send + 'static {
         let _ = at;
         let handled = self.handle(events);
         async move { handled.await.map(|()| Saved::ByConsumer) }
+    }
+
+    /// Called when the consumer has handled everything committed up to the head, `at` being
+    /// where it got: before it reports being caught up, and before a
+    /// [`catch_up`](LogConsumer::catch_up) returns. Nothing by default; a projection building
+    /// a new version switches queries to it here.
+    fn caught_up(&mut self, at: Position) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        let _ = at;
+        async { Ok(()) }
     }
 
     /// Whether handling the batch again may succeed (by default, always): an error for which this

@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-use super::{DeadLetter, ReadStore};
+use super::{DeadLetter, ReadStore, Scope};
 use crate::checkpoint::{CheckpointError, CheckpointStore, InMemoryCheckpointStore};
 use crate::codec::{Bincode, Codec, CodecError};
 use crate::consumer::{Checkpoint, Saved};
@@ -40,14 +40,61 @@ pub enum DocumentError {
     Replayed,
 }
 
+/// A document's collection and key, in a batch (of one version).
 type Key = (String, String);
+
+/// Where a document is kept: collection, version, key.
+type Stored = (String, u32, String);
 
 #[derive(Debug, Default)]
 struct Inner {
-    documents: BTreeMap<Key, Vec<u8>>,
+    documents: BTreeMap<Stored, Vec<u8>>,
     checkpoints: BTreeMap<String, Position>,
     /// By projection, in log order.
     dead_letters: BTreeMap<String, Vec<DeadLetter>>,
+    /// The projection each version of a collection belongs to.
+    owners: BTreeMap<(String, u32), &'static str>,
+    /// The version of each projection that serves queries.
+    active: BTreeMap<&'static str, u32>,
+}
+
+impl Inner {
+    /// The version of `collection` queries read: that of its projection's active version.
+    fn serving(&self, collection: &str) -> Option<u32> {
+        self.owners
+            .range((collection.to_owned(), 0)..=(collection.to_owned(), u32::MAX))
+            .find(|((_, version), projection)| self.active.get(*projection) == Some(version))
+            .map(|((_, version), _)| *version)
+    }
+
+    /// Whether a batch of `scope` may apply: not when a newer version is active.
+    fn admits(&self, scope: Scope) -> bool {
+        self.active.get(scope.projection).is_none_or(|active| *active <= scope.version)
+    }
+
+    /// Removes `scope`'s documents, checkpoint and dead letters; with `forget`, also which
+    /// collections it wrote.
+    fn remove(&mut self, scope: Scope, forget: bool) {
+        let collections: Vec<String> = self
+            .owners
+            .iter()
+            .filter(|((_, version), projection)| {
+                **projection == scope.projection && *version == scope.version
+            })
+            .map(|((collection, _), _)| collection.clone())
+            .collect();
+        self.documents.retain(|(collection, version, _), _| {
+            *version != scope.version || !collections.contains(collection)
+        });
+        if forget {
+            for collection in collections {
+                self.owners.remove(&(collection, scope.version));
+            }
+        }
+        let name = scope.checkpoint();
+        self.checkpoints.remove(&name);
+        self.dead_letters.remove(&name);
+    }
 }
 
 /// Documents in memory, by collection and key: the read store of tests and examples, and the
@@ -113,7 +160,22 @@ impl InMemoryDocuments {
     ) -> Result<Option<T>, DocumentError> {
         collection_name(collection)?;
         let inner = self.inner();
-        let stored = inner.documents.get(&(collection.to_owned(), key.to_owned()));
+        let Some(version) = inner.serving(collection) else {
+            return Ok(None);
+        };
+        let stored = inner.documents.get(&(collection.to_owned(), version, key.to_owned()));
+        stored.map(|bytes| decode(collection, key, bytes)).transpose()
+    }
+
+    /// The document `key` of `collection` in version `version`, whether it serves or not.
+    fn get_at<T: DeserializeOwned>(
+        &self,
+        collection: &str,
+        version: u32,
+        key: &str,
+    ) -> Result<Option<T>, DocumentError> {
+        let inner = self.inner();
+        let stored = inner.documents.get(&(collection.to_owned(), version, key.to_owned()));
         stored.map(|bytes| decode(collection, key, bytes)).transpose()
     }
 
@@ -123,7 +185,10 @@ impl InMemoryDocuments {
     /// A bad collection name.
     pub fn exists(&self, collection: &str, key: &str) -> Result<bool, DocumentError> {
         collection_name(collection)?;
-        Ok(self.inner().documents.contains_key(&(collection.to_owned(), key.to_owned())))
+        let inner = self.inner();
+        Ok(inner.serving(collection).is_some_and(|version| {
+            inner.documents.contains_key(&(collection.to_owned(), version, key.to_owned()))
+        }))
     }
 
     /// The documents of `collection` whose keys start with `prefix`, in key order.
@@ -137,12 +202,17 @@ impl InMemoryDocuments {
     ) -> Result<Vec<(String, T)>, DocumentError> {
         collection_name(collection)?;
         let inner = self.inner();
-        let start = (collection.to_owned(), prefix.to_owned());
+        let Some(version) = inner.serving(collection) else {
+            return Ok(Vec::new());
+        };
+        let start = (collection.to_owned(), version, prefix.to_owned());
         inner
             .documents
             .range((Bound::Included(start), Bound::Unbounded))
-            .take_while(|((found, key), _)| found == collection && key.starts_with(prefix))
-            .map(|((_, key), bytes)| Ok((key.clone(), decode(collection, key, bytes)?)))
+            .take_while(|((found, at, key), _)| {
+                found == collection && *at == version && key.starts_with(prefix)
+            })
+            .map(|((_, _, key), bytes)| Ok((key.clone(), decode(collection, key, bytes)?)))
             .collect()
     }
 }
@@ -152,6 +222,9 @@ impl InMemoryDocuments {
 #[derive(Debug)]
 pub struct DocumentBatch {
     store: InMemoryDocuments,
+    scope: Scope,
+    /// The newer version that was active when it began.
+    retired: Option<u32>,
     /// `None`: deleted in this batch.
     staged: BTreeMap<Key, Option<Vec<u8>>>,
     parked: Vec<DeadLetter>,
@@ -173,7 +246,7 @@ impl DocumentBatch {
         match self.staged.get(&(collection.to_owned(), key.to_owned())) {
             Some(Some(bytes)) => decode(collection, key, bytes).map(Some),
             Some(None) => Ok(None),
-            None => self.store.get(collection, key),
+            None => self.store.get_at(collection, self.scope.version, key),
         }
     }
 
@@ -226,10 +299,12 @@ impl DocumentBatch {
             letters.push(letter);
             letters.sort_by_key(|letter| letter.event.position);
         }
-        for (key, value) in self.staged {
+        let version = self.scope.version;
+        for ((collection, key), value) in self.staged {
+            inner.owners.entry((collection.clone(), version)).or_insert(self.scope.projection);
             match value {
-                Some(bytes) => inner.documents.insert(key, bytes),
-                None => inner.documents.remove(&key),
+                Some(bytes) => inner.documents.insert((collection, version, key), bytes),
+                None => inner.documents.remove(&(collection, version, key)),
             };
         }
         true
@@ -241,9 +316,12 @@ impl ReadStore for InMemoryDocuments {
     type Error = DocumentError;
     type Checkpoints = DocumentCheckpoints;
 
-    async fn begin(&self) -> Result<DocumentBatch, DocumentError> {
+    async fn begin(&self, scope: Scope) -> Result<DocumentBatch, DocumentError> {
+        let active = *self.inner().active.entry(scope.projection).or_insert(scope.version);
         Ok(DocumentBatch {
             store: self.clone(),
+            scope,
+            retired: (active > scope.version).then_some(active),
             staged: BTreeMap::new(),
             parked: Vec::new(),
             unparked: Vec::new(),
@@ -256,6 +334,9 @@ impl ReadStore for InMemoryDocuments {
         at: Checkpoint<'_>,
     ) -> Result<Saved, DocumentError> {
         let mut inner = self.inner();
+        if !inner.admits(batch.scope) {
+            return Ok(Saved::Retired);
+        }
         let current = inner.checkpoints.get(at.name).copied().unwrap_or(Position::START);
         if current != at.after {
             return Ok(Saved::Moved);
@@ -267,8 +348,53 @@ impl ReadStore for InMemoryDocuments {
         Ok(Saved::ByHandler)
     }
 
-    async fn commit_batch(&self, batch: DocumentBatch) -> Result<(), DocumentError> {
-        if batch.apply_to(&mut self.inner()) { Ok(()) } else { Err(DocumentError::Replayed) }
+    async fn commit_batch(&self, batch: DocumentBatch) -> Result<Saved, DocumentError> {
+        let mut inner = self.inner();
+        if !inner.admits(batch.scope) {
+            return Ok(Saved::Retired);
+        }
+        if batch.apply_to(&mut inner) {
+            Ok(Saved::ByConsumer)
+        } else {
+            Err(DocumentError::Replayed)
+        }
+    }
+
+    fn retired(batch: &DocumentBatch) -> Option<u32> {
+        batch.retired
+    }
+
+    async fn active_version(&self, projection: &'static str) -> Result<Option<u32>, DocumentError> {
+        Ok(self.inner().active.get(projection).copied())
+    }
+
+    async fn activate(&self, scope: Scope) -> Result<Option<u32>, DocumentError> {
+        let mut inner = self.inner();
+        let replaced = inner.active.get(scope.projection).copied();
+        if replaced.is_some_and(|active| active > scope.version) {
+            return Ok(replaced);
+        }
+        inner.active.insert(scope.projection, scope.version);
+        let older: BTreeSet<u32> = inner
+            .owners
+            .iter()
+            .filter(|((_, version), projection)| {
+                **projection == scope.projection && *version < scope.version
+            })
+            .map(|((_, version), _)| *version)
+            .chain(inner.checkpoints.keys().chain(inner.dead_letters.keys()).filter_map(|name| {
+                Scope::version_in(scope.projection, name).filter(|version| *version < scope.version)
+            }))
+            .collect();
+        for version in older {
+            inner.remove(Scope::new(scope.projection, version), true);
+        }
+        Ok(replaced.filter(|active| *active != scope.version))
+    }
+
+    async fn clear(&self, scope: Scope) -> Result<(), DocumentError> {
+        self.inner().remove(scope, false);
+        Ok(())
     }
 
     fn checkpoints(&self) -> DocumentCheckpoints {

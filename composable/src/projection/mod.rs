@@ -72,6 +72,7 @@
 
 mod dead_letter;
 mod memory;
+mod rebuild;
 mod status;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -92,6 +93,7 @@ pub use dead_letter::{DeadLetter, OnFailure, Replayed};
 pub use memory::{
     DocumentBatch, DocumentCheckpoints, DocumentError, InMemoryDocuments, collection_name,
 };
+pub use rebuild::RebuildProgress;
 pub use status::{Lag, ProjectionState, ProjectionStatus};
 
 /// A read model kept up to date from committed events. Handlers are applied in log order, within
@@ -101,11 +103,14 @@ pub use status::{Lag, ProjectionState, ProjectionStatus};
     note = "implement `composable::projection::Projection`: a name, the events it handles, its store and `apply`"
 )]
 pub trait Projection: Send + Sync + 'static {
-    /// The projection's name: its checkpoint and service are `projection.{NAME}`.
+    /// The projection's name: its checkpoint and service are `projection.{NAME}` (and
+    /// `projection.{NAME}.v{VERSION}` from version 2 on, see [`Scope::checkpoint`]).
     const NAME: &'static str;
 
-    /// The version of its read model: a new version is built beside the old one from the start
-    /// of the log, and queries move to it once it has caught up.
+    /// The version of its read model (1 by default). Raise it when the handlers or the shape
+    /// of what they write change: the new version builds its own documents (or tables) from
+    /// the start of the log while the old one keeps serving queries, and once it has caught up
+    /// queries switch to it and the old one is dropped ([`ReadStore::activate`]).
     const VERSION: u32 = 1;
 
     /// The events it handles (an [`EventSet`], as an aggregate's events are).
@@ -126,9 +131,73 @@ pub trait Projection: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 }
 
+/// Which version of which projection a batch writes: what a [`ReadStore`] keeps apart, so a
+/// new version builds beside the one serving queries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Scope {
+    /// The projection's [`NAME`](Projection::NAME).
+    pub projection: &'static str,
+    /// Its [`VERSION`](Projection::VERSION).
+    pub version: u32,
+}
+
+impl Scope {
+    /// Version `version` of projection `projection`.
+    pub const fn new(projection: &'static str, version: u32) -> Self {
+        Self { projection, version }
+    }
+
+    /// The scope of projection `P`.
+    pub const fn of<P: Projection>() -> Self {
+        Self::new(P::NAME, P::VERSION)
+    }
+
+    /// Its checkpoint, service and dead-letter name: `projection.{NAME}` for version 1,
+    /// `projection.{NAME}.v{VERSION}` for later ones.
+    pub fn checkpoint(&self) -> String {
+        Self::checkpoint_of(self.projection, self.version)
+    }
+
+    /// The checkpoint name of version `version` of `projection`.
+    pub fn checkpoint_of(projection: &str, version: u32) -> String {
+        if version <= 1 {
+            format!("projection.{projection}")
+        } else {
+            format!("projection.{projection}.v{version}")
+        }
+    }
+
+    /// The version of `projection` whose checkpoint is `name`, if it is one of its
+    /// ([`checkpoint_of`](Self::checkpoint_of) read back).
+    pub fn version_in(projection: &str, name: &str) -> Option<u32> {
+        let rest = name.strip_prefix("projection.")?.strip_prefix(projection)?;
+        if rest.is_empty() {
+            return Some(1);
+        }
+        let digits = rest.strip_prefix(".v")?;
+        if digits.starts_with('0') || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        digits.parse().ok().filter(|version| *version > 1)
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} v{}", self.projection, self.version)
+    }
+}
+
 /// A store of read models that applies a batch of changes together with a checkpoint: the
 /// in-memory [`InMemoryDocuments`] here; PostgreSQL (the user's tables, in a transaction) and
 /// Redis are its durable kinds.
+///
+/// It keeps the versions of a projection apart ([`Scope`]): each batch writes for one version,
+/// queries read the version that is *active*, and [`activate`](Self::activate) switches them
+/// to a newer one and drops the older ones. The first version of a projection to begin a batch
+/// becomes active at once; a later one builds beside it until its runner has caught up with
+/// the log and activates it. A batch of a version older than the active one applies nothing
+/// ([`Saved::Retired`]).
 pub trait ReadStore: Clone + Send + Sync + 'static {
     /// Changes made while applying one batch of events, not visible until committed.
     type Batch: Send;
@@ -139,8 +208,34 @@ pub trait ReadStore: Clone + Send + Sync + 'static {
     /// The checkpoints it keeps, as a consumer of the log reads them.
     type Checkpoints: CheckpointStore;
 
-    /// A new batch.
-    fn begin(&self) -> impl Future<Output = Result<Self::Batch, Self::Error>> + Send;
+    /// A new batch, writing for `scope`. When no version of `scope.projection` is active yet,
+    /// `scope.version` becomes the active one with the batch.
+    fn begin(&self, scope: Scope) -> impl Future<Output = Result<Self::Batch, Self::Error>> + Send;
+
+    /// When `batch`'s version is older than the active one (it was begun after the switch),
+    /// that active version: the runner applies nothing to it, and its commit answers
+    /// [`Saved::Retired`].
+    fn retired(batch: &Self::Batch) -> Option<u32>;
+
+    /// The version of `projection` that serves queries, if any.
+    fn active_version(
+        &self,
+        projection: &'static str,
+    ) -> impl Future<Output = Result<Option<u32>, Self::Error>> + Send;
+
+    /// Makes `scope.version` the version of `scope.projection` that serves queries — unless a
+    /// newer one already does — and drops every older version: its documents (or tables),
+    /// checkpoint and dead letters. Answers the version it replaced.
+    fn activate(
+        &self,
+        scope: Scope,
+    ) -> impl Future<Output = Result<Option<u32>, Self::Error>> + Send;
+
+    /// Empties `scope`'s version, to build it again from the start of the log: its documents
+    /// (or the rows of its tables), checkpoint and dead letters. Queries of it see it empty
+    /// until it is built again; a version that stays active while it is rebuilt is what a
+    /// new [`VERSION`](Projection::VERSION) avoids.
+    fn clear(&self, scope: Scope) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
     /// Called before each event is applied to `batch`, with the event: a store that guards each
     /// key with the position last applied to it (Redis, where delivery is at least once) notes
@@ -151,7 +246,8 @@ pub trait ReadStore: Clone + Send + Sync + 'static {
 
     /// Applies `batch` and moves checkpoint `at.name` from `at.after` to `at.to`, all or nothing:
     /// [`Saved::ByHandler`]; or, when the checkpoint is no longer at `at.after` (another
-    /// process moved it on), applies nothing: [`Saved::Moved`].
+    /// process moved it on), applies nothing: [`Saved::Moved`]; or, when a newer version of the
+    /// batch's projection is active, applies nothing: [`Saved::Retired`].
     fn commit(
         &self,
         batch: Self::Batch,
@@ -160,10 +256,12 @@ pub trait ReadStore: Clone + Send + Sync + 'static {
 
     /// Applies `batch` without moving a checkpoint: for a projection fed by a consumer that
     /// keeps its position elsewhere (the bus's offsets), where delivery is at least once.
+    /// [`Saved::ByConsumer`], or [`Saved::Retired`] (nothing applied) when a newer version of
+    /// the batch's projection is active.
     fn commit_batch(
         &self,
         batch: Self::Batch,
-    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    ) -> impl Future<Output = Result<Saved, Self::Error>> + Send;
 
     /// Its checkpoints, for the consumer's reader.
     fn checkpoints(&self) -> Self::Checkpoints;
@@ -250,6 +348,8 @@ pub struct ProjectionRunner<P: Projection, C = Bincode> {
     attempts: u32,
     /// The event that failed last, and how many times in a row.
     failing: Option<(Uuid, u32)>,
+    /// Its version serves queries (known once it has caught up).
+    serving: bool,
 }
 
 impl<P: Projection, C> fmt::Debug for ProjectionRunner<P, C> {
@@ -268,6 +368,7 @@ impl<P: Projection> ProjectionRunner<P> {
             on_failure: OnFailure::default(),
             attempts: 5,
             failing: None,
+            serving: false,
         }
     }
 }
@@ -282,6 +383,7 @@ impl<P: Projection, C: Codec> ProjectionRunner<P, C> {
             on_failure: self.on_failure,
             attempts: self.attempts,
             failing: None,
+            serving: false,
         }
     }
 
@@ -301,9 +403,10 @@ impl<P: Projection, C: Codec> ProjectionRunner<P, C> {
         self
     }
 
-    /// The checkpoint and service name: `projection.{NAME}`.
+    /// The checkpoint and service name: `projection.{NAME}`, or `projection.{NAME}.v{VERSION}`
+    /// from version 2 on ([`Scope::checkpoint`]).
     pub fn name() -> String {
-        format!("projection.{}", P::NAME)
+        Scope::of::<P>().checkpoint()
     }
 
     /// The read store.
@@ -393,7 +496,10 @@ impl<P: Projection, C: Codec> ProjectionRunner<P, C> {
         let parked = self.store.parked_streams(&name).await.map_err(store_error)?;
         let mut parking = BTreeMap::new();
         loop {
-            let mut batch = self.store.begin().await.map_err(store_error)?;
+            let mut batch = self.store.begin(Scope::of::<P>()).await.map_err(store_error)?;
+            if <P::Store as ReadStore>::retired(&batch).is_some() {
+                return Ok(batch);
+            }
             let (error, event) = match self.apply_all(&mut batch, events, &parked, &parking).await {
                 Ok(()) => return Ok(batch),
                 Err(failed) => failed,
@@ -447,7 +553,7 @@ impl<P: Projection, C: Codec> ProjectionRunner<P, C> {
         }
         let mut replayed = Replayed::default();
         'streams: for (stream, letters) in streams {
-            let mut batch = self.store.begin().await.map_err(store_error)?;
+            let mut batch = self.store.begin(Scope::of::<P>()).await.map_err(store_error)?;
             for letter in &letters {
                 let taken =
                     <P::Store as ReadStore>::unpark(&mut batch, &name, letter.event.event_id)
@@ -461,7 +567,9 @@ impl<P: Projection, C: Codec> ProjectionRunner<P, C> {
                     continue 'streams;
                 }
             }
-            self.store.commit_batch(batch).await.map_err(store_error)?;
+            if self.store.commit_batch(batch).await.map_err(store_error)? == Saved::Retired {
+                break;
+            }
             replayed.applied += letters.len();
         }
         Ok(replayed)
@@ -476,10 +584,19 @@ impl<P: Projection, C: Codec> EventHandler for ProjectionRunner<P, C> {
     /// [`handle_at`](EventHandler::handle_at) is what the runner's own consumer uses.
     async fn handle(&mut self, events: &[RecordedEvent]) -> Result<(), Self::Error> {
         let batch = self.build(events).await?;
-        self.store
+        let saved = self
+            .store
             .commit_batch(batch)
             .await
-            .map_err(|source| ProjectionError::Store { projection: P::NAME, source })
+            .map_err(|source| ProjectionError::Store { projection: P::NAME, source })?;
+        if saved == Saved::Retired {
+            tracing::info!(
+                projection = P::NAME,
+                version = P::VERSION,
+                "a newer version serves queries: this one applies nothing"
+            );
+        }
+        Ok(())
     }
 
     async fn handle_at(
@@ -492,6 +609,31 @@ impl<P: Projection, C: Codec> EventHandler for ProjectionRunner<P, C> {
             .commit(batch, at)
             .await
             .map_err(|source| ProjectionError::Store { projection: P::NAME, source })
+    }
+
+    /// Once caught up with the log, a version that builds beside an older one becomes the one
+    /// that serves queries, and the older one is dropped.
+    async fn caught_up(&mut self, _at: Position) -> Result<(), Self::Error> {
+        if self.serving {
+            return Ok(());
+        }
+        let store_error = |source| ProjectionError::Store { projection: P::NAME, source };
+        let active = self.store.active_version(P::NAME).await.map_err(store_error)?;
+        if active.is_some_and(|active| active > P::VERSION) {
+            // Retired: its next batch says so to the consumer.
+            return Ok(());
+        }
+        if active != Some(P::VERSION) {
+            let replaced = self.store.activate(Scope::of::<P>()).await.map_err(store_error)?;
+            tracing::info!(
+                projection = P::NAME,
+                version = P::VERSION,
+                replaced = ?replaced,
+                "caught up: this version now serves queries, and the older ones are dropped"
+            );
+        }
+        self.serving = true;
+        Ok(())
     }
 
     /// The read store's failures always; an event's until its attempts are spent (only

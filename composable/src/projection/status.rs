@@ -49,6 +49,9 @@ pub enum ProjectionState {
     CatchingUp,
     /// At the head, following the log as it grows.
     Running,
+    /// A new version building beside the one that serves queries, from the start of the log:
+    /// queries switch to it once it has caught up.
+    Rebuilding,
     /// Another process holds its claim and does the work; this one takes over if that stops.
     Standby,
     /// Stopped with this error.
@@ -68,6 +71,20 @@ impl ProjectionState {
             ServiceState::Starting | ServiceState::Running => Self::CatchingUp,
         }
     }
+
+    /// The state of version `version` while `serving` serves queries: a live version not yet
+    /// serving is rebuilding.
+    #[must_use]
+    pub fn building(self, version: u32, serving: Option<u32>) -> Self {
+        match self {
+            Self::CatchingUp | Self::Running
+                if serving.is_some_and(|serving| serving < version) =>
+            {
+                Self::Rebuilding
+            }
+            state => state,
+        }
+    }
 }
 
 /// A projection's state, position and lag.
@@ -77,8 +94,30 @@ pub struct ProjectionStatus {
     pub name: String,
     /// What it is doing.
     pub state: ProjectionState,
+    /// The version this process runs.
+    pub version: u32,
+    /// The version that serves queries, if any (older while this one is rebuilding).
+    pub serving: Option<u32>,
     /// How far it got in the log (`None` before it first read its checkpoint).
     pub position: Option<Position>,
     /// How far behind the head that is.
     pub lag: Lag,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_live_version_newer_than_the_serving_one_is_rebuilding() {
+        let live = [ProjectionState::CatchingUp, ProjectionState::Running];
+        for state in live {
+            assert_eq!(state.clone().building(2, Some(1)), ProjectionState::Rebuilding);
+            assert_eq!(state.clone().building(2, Some(2)), state);
+            assert_eq!(state.clone().building(1, None), state);
+        }
+        let stopped = ProjectionState::Failed("boom".into());
+        assert_eq!(stopped.clone().building(2, Some(1)), stopped);
+        assert_eq!(ProjectionState::Stopped.building(1, Some(2)), ProjectionState::Stopped);
+    }
 }

@@ -2,9 +2,14 @@
 //! `order_history`, in a read database of its own (or the event store's), kept by a projection
 //! whose handlers write SQL in the runner's transaction — so each event changes a row exactly
 //! once, a crash in the middle of a batch included.
+//!
+//! The handlers write the table of their version (`batch.table("order_history")`, which is
+//! `order_history_v1`); queries read the view `order_history` of the version that serves, so a
+//! new version can be built beside this one without stopping the queries.
 
 use composable::{RecordedEvent, project, projection};
 use composable_postgres::{PostgresBatch, PostgresReadStore, ReadModelError};
+use sqlx::AssertSqlSafe;
 
 use crate::{ItemAdded, OrderCancelled, OrderPlaced, OrderShipped};
 
@@ -50,10 +55,12 @@ impl OrderHistory {
         event: &OrderPlaced,
         envelope: &RecordedEvent,
     ) -> Result<(), ReadModelError> {
-        sqlx::query(
-            "INSERT INTO order_history (order_id, customer, status, items, total, events) \
-             VALUES ($1, $2, 'placed', $3, $4, 1)",
-        )
+        let table = batch.table("order_history").await?;
+        // `table` is a checked name, not user input.
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {table} (order_id, customer, status, items, total, events) \
+             VALUES ($1, $2, 'placed', $3, $4, 1)"
+        )))
         .bind(envelope.stream_id.id())
         .bind(&event.customer)
         .bind(i64::try_from(event.items.len()).unwrap_or(i64::MAX))
@@ -74,8 +81,7 @@ impl OrderHistory {
         update(
             batch,
             envelope,
-            "UPDATE order_history SET items = items + 1, total = total + $2, events = events + 1 \
-             WHERE order_id = $1",
+            "items = items + 1, total = total + $2, events = events + 1",
             cents(event.item.subtotal()),
         )
         .await
@@ -88,14 +94,7 @@ impl OrderHistory {
         _event: &OrderCancelled,
         envelope: &RecordedEvent,
     ) -> Result<(), ReadModelError> {
-        update(
-            batch,
-            envelope,
-            "UPDATE order_history SET status = 'cancelled', events = events + $2 \
-             WHERE order_id = $1",
-            1,
-        )
-        .await
+        update(batch, envelope, "status = 'cancelled', events = events + $2", 1).await
     }
 
     #[project]
@@ -105,24 +104,19 @@ impl OrderHistory {
         _event: &OrderShipped,
         envelope: &RecordedEvent,
     ) -> Result<(), ReadModelError> {
-        update(
-            batch,
-            envelope,
-            "UPDATE order_history SET status = 'shipped', events = events + $2 \
-             WHERE order_id = $1",
-            1,
-        )
-        .await
+        update(batch, envelope, "status = 'shipped', events = events + $2", 1).await
     }
 }
 
+/// Sets `set` on the order's row (`$2` is `amount`).
 async fn update(
     batch: &mut PostgresBatch,
     envelope: &RecordedEvent,
-    sql: &'static str,
+    set: &'static str,
     amount: i64,
 ) -> Result<(), ReadModelError> {
-    sqlx::query(sql)
+    let table = batch.table("order_history").await?;
+    sqlx::query(AssertSqlSafe(format!("UPDATE {table} SET {set} WHERE order_id = $1")))
         .bind(envelope.stream_id.id())
         .bind(amount)
         .execute(batch.connection())

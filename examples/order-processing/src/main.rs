@@ -7,21 +7,24 @@
 //! order-processing grow ID COUNT        # place order ID, then add COUNT items, one line each
 //! order-processing show ID              # one order, rebuilt from its snapshot and events
 //! order-processing project               # keep the order history read model, until stopped
+//! order-processing rebuild               # empty the order history and apply the log again
 //! order-processing history CUSTOMER      # a customer's orders, from the read model
 //! ```
 //!
-//! `project` and `history` need PostgreSQL: the read model lives in the database at
+//! `project`, `rebuild` and `history` need PostgreSQL: the read model lives in the database at
 //! `READ_DATABASE_URL` (a database of its own), or in the event store's when it is not set.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use composable::host::App;
+use composable::projection::ProjectionRunner;
 use composable::{
     AggregateRunner, Bincode, Codec, EventMetadata, EventStore, ExpectedVersion,
     InMemoryEventStore, NewEvent, StreamId, SystemClock,
 };
 use composable_postgres::{PostgresEventStore, PostgresReadStore};
+use indicatif::{ProgressBar, ProgressStyle};
 use order_processing::history::{self, OrderHistory};
 use order_processing::{
     AddItem, CancelOrder, LineItem, Order, OrderPlacedV1, PlaceOrder, ShipOrder, ShopEnv, Status,
@@ -34,9 +37,10 @@ async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let database = std::env::var("DATABASE_URL").ok().filter(|url| !url.is_empty());
     let outcome = match (database, args.first().map(String::as_str)) {
-        (Some(url), Some("project" | "history")) => read_side(&url, &args).await,
-        (None, Some("project" | "history")) => {
-            Err("`project` and `history` keep the read model on PostgreSQL: set DATABASE_URL"
+        (Some(url), Some("project" | "rebuild" | "history")) => read_side(&url, &args).await,
+        (None, Some("project" | "rebuild" | "history")) => {
+            Err("`project`, `rebuild` and `history` keep the read model on PostgreSQL: set \
+             DATABASE_URL"
                 .into())
         }
         (Some(url), _) => match postgres(&url).await {
@@ -84,6 +88,28 @@ async fn read_side(url: &str, args: &[String]) -> Result<(), Error> {
             running.stop().await?;
             Ok(())
         }
+        ["rebuild"] => {
+            // Stop `project` first: a rebuild in place and a live runner of the same version
+            // would both write. (A new `VERSION` rebuilds without stopping anything.)
+            let store = postgres(url).await?;
+            let bar = ProgressBar::new(0).with_style(ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} events, {per_sec}, {eta} left",
+            )?);
+            let done = ProjectionRunner::new(OrderHistory, read)
+                .rebuild(store, |progress| {
+                    bar.set_length(progress.total.max(progress.done));
+                    bar.set_position(progress.done);
+                })
+                .await?;
+            bar.finish_and_clear();
+            println!(
+                "rebuilt the order history from {} events in {:.1?} ({:.0} events/s)",
+                done.done,
+                done.elapsed,
+                done.rate()
+            );
+            Ok(())
+        }
         ["history", customer] => {
             for order in history::customer_orders(&read, customer).await? {
                 println!(
@@ -97,7 +123,7 @@ async fn read_side(url: &str, args: &[String]) -> Result<(), Error> {
             }
             Ok(())
         }
-        _ => Err("usage: order-processing [project | history CUSTOMER]".into()),
+        _ => Err("usage: order-processing [project | rebuild | history CUSTOMER]".into()),
     }
 }
 

@@ -139,6 +139,20 @@ async fn a_projection_killed_mid_batch_and_restarted_equals_a_rebuild() {
     let grown = after_restart.iter().find(|row| row.order_id == "9000").expect("order 9000");
     assert_eq!((grown.items, grown.events), (1001, 1001));
 
+    // `rebuild` empties the read model and applies the log again, in place.
+    let output = order_processing(&events.url, &["rebuild"])
+        .env("READ_DATABASE_URL", &read.url)
+        .output()
+        .expect("run the rebuild");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        said.starts_with(&format!("rebuilt the order history from {total} events in ")),
+        "{said}"
+    );
+    let (rebuilt_in_place, _) = applied(&store).await;
+    assert_eq!(rebuilt_in_place, from_scratch, "rebuilt in place, it equals a rebuild");
+
     store.pool().close().await;
     rebuilt_store.pool().close().await;
     drop((log, read_connection));

@@ -46,3 +46,40 @@ mod documents {
         });
     }
 }
+
+mod cached {
+    use std::time::Duration;
+
+    use composable::projection::{Cached, CachedBatch, InMemoryCache, InMemoryDocuments};
+
+    type Store = Cached<InMemoryDocuments, InMemoryCache>;
+
+    /// Values in the collection `values`, in memory behind an in-memory cache.
+    struct Documents(Store);
+
+    impl composable_conformance::read_store::Fixture for Documents {
+        type Store = Store;
+
+        fn store(&self) -> &Store {
+            &self.0
+        }
+
+        async fn write(
+            &self,
+            batch: &mut CachedBatch<InMemoryDocuments, InMemoryCache>,
+            key: &str,
+            value: u64,
+        ) {
+            batch.put("values", key, &value).await.expect("a valid collection");
+        }
+
+        async fn read(&self, key: &str) -> Option<u64> {
+            self.0.get("values", key).await.expect("a valid collection")
+        }
+    }
+
+    composable_conformance::read_store_conformance!(|| async {
+        let cache = InMemoryCache::new(Duration::from_secs(60));
+        Documents(Cached::new(InMemoryDocuments::new(), cache))
+    });
+}

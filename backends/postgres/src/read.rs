@@ -6,9 +6,11 @@ use std::collections::{BTreeSet, HashSet};
 use std::str::FromStr;
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
-use composable::codec::{Bincode, Codec};
 use composable::consumer::{Checkpoint, Saved};
-use composable::projection::{DeadLetter, DocumentError, ReadStore, Scope, collection_name};
+use composable::projection::{
+    DeadLetter, DocumentError, DocumentStore, ReadStore, Scope, collection_name, decode_document,
+    encode_document,
+};
 use composable::stream::{Position, StreamId, Version};
 use composable::{EventMetadata, RecordedEvent};
 use serde::Serialize;
@@ -177,15 +179,8 @@ impl PostgresReadStore {
         collection: &str,
         key: &str,
     ) -> Result<Option<T>, ReadModelError> {
-        collection_name(collection)?;
-        let row: Option<(Vec<u8>,)> =
-            sqlx::query_as(serving!("SELECT d.value", "WHERE d.collection = $1 AND d.key = $2"))
-                .bind(collection)
-                .bind(key)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(database("get"))?;
-        row.map(|(bytes,)| decode(collection, key, &bytes)).transpose()
+        let bytes = self.load(collection, key).await?;
+        bytes.map(|bytes| decode(collection, key, &bytes)).transpose()
     }
 
     /// Whether `collection` has a document `key`.
@@ -237,13 +232,7 @@ fn decode<T: DeserializeOwned>(
     key: &str,
     bytes: &[u8],
 ) -> Result<T, ReadModelError> {
-    Bincode.decode(bytes).map_err(|source| {
-        ReadModelError::Document(DocumentError::Codec {
-            collection: collection.to_owned(),
-            key: key.to_owned(),
-            source,
-        })
-    })
+    Ok(decode_document(collection, key, bytes)?)
 }
 
 /// Checks a read model table name: 1 to 48 characters of `a-z`, `0-9` and `_`, not starting
@@ -446,17 +435,8 @@ impl PostgresBatch {
         collection: &str,
         key: &str,
     ) -> Result<Option<T>, ReadModelError> {
-        collection_name(collection)?;
-        let row: Option<(Vec<u8>,)> = sqlx::query_as(
-            "SELECT value FROM read_documents WHERE collection = $1 AND version = $2 AND key = $3",
-        )
-        .bind(collection)
-        .bind(self.version()?)
-        .bind(key)
-        .fetch_optional(&mut *self.transaction)
-        .await
-        .map_err(database("get"))?;
-        row.map(|(bytes,)| decode(collection, key, &bytes)).transpose()
+        let bytes = PostgresReadStore::read(self, collection, key).await?;
+        bytes.map(|bytes| decode(collection, key, &bytes)).transpose()
     }
 
     fn version(&self) -> Result<i32, ReadModelError> {
@@ -496,24 +476,8 @@ impl PostgresBatch {
         value: &T,
     ) -> Result<(), ReadModelError> {
         collection_name(collection)?;
-        let bytes = Bincode.encode(value).map_err(|source| DocumentError::Codec {
-            collection: collection.to_owned(),
-            key: key.to_owned(),
-            source,
-        })?;
-        self.own(collection).await?;
-        sqlx::query(
-            "INSERT INTO read_documents (collection, version, key, value) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (collection, version, key) DO UPDATE SET value = EXCLUDED.value",
-        )
-        .bind(collection)
-        .bind(self.version()?)
-        .bind(key)
-        .bind(bytes)
-        .execute(&mut *self.transaction)
-        .await
-        .map_err(database("put"))?;
-        Ok(())
+        let bytes = encode_document(collection, key, value)?;
+        PostgresReadStore::write(self, collection, key, Some(bytes)).await
     }
 
     /// Deletes document `key` of `collection` (nothing when there is none).
@@ -521,16 +485,75 @@ impl PostgresBatch {
     /// # Errors
     /// A bad collection name, or the database.
     pub async fn delete(&mut self, collection: &str, key: &str) -> Result<(), ReadModelError> {
+        PostgresReadStore::write(self, collection, key, None).await
+    }
+}
+
+/// Documents as bytes: what [`PostgresBatch::get`] and the typed reads decode, and what a
+/// [`Cached`](composable::projection::Cached) store copies into its cache.
+impl DocumentStore for PostgresReadStore {
+    async fn load(&self, collection: &str, key: &str) -> Result<Option<Vec<u8>>, ReadModelError> {
         collection_name(collection)?;
-        sqlx::query(
-            "DELETE FROM read_documents WHERE collection = $1 AND version = $2 AND key = $3",
+        let row: Option<(Vec<u8>,)> =
+            sqlx::query_as(serving!("SELECT d.value", "WHERE d.collection = $1 AND d.key = $2"))
+                .bind(collection)
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(database("get"))?;
+        Ok(row.map(|(bytes,)| bytes))
+    }
+
+    async fn read(
+        batch: &mut PostgresBatch,
+        collection: &str,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, ReadModelError> {
+        collection_name(collection)?;
+        let row: Option<(Vec<u8>,)> = sqlx::query_as(
+            "SELECT value FROM read_documents WHERE collection = $1 AND version = $2 AND key = $3",
         )
         .bind(collection)
-        .bind(self.version()?)
+        .bind(batch.version()?)
         .bind(key)
-        .execute(&mut *self.transaction)
+        .fetch_optional(&mut *batch.transaction)
         .await
-        .map_err(database("delete"))?;
+        .map_err(database("get"))?;
+        Ok(row.map(|(bytes,)| bytes))
+    }
+
+    async fn write(
+        batch: &mut PostgresBatch,
+        collection: &str,
+        key: &str,
+        value: Option<Vec<u8>>,
+    ) -> Result<(), ReadModelError> {
+        collection_name(collection)?;
+        let version = batch.version()?;
+        let Some(bytes) = value else {
+            sqlx::query(
+                "DELETE FROM read_documents WHERE collection = $1 AND version = $2 AND key = $3",
+            )
+            .bind(collection)
+            .bind(version)
+            .bind(key)
+            .execute(&mut *batch.transaction)
+            .await
+            .map_err(database("delete"))?;
+            return Ok(());
+        };
+        batch.own(collection).await?;
+        sqlx::query(
+            "INSERT INTO read_documents (collection, version, key, value) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (collection, version, key) DO UPDATE SET value = EXCLUDED.value",
+        )
+        .bind(collection)
+        .bind(version)
+        .bind(key)
+        .bind(bytes)
+        .execute(&mut *batch.transaction)
+        .await
+        .map_err(database("put"))?;
         Ok(())
     }
 }
@@ -575,8 +598,8 @@ impl ReadStore for PostgresReadStore {
         })
     }
 
-    fn retired(batch: &PostgresBatch) -> Option<u32> {
-        (batch.active > batch.scope.version).then_some(batch.active)
+    fn serving(batch: &PostgresBatch) -> u32 {
+        batch.active
     }
 
     async fn active_version(
@@ -672,7 +695,7 @@ impl ReadStore for PostgresReadStore {
         batch: PostgresBatch,
         at: Checkpoint<'_>,
     ) -> Result<Saved, ReadModelError> {
-        if Self::retired(&batch).is_some() {
+        if batch.active > batch.scope.version {
             batch.transaction.rollback().await.map_err(database("roll back"))?;
             return Ok(Saved::Retired);
         }
@@ -718,7 +741,7 @@ impl ReadStore for PostgresReadStore {
     }
 
     async fn commit_batch(&self, batch: PostgresBatch) -> Result<Saved, ReadModelError> {
-        if Self::retired(&batch).is_some() {
+        if batch.active > batch.scope.version {
             batch.transaction.rollback().await.map_err(database("roll back"))?;
             return Ok(Saved::Retired);
         }

@@ -96,8 +96,8 @@ pub(crate) struct Op {
 pub struct RedisBatch {
     store: RedisReadStore,
     pub(crate) scope: Scope,
-    /// The newer version that served when it began.
-    pub(crate) retired: Option<u32>,
+    /// The version that served when it began.
+    pub(crate) serving: u32,
     position: Option<Position>,
     pub(crate) ops: Vec<Op>,
     /// It replays dead letters: each taken once by its `unpark`, so the guards are only raised.
@@ -105,8 +105,8 @@ pub struct RedisBatch {
 }
 
 impl RedisBatch {
-    pub(crate) fn new(store: RedisReadStore, scope: Scope, retired: Option<u32>) -> Self {
-        Self { store, scope, retired, position: None, ops: Vec::new(), replay: false }
+    pub(crate) fn new(store: RedisReadStore, scope: Scope, serving: u32) -> Self {
+        Self { store, scope, serving, position: None, ops: Vec::new(), replay: false }
     }
 
     /// The store the batch commits to.

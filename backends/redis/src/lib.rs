@@ -18,7 +18,7 @@
 //!
 //! What makes a repeated batch harmless is a **guard per key**: beside the data, the store keeps
 //! for every key (or member of a sorted set, or field of a hash) the position of the last event
-//! applied to it, in the hash `{prefix}:__applied`. Each operation carries the position of the
+//! applied to it, in the hash `{prefix}:v{N}:__applied` of the projection's version N. Each operation carries the position of the
 //! event that queued it ([`ReadStore::applying`](composable::projection::ReadStore::applying),
 //! called by the runner before each event), and the script skips it when its key already has
 //! that position or a newer one: an event delivered twice adds to a counter once. Operations
@@ -40,14 +40,22 @@
 //! (a counter on a hash is refused, so is a counter about to overflow) — and writes only once
 //! nothing can fail: a refused batch ([`RedisReadError::Conflict`]) changes nothing.
 //!
-//! Keys: the user's `key` is `{prefix}:{key}` (keys starting with `__` are refused); the store's
-//! own are `{prefix}:__applied`, `{prefix}:__checkpoint:{name}`, `{prefix}:__claim:{name}`,
-//! `{prefix}:__dead:{projection}` and `{prefix}:__parked:{projection}`. The guards of deleted or
-//! expired keys stay (so that an old event delivered again cannot bring a key back).
-//! Keys, members and values reach Redis as arguments of the script, never as part of its source.
-//! Positions are kept as text that sorts like them (two 20-digit parts, every `u64` fits). A
-//! rebuild of a read model starts on a fresh prefix: the guards of the old one would skip every
-//! event again.
+//! Keys: the user's `key` in version N of the projection is `{prefix}:v{N}:{key}` (keys starting
+//! with `__` are refused), its guards `{prefix}:v{N}:__applied`; the store's own are
+//! `{prefix}:__serving` (the version queries read), `{prefix}:__owner` (the one projection the
+//! prefix keeps), `{prefix}:__versions`, `{prefix}:__checkpoint:{name}`,
+//! `{prefix}:__claim:{name}`, `{prefix}:__dead:{projection}` and `{prefix}:__parked:{projection}`.
+//! Every read is one Lua script that looks the serving version up and reads its key, so a new
+//! version builds under its own keys while queries read the old one, and they switch at once
+//! when it takes over ([`ReadStore::activate`](composable::projection::ReadStore::activate));
+//! the old version's keys are then deleted. The guards of deleted or expired keys stay (so that
+//! an old event delivered again cannot bring a key back) until their version is cleared or
+//! dropped. Keys, members and values reach Redis as arguments of the scripts, never as part of
+//! their source. Positions are kept as text that sorts like them (two 20-digit parts, every
+//! `u64` fits).
+//!
+//! [`RedisCache`] is Redis as the cache of a
+//! [`Cached`](composable::projection::Cached) document store (PostgreSQL behind it, say).
 //!
 //! ```no_run
 //! use composable::{event, project, projection};
@@ -82,6 +90,7 @@
 //! ```
 
 mod batch;
+mod cache;
 mod checkpoint;
 mod dead_letter;
 mod error;
@@ -89,6 +98,7 @@ mod keys;
 mod store;
 
 pub use batch::RedisBatch;
+pub use cache::RedisCache;
 pub use checkpoint::RedisCheckpoints;
 pub use error::RedisReadError;
 pub use store::RedisReadStore;

@@ -188,30 +188,7 @@ impl RedisReadStore {
         forget: bool,
     ) -> Result<(), RedisReadError> {
         let mut connection = self.connection.clone();
-        let pattern = format!("{}*", self.prefix.version(version));
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(SCAN_COUNT)
-                .query_async(&mut connection)
-                .await
-                .map_err(failed("find a version's keys"))?;
-            if !keys.is_empty() {
-                let _: i64 = redis::cmd("UNLINK")
-                    .arg(&keys)
-                    .query_async(&mut connection)
-                    .await
-                    .map_err(failed("delete a version's keys"))?;
-            }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
+        unlink_matching(&mut connection, &format!("{}*", self.prefix.version(version))).await?;
         let name = Scope::checkpoint_of(projection, version);
         let mut own = vec![
             self.prefix.checkpoint(&name)?,
@@ -448,6 +425,36 @@ impl RedisReadStore {
     }
 }
 
+/// Deletes every key matching `pattern` (a `SCAN`, then `UNLINK` of what each step found).
+pub(crate) async fn unlink_matching(
+    connection: &mut ConnectionManager,
+    pattern: &str,
+) -> Result<(), RedisReadError> {
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(SCAN_COUNT)
+            .query_async(connection)
+            .await
+            .map_err(failed("find the keys to delete"))?;
+        if !keys.is_empty() {
+            let _: i64 = redis::cmd("UNLINK")
+                .arg(&keys)
+                .query_async(connection)
+                .await
+                .map_err(failed("delete keys"))?;
+        }
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
+    }
+}
+
 fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, RedisReadError> {
     Bincode.decode(bytes).map_err(|source| RedisReadError::Codec { key: key.to_owned(), source })
 }
@@ -486,13 +493,12 @@ impl ReadStore for RedisReadStore {
     /// once; another projection is refused ([`RedisReadError::SharedPrefix`]).
     async fn begin(&self, scope: Scope) -> Result<RedisBatch, RedisReadError> {
         let (_, serving) = self.versions("begin", scope).await?;
-        let serving = self.version_of(&serving)?;
-        let retired = serving.filter(|serving| *serving > scope.version);
-        Ok(RedisBatch::new(self.clone(), scope, retired))
+        let serving = self.version_of(&serving)?.unwrap_or(scope.version);
+        Ok(RedisBatch::new(self.clone(), scope, serving))
     }
 
-    fn retired(batch: &RedisBatch) -> Option<u32> {
-        batch.retired
+    fn serving(batch: &RedisBatch) -> u32 {
+        batch.serving
     }
 
     async fn active_version(
@@ -546,7 +552,7 @@ impl ReadStore for RedisReadStore {
     /// applies every operation its guard lets through and moves the checkpoint to `at.to`
     /// ([`Saved::ByHandler`]); otherwise applies nothing ([`Saved::Moved`]).
     async fn commit(&self, batch: RedisBatch, at: Checkpoint<'_>) -> Result<Saved, RedisReadError> {
-        if batch.retired.is_some() {
+        if batch.serving > batch.scope.version {
             return Ok(Saved::Retired);
         }
         self.run(batch, Some(at)).await
@@ -554,7 +560,7 @@ impl ReadStore for RedisReadStore {
 
     /// The same script without the checkpoint: the guards absorb a batch delivered again.
     async fn commit_batch(&self, batch: RedisBatch) -> Result<Saved, RedisReadError> {
-        if batch.retired.is_some() {
+        if batch.serving > batch.scope.version {
             return Ok(Saved::Retired);
         }
         if batch.is_empty() {

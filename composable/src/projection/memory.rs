@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-use super::{DeadLetter, ReadStore, Scope};
+use super::{DeadLetter, DocumentStore, ReadStore, Scope};
 use crate::checkpoint::{CheckpointError, CheckpointStore, InMemoryCheckpointStore};
 use crate::codec::{Bincode, Codec, CodecError};
 use crate::consumer::{Checkpoint, Saved};
@@ -119,7 +119,15 @@ pub fn collection_name(collection: &str) -> Result<(), DocumentError> {
     }
 }
 
-fn encode<T: Serialize>(collection: &str, key: &str, value: &T) -> Result<Vec<u8>, DocumentError> {
+/// A document's bytes, as every document store keeps them (with [`Bincode`]).
+///
+/// # Errors
+/// [`DocumentError::Codec`].
+pub fn encode_document<T: Serialize + ?Sized>(
+    collection: &str,
+    key: &str,
+    value: &T,
+) -> Result<Vec<u8>, DocumentError> {
     Bincode.encode(value).map_err(|source| DocumentError::Codec {
         collection: collection.to_owned(),
         key: key.to_owned(),
@@ -127,7 +135,11 @@ fn encode<T: Serialize>(collection: &str, key: &str, value: &T) -> Result<Vec<u8
     })
 }
 
-fn decode<T: DeserializeOwned>(
+/// A document read back from what [`encode_document`] wrote.
+///
+/// # Errors
+/// [`DocumentError::Codec`].
+pub fn decode_document<T: DeserializeOwned>(
     collection: &str,
     key: &str,
     bytes: &[u8],
@@ -164,7 +176,7 @@ impl InMemoryDocuments {
             return Ok(None);
         };
         let stored = inner.documents.get(&(collection.to_owned(), version, key.to_owned()));
-        stored.map(|bytes| decode(collection, key, bytes)).transpose()
+        stored.map(|bytes| decode_document(collection, key, bytes)).transpose()
     }
 
     /// The document `key` of `collection` in version `version`, whether it serves or not.
@@ -176,7 +188,7 @@ impl InMemoryDocuments {
     ) -> Result<Option<T>, DocumentError> {
         let inner = self.inner();
         let stored = inner.documents.get(&(collection.to_owned(), version, key.to_owned()));
-        stored.map(|bytes| decode(collection, key, bytes)).transpose()
+        stored.map(|bytes| decode_document(collection, key, bytes)).transpose()
     }
 
     /// Whether `collection` has a document `key`.
@@ -212,7 +224,7 @@ impl InMemoryDocuments {
             .take_while(|((found, at, key), _)| {
                 found == collection && *at == version && key.starts_with(prefix)
             })
-            .map(|((_, _, key), bytes)| Ok((key.clone(), decode(collection, key, bytes)?)))
+            .map(|((_, _, key), bytes)| Ok((key.clone(), decode_document(collection, key, bytes)?)))
             .collect()
     }
 }
@@ -223,8 +235,8 @@ impl InMemoryDocuments {
 pub struct DocumentBatch {
     store: InMemoryDocuments,
     scope: Scope,
-    /// The newer version that was active when it began.
-    retired: Option<u32>,
+    /// The version that served when it began.
+    serving: u32,
     /// `None`: deleted in this batch.
     staged: BTreeMap<Key, Option<Vec<u8>>>,
     parked: Vec<DeadLetter>,
@@ -244,7 +256,7 @@ impl DocumentBatch {
     ) -> Result<Option<T>, DocumentError> {
         collection_name(collection)?;
         match self.staged.get(&(collection.to_owned(), key.to_owned())) {
-            Some(Some(bytes)) => decode(collection, key, bytes).map(Some),
+            Some(Some(bytes)) => decode_document(collection, key, bytes).map(Some),
             Some(None) => Ok(None),
             None => self.store.get_at(collection, self.scope.version, key),
         }
@@ -261,7 +273,7 @@ impl DocumentBatch {
         value: &T,
     ) -> Result<(), DocumentError> {
         collection_name(collection)?;
-        let bytes = encode(collection, key, value)?;
+        let bytes = encode_document(collection, key, value)?;
         self.staged.insert((collection.to_owned(), key.to_owned()), Some(bytes));
         Ok(())
     }
@@ -321,7 +333,7 @@ impl ReadStore for InMemoryDocuments {
         Ok(DocumentBatch {
             store: self.clone(),
             scope,
-            retired: (active > scope.version).then_some(active),
+            serving: active,
             staged: BTreeMap::new(),
             parked: Vec::new(),
             unparked: Vec::new(),
@@ -360,8 +372,8 @@ impl ReadStore for InMemoryDocuments {
         }
     }
 
-    fn retired(batch: &DocumentBatch) -> Option<u32> {
-        batch.retired
+    fn serving(batch: &DocumentBatch) -> u32 {
+        batch.serving
     }
 
     async fn active_version(&self, projection: &'static str) -> Result<Option<u32>, DocumentError> {
@@ -459,5 +471,42 @@ impl CheckpointStore for DocumentCheckpoints {
 
     async fn release(&self, name: &str, holder: Uuid) -> Result<(), CheckpointError> {
         self.0.claims.release(name, holder).await
+    }
+}
+
+impl DocumentStore for InMemoryDocuments {
+    async fn load(&self, collection: &str, key: &str) -> Result<Option<Vec<u8>>, DocumentError> {
+        collection_name(collection)?;
+        let inner = self.inner();
+        let Some(version) = inner.serving(collection) else {
+            return Ok(None);
+        };
+        Ok(inner.documents.get(&(collection.to_owned(), version, key.to_owned())).cloned())
+    }
+
+    async fn read(
+        batch: &mut DocumentBatch,
+        collection: &str,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, DocumentError> {
+        collection_name(collection)?;
+        Ok(match batch.staged.get(&(collection.to_owned(), key.to_owned())) {
+            Some(staged) => staged.clone(),
+            None => {
+                let stored = (collection.to_owned(), batch.scope.version, key.to_owned());
+                batch.store.inner().documents.get(&stored).cloned()
+            }
+        })
+    }
+
+    async fn write(
+        batch: &mut DocumentBatch,
+        collection: &str,
+        key: &str,
+        value: Option<Vec<u8>>,
+    ) -> Result<(), DocumentError> {
+        collection_name(collection)?;
+        batch.staged.insert((collection.to_owned(), key.to_owned()), value);
+        Ok(())
     }
 }

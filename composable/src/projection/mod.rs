@@ -70,6 +70,7 @@
 //! # }).unwrap();
 //! ```
 
+mod cached;
 mod dead_letter;
 mod memory;
 mod rebuild;
@@ -89,9 +90,13 @@ use crate::event::{DecodeError, EventSet};
 use crate::event_store::EventStore;
 use crate::stream::Position;
 
+pub use cached::{
+    CacheStats, Cached, CachedBatch, CachedError, DocumentCache, DocumentStore, InMemoryCache,
+};
 pub use dead_letter::{DeadLetter, OnFailure, Replayed};
 pub use memory::{
     DocumentBatch, DocumentCheckpoints, DocumentError, InMemoryDocuments, collection_name,
+    decode_document, encode_document,
 };
 pub use rebuild::RebuildProgress;
 pub use status::{Lag, ProjectionState, ProjectionStatus};
@@ -212,10 +217,11 @@ pub trait ReadStore: Clone + Send + Sync + 'static {
     /// `scope.version` becomes the active one with the batch.
     fn begin(&self, scope: Scope) -> impl Future<Output = Result<Self::Batch, Self::Error>> + Send;
 
-    /// When `batch`'s version is older than the active one (it was begun after the switch),
-    /// that active version: the runner applies nothing to it, and its commit answers
-    /// [`Saved::Retired`].
-    fn retired(batch: &Self::Batch) -> Option<u32>;
+    /// The version of the batch's projection that served queries when `batch` began (its own,
+    /// for the first batch of a new projection). When it is newer than the batch's version (the
+    /// batch began after a switch), the runner applies nothing to the batch, and its commit
+    /// answers [`Saved::Retired`].
+    fn serving(batch: &Self::Batch) -> u32;
 
     /// The version of `projection` that serves queries, if any.
     fn active_version(
@@ -497,7 +503,7 @@ impl<P: Projection, C: Codec> ProjectionRunner<P, C> {
         let mut parking = BTreeMap::new();
         loop {
             let mut batch = self.store.begin(Scope::of::<P>()).await.map_err(store_error)?;
-            if <P::Store as ReadStore>::retired(&batch).is_some() {
+            if <P::Store as ReadStore>::serving(&batch) > P::VERSION {
                 return Ok(batch);
             }
             let (error, event) = match self.apply_all(&mut batch, events, &parked, &parking).await {

@@ -2,7 +2,8 @@
 //! by step: the happy path, a declined card, missing stock, and a warehouse that never answers.
 //!
 //! Time is a test clock, so the 30-second timeout passes instantly and the output is the same
-//! on every run.
+//! on every run. After the scenarios, it queries the checkout board (`checkout_saga::board`), a
+//! read model of the orders and the stock projected from the same log.
 //!
 //! With `DATABASE_URL` and `KAFKA_BROKERS` both set, the same scenarios run on PostgreSQL and
 //! Kafka instead, through the application host (`checkout_saga::hosted`): the events, the
@@ -15,14 +16,17 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use checkout_saga::board::{self, CheckoutBoard, OrderLine, StockLevel};
 use checkout_saga::{Checkout, DECLINED_CARD, OrderStatus, PlaceOrder, Restock, hosted};
 use composable::host::RunningApp;
+use composable::projection::{InMemoryDocuments, ProjectionRunner};
 use composable::saga::{InMemoryTimerStore, Progress, SagaStatus, TimerStore};
 use composable::{BoxError as Error, EventStore, InMemoryEventStore, TestClock};
 use composable_postgres::{PostgresEventStore, PostgresTimerStore};
 
 struct Scenario {
     title: &'static str,
+    sku: &'static str,
     card: &'static str,
     stock: u32,
     manual: bool,
@@ -31,11 +35,18 @@ struct Scenario {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let scenarios = [
-        Scenario { title: "happy path", card: "tok_visa", stock: 10, manual: false },
-        Scenario { title: "the card is declined", card: DECLINED_CARD, stock: 10, manual: false },
-        Scenario { title: "out of stock", card: "tok_visa", stock: 1, manual: false },
+        Scenario { title: "happy path", sku: "tea", card: "tok_visa", stock: 10, manual: false },
+        Scenario {
+            title: "the card is declined",
+            sku: "coffee",
+            card: DECLINED_CARD,
+            stock: 10,
+            manual: false,
+        },
+        Scenario { title: "out of stock", sku: "cocoa", card: "tok_visa", stock: 1, manual: false },
         Scenario {
             title: "the warehouse never answers",
+            sku: "chai",
             card: "tok_visa",
             stock: 10,
             manual: true,
@@ -74,14 +85,37 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|value| !value.is_empty())
 }
 
-/// Each scenario on its own in-memory store.
+/// The scenarios one after the other on one in-memory store, then a query of the read model
+/// projected from it.
 async fn run_in_memory(scenarios: &[Scenario]) -> Result<(), Error> {
+    let store = InMemoryEventStore::new();
+    let clock = TestClock::new();
+    let checkout = Checkout::new(store.clone(), InMemoryTimerStore::new(), clock.clone());
     for (number, scenario) in (1..).zip(scenarios) {
-        let clock = TestClock::new();
-        let checkout =
-            Checkout::new(InMemoryEventStore::new(), InMemoryTimerStore::new(), clock.clone());
-        let ids = Ids { order_id: format!("{}", 1000 + number), sku: "tea".into() };
+        let ids = Ids { order_id: format!("{}", 1000 + number), sku: scenario.sku.into() };
         run(number, scenario, &checkout, &clock, &ids, None).await?;
+    }
+    let read = InMemoryDocuments::new();
+    ProjectionRunner::new(CheckoutBoard, read.clone()).consumer(store).catch_up().await?;
+    print_board(&read)?;
+    Ok(())
+}
+
+/// The checkout board: every order and every SKU, as the read model answers.
+fn print_board(read: &InMemoryDocuments) -> Result<(), Error> {
+    println!("== the checkout board: a read model of the orders and the stock ==");
+    for (order_id, line) in read.list::<OrderLine>(board::ORDERS, "")? {
+        println!(
+            "order {order_id}: {} x {}, {}.{:02}, {}",
+            line.quantity,
+            line.sku,
+            line.total / 100,
+            line.total % 100,
+            line.status
+        );
+    }
+    for (sku, level) in read.list::<StockLevel>(board::STOCK, "")? {
+        println!("stock {sku}: {} available, {} reserved", level.available, level.reserved);
     }
     Ok(())
 }

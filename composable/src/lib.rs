@@ -100,7 +100,8 @@ pub mod prelude {
     };
 }
 
-/// The guide: reducers, effects and the store; testing; aggregates and events; storage.
+/// The guide: reducers, effects and the store; testing; aggregates and events; storage; read
+/// models.
 ///
 /// Its code blocks are compiled and run as doctests.
 #[cfg(feature = "testing")]

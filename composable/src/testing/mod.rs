@@ -1,5 +1,6 @@
 //! The testing kit (feature `testing`): an exhaustive [`TestStore`] for reducers,
-//! given/when/then for aggregates, and given events → expected commands for sagas.
+//! given/when/then for aggregates, given events → expected commands for sagas, and given events
+//! → the read model for projections.
 //!
 //! Tests run without I/O and without sleeping: effects run on the test's runtime, delays run on a
 //! [`TestClock`](crate::TestClock) the test advances, and every state change and every action an
@@ -8,10 +9,12 @@
 mod aggregate;
 mod diff;
 mod log;
+mod projection;
 mod saga;
 mod test_store;
 
 pub use aggregate::{AggregateTest, Decision};
 pub use log::read_all_to_head;
+pub use projection::ProjectionTest;
 pub use saga::{RecordingDispatcher, SagaTest};
 pub use test_store::{Exhaustivity, TestStore};

@@ -111,7 +111,7 @@ async fn play<S: EventStore>(
     for game in 1..=3 {
         players.execute(&player, Score { points: u32::try_from((id * 7 + game) % 100)? }).await?;
     }
-    if id % 2 == 0 {
+    if id.is_multiple_of(2) {
         players.execute(&player, EndSession).await?;
     }
     Ok(())

@@ -563,6 +563,12 @@ impl ReadStore for PostgresReadStore {
     type Error = ReadModelError;
     type Checkpoints = PostgresCheckpointStore;
 
+    /// The database unreachable, or a transaction that lost a race (a serialization failure,
+    /// a deadlock): the batch is built again.
+    fn is_transient(error: &ReadModelError) -> bool {
+        matches!(error, ReadModelError::Database { transient: true, .. })
+    }
+
     /// Begins a transaction, making `scope`'s version the active one if none is, and holding
     /// the row of the active version shared until it ends: a switch waits for the batches of
     /// the old version in flight, and those begun after it see it.

@@ -489,6 +489,12 @@ impl ReadStore for RedisReadStore {
     type Error = RedisReadError;
     type Checkpoints = RedisCheckpoints;
 
+    /// Redis unreachable, or a replay that lost its race; a refused operation
+    /// ([`RedisReadError::Conflict`]) or a corrupt key will not pass by itself.
+    fn is_transient(error: &RedisReadError) -> bool {
+        error.is_transient() || matches!(error, RedisReadError::Replayed)
+    }
+
     /// One script: the first version of the prefix's projection to begin a batch serves at
     /// once; another projection is refused ([`RedisReadError::SharedPrefix`]).
     async fn begin(&self, scope: Scope) -> Result<RedisBatch, RedisReadError> {

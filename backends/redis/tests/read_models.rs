@@ -13,6 +13,7 @@ use composable::checkpoint::CheckpointStore;
 use composable::consumer::{Checkpoint, Saved};
 use composable::host::App;
 use composable::projection::{DeadLetter, ReadStore, Scope};
+use composable::service::ServiceState;
 
 /// The projection the batches here write for.
 const SCOPE: Scope = Scope::new("test", 1);
@@ -582,4 +583,30 @@ async fn a_prefix_keeps_one_projection_and_reads_follow_its_serving_version() {
     let serving = format!("{}:__serving", store.prefix());
     redis::cmd("SET").arg(&serving).arg("two").exec_async(&mut connection).await.unwrap();
     assert!(matches!(store.begin(v2).await, Err(RedisReadError::Corrupt { .. })));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operation_redis_refuses_stops_the_projection_instead_of_retrying_forever() {
+    let events = InMemoryEventStore::new();
+    let games = Arc::new(AggregateRunner::<Game, _>::new(events.clone(), ()));
+    let read = common::store().await;
+    // `games` holds a hash, so the projection's counter on it can never be applied.
+    let mut connection = read.connection().clone();
+    redis::cmd("HSET")
+        .arg(read.redis_key(1, "games").unwrap())
+        .arg("x")
+        .arg("1")
+        .exec_async(&mut connection)
+        .await
+        .unwrap();
+    let running = host(&events, &games, &read);
+    games.execute("g1", Score { player: "ada".into(), points: 3 }).await.unwrap();
+    let failed = tokio::time::timeout(WAIT, running.failure()).await.expect("it stops");
+    assert_eq!(failed.name, "projection.leaderboard");
+    let ServiceState::Failed(error) = &failed.health.state else {
+        panic!("{:?}", failed.health.state)
+    };
+    assert!(error.contains("not a counter"), "{error}");
+    assert_eq!(read.top("points", 10).await.unwrap(), [], "nothing of the batch applied");
+    running.stop().await.unwrap_err();
 }

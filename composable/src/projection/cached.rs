@@ -321,6 +321,15 @@ impl<S: DocumentStore, C: DocumentCache> ReadStore for Cached<S, C> {
     type Error = CachedError<S::Error, C::Error>;
     type Checkpoints = S::Checkpoints;
 
+    /// As the store says; the cache's own failures may pass.
+    fn is_transient(error: &Self::Error) -> bool {
+        match error {
+            CachedError::Store(error) => S::is_transient(error),
+            CachedError::Cache(_) => true,
+            CachedError::Document(_) => false,
+        }
+    }
+
     async fn begin(&self, scope: Scope) -> Result<Self::Batch, Self::Error> {
         let inner = self.store.begin(scope).await.map_err(CachedError::Store)?;
         Ok(CachedBatch {

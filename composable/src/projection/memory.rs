@@ -328,6 +328,12 @@ impl ReadStore for InMemoryDocuments {
     type Error = DocumentError;
     type Checkpoints = DocumentCheckpoints;
 
+    /// Only a replay that lost its race may pass (the batch is built again); a bad name or a
+    /// document that does not encode will not.
+    fn is_transient(error: &DocumentError) -> bool {
+        matches!(error, DocumentError::Replayed)
+    }
+
     async fn begin(&self, scope: Scope) -> Result<DocumentBatch, DocumentError> {
         let active = *self.inner().active.entry(scope.projection).or_insert(scope.version);
         Ok(DocumentBatch {

@@ -213,6 +213,15 @@ pub trait ReadStore: Clone + Send + Sync + 'static {
     /// The checkpoints it keeps, as a consumer of the log reads them.
     type Checkpoints: CheckpointStore;
 
+    /// Whether `error` may pass by itself (the store unreachable, a transaction that lost a
+    /// race): the runner retries such a failure with its back-off, without a limit. One that
+    /// cannot (a corrupt checkpoint, an operation the store refuses) stops the projection with
+    /// it instead of being retried forever. By default every failure may pass.
+    fn is_transient(error: &Self::Error) -> bool {
+        let _ = error;
+        true
+    }
+
     /// A new batch, writing for `scope`. When no version of `scope.projection` is active yet,
     /// `scope.version` becomes the active one with the batch.
     fn begin(&self, scope: Scope) -> impl Future<Output = Result<Self::Batch, Self::Error>> + Send;
@@ -395,7 +404,8 @@ impl<P: Projection, C: Codec> ProjectionRunner<P, C> {
 
     /// How many times an event that fails is tried, with the consumer's back-off between
     /// tries, before [`OnFailure`] applies (5 by default; at least 1). Failures of the read
-    /// store itself (unreachable, say) are retried without a limit and never park anything.
+    /// store itself never park anything: those that may pass (unreachable, say) are retried
+    /// without a limit, the others stop the projection ([`ReadStore::is_transient`]).
     #[must_use]
     pub fn attempts(mut self, attempts: u32) -> Self {
         self.attempts = attempts.max(1);
@@ -642,11 +652,11 @@ impl<P: Projection, C: Codec> EventHandler for ProjectionRunner<P, C> {
         Ok(())
     }
 
-    /// The read store's failures always; an event's until its attempts are spent (only
+    /// The read store's failures that may pass; an event's until its attempts are spent (only
     /// [`OnFailure::Stop`] returns those: [`OnFailure::Park`] parks it instead).
     fn is_retryable(&self, error: &Self::Error) -> bool {
         match error {
-            ProjectionError::Store { .. } => true,
+            ProjectionError::Store { source, .. } => <P::Store as ReadStore>::is_transient(source),
             ProjectionError::Decode { .. } => false,
             ProjectionError::Apply { .. } => {
                 self.failing.is_none_or(|(_, tries)| tries < self.attempts)

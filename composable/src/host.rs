@@ -149,6 +149,14 @@ pub enum HostError {
         /// The event name.
         event: &'static str,
     },
+    /// A projection's name cannot name its checkpoint, tables and keys.
+    #[error("projection `{projection}` has a name that cannot be stored: {reason}")]
+    InvalidProjectionName {
+        /// The projection.
+        projection: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A saga dispatches commands to an aggregate that is not registered.
     #[error(
         "saga `{saga}` dispatches commands to aggregate `{aggregate}`, which is not registered, \
@@ -552,6 +560,9 @@ where
         }
 
         for (projection, events) in &self.projections {
+            if let Err(reason) = crate::projection::projection_name(projection) {
+                return Err(HostError::InvalidProjectionName { projection, reason });
+            }
             if let Some(event) = events.iter().find(|event| !emitters.contains_key(*event)) {
                 return Err(HostError::UnpublishedProjectionInput { projection, event });
             }

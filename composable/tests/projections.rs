@@ -423,3 +423,45 @@ async fn a_new_version_takes_over_once_caught_up_and_the_old_one_retires() {
     new.stop().await.unwrap();
     old.stop().await.unwrap();
 }
+
+/// Written by hand, with a name that cannot name a checkpoint, tables or keys.
+struct BadlyNamed;
+
+impl composable::projection::Projection for BadlyNamed {
+    const NAME: &'static str = "Orders By Customer";
+    type Event = SpendingEvent;
+    type Store = InMemoryDocuments;
+    type Error = DocumentError;
+
+    async fn apply(
+        &self,
+        batch: &mut DocumentBatch,
+        _event: SpendingEvent,
+        envelope: &composable::RecordedEvent,
+    ) -> Result<(), DocumentError> {
+        batch.put("seen", &envelope.event_id.to_string(), &true)
+    }
+}
+
+#[tokio::test]
+async fn a_hand_written_name_is_checked_when_the_host_is_built_and_by_the_runner() {
+    let store = InMemoryEventStore::new();
+    let orders = Arc::new(AggregateRunner::<Order, _>::new(store.clone(), ()));
+    let read = InMemoryDocuments::new();
+    let built = App::in_process("shop", store.clone())
+        .aggregate(&orders)
+        .projection(BadlyNamed, read.clone())
+        .build();
+    let Err(error) = built else { panic!("a bad name is refused") };
+    assert!(
+        matches!(&error, HostError::InvalidProjectionName { projection: "Orders By Customer", reason } if reason.contains("lowercase")),
+        "{error}"
+    );
+
+    // Run without the host, it stops at its first batch, having applied nothing.
+    orders.execute("o1", place("ada", 1)).await.unwrap();
+    let mut consumer = ProjectionRunner::new(BadlyNamed, read.clone()).consumer(store.clone());
+    let error = consumer.catch_up().await.expect_err("a bad name stops the runner");
+    assert!(error.to_string().contains("cannot run"), "{error}");
+    assert!(read.list::<bool>("seen", "").unwrap().is_empty());
+}

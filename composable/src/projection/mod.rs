@@ -187,6 +187,25 @@ impl Scope {
     }
 }
 
+/// Checks a projection's name: `[a-z][a-z0-9_]*`, at most 63 bytes — it names the
+/// projection's checkpoint, tables and keys (`#[projection]` checks it when it compiles; a
+/// hand-written [`Projection::NAME`] is checked when the host is built, and by the runner).
+///
+/// # Errors
+/// What is wrong with it.
+pub fn projection_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 63 {
+        return Err(format!("`{name}` must be 1 to 63 bytes long"));
+    }
+    if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        return Err(format!("`{name}` must start with a lowercase letter"));
+    }
+    match name.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')) {
+        Some(c) => Err(format!("`{name}` may hold only a-z, 0-9 and `_`, not {c:?}")),
+        None => Ok(()),
+    }
+}
+
 impl fmt::Display for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} v{}", self.projection, self.version)
@@ -337,6 +356,14 @@ pub enum ProjectionError<E: std::error::Error + 'static, S: std::error::Error + 
         /// Its error.
         #[source]
         source: E,
+    },
+    /// The projection's name is not one ([`projection_name`]): nothing is applied.
+    #[error("projection `{projection}` cannot run: {reason}; use a-z, 0-9 and `_`")]
+    InvalidName {
+        /// The projection.
+        projection: &'static str,
+        /// What is wrong with its name.
+        reason: String,
     },
     /// The read store failed.
     #[error("projection `{projection}`: the read store failed: {source}")]
@@ -507,6 +534,8 @@ impl<P: Projection, C: Codec> ProjectionRunner<P, C> {
         &mut self,
         events: &[RecordedEvent],
     ) -> Result<<P::Store as ReadStore>::Batch, RunnerError<P>> {
+        projection_name(P::NAME)
+            .map_err(|reason| ProjectionError::InvalidName { projection: P::NAME, reason })?;
         let name = Self::name();
         let store_error = |source| ProjectionError::Store { projection: P::NAME, source };
         let parked = self.store.parked_streams(&name).await.map_err(store_error)?;
@@ -657,7 +686,7 @@ impl<P: Projection, C: Codec> EventHandler for ProjectionRunner<P, C> {
     fn is_retryable(&self, error: &Self::Error) -> bool {
         match error {
             ProjectionError::Store { source, .. } => <P::Store as ReadStore>::is_transient(source),
-            ProjectionError::Decode { .. } => false,
+            ProjectionError::Decode { .. } | ProjectionError::InvalidName { .. } => false,
             ProjectionError::Apply { .. } => {
                 self.failing.is_none_or(|(_, tries)| tries < self.attempts)
             }

@@ -2,7 +2,7 @@
 //! runner applies a batch in, and typed documents, with the projection's checkpoint moved in
 //! that same transaction.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::str::FromStr;
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
@@ -359,11 +359,15 @@ pub struct PostgresBatch {
     /// The version that serves queries as the batch began (it holds that row shared, so the
     /// version cannot switch under it).
     active: u32,
+    /// Documents written (`None`: deleted), sent in two statements when the batch commits.
+    staged: BTreeMap<(String, String), Option<Vec<u8>>>,
 }
 
 impl PostgresBatch {
     /// The transaction's connection, for the handler's own SQL:
-    /// `sqlx::query("...").bind(..).execute(batch.connection()).await`.
+    /// `sqlx::query("...").bind(..).execute(batch.connection()).await`. (Documents written
+    /// through the batch reach `read_documents` when it commits, in one statement: the batch's
+    /// own reads see them before.)
     pub fn connection(&mut self) -> &mut PgConnection {
         &mut self.transaction
     }
@@ -439,6 +443,56 @@ impl PostgresBatch {
         bytes.map(|bytes| decode(collection, key, &bytes)).transpose()
     }
 
+    /// Sends the staged documents, in the batch's transaction.
+    async fn flush(&mut self) -> Result<(), ReadModelError> {
+        if self.staged.is_empty() {
+            return Ok(());
+        }
+        let version = self.version()?;
+        let (mut put_collections, mut put_keys, mut values) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut deleted_collections, mut deleted_keys) = (Vec::new(), Vec::new());
+        for ((collection, key), value) in std::mem::take(&mut self.staged) {
+            match value {
+                Some(value) => {
+                    put_collections.push(collection);
+                    put_keys.push(key);
+                    values.push(value);
+                }
+                None => {
+                    deleted_collections.push(collection);
+                    deleted_keys.push(key);
+                }
+            }
+        }
+        if !deleted_keys.is_empty() {
+            sqlx::query(
+                "DELETE FROM read_documents d USING UNNEST($1::text[], $2::text[]) AS gone (c, k) \
+                 WHERE d.collection = gone.c AND d.version = $3 AND d.key = gone.k",
+            )
+            .bind(&deleted_collections)
+            .bind(&deleted_keys)
+            .bind(version)
+            .execute(&mut *self.transaction)
+            .await
+            .map_err(database("delete documents"))?;
+        }
+        if !put_keys.is_empty() {
+            sqlx::query(
+                "INSERT INTO read_documents (collection, version, key, value) \
+                 SELECT c, $3, k, v FROM UNNEST($1::text[], $2::text[], $4::bytea[]) AS put (c, k, v) \
+                 ON CONFLICT (collection, version, key) DO UPDATE SET value = EXCLUDED.value",
+            )
+            .bind(&put_collections)
+            .bind(&put_keys)
+            .bind(version)
+            .bind(&values)
+            .execute(&mut *self.transaction)
+            .await
+            .map_err(database("write documents"))?;
+        }
+        Ok(())
+    }
+
     fn version(&self) -> Result<i32, ReadModelError> {
         i32::try_from(self.scope.version)
             .map_err(|_| version_too_large(self.scope.projection, self.scope.version))
@@ -510,6 +564,9 @@ impl DocumentStore for PostgresReadStore {
         key: &str,
     ) -> Result<Option<Vec<u8>>, ReadModelError> {
         collection_name(collection)?;
+        if let Some(staged) = batch.staged.get(&(collection.to_owned(), key.to_owned())) {
+            return Ok(staged.clone());
+        }
         let row: Option<(Vec<u8>,)> = sqlx::query_as(
             "SELECT value FROM read_documents WHERE collection = $1 AND version = $2 AND key = $3",
         )
@@ -522,6 +579,8 @@ impl DocumentStore for PostgresReadStore {
         Ok(row.map(|(bytes,)| bytes))
     }
 
+    /// Stages the change: the batch's documents go to the database in two statements when it
+    /// commits (one upsert of every document written, one delete of every document deleted).
     async fn write(
         batch: &mut PostgresBatch,
         collection: &str,
@@ -529,31 +588,10 @@ impl DocumentStore for PostgresReadStore {
         value: Option<Vec<u8>>,
     ) -> Result<(), ReadModelError> {
         collection_name(collection)?;
-        let version = batch.version()?;
-        let Some(bytes) = value else {
-            sqlx::query(
-                "DELETE FROM read_documents WHERE collection = $1 AND version = $2 AND key = $3",
-            )
-            .bind(collection)
-            .bind(version)
-            .bind(key)
-            .execute(&mut *batch.transaction)
-            .await
-            .map_err(database("delete"))?;
-            return Ok(());
-        };
-        batch.own(collection).await?;
-        sqlx::query(
-            "INSERT INTO read_documents (collection, version, key, value) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (collection, version, key) DO UPDATE SET value = EXCLUDED.value",
-        )
-        .bind(collection)
-        .bind(version)
-        .bind(key)
-        .bind(bytes)
-        .execute(&mut *batch.transaction)
-        .await
-        .map_err(database("put"))?;
+        if value.is_some() {
+            batch.own(collection).await?;
+        }
+        batch.staged.insert((collection.to_owned(), key.to_owned()), value);
         Ok(())
     }
 }
@@ -601,6 +639,7 @@ impl ReadStore for PostgresReadStore {
             store: self.clone(),
             scope,
             active: u32::try_from(active).unwrap_or(0),
+            staged: BTreeMap::new(),
         })
     }
 
@@ -705,7 +744,7 @@ impl ReadStore for PostgresReadStore {
             batch.transaction.rollback().await.map_err(database("roll back"))?;
             return Ok(Saved::Retired);
         }
-        let mut transaction = batch.transaction;
+        let mut batch = batch;
         let too_large = || ReadModelError::PositionTooLarge(at.name.to_owned());
         let (to_transaction, to_position) = position_columns(at.to).ok_or_else(too_large)?;
         let (after_transaction, after_position) =
@@ -719,7 +758,7 @@ impl ReadStore for PostgresReadStore {
             .bind(to_position)
             .bind(after_transaction)
             .bind(after_position)
-            .execute(&mut *transaction)
+            .execute(&mut *batch.transaction)
             .await
             .map_err(database("save the checkpoint"))?
             .rows_affected();
@@ -730,7 +769,7 @@ impl ReadStore for PostgresReadStore {
                 .bind(at.name)
                 .bind(to_transaction)
                 .bind(to_position)
-                .execute(&mut *transaction)
+                .execute(&mut *batch.transaction)
                 .await
                 .map_err(database("save the first checkpoint"))?
                 .rows_affected()
@@ -739,10 +778,11 @@ impl ReadStore for PostgresReadStore {
             false
         };
         if !saved {
-            transaction.rollback().await.map_err(database("roll back"))?;
+            batch.transaction.rollback().await.map_err(database("roll back"))?;
             return Ok(Saved::Moved);
         }
-        transaction.commit().await.map_err(database("commit"))?;
+        batch.flush().await?;
+        batch.transaction.commit().await.map_err(database("commit"))?;
         Ok(Saved::ByHandler)
     }
 
@@ -751,6 +791,8 @@ impl ReadStore for PostgresReadStore {
             batch.transaction.rollback().await.map_err(database("roll back"))?;
             return Ok(Saved::Retired);
         }
+        let mut batch = batch;
+        batch.flush().await?;
         batch.transaction.commit().await.map_err(database("commit"))?;
         Ok(Saved::ByConsumer)
     }

@@ -114,15 +114,17 @@ pub enum ReadModelError {
     },
 }
 
-/// A query of the documents queries read — those of the active version of their collection's
-/// projection, `d` being the document — with `$select` and the rest of the query around it.
+/// A query of the documents queries read — those of collection `$1` in the active version of
+/// its projection, `d` being the document — with `$select` and the rest of the query around it.
 macro_rules! serving {
     ($select:literal, $rest:literal) => {
         concat!(
             $select,
-            " FROM read_documents d \
-             JOIN projection_collections c ON c.collection = d.collection AND c.version = d.version \
-             JOIN projection_versions v ON v.projection = c.projection AND v.active = c.version ",
+            // The version first, so the document is one lookup of the primary key.
+            " FROM read_documents d WHERE d.collection = $1 AND d.version = (\
+                 SELECT c.version FROM projection_collections c \
+                 JOIN projection_versions v ON v.projection = c.projection AND v.active = c.version \
+                 WHERE c.collection = $1) ",
             $rest
         )
     };
@@ -189,13 +191,12 @@ impl PostgresReadStore {
     /// A bad collection name, or the database.
     pub async fn exists(&self, collection: &str, key: &str) -> Result<bool, ReadModelError> {
         collection_name(collection)?;
-        let found: Option<(i32,)> =
-            sqlx::query_as(serving!("SELECT 1", "WHERE d.collection = $1 AND d.key = $2"))
-                .bind(collection)
-                .bind(key)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(database("exists"))?;
+        let found: Option<(i32,)> = sqlx::query_as(serving!("SELECT 1", "AND d.key = $2"))
+            .bind(collection)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(database("exists"))?;
         Ok(found.is_some())
     }
 
@@ -211,7 +212,7 @@ impl PostgresReadStore {
         collection_name(collection)?;
         let rows: Vec<(String, Vec<u8>)> = sqlx::query_as(serving!(
             "SELECT d.key, d.value",
-            "WHERE d.collection = $1 AND starts_with(d.key, $2) ORDER BY d.key"
+            "AND starts_with(d.key, $2) ORDER BY d.key"
         ))
         .bind(collection)
         .bind(prefix)
@@ -548,13 +549,12 @@ impl PostgresBatch {
 impl DocumentStore for PostgresReadStore {
     async fn load(&self, collection: &str, key: &str) -> Result<Option<Vec<u8>>, ReadModelError> {
         collection_name(collection)?;
-        let row: Option<(Vec<u8>,)> =
-            sqlx::query_as(serving!("SELECT d.value", "WHERE d.collection = $1 AND d.key = $2"))
-                .bind(collection)
-                .bind(key)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(database("get"))?;
+        let row: Option<(Vec<u8>,)> = sqlx::query_as(serving!("SELECT d.value", "AND d.key = $2"))
+            .bind(collection)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(database("get"))?;
         Ok(row.map(|(bytes,)| bytes))
     }
 

@@ -595,6 +595,35 @@ impl<S: EventStore, K: CheckpointStore, H: EventHandler> LogConsumer<S, K, H> {
         self.step(&mut None, false).await
     }
 
+    /// Handles batch after batch — reading the next one while the handler works on a full
+    /// one, as the running service does — until a batch comes back short, then what the
+    /// gap-safe log still held back, up to the head ([`catch_up`](Self::catch_up)). `progress`
+    /// gets the number of events of each batch handled. Returns how many events it read.
+    ///
+    /// # Errors
+    /// As [`catch_up`](Self::catch_up); the checkpoint stays after the last batch handled.
+    pub async fn drain(
+        &mut self,
+        mut progress: impl FnMut(usize) + Send,
+    ) -> Result<usize, ConsumerError<H::Error>> {
+        let (mut ahead, mut read) = (None, 0);
+        loop {
+            let handled = self.step(&mut ahead, true).await?;
+            if handled > 0 {
+                read += handled;
+                progress(handled);
+            }
+            if handled < self.reader.batch_size {
+                break;
+            }
+        }
+        let rest = self.catch_up().await?;
+        if rest > 0 {
+            progress(rest);
+        }
+        Ok(read + rest)
+    }
+
     /// One batch: `ahead`, or the next one read now, handled and checkpointed. With
     /// `read_ahead`, a full batch is handled while the next one is read, and `ahead` keeps that
     /// read for the next step; a batch read ahead is used only once the one before it is handled

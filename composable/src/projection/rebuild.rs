@@ -67,19 +67,16 @@ impl<P: Projection, C: Codec> ProjectionRunner<P, C> {
         let mut now = RebuildProgress { done: 0, total, elapsed: Duration::ZERO };
         progress(&now);
         let mut consumer = self.consumer(events);
-        loop {
-            let read = consumer.run_once().await?;
-            if read == 0 {
-                break;
-            }
-            now.done += read as u64;
-            now.elapsed = started.elapsed();
-            progress(&now);
-        }
-        // What the gap-safe log held back, then the switch to this version if it is new.
-        now.done += consumer.catch_up().await? as u64;
+        // Reading the next batch while one is applied; at the end, what the gap-safe log held
+        // back, then the switch to this version if it is new.
+        consumer
+            .drain(|read| {
+                now.done += read as u64;
+                now.elapsed = started.elapsed();
+                progress(&now);
+            })
+            .await?;
         now.elapsed = started.elapsed();
-        progress(&now);
         Ok(now)
     }
 }

@@ -171,24 +171,15 @@ impl InMemoryDocuments {
         key: &str,
     ) -> Result<Option<T>, DocumentError> {
         collection_name(collection)?;
-        let inner = self.inner();
-        let Some(version) = inner.serving(collection) else {
-            return Ok(None);
-        };
-        let stored = inner.documents.get(&(collection.to_owned(), version, key.to_owned()));
-        stored.map(|bytes| decode_document(collection, key, bytes)).transpose()
+        let bytes = self.committed(collection, key);
+        bytes.map(|bytes| decode_document(collection, key, &bytes)).transpose()
     }
 
-    /// The document `key` of `collection` in version `version`, whether it serves or not.
-    fn get_at<T: DeserializeOwned>(
-        &self,
-        collection: &str,
-        version: u32,
-        key: &str,
-    ) -> Result<Option<T>, DocumentError> {
+    /// The committed bytes of document `key` of `collection`, in the version that serves.
+    fn committed(&self, collection: &str, key: &str) -> Option<Vec<u8>> {
         let inner = self.inner();
-        let stored = inner.documents.get(&(collection.to_owned(), version, key.to_owned()));
-        stored.map(|bytes| decode_document(collection, key, bytes)).transpose()
+        let version = inner.serving(collection)?;
+        inner.documents.get(&(collection.to_owned(), version, key.to_owned())).cloned()
     }
 
     /// Whether `collection` has a document `key`.
@@ -255,10 +246,19 @@ impl DocumentBatch {
         key: &str,
     ) -> Result<Option<T>, DocumentError> {
         collection_name(collection)?;
+        let bytes = self.bytes(collection, key);
+        bytes.map(|bytes| decode_document(collection, key, &bytes)).transpose()
+    }
+
+    /// The bytes of document `key` of `collection` as the batch sees them: its own writes
+    /// over what its version has committed.
+    fn bytes(&self, collection: &str, key: &str) -> Option<Vec<u8>> {
         match self.staged.get(&(collection.to_owned(), key.to_owned())) {
-            Some(Some(bytes)) => decode_document(collection, key, bytes).map(Some),
-            Some(None) => Ok(None),
-            None => self.store.get_at(collection, self.scope.version, key),
+            Some(staged) => staged.clone(),
+            None => {
+                let stored = (collection.to_owned(), self.scope.version, key.to_owned());
+                self.store.inner().documents.get(&stored).cloned()
+            }
         }
     }
 
@@ -483,11 +483,7 @@ impl CheckpointStore for DocumentCheckpoints {
 impl DocumentStore for InMemoryDocuments {
     async fn load(&self, collection: &str, key: &str) -> Result<Option<Vec<u8>>, DocumentError> {
         collection_name(collection)?;
-        let inner = self.inner();
-        let Some(version) = inner.serving(collection) else {
-            return Ok(None);
-        };
-        Ok(inner.documents.get(&(collection.to_owned(), version, key.to_owned())).cloned())
+        Ok(self.committed(collection, key))
     }
 
     async fn read(
@@ -496,13 +492,7 @@ impl DocumentStore for InMemoryDocuments {
         key: &str,
     ) -> Result<Option<Vec<u8>>, DocumentError> {
         collection_name(collection)?;
-        Ok(match batch.staged.get(&(collection.to_owned(), key.to_owned())) {
-            Some(staged) => staged.clone(),
-            None => {
-                let stored = (collection.to_owned(), batch.scope.version, key.to_owned());
-                batch.store.inner().documents.get(&stored).cloned()
-            }
-        })
+        Ok(batch.bytes(collection, key))
     }
 
     async fn write(

@@ -48,7 +48,7 @@ mod timers;
 pub use checkpoint::PostgresCheckpointStore;
 pub use config::PostgresEventStoreBuilder;
 pub use error::PostgresError;
-pub use read::{PostgresBatch, PostgresReadStore, READ_MIGRATOR, ReadModelError};
+pub use read::{DocumentForm, PostgresBatch, PostgresReadStore, READ_MIGRATOR, ReadModelError};
 pub use store::PostgresEventStore;
 pub use timers::PostgresTimerStore;
 

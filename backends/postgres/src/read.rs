@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::str::FromStr;
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
+use composable::codec::CodecError;
 use composable::consumer::{Checkpoint, Saved};
 use composable::projection::{
     DeadLetter, DocumentError, DocumentStore, ReadStore, Scope, collection_name, decode_document,
@@ -53,8 +54,132 @@ pub static READ_MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
 #[derive(Debug, Clone)]
 pub struct PostgresReadStore {
     pool: PgPool,
+    /// How its typed documents are kept.
+    form: DocumentForm,
     /// What this process has registered already.
     registered: Arc<Mutex<Registered>>,
+}
+
+/// How a [`PostgresReadStore`] keeps its typed documents in `read_documents`: each row holds
+/// one form, and a store reads only its own (another form is
+/// [`ReadModelError::DocumentForm`]). To change the form of a projection's documents, give it
+/// a new [`VERSION`](composable::projection::Projection::VERSION) on a store of the new form: it
+/// builds its documents beside the old ones and takes over once caught up.
+///
+/// ```no_run
+/// use composable_postgres::{DocumentForm, PostgresReadStore};
+///
+/// # async fn run(pool: sqlx::PgPool) -> Result<(), Box<dyn std::error::Error>> {
+/// let read = PostgresReadStore::new(pool).with_documents(DocumentForm::Jsonb);
+/// read.migrate().await?;
+/// // The served documents, as SQL sees them: one view over every projection's active version.
+/// let open: Vec<(String,)> = sqlx::query_as(
+///     "SELECT key FROM served_documents WHERE collection = 'orders' AND doc->>'status' = 'open'",
+/// )
+/// .fetch_all(read.pool())
+/// .await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DocumentForm {
+    /// The [`Bincode`](composable::Bincode) codec's bytes, in `value bytea`: compact and fast
+    /// to write and read, opaque to SQL. The default.
+    #[default]
+    Bytes,
+    /// JSON, in `doc jsonb`: larger and slower to write, but SQL can read and index it
+    /// (`doc->>'status'`, an index of the application's own on an expression of `doc`). JSON
+    /// holds what a serde data model maps to it: maps need string keys, and PostgreSQL's
+    /// `jsonb` refuses the NUL character in strings — both are a
+    /// [`DocumentError::Codec`] when the document is written, before anything is sent. JSON
+    /// has no number for a float that is not finite: serde writes NaN and infinities as
+    /// `null`, which reads back only into an `Option` — keep such values as bytes.
+    Jsonb,
+}
+
+impl DocumentForm {
+    /// The format named in its codec errors.
+    const fn format(self) -> &'static str {
+        match self {
+            Self::Bytes => composable::Bincode::FORMAT,
+            Self::Jsonb => "jsonb",
+        }
+    }
+
+    fn encode<T: Serialize + ?Sized>(
+        self,
+        collection: &str,
+        key: &str,
+        value: &T,
+    ) -> Result<Vec<u8>, DocumentError> {
+        if self == Self::Bytes {
+            return encode_document(collection, key, value);
+        }
+        let codec = |source| DocumentError::Codec {
+            collection: collection.to_owned(),
+            key: key.to_owned(),
+            source,
+        };
+        let json = serde_json::to_vec(value)
+            .map_err(|error| codec(CodecError::encode(self.format(), error)))?;
+        if escapes_nul(&json) {
+            return Err(codec(CodecError::encode(
+                self.format(),
+                "a string holds the NUL character, which PostgreSQL's jsonb cannot store; \
+                 keep such documents as bytes (DocumentForm::Bytes) or leave NUL out",
+            )));
+        }
+        Ok(json)
+    }
+
+    fn decode<T: DeserializeOwned>(
+        self,
+        collection: &str,
+        key: &str,
+        bytes: &[u8],
+    ) -> Result<T, DocumentError> {
+        if self == Self::Bytes {
+            return decode_document(collection, key, bytes);
+        }
+        serde_json::from_slice(bytes).map_err(|error| DocumentError::Codec {
+            collection: collection.to_owned(),
+            key: key.to_owned(),
+            source: CodecError::decode(self.format(), error),
+        })
+    }
+
+    /// The bytes of a stored row in this form: `value` for bytes, `doc`'s text for JSONB.
+    fn of_row(
+        self,
+        collection: &str,
+        key: &str,
+        value: Option<Vec<u8>>,
+        doc: Option<String>,
+    ) -> Result<Vec<u8>, ReadModelError> {
+        let wrong = |stored: Self| ReadModelError::DocumentForm {
+            collection: collection.to_owned(),
+            key: key.to_owned(),
+            stored,
+            expected: self,
+        };
+        match (self, value, doc) {
+            (Self::Bytes, Some(value), _) => Ok(value),
+            (Self::Jsonb, _, Some(doc)) => Ok(doc.into_bytes()),
+            (Self::Bytes, None, _) => Err(wrong(Self::Jsonb)),
+            (Self::Jsonb, _, None) => Err(wrong(Self::Bytes)),
+        }
+    }
+}
+
+/// Whether serialised JSON escapes the NUL character (`\u0000` after an even run of
+/// backslashes: an escaped backslash followed by `u0000` is text, not NUL).
+fn escapes_nul(json: &[u8]) -> bool {
+    const ESCAPE: &[u8] = b"\\u0000";
+    json.windows(ESCAPE.len()).enumerate().any(|(at, window)| {
+        window == ESCAPE
+            && json[..at].iter().rev().take_while(|byte| **byte == b'\\').count() % 2 == 0
+    })
 }
 
 /// The projections, collections and tables of versions this process has registered: once
@@ -104,6 +229,21 @@ pub enum ReadModelError {
         /// Its version.
         version: u32,
     },
+    /// A document is stored in another form than the store reads ([`DocumentForm`]).
+    #[error(
+        "document `{collection}/{key}` is stored as {stored:?}, and this store reads {expected:?}: \
+         give the projection a new VERSION to rebuild its documents in the new form"
+    )]
+    DocumentForm {
+        /// Its collection.
+        collection: String,
+        /// Its key.
+        key: String,
+        /// The form it is stored in.
+        stored: DocumentForm,
+        /// The form the store reads.
+        expected: DocumentForm,
+    },
     /// A stored dead letter cannot be read back as an event.
     #[error("a dead letter of projection `{projection}` is corrupt: {reason}")]
     CorruptDeadLetter {
@@ -137,7 +277,19 @@ fn database(operation: &'static str) -> impl FnOnce(sqlx::Error) -> ReadModelErr
 impl PostgresReadStore {
     /// A store on `pool`'s database; run [`migrate`](Self::migrate) before first use.
     pub fn new(pool: PgPool) -> Self {
-        Self { pool, registered: Arc::default() }
+        Self { pool, form: DocumentForm::default(), registered: Arc::default() }
+    }
+
+    /// Keeps typed documents in `form` ([`DocumentForm::Bytes`] by default).
+    #[must_use]
+    pub fn with_documents(mut self, form: DocumentForm) -> Self {
+        self.form = form;
+        self
+    }
+
+    /// How it keeps typed documents.
+    pub fn document_form(&self) -> DocumentForm {
+        self.form
     }
 
     /// Connects to the read database at `url` with a pool of up to 16 connections.
@@ -182,7 +334,7 @@ impl PostgresReadStore {
         key: &str,
     ) -> Result<Option<T>, ReadModelError> {
         let bytes = self.load(collection, key).await?;
-        bytes.map(|bytes| decode(collection, key, &bytes)).transpose()
+        Ok(bytes.map(|bytes| self.form.decode(collection, key, &bytes)).transpose()?)
     }
 
     /// Whether `collection` has a document `key`.
@@ -210,8 +362,8 @@ impl PostgresReadStore {
         prefix: &str,
     ) -> Result<Vec<(String, T)>, ReadModelError> {
         collection_name(collection)?;
-        let rows: Vec<(String, Vec<u8>)> = sqlx::query_as(serving!(
-            "SELECT d.key, d.value",
+        let rows: Vec<(String, Option<Vec<u8>>, Option<String>)> = sqlx::query_as(serving!(
+            "SELECT d.key, d.value, d.doc::text",
             "AND starts_with(d.key, $2) ORDER BY d.key"
         ))
         .bind(collection)
@@ -220,20 +372,13 @@ impl PostgresReadStore {
         .await
         .map_err(database("list"))?;
         rows.into_iter()
-            .map(|(key, bytes)| {
-                let value = decode(collection, &key, &bytes)?;
+            .map(|(key, value, doc)| {
+                let bytes = self.form.of_row(collection, &key, value, doc)?;
+                let value = self.form.decode(collection, &key, &bytes)?;
                 Ok((key, value))
             })
             .collect()
     }
-}
-
-fn decode<T: DeserializeOwned>(
-    collection: &str,
-    key: &str,
-    bytes: &[u8],
-) -> Result<T, ReadModelError> {
-    Ok(decode_document(collection, key, bytes)?)
 }
 
 /// Checks a read model table name: 1 to 48 characters of `a-z`, `0-9` and `_`, not starting
@@ -441,7 +586,7 @@ impl PostgresBatch {
         key: &str,
     ) -> Result<Option<T>, ReadModelError> {
         let bytes = PostgresReadStore::read(self, collection, key).await?;
-        bytes.map(|bytes| decode(collection, key, &bytes)).transpose()
+        Ok(bytes.map(|bytes| self.store.form.decode(collection, key, &bytes)).transpose()?)
     }
 
     /// Sends the staged documents, in the batch's transaction.
@@ -477,20 +622,49 @@ impl PostgresBatch {
             .await
             .map_err(database("delete documents"))?;
         }
-        if !put_keys.is_empty() {
-            sqlx::query(
+        if put_keys.is_empty() {
+            return Ok(());
+        }
+        let put = match self.store.form {
+            DocumentForm::Bytes => sqlx::query(
                 "INSERT INTO read_documents (collection, version, key, value) \
                  SELECT c, $3, k, v FROM UNNEST($1::text[], $2::text[], $4::bytea[]) AS put (c, k, v) \
-                 ON CONFLICT (collection, version, key) DO UPDATE SET value = EXCLUDED.value",
+                 ON CONFLICT (collection, version, key) \
+                 DO UPDATE SET value = EXCLUDED.value, doc = NULL",
             )
             .bind(&put_collections)
             .bind(&put_keys)
             .bind(version)
-            .bind(&values)
-            .execute(&mut *self.transaction)
-            .await
-            .map_err(database("write documents"))?;
-        }
+            .bind(&values),
+            DocumentForm::Jsonb => {
+                let texts = values
+                    .into_iter()
+                    .zip(&put_collections)
+                    .zip(&put_keys)
+                    .map(|((json, collection), key)| {
+                        String::from_utf8(json).map_err(|error| {
+                            ReadModelError::Document(DocumentError::Codec {
+                                collection: collection.clone(),
+                                key: key.clone(),
+                                source: CodecError::encode(DocumentForm::Jsonb.format(), error),
+                            })
+                        })
+                    })
+                    .collect::<Result<Vec<String>, _>>()?;
+                sqlx::query(
+                    "INSERT INTO read_documents (collection, version, key, doc) \
+                     SELECT c, $3, k, v::jsonb \
+                     FROM UNNEST($1::text[], $2::text[], $4::text[]) AS put (c, k, v) \
+                     ON CONFLICT (collection, version, key) \
+                     DO UPDATE SET value = NULL, doc = EXCLUDED.doc",
+                )
+                .bind(&put_collections)
+                .bind(&put_keys)
+                .bind(version)
+                .bind(texts)
+            }
+        };
+        put.execute(&mut *self.transaction).await.map_err(database("write documents"))?;
         Ok(())
     }
 
@@ -531,7 +705,7 @@ impl PostgresBatch {
         value: &T,
     ) -> Result<(), ReadModelError> {
         collection_name(collection)?;
-        let bytes = encode_document(collection, key, value)?;
+        let bytes = self.store.form.encode(collection, key, value)?;
         PostgresReadStore::write(self, collection, key, Some(bytes)).await
     }
 
@@ -544,18 +718,38 @@ impl PostgresBatch {
     }
 }
 
-/// Documents as bytes: what [`PostgresBatch::get`] and the typed reads decode, and what a
+/// Documents as bytes in the store's [`DocumentForm`] (bincode, or JSON text): what
+/// [`PostgresBatch::get`] and the typed reads decode, and what a
 /// [`Cached`](composable::projection::Cached) store copies into its cache.
 impl DocumentStore for PostgresReadStore {
+    fn encode<T: Serialize + ?Sized>(
+        &self,
+        collection: &str,
+        key: &str,
+        value: &T,
+    ) -> Result<Vec<u8>, DocumentError> {
+        self.form.encode(collection, key, value)
+    }
+
+    fn decode<T: DeserializeOwned>(
+        &self,
+        collection: &str,
+        key: &str,
+        bytes: &[u8],
+    ) -> Result<T, DocumentError> {
+        self.form.decode(collection, key, bytes)
+    }
+
     async fn load(&self, collection: &str, key: &str) -> Result<Option<Vec<u8>>, ReadModelError> {
         collection_name(collection)?;
-        let row: Option<(Vec<u8>,)> = sqlx::query_as(serving!("SELECT d.value", "AND d.key = $2"))
-            .bind(collection)
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(database("get"))?;
-        Ok(row.map(|(bytes,)| bytes))
+        let row: Option<(Option<Vec<u8>>, Option<String>)> =
+            sqlx::query_as(serving!("SELECT d.value, d.doc::text", "AND d.key = $2"))
+                .bind(collection)
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(database("get"))?;
+        row.map(|(value, doc)| self.form.of_row(collection, key, value, doc)).transpose()
     }
 
     async fn read(
@@ -567,8 +761,9 @@ impl DocumentStore for PostgresReadStore {
         if let Some(staged) = batch.staged.get(&(collection.to_owned(), key.to_owned())) {
             return Ok(staged.clone());
         }
-        let row: Option<(Vec<u8>,)> = sqlx::query_as(
-            "SELECT value FROM read_documents WHERE collection = $1 AND version = $2 AND key = $3",
+        let row: Option<(Option<Vec<u8>>, Option<String>)> = sqlx::query_as(
+            "SELECT value, doc::text FROM read_documents \
+             WHERE collection = $1 AND version = $2 AND key = $3",
         )
         .bind(collection)
         .bind(batch.version()?)
@@ -576,7 +771,7 @@ impl DocumentStore for PostgresReadStore {
         .fetch_optional(&mut *batch.transaction)
         .await
         .map_err(database("get"))?;
-        Ok(row.map(|(bytes,)| bytes))
+        row.map(|(value, doc)| batch.store.form.of_row(collection, key, value, doc)).transpose()
     }
 
     /// Stages the change: the batch's documents go to the database in two statements when it

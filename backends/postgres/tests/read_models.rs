@@ -14,7 +14,9 @@ use composable::projection::{DocumentError, ReadStore, Scope};
 /// The projection the batches here write for.
 const SCOPE: Scope = Scope::new("test", 1);
 use composable::{AggregateRunner, aggregate, apply, command, event, project, projection};
-use composable_postgres::{PostgresBatch, PostgresEventStore, PostgresReadStore, ReadModelError};
+use composable_postgres::{
+    DocumentForm, PostgresBatch, PostgresEventStore, PostgresReadStore, ReadModelError,
+};
 use serde::{Deserialize, Serialize};
 
 /// Values in the collection `values`.
@@ -48,6 +50,14 @@ mod conformance {
 
         composable_conformance::checkpoint_conformance!(|| async {
             common::read_database().await.checkpoints()
+        });
+    }
+
+    mod jsonb {
+        use super::*;
+
+        composable_conformance::read_store_conformance!(|| async {
+            Documents(common::read_database().await.with_documents(DocumentForm::Jsonb))
         });
     }
 }
@@ -248,6 +258,101 @@ async fn documents_are_typed_listed_by_prefix_and_deleted() {
         read.get::<String>("profiles", "user:1").await,
         Err(ReadModelError::Document(DocumentError::Codec { .. }))
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jsonb_documents_are_queryable_with_sql_and_refuse_what_jsonb_cannot_hold() {
+    use composable::projection::{Cached, InMemoryCache};
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    struct Order {
+        customer: String,
+        status: String,
+        lines: Vec<u32>,
+    }
+    let order = |customer: &str, status: &str, lines: &[u32]| Order {
+        customer: customer.into(),
+        status: status.into(),
+        lines: lines.to_vec(),
+    };
+
+    let read = common::read_database().await.with_documents(DocumentForm::Jsonb);
+    let mut batch = read.begin(SCOPE).await.unwrap();
+    batch.put("orders", "o-1", &order("ada", "open", &[3, 4])).await.unwrap();
+    batch.put("orders", "o-2", &order("bob", "shipped", &[1])).await.unwrap();
+    batch.put("orders", "o-3", &order("ada", "open", &[])).await.unwrap();
+    // A backslash before `u0000` is text, not NUL: stored and read back as it was.
+    batch.put("notes", "escaped", &"a\\u0000b").await.unwrap();
+    // What jsonb cannot hold is refused when written, with the document named.
+    let nul = batch.put("notes", "nul", &"a\0b").await.unwrap_err();
+    assert!(
+        matches!(&nul, ReadModelError::Document(DocumentError::Codec { key, .. }) if key == "nul"),
+        "{nul}"
+    );
+    assert!(nul.to_string().contains("NUL"), "{nul}");
+    let tuple_keys = std::collections::BTreeMap::from([((1u8, 2u8), 3u8)]);
+    assert!(matches!(
+        batch.put("notes", "map", &tuple_keys).await,
+        Err(ReadModelError::Document(DocumentError::Codec { .. }))
+    ));
+    assert_eq!(
+        batch.get::<Order>("orders", "o-2").await.unwrap(),
+        Some(order("bob", "shipped", &[1])),
+        "a batch sees its own writes"
+    );
+    read.commit_batch(batch).await.unwrap();
+
+    assert_eq!(
+        read.get::<Order>("orders", "o-1").await.unwrap(),
+        Some(order("ada", "open", &[3, 4]))
+    );
+    assert_eq!(read.get::<String>("notes", "escaped").await.unwrap().as_deref(), Some("a\\u0000b"));
+    assert!(!read.exists("notes", "nul").await.unwrap());
+    let listed: Vec<(String, Order)> = read.list("orders", "o-").await.unwrap();
+    assert_eq!(listed.len(), 3);
+
+    // SQL reads the served documents as JSON.
+    let open: Vec<(String, i32)> = sqlx::query_as(
+        "SELECT key, jsonb_array_length(doc->'lines') FROM served_documents \
+         WHERE collection = 'orders' AND doc->>'status' = 'open' ORDER BY key",
+    )
+    .fetch_all(read.pool())
+    .await
+    .unwrap();
+    assert_eq!(open, [("o-1".to_owned(), 2), ("o-3".to_owned(), 0)]);
+
+    // A store of the other form names the mismatch instead of misreading the bytes.
+    let bytes = PostgresReadStore::new(read.pool().clone());
+    assert!(matches!(
+        bytes.get::<Order>("orders", "o-1").await,
+        Err(ReadModelError::DocumentForm {
+            stored: DocumentForm::Jsonb,
+            expected: DocumentForm::Bytes,
+            ..
+        })
+    ));
+
+    // A cache in front keeps the JSON and decodes it as the store does.
+    let cached = Cached::new(read.clone(), InMemoryCache::new(Duration::from_secs(60)));
+    let mut batch = cached.begin(SCOPE).await.unwrap();
+    batch.put("orders", "o-4", &order("cy", "open", &[9])).await.unwrap();
+    assert_eq!(
+        batch.get::<Order>("orders", "o-1").await.unwrap(),
+        Some(order("ada", "open", &[3, 4]))
+    );
+    cached.commit_batch(batch).await.unwrap();
+    for _ in 0..2 {
+        assert_eq!(
+            cached.get::<Order>("orders", "o-4").await.unwrap(),
+            Some(order("cy", "open", &[9]))
+        );
+        assert_eq!(
+            cached.get::<Order>("orders", "o-2").await.unwrap(),
+            Some(order("bob", "shipped", &[1]))
+        );
+    }
+    let stats = cached.stats();
+    assert_eq!((stats.hits, stats.misses), (3, 1), "o-4 written through, o-2 filled on its miss");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,7 +22,38 @@ use crate::envelope::RecordedEvent;
 /// A read store of typed documents (encoded bytes by collection and key): what a [`Cached`]
 /// store sits in front of. The in-memory [`InMemoryDocuments`](super::InMemoryDocuments) and
 /// the PostgreSQL read store are document stores.
+///
+/// The bytes it moves are in its own encoding — bincode ([`encode_document`]) unless it says
+/// otherwise through [`encode`](Self::encode) and [`decode`](Self::decode), as a PostgreSQL
+/// store of JSONB documents does — so a cache in front of it keeps them as they are and
+/// decodes them as it would.
 pub trait DocumentStore: ReadStore {
+    /// `value` as this store keeps document `key` of `collection`: bincode by default.
+    ///
+    /// # Errors
+    /// [`DocumentError::Codec`].
+    fn encode<T: Serialize + ?Sized>(
+        &self,
+        collection: &str,
+        key: &str,
+        value: &T,
+    ) -> Result<Vec<u8>, DocumentError> {
+        encode_document(collection, key, value)
+    }
+
+    /// Document `key` of `collection` from the bytes [`encode`](Self::encode) wrote.
+    ///
+    /// # Errors
+    /// [`DocumentError::Codec`].
+    fn decode<T: DeserializeOwned>(
+        &self,
+        collection: &str,
+        key: &str,
+        bytes: &[u8],
+    ) -> Result<T, DocumentError> {
+        decode_document(collection, key, bytes)
+    }
+
     /// The committed bytes of document `key` of `collection`, in the version that serves.
     fn load(
         &self,
@@ -178,7 +209,7 @@ impl<S: DocumentStore, C: DocumentCache> Cached<S, C> {
         match self.cache.get(&cached_key).await {
             Ok(Some(bytes)) => {
                 self.stats.hits.fetch_add(1, Ordering::Relaxed);
-                return Ok(Some(decode_document(collection, key, &bytes)?));
+                return Ok(Some(self.store.decode(collection, key, &bytes)?));
             }
             Ok(None) => {}
             Err(error) => {
@@ -193,7 +224,7 @@ impl<S: DocumentStore, C: DocumentCache> Cached<S, C> {
         if let Err(error) = self.cache.fill(&cached_key, &bytes).await {
             tracing::warn!(%error, collection, key, "could not fill the cache");
         }
-        Ok(Some(decode_document(collection, key, &bytes)?))
+        Ok(Some(self.store.decode(collection, key, &bytes)?))
     }
 
     /// Removes what `batch` changes from the cache, commits it with `commit`, and caches the
@@ -231,6 +262,8 @@ impl<S: DocumentStore, C: DocumentCache> Cached<S, C> {
 /// A batch of a [`Cached`] store: the store's batch, and the documents it wrote.
 pub struct CachedBatch<S: DocumentStore, C> {
     inner: S::Batch,
+    /// The store, for its encoding.
+    store: S,
     /// The version it writes.
     version: u32,
     /// `None`: deleted.
@@ -271,7 +304,7 @@ impl<S: DocumentStore, C: DocumentCache> CachedBatch<S, C> {
             Some(written) => written.clone(),
             None => S::read(&mut self.inner, collection, key).await.map_err(CachedError::Store)?,
         };
-        Ok(bytes.map(|bytes| decode_document(collection, key, &bytes)).transpose()?)
+        Ok(bytes.map(|bytes| self.store.decode(collection, key, &bytes)).transpose()?)
     }
 
     /// Writes `value` as document `key` of `collection`.
@@ -285,7 +318,7 @@ impl<S: DocumentStore, C: DocumentCache> CachedBatch<S, C> {
         value: &T,
     ) -> Result<(), CachedError<S::Error, C::Error>> {
         collection_name(collection)?;
-        let bytes = encode_document(collection, key, value)?;
+        let bytes = self.store.encode(collection, key, value)?;
         self.write(collection, key, Some(bytes)).await
     }
 
@@ -334,6 +367,7 @@ impl<S: DocumentStore, C: DocumentCache> ReadStore for Cached<S, C> {
         let inner = self.store.begin(scope).await.map_err(CachedError::Store)?;
         Ok(CachedBatch {
             inner,
+            store: self.store.clone(),
             version: scope.version,
             written: BTreeMap::new(),
             cache: PhantomData,

@@ -92,7 +92,7 @@ use crate::dispatch::{Dispatcher, LocalDispatcher};
 use crate::event::EventSet;
 use crate::event_store::{EventStore, EventStoreError};
 use crate::projection::{
-    Lag, Projection, ProjectionRunner, ProjectionState, ProjectionStatus, ReadStore,
+    Lag, Projection, ProjectionRunner, ProjectionState, ProjectionStatus, ReadStore, StreamGuards,
 };
 use crate::relay::Relay;
 use crate::runner::AggregateRunner;
@@ -299,6 +299,8 @@ struct Wiring<'a, S, B> {
     timer_interval: Duration,
     /// This process's claims on the log consumers' work: who, and for how long.
     claim: (uuid::Uuid, Duration),
+    /// The categories of the registered aggregates that emit each event.
+    emitters: &'a BTreeMap<&'static str, Vec<&'static str>>,
 }
 
 type BusRoute<B> = Box<dyn Fn(BusDispatcher<B>) -> BusDispatcher<B> + Send + Sync>;
@@ -599,6 +601,7 @@ where
             command_routes: &command_routes,
             timer_interval: self.timer_interval,
             claim: (uuid::Uuid::now_v7(), self.claim_ttl),
+            emitters: &emitters,
         };
         let mut entries = Vec::new();
         for registration in self.registrations {
@@ -706,6 +709,56 @@ where
             })),
             bus_route: Some(Box::new(|dispatcher: BusDispatcher<B>| dispatcher.route::<A>())),
         });
+        self
+    }
+
+    /// Registers projection `P`, writing to `store`, fed from the bus: it catches up from the
+    /// log, then follows the topics of the aggregates that emit its events in a consumer group
+    /// of its own (`{app}.projection.{NAME}`, and `.v{VERSION}` from version 2 on), which
+    /// several processes share by partition. The store keeps the version of each stream it
+    /// applied, so a delivery the bus makes twice changes nothing
+    /// ([`ProjectionFromBus`](crate::projection::ProjectionFromBus)).
+    ///
+    /// Prefer [`projection`](Self::projection), from the log, unless the work must be shared:
+    /// on the bus only each stream's order holds, and a query cannot wait for a command's
+    /// token ([`ServiceHandle::reached`]) since the position it reports is the newest event it
+    /// handled, not one before which every event was. Nor does [`RunningApp::settle`] wait for it.
+    #[must_use]
+    pub fn projection_from_bus<P: Projection>(self, projection: P, store: P::Store) -> Self
+    where
+        P::Store: StreamGuards,
+    {
+        self.projection_runner_from_bus(ProjectionRunner::new(projection, store))
+    }
+
+    /// Registers a configured projection runner fed from the bus (its failure policy,
+    /// attempts, codec): see [`projection_from_bus`](Self::projection_from_bus).
+    #[must_use]
+    pub fn projection_runner_from_bus<P: Projection, C: Codec>(
+        mut self,
+        runner: ProjectionRunner<P, C>,
+    ) -> Self
+    where
+        P::Store: StreamGuards,
+    {
+        self.projections.push((P::NAME, <P::Event as EventSet>::NAMES));
+        self.registrations.push(Box::new(move |wiring: &Wiring<'_, S, B>| {
+            let versions = Versions::of::<P>(runner.store().clone());
+            let topics: BTreeSet<String> = <P::Event as EventSet>::NAMES
+                .iter()
+                .flat_map(|event| wiring.emitters.get(event).into_iter().flatten())
+                .map(|category| topic_for(category))
+                .collect();
+            let group = format!("{}.{}", wiring.app, ProjectionRunner::<P, C>::name());
+            let service = runner
+                .from_bus(wiring.store.clone(), wiring.bus.clone(), topics)
+                .with_group(group)
+                .with_clock(Arc::clone(wiring.clock));
+            // Not waited for by `settle`: its position is not one the whole log has reached.
+            let mut entry = Entry::new(Role::Projection(P::NAME), false, service);
+            entry.versions = Some(versions);
+            vec![entry]
+        }));
         self
     }
 

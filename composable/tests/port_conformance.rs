@@ -36,6 +36,9 @@ mod documents {
     composable_conformance::read_store_conformance!(|| async {
         Documents(InMemoryDocuments::new())
     });
+    composable_conformance::stream_guards_conformance!(|| async {
+        Documents(InMemoryDocuments::new())
+    });
 
     mod checkpoints {
         use super::*;
@@ -79,6 +82,10 @@ mod cached {
     }
 
     composable_conformance::read_store_conformance!(|| async {
+        let cache = InMemoryCache::new(Duration::from_secs(60));
+        Documents(Cached::new(InMemoryDocuments::new(), cache))
+    });
+    composable_conformance::stream_guards_conformance!(|| async {
         let cache = InMemoryCache::new(Duration::from_secs(60));
         Documents(Cached::new(InMemoryDocuments::new(), cache))
     });

@@ -13,7 +13,7 @@ use std::future::Future;
 
 use composable::checkpoint::CheckpointStore;
 use composable::consumer::{Checkpoint, Saved};
-use composable::projection::{DeadLetter, ReadStore, Scope};
+use composable::projection::{DeadLetter, ReadStore, Scope, StreamGuards};
 use composable::stream::{Position, StreamId, Version};
 use composable::{EventMetadata, RecordedEvent};
 
@@ -63,6 +63,20 @@ macro_rules! read_store_conformance {
                 $crate::read_store::$check($factory).await;
             }
         )*
+    };
+}
+
+/// Expands to one `#[tokio::test]` per check of a store's stream guards
+/// ([`StreamGuards`]: what a projection that follows the bus relies on), for stores that keep
+/// them; used beside [`read_store_conformance!`].
+#[macro_export]
+macro_rules! stream_guards_conformance {
+    ($factory:expr) => {
+        $crate::read_store_conformance!(@tests $factory;
+            a_guarded_batch_applies_only_from_the_version_it_read,
+            racing_guarded_batches_of_one_stream_have_one_winner,
+            guards_move_with_the_checkpoint_and_are_kept_per_version,
+        );
     };
 }
 
@@ -442,4 +456,125 @@ where
     let saved = write_and_commit(&fixture, V1, &[("k", 2)], at(Position::START, position(4)));
     assert_eq!(saved.await, Saved::ByHandler);
     assert_eq!(fixture.read("k").await, Some(2));
+}
+
+async fn applied<X>(fixture: &X, scope: Scope, streams: &[&str]) -> Vec<(String, u64)>
+where
+    X: Fixture,
+    X::Store: StreamGuards,
+{
+    let mut batch = begin_for(fixture, scope).await;
+    let applied = X::Store::applied(&mut batch, streams)
+        .await
+        .unwrap_or_else(|error| panic!("read the streams' versions: {error}"));
+    applied.into_iter().map(|(stream, version)| (stream, version.0)).collect()
+}
+
+/// Writes `key` = `value` in a batch of version 1 that guards `stream` from `from` to `to`, and
+/// commits it without a checkpoint.
+async fn guarded_write<X>(
+    fixture: &X,
+    stream: &str,
+    (from, to): (Option<u64>, u64),
+    (key, value): (&str, u64),
+) -> Saved
+where
+    X: Fixture,
+    X::Store: StreamGuards,
+{
+    let mut batch = begin(fixture).await;
+    X::Store::guard(&mut batch, stream, from.map(Version), Version(to));
+    fixture.write(&mut batch, key, value).await;
+    fixture.store().commit_batch(batch).await.unwrap_or_else(|error| panic!("commit: {error}"))
+}
+
+/// A batch that guards a stream applies only when the stream is still at the version the batch
+/// read: a delivery seen twice is refused, nothing of it applied.
+pub async fn a_guarded_batch_applies_only_from_the_version_it_read<X, F, Fut>(factory: F)
+where
+    X: Fixture,
+    X::Store: StreamGuards,
+    F: Fn() -> Fut,
+    Fut: Future<Output = X>,
+{
+    let fixture = factory().await;
+    assert!(applied(&fixture, V1, &["order-a", "order-b"]).await.is_empty(), "nothing applied yet");
+    let first = guarded_write(&fixture, "order-a", (None, 2), ("k", 1));
+    assert_eq!(first.await, Saved::ByConsumer);
+    assert_eq!(applied(&fixture, V1, &["order-a", "order-b"]).await, [("order-a".into(), 2)]);
+    assert_eq!(fixture.read("k").await, Some(1));
+
+    // The same delivery again, as if nothing were applied: refused whole.
+    let again = guarded_write(&fixture, "order-a", (None, 2), ("k", 10));
+    assert_eq!(again.await, Saved::Moved);
+    // From a version the stream has left.
+    let stale = guarded_write(&fixture, "order-a", (Some(1), 3), ("k", 11));
+    assert_eq!(stale.await, Saved::Moved);
+    assert_eq!(fixture.read("k").await, Some(1), "the refused batches changed nothing");
+
+    let next = guarded_write(&fixture, "order-a", (Some(2), 5), ("k", 2));
+    assert_eq!(next.await, Saved::ByConsumer);
+    let other = guarded_write(&fixture, "order-b", (None, 1), ("j", 1));
+    assert_eq!(other.await, Saved::ByConsumer);
+    assert_eq!(
+        applied(&fixture, V1, &["order-b", "order-a", "order-c"]).await,
+        [("order-a".into(), 5), ("order-b".into(), 1)]
+    );
+    assert_eq!((fixture.read("k").await, fixture.read("j").await), (Some(2), Some(1)));
+    assert_eq!(checkpoint(&fixture).await, Position::START, "no checkpoint moved");
+}
+
+/// Two consumers applying the same stream's next events at once (a rebalance): one applies
+/// them, the other is refused.
+pub async fn racing_guarded_batches_of_one_stream_have_one_winner<X, F, Fut>(factory: F)
+where
+    X: Fixture,
+    X::Store: StreamGuards,
+    F: Fn() -> Fut,
+    Fut: Future<Output = X>,
+{
+    let fixture = factory().await;
+    for (round, from, to) in [(0, None, 1), (1, Some(1), 3)] {
+        let (key_a, key_b) = (format!("a{round}"), format!("b{round}"));
+        let (saved_a, saved_b) = futures::join!(
+            guarded_write(&fixture, "order-a", (from, to), (&key_a, 1)),
+            guarded_write(&fixture, "order-a", (from, to), (&key_b, 1)),
+        );
+        let winners = [saved_a, saved_b].into_iter().filter(|saved| *saved == Saved::ByConsumer);
+        assert_eq!(winners.count(), 1, "round {round}: {saved_a:?}, {saved_b:?}");
+        let written = [fixture.read(&key_a).await, fixture.read(&key_b).await];
+        let expected = if saved_a == Saved::ByConsumer { [Some(1), None] } else { [None, Some(1)] };
+        assert_eq!(written, expected, "round {round}: only the winner's changes");
+        assert_eq!(applied(&fixture, V1, &["order-a"]).await, [("order-a".into(), to)]);
+    }
+}
+
+/// Guards commit with the checkpoint too (a bus-fed projection catching up from the log), and
+/// each version of a projection keeps its own: a new version starts with none, clearing a
+/// version drops its guards.
+pub async fn guards_move_with_the_checkpoint_and_are_kept_per_version<X, F, Fut>(factory: F)
+where
+    X: Fixture,
+    X::Store: StreamGuards,
+    F: Fn() -> Fut,
+    Fut: Future<Output = X>,
+{
+    let fixture = factory().await;
+    let mut batch = begin(&fixture).await;
+    X::Store::guard(&mut batch, "order-a", None, Version(4));
+    fixture.write(&mut batch, "k", 1).await;
+    assert_eq!(commit(&fixture, batch, at(Position::START, position(4))).await, Saved::ByHandler);
+    assert_eq!(applied(&fixture, V1, &["order-a"]).await, [("order-a".into(), 4)]);
+
+    // The checkpoint is where the batch began, but the stream has moved: refused whole.
+    let mut batch = begin(&fixture).await;
+    X::Store::guard(&mut batch, "order-a", None, Version(6));
+    fixture.write(&mut batch, "k", 2).await;
+    assert_eq!(commit(&fixture, batch, at(position(4), position(6))).await, Saved::Moved);
+    assert_eq!(fixture.read("k").await, Some(1));
+    assert_eq!(checkpoint(&fixture).await, position(4), "the checkpoint stayed");
+
+    assert!(applied(&fixture, V2, &["order-a"]).await.is_empty(), "version 2 starts with none");
+    fixture.store().clear(V1).await.unwrap_or_else(|error| panic!("clear: {error}"));
+    assert!(applied(&fixture, V1, &["order-a"]).await.is_empty(), "cleared with the version");
 }

@@ -9,8 +9,8 @@ use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use composable::codec::CodecError;
 use composable::consumer::{Checkpoint, Saved};
 use composable::projection::{
-    DeadLetter, DocumentError, DocumentStore, ReadStore, Scope, collection_name, decode_document,
-    encode_document,
+    DeadLetter, DocumentError, DocumentStore, ReadStore, Scope, StreamGuards, collection_name,
+    decode_document, encode_document,
 };
 use composable::stream::{Position, StreamId, Version};
 use composable::{EventMetadata, RecordedEvent};
@@ -252,6 +252,19 @@ pub enum ReadModelError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A stream's applied version, kept for a projection that follows the bus, is not one.
+    #[error(
+        "checkpoint `{checkpoint}`: the version {version} kept for stream `{stream}` is not a \
+         stream version; rebuild the projection (ProjectionRunner::rebuild)"
+    )]
+    CorruptStreamVersion {
+        /// The projection's version, by checkpoint name.
+        checkpoint: String,
+        /// The stream.
+        stream: String,
+        /// What is stored.
+        version: i64,
+    },
 }
 
 /// A query of the documents queries read — those of collection `$1` in the active version of
@@ -473,6 +486,7 @@ async fn remove(
     let mut statements = vec![
         "DELETE FROM projection_checkpoints WHERE name = $1",
         "DELETE FROM projection_dead_letters WHERE projection = $1",
+        "DELETE FROM projection_streams WHERE checkpoint = $1",
     ];
     if drop {
         statements.push("DELETE FROM projection_claims WHERE name = $1");
@@ -507,6 +521,8 @@ pub struct PostgresBatch {
     active: u32,
     /// Documents written (`None`: deleted), sent in two statements when the batch commits.
     staged: BTreeMap<(String, String), Option<Vec<u8>>>,
+    /// Streams it moves: from the version read, to the one applied ([`StreamGuards`]).
+    guards: Vec<(String, Option<Version>, Version)>,
 }
 
 impl PostgresBatch {
@@ -587,6 +603,72 @@ impl PostgresBatch {
     ) -> Result<Option<T>, ReadModelError> {
         let bytes = PostgresReadStore::read(self, collection, key).await?;
         Ok(bytes.map(|bytes| self.store.form.decode(collection, key, &bytes)).transpose()?)
+    }
+
+    /// Moves the streams it guards, in the batch's transaction: `false` when one of them is no
+    /// longer at the version the batch read (another consumer applied it), and the batch must
+    /// be rolled back.
+    async fn move_streams(&mut self) -> Result<bool, ReadModelError> {
+        if self.guards.is_empty() {
+            return Ok(true);
+        }
+        let name = self.scope.checkpoint();
+        let stored = |version: Version| {
+            i64::try_from(version.0).map_err(|_| ReadModelError::PositionTooLarge(name.clone()))
+        };
+        let (mut updated, mut from, mut to) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut inserted, mut first) = (Vec::new(), Vec::new());
+        for (stream, was, now) in &self.guards {
+            match was {
+                Some(was) => {
+                    updated.push(stream.as_str());
+                    from.push(stored(*was)?);
+                    to.push(stored(*now)?);
+                }
+                None => {
+                    inserted.push(stream.as_str());
+                    first.push(stored(*now)?);
+                }
+            }
+        }
+        // Row locks make a concurrent batch of the same stream wait for this one, then find the
+        // version changed (or the row there) and move nothing.
+        if !updated.is_empty() {
+            let moved = sqlx::query(
+                "UPDATE projection_streams s SET version = g.to_version \
+                 FROM UNNEST($2::text[], $3::bigint[], $4::bigint[]) AS g (stream_id, from_version, to_version) \
+                 WHERE s.checkpoint = $1 AND s.stream_id = g.stream_id AND s.version = g.from_version",
+            )
+            .bind(&name)
+            .bind(&updated)
+            .bind(&from)
+            .bind(&to)
+            .execute(&mut *self.transaction)
+            .await
+            .map_err(database("move the streams' versions"))?
+            .rows_affected();
+            if moved != updated.len() as u64 {
+                return Ok(false);
+            }
+        }
+        if !inserted.is_empty() {
+            let added = sqlx::query(
+                "INSERT INTO projection_streams (checkpoint, stream_id, version) \
+                 SELECT $1, g.stream_id, g.version FROM UNNEST($2::text[], $3::bigint[]) AS g (stream_id, version) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(&name)
+            .bind(&inserted)
+            .bind(&first)
+            .execute(&mut *self.transaction)
+            .await
+            .map_err(database("save the streams' first versions"))?
+            .rows_affected();
+            if added != inserted.len() as u64 {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Sends the staged documents, in the batch's transaction.
@@ -721,6 +803,40 @@ impl PostgresBatch {
 /// Documents as bytes in the store's [`DocumentForm`] (bincode, or JSON text): what
 /// [`PostgresBatch::get`] and the typed reads decode, and what a
 /// [`Cached`](composable::projection::Cached) store copies into its cache.
+impl StreamGuards for PostgresReadStore {
+    /// Read in the batch's transaction.
+    async fn applied(
+        batch: &mut PostgresBatch,
+        streams: &[&str],
+    ) -> Result<BTreeMap<String, Version>, ReadModelError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT stream_id, version FROM projection_streams \
+             WHERE checkpoint = $1 AND stream_id = ANY($2)",
+        )
+        .bind(batch.scope.checkpoint())
+        .bind(streams)
+        .fetch_all(&mut *batch.transaction)
+        .await
+        .map_err(database("read the streams' versions"))?;
+        rows.into_iter()
+            .map(|(stream, version)| match u64::try_from(version) {
+                Ok(applied) if applied > 0 => Ok((stream, Version(applied))),
+                _ => Err(ReadModelError::CorruptStreamVersion {
+                    checkpoint: batch.scope.checkpoint(),
+                    stream,
+                    version,
+                }),
+            })
+            .collect()
+    }
+
+    /// Moved when the batch commits: an update from the version read, or an insert for a
+    /// stream seen first.
+    fn guard(batch: &mut PostgresBatch, stream: &str, from: Option<Version>, to: Version) {
+        batch.guards.push((stream.to_owned(), from, to));
+    }
+}
+
 impl DocumentStore for PostgresReadStore {
     fn encode<T: Serialize + ?Sized>(
         &self,
@@ -835,6 +951,7 @@ impl ReadStore for PostgresReadStore {
             scope,
             active: u32::try_from(active).unwrap_or(0),
             staged: BTreeMap::new(),
+            guards: Vec::new(),
         })
     }
 
@@ -908,7 +1025,8 @@ impl ReadStore for PostgresReadStore {
         older.extend(versions.into_iter().filter_map(|(version,)| u32::try_from(version).ok()));
         let names: Vec<(String,)> = sqlx::query_as(
             "SELECT name FROM projection_checkpoints WHERE starts_with(name, $1) \
-             UNION SELECT projection FROM projection_dead_letters WHERE starts_with(projection, $1)",
+             UNION SELECT projection FROM projection_dead_letters WHERE starts_with(projection, $1) \
+             UNION SELECT DISTINCT checkpoint FROM projection_streams WHERE starts_with(checkpoint, $1)",
         )
         .bind(Scope::checkpoint_of(scope.projection, 1))
         .fetch_all(&mut *transaction)
@@ -972,7 +1090,7 @@ impl ReadStore for PostgresReadStore {
         } else {
             false
         };
-        if !saved {
+        if !saved || !batch.move_streams().await? {
             batch.transaction.rollback().await.map_err(database("roll back"))?;
             return Ok(Saved::Moved);
         }
@@ -987,6 +1105,10 @@ impl ReadStore for PostgresReadStore {
             return Ok(Saved::Retired);
         }
         let mut batch = batch;
+        if !batch.move_streams().await? {
+            batch.transaction.rollback().await.map_err(database("roll back"))?;
+            return Ok(Saved::Moved);
+        }
         batch.flush().await?;
         batch.transaction.commit().await.map_err(database("commit"))?;
         Ok(Saved::ByConsumer)

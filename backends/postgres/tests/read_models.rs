@@ -44,6 +44,9 @@ mod conformance {
     composable_conformance::read_store_conformance!(|| async {
         Documents(common::read_database().await)
     });
+    composable_conformance::stream_guards_conformance!(|| async {
+        Documents(common::read_database().await)
+    });
 
     mod checkpoints {
         use super::*;

@@ -13,6 +13,7 @@ use crate::backoff::{Backoff, Failures};
 use crate::bus::{BusError, BusMessage, Delivery, EventBus, MessageError, Subscription};
 use crate::clock::{Clock, SystemClock};
 use crate::service::{Service, ServiceContext};
+use crate::stream::Position;
 
 /// Handles one message from the bus at a time.
 ///
@@ -34,6 +35,38 @@ pub trait MessageHandler: Send + 'static {
         &mut self,
         message: &BusMessage,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// What the consumer does with a delivery whose handling failed with `error`: by default
+    /// [`OnError::Refuse`] — the bus redelivers it with its policy, then dead-letters it.
+    fn on_error(&self, error: &Self::Error) -> OnError {
+        let _ = error;
+        OnError::Refuse
+    }
+
+    /// The position of the newest event it handled, if it knows one: what the consumer reports
+    /// in its health once nothing waits (none by default).
+    fn position(&self) -> Option<Position> {
+        None
+    }
+}
+
+/// What a [`BusConsumer`] does with a delivery its [`MessageHandler`] failed
+/// ([`MessageHandler::on_error`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    /// Refuses it: the bus delivers it again after its
+    /// [`RedeliveryPolicy`](crate::bus::RedeliveryPolicy)'s back-off, and moves it to the
+    /// dead-letter topic after the last attempt. For what may fail again and again (a poison
+    /// message), when going on without it is right.
+    Refuse,
+    /// Hands it to the handler again, with the consumer's back-off, for as long as the consumer
+    /// runs — the bus never dead-letters it. For a failure that passes by itself (a database
+    /// restarting) when no message may be skipped. A stop asked for meanwhile leaves it
+    /// unanswered, so the bus delivers it again.
+    Retry,
+    /// Stops the consumer with the error, leaving the delivery unanswered (delivered again after
+    /// a restart): for a failure that neither retrying nor skipping may fix.
+    Stop,
 }
 
 /// An [`EventHandler`] fed the events the relay published on the bus, one at a time: the same
@@ -100,6 +133,27 @@ pub enum BusConsumerError {
         /// The consumer's name.
         consumer: String,
     },
+    /// The handler failed in a way it says must stop the consumer ([`OnError::Stop`]).
+    #[error("consumer `{consumer}` stopped on a delivery from `{topic}`: {source}")]
+    Handler {
+        /// The consumer's name.
+        consumer: String,
+        /// The delivery's topic.
+        topic: String,
+        /// The handler's error.
+        #[source]
+        source: BoxError,
+    },
+}
+
+/// How a delivery ended.
+enum Handled {
+    /// Acknowledged or refused.
+    Answered,
+    /// Left unanswered, for the bus to deliver again: the consumer was asked to stop while
+    /// retrying it, or the handler asked to stop (the error). The subscription is to be
+    /// dropped before the delivery, so the bus does not count it as a failed attempt.
+    Unanswered(Box<(Delivery, Option<BusConsumerError>)>),
 }
 
 /// A [`MessageHandler`] fed from the bus in a consumer group, as a
@@ -247,19 +301,48 @@ impl<B: EventBus, H: MessageHandler> BusConsumer<B, H> {
         }
     }
 
-    /// Handles `delivery`, then acknowledges or refuses it.
-    pub async fn handle(&mut self, delivery: Delivery) {
-        match self.handler.handle(delivery.message()).await {
-            Ok(()) => delivery.ack(),
-            Err(error) => {
-                tracing::warn!(
-                    consumer = %self.name,
-                    topic = %delivery.message().topic,
-                    attempt = delivery.attempt(),
-                    %error,
-                    "a delivery was not handled; the bus delivers it again"
-                );
-                delivery.nack(&error);
+    /// Handles `delivery`, then acknowledges it, refuses it, or — as the handler's
+    /// [`on_error`](MessageHandler::on_error) says — hands it over again or leaves it.
+    async fn deliver(&mut self, delivery: Delivery, context: &mut ServiceContext) -> Handled {
+        let mut failures = Failures::new(self.backoff.forever());
+        loop {
+            let error = match self.handler.handle(delivery.message()).await {
+                Ok(()) => {
+                    delivery.ack();
+                    return Handled::Answered;
+                }
+                Err(error) => error,
+            };
+            let topic = &delivery.message().topic;
+            match self.handler.on_error(&error) {
+                OnError::Refuse => {
+                    tracing::warn!(
+                        consumer = %self.name,
+                        %topic,
+                        attempt = delivery.attempt(),
+                        %error,
+                        "a delivery was not handled; the bus delivers it again"
+                    );
+                    delivery.nack(&error);
+                    return Handled::Answered;
+                }
+                OnError::Retry => {
+                    let wait = failures.failed().unwrap_or(Duration::ZERO);
+                    tracing::warn!(consumer = %self.name, %topic, %error, retry_in = ?wait, "a delivery was not handled; retrying it");
+                    tokio::select! {
+                        biased;
+                        () = context.stopped() => return Handled::Unanswered(Box::new((delivery, None))),
+                        () = self.clock.sleep(wait) => {}
+                    }
+                }
+                OnError::Stop => {
+                    let error = BusConsumerError::Handler {
+                        consumer: self.name.clone(),
+                        topic: topic.clone(),
+                        source: Box::new(error),
+                    };
+                    return Handled::Unanswered(Box::new((delivery, Some(error))));
+                }
             }
         }
     }
@@ -282,7 +365,7 @@ impl<B: EventBus, H: MessageHandler> BusConsumer<B, H> {
             let next = match subscription.next().now_or_never() {
                 Some(next) => next,
                 None => {
-                    context.caught_up(None);
+                    context.caught_up(self.handler.position());
                     tokio::select! {
                         biased;
                         () = context.stopped() => return Ok(()),
@@ -294,7 +377,12 @@ impl<B: EventBus, H: MessageHandler> BusConsumer<B, H> {
                 None => return Err(BusConsumerError::Closed { consumer: self.name.clone() }),
                 Some(Ok(delivery)) => {
                     failures.succeeded();
-                    self.handle(delivery).await;
+                    if let Handled::Unanswered(unanswered) = self.deliver(delivery, context).await {
+                        let (delivery, error) = *unanswered;
+                        drop(subscription);
+                        drop(delivery);
+                        return error.map_or(Ok(()), Err);
+                    }
                 }
                 Some(Err(source)) if source.is_transient() => {
                     let wait = failures.failed().unwrap_or(Duration::ZERO);

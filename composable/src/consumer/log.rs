@@ -585,6 +585,12 @@ impl<S: EventStore, K: CheckpointStore, H: EventHandler> LogConsumer<S, K, H> {
         &self.handler
     }
 
+    /// The handler, given back: to feed it from elsewhere once the log is caught up with (a
+    /// projection that follows the bus from there).
+    pub fn into_handler(self) -> H {
+        self.handler
+    }
+
     /// Handles one batch after the checkpoint and saves the checkpoint after it: the number of
     /// events handled, 0 when there was nothing new.
     ///
@@ -708,6 +714,29 @@ impl<S: EventStore, K: CheckpointStore, H: EventHandler> LogConsumer<S, K, H> {
         &mut self,
         context: &mut ServiceContext,
     ) -> Result<(), ConsumerError<H::Error>> {
+        self.run_loop(context, false).await.map(|_| ())
+    }
+
+    /// Runs the loop described on the type until it has caught up with the head (`true`: the
+    /// handler's [`caught_up`](EventHandler::caught_up) was called), or until `context` asks it
+    /// to stop or the handler retires (`false`).
+    ///
+    /// # Errors
+    /// The first failure it may not retry.
+    pub async fn run_until_caught_up(
+        &mut self,
+        context: &mut ServiceContext,
+    ) -> Result<bool, ConsumerError<H::Error>> {
+        self.run_loop(context, true).await
+    }
+
+    /// The loop; with `until_caught_up`, it returns once caught up.
+    async fn run_loop(
+        &mut self,
+        context: &mut ServiceContext,
+        until_caught_up: bool,
+    ) -> Result<bool, ConsumerError<H::Error>> {
+        let mut caught_up = false;
         let mut appends = self.reader.appends();
         let clock = Arc::clone(&self.reader.clock);
         let mut failures = Failures::new(self.backoff);
@@ -755,6 +784,10 @@ impl<S: EventStore, K: CheckpointStore, H: EventHandler> LogConsumer<S, K, H> {
                         Ok(_) => match self.reached_head().await {
                             Ok(()) => {
                                 context.caught_up(self.reader.position);
+                                if until_caught_up {
+                                    caught_up = true;
+                                    break;
+                                }
                                 None
                             }
                             Err(error) => self.failed(error, &mut failures)?,
@@ -795,7 +828,7 @@ impl<S: EventStore, K: CheckpointStore, H: EventHandler> LogConsumer<S, K, H> {
             // It lapses on its own after its ttl.
             tracing::warn!(consumer = %self.reader.name, %error, "could not release the claim");
         }
-        Ok(())
+        Ok(caught_up)
     }
 
     /// Takes or renews the claim when one is asked for and due.

@@ -31,7 +31,7 @@ use std::future::Future;
 use crate::envelope::RecordedEvent;
 use crate::stream::Position;
 
-pub use bus::{BusConsumer, BusConsumerError, Events, EventsError, MessageHandler};
+pub use bus::{BusConsumer, BusConsumerError, Events, EventsError, MessageHandler, OnError};
 pub use log::{ConsumerError, LogConsumer, LogReader, ReadError};
 
 /// Where a batch sits in a consumer's log: the checkpoint it follows. What a handler that saves

@@ -15,9 +15,10 @@ use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use super::memory::{decode_document, encode_document};
-use super::{DeadLetter, DocumentError, ReadStore, Scope, collection_name};
+use super::{DeadLetter, DocumentError, ReadStore, Scope, StreamGuards, collection_name};
 use crate::consumer::{Checkpoint, Saved};
 use crate::envelope::RecordedEvent;
+use crate::stream::Version;
 
 /// A read store of typed documents (encoded bytes by collection and key): what a [`Cached`]
 /// store sits in front of. The in-memory [`InMemoryDocuments`](super::InMemoryDocuments) and
@@ -430,6 +431,20 @@ impl<S: DocumentStore, C: DocumentCache> ReadStore for Cached<S, C> {
 
     async fn parked_streams(&self, projection: &str) -> Result<BTreeSet<String>, Self::Error> {
         self.store.parked_streams(projection).await.map_err(CachedError::Store)
+    }
+}
+
+/// A cache over a store that guards streams guards them too: its batch is the store's.
+impl<S: DocumentStore + StreamGuards, C: DocumentCache> StreamGuards for Cached<S, C> {
+    async fn applied(
+        batch: &mut Self::Batch,
+        streams: &[&str],
+    ) -> Result<BTreeMap<String, Version>, Self::Error> {
+        S::applied(&mut batch.inner, streams).await.map_err(CachedError::Store)
+    }
+
+    fn guard(batch: &mut Self::Batch, stream: &str, from: Option<Version>, to: Version) {
+        S::guard(&mut batch.inner, stream, from, to);
     }
 }
 

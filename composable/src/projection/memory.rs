@@ -10,11 +10,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-use super::{DeadLetter, DocumentStore, ReadStore, Scope};
+use super::{DeadLetter, DocumentStore, ReadStore, Scope, StreamGuards};
 use crate::checkpoint::{CheckpointError, CheckpointStore, InMemoryCheckpointStore};
 use crate::codec::{Bincode, Codec, CodecError};
 use crate::consumer::{Checkpoint, Saved};
-use crate::stream::Position;
+use crate::stream::{Position, Version};
 
 /// A document could not be written or read, or a name is not allowed.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +56,9 @@ struct Inner {
     owners: BTreeMap<(String, u32), &'static str>,
     /// The version of each projection that serves queries.
     active: BTreeMap<&'static str, u32>,
+    /// The version of each stream applied, by checkpoint name (a projection's version) and
+    /// stream ([`StreamGuards`]).
+    streams: BTreeMap<(String, String), Version>,
 }
 
 impl Inner {
@@ -94,6 +97,15 @@ impl Inner {
         let name = scope.checkpoint();
         self.checkpoints.remove(&name);
         self.dead_letters.remove(&name);
+        self.streams.retain(|(checkpoint, _), _| *checkpoint != name);
+    }
+
+    /// Whether every stream `batch` guards is still at the version it read.
+    fn guards_hold(&self, batch: &DocumentBatch) -> bool {
+        let name = batch.scope.checkpoint();
+        batch.guards.iter().all(|(stream, from, _)| {
+            self.streams.get(&(name.clone(), stream.clone())).copied() == *from
+        })
     }
 }
 
@@ -233,6 +245,8 @@ pub struct DocumentBatch {
     parked: Vec<DeadLetter>,
     /// Dead letters replayed in this batch, by projection and event.
     unparked: Vec<(String, Uuid)>,
+    /// Streams it moves: from the version read, to the one applied ([`StreamGuards`]).
+    guards: Vec<(String, Option<Version>, Version)>,
 }
 
 impl DocumentBatch {
@@ -311,6 +325,10 @@ impl DocumentBatch {
             letters.push(letter);
             letters.sort_by_key(|letter| letter.event.position);
         }
+        let name = self.scope.checkpoint();
+        for (stream, _, to) in self.guards {
+            inner.streams.insert((name.clone(), stream), to);
+        }
         let version = self.scope.version;
         for ((collection, key), value) in self.staged {
             inner.owners.entry((collection.clone(), version)).or_insert(self.scope.projection);
@@ -343,6 +361,7 @@ impl ReadStore for InMemoryDocuments {
             staged: BTreeMap::new(),
             parked: Vec::new(),
             unparked: Vec::new(),
+            guards: Vec::new(),
         })
     }
 
@@ -356,7 +375,7 @@ impl ReadStore for InMemoryDocuments {
             return Ok(Saved::Retired);
         }
         let current = inner.checkpoints.get(at.name).copied().unwrap_or(Position::START);
-        if current != at.after {
+        if current != at.after || !inner.guards_hold(&batch) {
             return Ok(Saved::Moved);
         }
         if !batch.apply_to(&mut inner) {
@@ -370,6 +389,9 @@ impl ReadStore for InMemoryDocuments {
         let mut inner = self.inner();
         if !inner.admits(batch.scope) {
             return Ok(Saved::Retired);
+        }
+        if !inner.guards_hold(&batch) {
+            return Ok(Saved::Moved);
         }
         if batch.apply_to(&mut inner) {
             Ok(Saved::ByConsumer)
@@ -400,9 +422,17 @@ impl ReadStore for InMemoryDocuments {
                 **projection == scope.projection && *version < scope.version
             })
             .map(|((_, version), _)| *version)
-            .chain(inner.checkpoints.keys().chain(inner.dead_letters.keys()).filter_map(|name| {
-                Scope::version_in(scope.projection, name).filter(|version| *version < scope.version)
-            }))
+            .chain(
+                inner
+                    .checkpoints
+                    .keys()
+                    .chain(inner.dead_letters.keys())
+                    .chain(inner.streams.keys().map(|(name, _)| name))
+                    .filter_map(|name| {
+                        Scope::version_in(scope.projection, name)
+                            .filter(|version| *version < scope.version)
+                    }),
+            )
             .collect();
         for version in older {
             inner.remove(Scope::new(scope.projection, version), true);
@@ -447,6 +477,27 @@ impl ReadStore for InMemoryDocuments {
         let inner = self.inner();
         let letters = inner.dead_letters.get(projection).map(Vec::as_slice).unwrap_or_default();
         Ok(letters.iter().map(|letter| letter.event.stream_id.as_str().to_owned()).collect())
+    }
+}
+
+impl StreamGuards for InMemoryDocuments {
+    async fn applied(
+        batch: &mut DocumentBatch,
+        streams: &[&str],
+    ) -> Result<BTreeMap<String, Version>, DocumentError> {
+        let name = batch.scope.checkpoint();
+        let inner = batch.store.inner();
+        Ok(streams
+            .iter()
+            .filter_map(|stream| {
+                let applied = inner.streams.get(&(name.clone(), (*stream).to_owned()))?;
+                Some(((*stream).to_owned(), *applied))
+            })
+            .collect())
+    }
+
+    fn guard(batch: &mut DocumentBatch, stream: &str, from: Option<Version>, to: Version) {
+        batch.guards.push((stream.to_owned(), from, to));
     }
 }
 

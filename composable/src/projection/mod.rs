@@ -70,6 +70,7 @@
 //! # }).unwrap();
 //! ```
 
+mod bus;
 mod cached;
 mod dead_letter;
 mod memory;
@@ -90,6 +91,8 @@ use crate::event::{DecodeError, EventSet};
 use crate::event_store::EventStore;
 use crate::stream::Position;
 
+use bus::Fresh;
+pub use bus::{Guarded, ProjectionFromBus, StreamGuards};
 pub use cached::{
     CacheStats, Cached, CachedBatch, CachedError, DocumentCache, DocumentStore, InMemoryCache,
 };
@@ -365,6 +368,19 @@ pub enum ProjectionError<E: std::error::Error + 'static, S: std::error::Error + 
         /// What is wrong with its name.
         reason: String,
     },
+    /// A message from the bus does not carry an event.
+    #[error(
+        "projection `{projection}`: the message on `{topic}` does not carry an event: {source}"
+    )]
+    Message {
+        /// The projection.
+        projection: &'static str,
+        /// Its topic.
+        topic: String,
+        /// What is wrong with it.
+        #[source]
+        source: crate::bus::MessageError,
+    },
     /// The read store failed.
     #[error("projection `{projection}`: the read store failed: {source}")]
     Store {
@@ -471,12 +487,12 @@ impl<P: Projection, C: Codec> ProjectionRunner<P, C> {
     async fn apply_all<'e>(
         &self,
         batch: &mut <P::Store as ReadStore>::Batch,
-        events: &'e [RecordedEvent],
+        events: &[&'e RecordedEvent],
         parked: &BTreeSet<String>,
         parking: &BTreeMap<String, (Position, String)>,
     ) -> Result<(), (RunnerError<P>, &'e RecordedEvent)> {
         let name = Self::name();
-        for recorded in events {
+        for &recorded in events {
             let stream = recorded.stream_id.as_str();
             let reason = match parking.get(stream) {
                 Some((from, reason)) if recorded.position == *from => Some(reason.clone()),
@@ -527,25 +543,46 @@ impl<P: Projection, C: Codec> ProjectionRunner<P, C> {
         })
     }
 
-    /// Builds the batch of `events`: applied, with the failing events parked as the policy
-    /// says. A failure the policy does not park comes back to the consumer, which retries it
-    /// with its back-off (or stops, for one that cannot succeed).
+    /// Builds the batch of `events`: applied — or, given `fresh` (a bus-fed runner's guard,
+    /// [`StreamGuards`]), those of the events it handles that `fresh` keeps — with the failing
+    /// events parked as the policy says. A failure the policy does not park comes back to the
+    /// consumer, which retries it with its back-off (or stops, for one that cannot succeed).
     async fn build(
         &mut self,
         events: &[RecordedEvent],
+        fresh: Option<Fresh<P::Store>>,
     ) -> Result<<P::Store as ReadStore>::Batch, RunnerError<P>> {
         projection_name(P::NAME)
             .map_err(|reason| ProjectionError::InvalidName { projection: P::NAME, reason })?;
         let name = Self::name();
         let store_error = |source| ProjectionError::Store { projection: P::NAME, source };
         let parked = self.store.parked_streams(&name).await.map_err(store_error)?;
+        let all: Vec<&RecordedEvent> = events.iter().collect();
+        // Guarded, only the events it handles: those are the streams whose versions it keeps
+        // (an event it ignores changes nothing, and is not parked behind a failing one).
+        let handled: Vec<&RecordedEvent> = match fresh {
+            Some(_) => all
+                .iter()
+                .copied()
+                .filter(|event| P::Event::NAMES.contains(&event.name.as_str()))
+                .collect(),
+            None => Vec::new(),
+        };
         let mut parking = BTreeMap::new();
         loop {
             let mut batch = self.store.begin(Scope::of::<P>()).await.map_err(store_error)?;
             if <P::Store as ReadStore>::serving(&batch) > P::VERSION {
                 return Ok(batch);
             }
-            let (error, event) = match self.apply_all(&mut batch, events, &parked, &parking).await {
+            let chosen = match fresh {
+                Some(fresh) => {
+                    let kept = fresh(&mut batch, &handled).await.map_err(store_error)?;
+                    kept.into_iter().map(|index| handled[index]).collect()
+                }
+                None => all.clone(),
+            };
+            let (error, event) = match self.apply_all(&mut batch, &chosen, &parked, &parking).await
+            {
                 Ok(()) => return Ok(batch),
                 Err(failed) => failed,
             };
@@ -628,7 +665,7 @@ impl<P: Projection, C: Codec> EventHandler for ProjectionRunner<P, C> {
     /// position elsewhere calls (the bus's, through [`Events`](crate::consumer::Events)).
     /// [`handle_at`](EventHandler::handle_at) is what the runner's own consumer uses.
     async fn handle(&mut self, events: &[RecordedEvent]) -> Result<(), Self::Error> {
-        let batch = self.build(events).await?;
+        let batch = self.build(events, None).await?;
         let saved = self
             .store
             .commit_batch(batch)
@@ -649,7 +686,7 @@ impl<P: Projection, C: Codec> EventHandler for ProjectionRunner<P, C> {
         at: Checkpoint<'_>,
         events: &[RecordedEvent],
     ) -> Result<Saved, Self::Error> {
-        let batch = self.build(events).await?;
+        let batch = self.build(events, None).await?;
         self.store
             .commit(batch, at)
             .await
@@ -686,7 +723,9 @@ impl<P: Projection, C: Codec> EventHandler for ProjectionRunner<P, C> {
     fn is_retryable(&self, error: &Self::Error) -> bool {
         match error {
             ProjectionError::Store { source, .. } => <P::Store as ReadStore>::is_transient(source),
-            ProjectionError::Decode { .. } | ProjectionError::InvalidName { .. } => false,
+            ProjectionError::Decode { .. }
+            | ProjectionError::InvalidName { .. }
+            | ProjectionError::Message { .. } => false,
             ProjectionError::Apply { .. } => {
                 self.failing.is_none_or(|(_, tries)| tries < self.attempts)
             }

@@ -84,7 +84,7 @@ fn database_url() -> String {
     }
 }
 
-fn admin_options() -> PgConnectOptions {
+pub fn admin_options() -> PgConnectOptions {
     let url = database_url();
     url.parse().unwrap_or_else(|error| panic!("DATABASE_URL `{url}` is not a valid URL: {error}"))
 }

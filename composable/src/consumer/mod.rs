@@ -15,7 +15,8 @@
 //! * **From the bus**: a [`BusConsumer`] subscribes in a consumer group and gives each delivery
 //!   to a [`MessageHandler`]; it acknowledges a delivery once it was handled and refuses it
 //!   otherwise, so the bus redelivers it with back-off and dead-letters it after the policy's
-//!   attempts. [`Events`] turns an [`EventHandler`] into a [`MessageHandler`] of the events the
+//!   attempts — unless the handler says to retry it in place or to stop
+//!   ([`MessageHandler::on_error`]), as a projection that may skip no event does. [`Events`] turns an [`EventHandler`] into a [`MessageHandler`] of the events the
 //!   relay published, so the same handler runs from the log or from the bus.
 //!
 //! Delivery is at least once from both sources: a batch whose checkpoint was not saved, or a

@@ -233,7 +233,7 @@ where
 }
 
 /// Projection `P` as a service that catches up from the log, then follows the bus: what
-/// [`ProjectionRunner::from_bus`] builds. See the [module docs](self).
+/// [`ProjectionRunner::from_bus`] builds; [`StreamGuards`] says how each event is applied once.
 ///
 /// * **From the log** first, as the log-fed runner does: batches after its checkpoint, each
 ///   committed with it; once at the head, a version that builds beside an older one takes over

@@ -160,8 +160,10 @@ async fn deliveries_made_twice_in_any_order_across_streams_and_a_restart_apply_e
     let a1 = deposit(&accounts, &store, "a", 100).await;
     let a2 = deposit(&accounts, &store, "a", 20).await;
     let b1 = deposit(&accounts, &store, "b", 3).await;
-    let handle = spawn(Totals::new(), &read, &store, &bus);
+    let mut handle = spawn(Totals::new(), &read, &store, &bus);
     totals_become(&read, &[("account-a", 120), ("account-b", 3), ("all", 123)]).await;
+    // Caught up with the log: what is appended from now on comes from the bus only.
+    assert!(handle.wait_until(|health| health.caught_up).await.caught_up);
 
     // The relay's deliveries of the history come too, and change nothing; then new events,
     // streams interleaved in another order than the log's, with some delivered twice. The last
@@ -185,8 +187,9 @@ async fn deliveries_made_twice_in_any_order_across_streams_and_a_restart_apply_e
     let c2 = deposit(&accounts, &store, "c", 70_000).await;
     let d1 = deposit(&accounts, &store, "d", 800_000).await;
     publish(&bus, &[&d1, &c2, &a4]).await;
-    let handle = spawn(Totals::new(), &read, &store, &bus);
+    let mut handle = spawn(Totals::new(), &read, &store, &bus);
     totals_become(&read, &[("account-c", 70_005), ("account-d", 800_000), ("all", 877_668)]).await;
+    assert!(handle.wait_until(|health| health.caught_up).await.caught_up);
     let d2 = deposit(&accounts, &store, "d", 9_000_000).await;
     publish(&bus, &[&d1, &d2]).await;
     totals_become(&read, &[("account-d", 9_800_000), ("all", 9_877_668)]).await;

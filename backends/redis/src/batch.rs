@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use composable::codec::{Bincode, Codec};
 use composable::projection::Scope;
-use composable::stream::Position;
+use composable::stream::{Position, Version};
 use serde::Serialize;
 
 use crate::error::RedisReadError;
@@ -102,11 +102,22 @@ pub struct RedisBatch {
     pub(crate) ops: Vec<Op>,
     /// It replays dead letters: each taken once by its `unpark`, so the guards are only raised.
     pub(crate) replay: bool,
+    /// Streams it moves: from the version read (`None`: none), to the one applied
+    /// ([`StreamGuards`](composable::projection::StreamGuards)).
+    pub(crate) streams: Vec<(String, Option<Version>, Version)>,
 }
 
 impl RedisBatch {
     pub(crate) fn new(store: RedisReadStore, scope: Scope, serving: u32) -> Self {
-        Self { store, scope, serving, position: None, ops: Vec::new(), replay: false }
+        Self {
+            store,
+            scope,
+            serving,
+            position: None,
+            ops: Vec::new(),
+            replay: false,
+            streams: Vec::new(),
+        }
     }
 
     /// The store the batch commits to.
@@ -135,9 +146,9 @@ impl RedisBatch {
         self.ops.len()
     }
 
-    /// Whether no operation is queued.
+    /// Whether no operation is queued (and no stream is moved).
     pub fn is_empty(&self) -> bool {
-        self.ops.is_empty()
+        self.ops.is_empty() && self.streams.is_empty()
     }
 
     fn push(&mut self, kind: Kind, key: String, guard: String, a: Vec<u8>, b: Vec<u8>) {

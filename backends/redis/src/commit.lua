@@ -3,7 +3,9 @@
 -- KEYS[1]     the guard hash of the batch's version: field = an operation's guard, value = the
 --             position last applied
 -- KEYS[2]     the version that serves queries
--- KEYS[3]     the checkpoint (checkpoint mode only)
+-- KEYS[3]     the stream guard hash of the batch's version: field = a stream, value = the
+--             version of it applied
+-- KEYS[4]     the checkpoint (checkpoint mode only)
 -- KEYS[n..]   one key per operation, in the batch's order
 -- ARGV[1]     'checkpoint' (compare-and-set the checkpoint) or 'batch' (no checkpoint)
 -- ARGV[2]     the checkpoint the batch follows; ARGV[3] the checkpoint after it
@@ -12,7 +14,11 @@
 --             taken once by their 'unpark': apply everything, only raise the guards)
 -- ARGV[6]     the batch's version: a batch of a version older than the one serving applies
 --             nothing
--- ARGV[7..]   five per operation: kind, position ('' when none), guard field, a, b
+-- ARGV[7]     how many streams the batch moves, S
+-- ARGV[8..]   three per stream: the stream, the version the batch read ('' when none), the
+--             version it applies to; the batch applies nothing ('moved') when one of them is
+--             no longer at the version read
+-- then        five per operation: kind, position ('' when none), guard field, a, b
 --
 -- Positions are 41 bytes, `TTTTTTTTTTTTTTTTTTTT.SSSSSSSSSSSSSSSSSSSS` (both parts zero-padded
 -- to 20 digits), compared in 10-digit chunks so neither Lua's doubles nor the server's locale
@@ -26,8 +32,11 @@
 --       | {'corrupt', key, field, value} | {'replayed', index}
 
 local guards_key = KEYS[1]
+local streams_key = KEYS[3]
 local checkpoint = ARGV[1] == 'checkpoint'
-local first_key = checkpoint and 4 or 3
+local first_key = checkpoint and 5 or 4
+local stream_count = tonumber(ARGV[7])
+local first_op = 7 + stream_count * 3
 local count = #KEYS - first_key + 1
 local check_guards = ARGV[5] == 'check'
 -- Counters are refused before they come near the ends of a 64-bit integer, where INCRBY
@@ -68,13 +77,25 @@ if serving ~= false and tonumber(serving) ~= nil and tonumber(serving) > tonumbe
 end
 
 if checkpoint then
-  local current = redis.call('GET', KEYS[3])
+  local current = redis.call('GET', KEYS[4])
   if current == false then
     current = ARGV[4]
   elseif not valid_position(current) then
-    return { 'corrupt', KEYS[3], '', current }
+    return { 'corrupt', KEYS[4], '', current }
   end
   if current ~= ARGV[2] then
+    return { 'moved' }
+  end
+end
+
+-- Versions are canonical decimals written by this script: equal versions are equal strings.
+for s = 1, stream_count do
+  local base = 7 + (s - 1) * 3
+  local current = redis.call('HGET', streams_key, ARGV[base + 1])
+  if current == false then
+    current = ''
+  end
+  if current ~= ARGV[base + 2] then
     return { 'moved' }
   end
 end
@@ -134,7 +155,7 @@ local plan = {}
 
 for i = 1, count do
   local key = KEYS[first_key + i - 1]
-  local base = 6 + (i - 1) * 5
+  local base = first_op + (i - 1) * 5
   local op, position, guard, a, b =
     ARGV[base + 1], ARGV[base + 2], ARGV[base + 3], ARGV[base + 4], ARGV[base + 5]
 
@@ -244,7 +265,7 @@ end
 -- Nothing below can fail: every operation was checked against what its key holds.
 for _, i in ipairs(plan) do
   local key = KEYS[first_key + i - 1]
-  local base = 6 + (i - 1) * 5
+  local base = first_op + (i - 1) * 5
   local op, a, b = ARGV[base + 1], ARGV[base + 4], ARGV[base + 5]
   if op == 'set' then
     if b == '' then
@@ -271,7 +292,11 @@ end
 for guard, position in pairs(after) do
   redis.call('HSET', guards_key, guard, position)
 end
+for s = 1, stream_count do
+  local base = 7 + (s - 1) * 3
+  redis.call('HSET', streams_key, ARGV[base + 1], ARGV[base + 3])
+end
 if checkpoint then
-  redis.call('SET', KEYS[3], ARGV[3])
+  redis.call('SET', KEYS[4], ARGV[3])
 end
 return { 'ok', #plan, count - #plan }

@@ -1,6 +1,7 @@
 //! The store's key layout and how positions are written: everything a read model keeps is
 //! under `{prefix}:`; the user's keys of version N of its projection as `{prefix}:v{N}:{key}`
-//! with their guards in `{prefix}:v{N}:__applied`, the store's own under `{prefix}:__`.
+//! with their guards in `{prefix}:v{N}:__applied` and `{prefix}:v{N}:__streams`, the store's own
+//! under `{prefix}:__`.
 
 use std::sync::Arc;
 
@@ -42,6 +43,12 @@ impl Prefix {
     /// position last applied.
     pub(crate) fn guards(&self, version: u32) -> String {
         format!("{}__applied", self.version(version))
+    }
+
+    /// The hash of version `version`'s stream guards: field = a stream, value = the version of
+    /// it applied ([`StreamGuards`](composable::projection::StreamGuards)).
+    pub(crate) fn streams(&self, version: u32) -> String {
+        format!("{}__streams", self.version(version))
     }
 
     /// The version that serves queries.

@@ -23,10 +23,14 @@
 //! called by the runner before each event), and the script skips it when its key already has
 //! that position or a newer one: an event delivered twice adds to a counter once. Operations
 //! queued without a position are always applied. The guards rely on the events that change one
-//! key arriving in log order: the log gives that; the bus gives it per partition (per stream), so
-//! with a bus a key shared by several streams (a global counter) should only be written by
-//! [`commit`](composable::projection::ReadStore::commit), or per stream (a member per player, a
-//! field per order), whose guards are apart.
+//! key arriving in log order: the log gives that; the bus gives it per partition (per stream)
+//! only. So a projection that follows the bus
+//! ([`ProjectionRunner::from_bus`](composable::projection::ProjectionRunner::from_bus)) guards
+//! **streams** instead ([`StreamGuards`](composable::projection::StreamGuards)): the hash
+//! `{prefix}:v{N}:__streams` keeps the version of each stream applied, the script applies a
+//! batch only when its streams are still at the versions it read, and its operations carry no
+//! position — so a key every stream writes (a global counter) counts each event once, in
+//! whatever order the streams come.
 //!
 //! Events a projection parks ([`ReadStore::park`](composable::projection::ReadStore::park)) are
 //! kept whole under the same prefix, written by the same script as the rest of their batch. A

@@ -7,8 +7,8 @@ use std::time::Duration;
 use composable::codec::{Bincode, Codec};
 use composable::consumer::{Checkpoint, Saved};
 use composable::envelope::RecordedEvent;
-use composable::projection::{DeadLetter, ReadStore, Scope};
-use composable::stream::Position;
+use composable::projection::{DeadLetter, ReadStore, Scope, StreamGuards};
+use composable::stream::{Position, Version};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, ScriptInvocation, Value};
 use serde::de::DeserializeOwned;
@@ -352,7 +352,10 @@ impl RedisReadStore {
         at: Option<Checkpoint<'_>>,
     ) -> Result<Saved, RedisReadError> {
         let mut invocation = COMMIT.prepare_invoke();
-        invocation.key(self.prefix.guards(batch.scope.version)).key(self.prefix.serving());
+        invocation
+            .key(self.prefix.guards(batch.scope.version))
+            .key(self.prefix.serving())
+            .key(self.prefix.streams(batch.scope.version));
         match at {
             Some(at) => {
                 invocation
@@ -368,6 +371,11 @@ impl RedisReadStore {
         invocation.arg(encode_position(Position::START));
         invocation.arg(if batch.replay { "raise" } else { "check" });
         invocation.arg(batch.scope.version);
+        invocation.arg(batch.streams.len());
+        for (stream, from, to) in &batch.streams {
+            let from = from.map(|from| from.0.to_string()).unwrap_or_default();
+            invocation.arg(stream).arg(from).arg(to.0);
+        }
         for op in &batch.ops {
             invocation
                 .key(&op.key)
@@ -550,8 +558,13 @@ impl ReadStore for RedisReadStore {
         self.remove(scope.projection, scope.version, false).await
     }
 
+    /// Guards each key with the event's position — except in a batch that guards streams
+    /// ([`StreamGuards`]), whose events of different streams may come in any order: a key
+    /// several streams write would then skip the earlier of them.
     fn applying(batch: &mut RedisBatch, event: &RecordedEvent) {
-        batch.at(event.position);
+        if batch.streams.is_empty() {
+            batch.at(event.position);
+        }
     }
 
     /// One script: when checkpoint `at.name` is `at.after` (absent: [`Position::START`]),
@@ -564,7 +577,8 @@ impl ReadStore for RedisReadStore {
         self.run(batch, Some(at)).await
     }
 
-    /// The same script without the checkpoint: the guards absorb a batch delivered again.
+    /// The same script without the checkpoint: the guards absorb a batch delivered again, the
+    /// stream guards ([`StreamGuards`]) one whose streams moved meanwhile.
     async fn commit_batch(&self, batch: RedisBatch) -> Result<Saved, RedisReadError> {
         if batch.serving > batch.scope.version {
             return Ok(Saved::Retired);
@@ -603,5 +617,44 @@ impl ReadStore for RedisReadStore {
 
     async fn parked_streams(&self, projection: &str) -> Result<BTreeSet<String>, RedisReadError> {
         dead_letter::parked_streams(self, projection).await
+    }
+}
+
+/// Stream guards in the hash `{prefix}:v{N}:__streams`, checked and moved by the commit script
+/// with the rest of the batch.
+impl StreamGuards for RedisReadStore {
+    async fn applied(
+        batch: &mut RedisBatch,
+        streams: &[&str],
+    ) -> Result<BTreeMap<String, Version>, RedisReadError> {
+        let store = batch.store();
+        let key = store.prefix.streams(batch.scope.version);
+        let mut connection = store.connection.clone();
+        let found: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(&key)
+            .arg(streams)
+            .query_async(&mut connection)
+            .await
+            .map_err(failed("read the streams' versions"))?;
+        let mut applied = BTreeMap::new();
+        for (stream, version) in streams.iter().zip(found) {
+            let Some(version) = version else { continue };
+            match version.parse::<u64>() {
+                Ok(parsed) if parsed > 0 && parsed.to_string() == version => {
+                    applied.insert((*stream).to_owned(), Version(parsed));
+                }
+                _ => {
+                    return Err(RedisReadError::Corrupt {
+                        key: format!("{key} {stream}"),
+                        reason: format!("the stream version `{version}` is not one"),
+                    });
+                }
+            }
+        }
+        Ok(applied)
+    }
+
+    fn guard(batch: &mut RedisBatch, stream: &str, from: Option<Version>, to: Version) {
+        batch.streams.push((stream.to_owned(), from, to));
     }
 }

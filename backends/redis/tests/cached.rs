@@ -75,6 +75,7 @@ mod conformance {
     use super::*;
 
     composable_conformance::read_store_conformance!(|| async { Documents(store().await) });
+    composable_conformance::stream_guards_conformance!(|| async { Documents(store().await) });
 }
 
 const V1: Scope = Scope::new("cached", 1);

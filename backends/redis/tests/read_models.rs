@@ -47,6 +47,7 @@ mod conformance {
     use super::*;
 
     composable_conformance::read_store_conformance!(|| async { Values(common::store().await) });
+    composable_conformance::stream_guards_conformance!(|| async { Values(common::store().await) });
 
     mod checkpoints {
         use super::*;
@@ -609,4 +610,61 @@ async fn an_operation_redis_refuses_stops_the_projection_instead_of_retrying_for
     assert!(error.contains("not a counter"), "{error}");
     assert_eq!(read.top("points", 10).await.unwrap(), [], "nothing of the batch applied");
     running.stop().await.unwrap_err();
+}
+
+/// From the bus, streams interleave in any order and deliveries come twice: the leaderboard's
+/// `games` counter, which every stream adds to, must count each event once — what the stream
+/// guards do, where a guard by position per key would skip the events a later position of
+/// another stream passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projection_following_the_bus_counts_each_event_once_across_interleaved_streams() {
+    use composable::bus::{BusMessage, EventBus, InMemoryBus};
+    use composable::projection::ProjectionRunner;
+    use composable::{EventStore, service};
+
+    let events = InMemoryEventStore::new();
+    let games = Arc::new(AggregateRunner::<Game, _>::new(events.clone(), ()));
+    let read = common::store().await;
+    let bus = InMemoryBus::new();
+    let score = |player: &str, points| Score { player: player.into(), points };
+    games.execute("g1", score("ada", 1)).await.unwrap();
+    let mut handle = service::spawn(ProjectionRunner::new(Leaderboard, read.clone()).from_bus(
+        events.clone(),
+        bus.clone(),
+        ["game-events"],
+    ));
+    // Caught up with the log (the first event): what comes next comes from the bus only.
+    assert!(handle.wait_until(|health| health.caught_up).await.caught_up);
+
+    for (game, player, points) in
+        [("g2", "bob", 10), ("g3", "cy", 100), ("g2", "bob", 1000), ("g4", "dee", 10_000)]
+    {
+        games.execute(game, score(player, points)).await.unwrap();
+    }
+    let log = events.read_all(Position::START, 100).await.unwrap();
+    assert_eq!(log.len(), 5);
+    // Newest streams first, the first event (applied from the log) again, g2's twice — each
+    // stream's events in their order, as the bus keeps them.
+    let order = [4, 2, 1, 0, 3, 1, 3, 2];
+    let messages = order.iter().map(|index| BusMessage::from_event(&log[*index])).collect();
+    bus.publish(messages).await.unwrap();
+    let deadline = Instant::now() + WAIT;
+    while read.score("points", "dee").await.unwrap().is_none()
+        || read.score("points", "bob").await.unwrap() < Some(1010.0)
+        || read.score("points", "cy").await.unwrap().is_none()
+    {
+        assert!(Instant::now() < deadline, "not applied in {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(read.counter("games").await.unwrap(), 5, "each event counted once");
+    assert_eq!(
+        read.top("points", 10).await.unwrap(),
+        [
+            ("dee".to_owned(), 10_000.0),
+            ("bob".to_owned(), 1010.0),
+            ("cy".to_owned(), 100.0),
+            ("ada".to_owned(), 1.0)
+        ]
+    );
+    handle.stop().await.unwrap();
 }

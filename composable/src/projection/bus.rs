@@ -33,7 +33,8 @@ use crate::stream::{Position, Version};
 /// A read store that keeps, for each version of a projection, the version of every stream it
 /// has applied, and moves it with each batch: what lets a projection follow the bus, where a
 /// delivery may come twice and streams interleave in any order
-/// ([`ProjectionRunner::from_bus`]). The in-memory and PostgreSQL stores keep them.
+/// ([`ProjectionRunner::from_bus`]). The in-memory, PostgreSQL, Redis and cached stores keep
+/// them.
 pub trait StreamGuards: ReadStore {
     /// The versions of `streams` that the batch's version of its projection has applied, as
     /// `batch` sees them; a stream it never applied is absent.

@@ -134,13 +134,13 @@ fn start(database: &str, topic: &str, group: &str) -> Child {
         .spawn()
         .expect("start the projection process");
     let stdout = child.stdout.take().expect("piped stdout");
-    let following =
-        // The harness may have begun the line with the test's name.
-        BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .any(|line| line.trim_end().ends_with("following"));
+    let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
+    // The harness may have begun the line with the test's name.
+    let following = lines.any(|line| line.trim_end().ends_with("following"));
     assert!(following, "the projection process did not start following the bus");
+    // Read on until it dies: the harness writes to its stdout later ("has been running for
+    // over 60 seconds"), which a closed pipe would make fail.
+    std::thread::spawn(move || lines.for_each(drop));
     child
 }
 

@@ -557,16 +557,14 @@ impl<P: Projection, C: Codec> ProjectionRunner<P, C> {
         let name = Self::name();
         let store_error = |source| ProjectionError::Store { projection: P::NAME, source };
         let parked = self.store.parked_streams(&name).await.map_err(store_error)?;
-        let all: Vec<&RecordedEvent> = events.iter().collect();
         // Guarded, only the events it handles: those are the streams whose versions it keeps
         // (an event it ignores changes nothing, and is not parked behind a failing one).
-        let handled: Vec<&RecordedEvent> = match fresh {
-            Some(_) => all
+        let candidates: Vec<&RecordedEvent> = match fresh {
+            Some(_) => events
                 .iter()
-                .copied()
                 .filter(|event| P::Event::NAMES.contains(&event.name.as_str()))
                 .collect(),
-            None => Vec::new(),
+            None => events.iter().collect(),
         };
         let mut parking = BTreeMap::new();
         loop {
@@ -574,15 +572,16 @@ impl<P: Projection, C: Codec> ProjectionRunner<P, C> {
             if <P::Store as ReadStore>::serving(&batch) > P::VERSION {
                 return Ok(batch);
             }
-            let chosen = match fresh {
+            let kept: Vec<&RecordedEvent>;
+            let chosen: &[&RecordedEvent] = match fresh {
                 Some(fresh) => {
-                    let kept = fresh(&mut batch, &handled).await.map_err(store_error)?;
-                    kept.into_iter().map(|index| handled[index]).collect()
+                    let indexes = fresh(&mut batch, &candidates).await.map_err(store_error)?;
+                    kept = indexes.into_iter().map(|index| candidates[index]).collect();
+                    &kept
                 }
-                None => all.clone(),
+                None => &candidates,
             };
-            let (error, event) = match self.apply_all(&mut batch, &chosen, &parked, &parking).await
-            {
+            let (error, event) = match self.apply_all(&mut batch, chosen, &parked, &parking).await {
                 Ok(()) => return Ok(batch),
                 Err(failed) => failed,
             };

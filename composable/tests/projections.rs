@@ -465,3 +465,22 @@ async fn a_hand_written_name_is_checked_when_the_host_is_built_and_by_the_runner
     assert!(error.to_string().contains("cannot run"), "{error}");
     assert!(read.list::<bool>("seen", "").unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_rebuild_applies_the_log_in_batches_of_the_size_asked_for() {
+    let store = InMemoryEventStore::new();
+    let orders = AggregateRunner::<Order, _>::new(store.clone(), ());
+    for index in 0..10 {
+        orders.execute(&format!("o{index}"), place("ada", 10)).await.unwrap();
+    }
+    let read = InMemoryDocuments::new();
+    let mut reports = Vec::new();
+    let done = ProjectionRunner::new(Spending, read.clone())
+        .batch_size(4)
+        .rebuild(store.clone(), |progress| reports.push(progress.done))
+        .await
+        .expect("the rebuild");
+    assert_eq!((done.done, done.total), (10, 10));
+    assert_eq!(reports, [0, 4, 8, 10], "one report before it starts, then one per batch");
+    assert_eq!(read.get::<Spent>("spent", "ada").unwrap(), Some(Spent { orders: 10, total: 100 }));
+}

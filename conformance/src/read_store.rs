@@ -287,7 +287,8 @@ fn letter(stream: &str, sequence: u64, reason: &str) -> DeadLetter {
 }
 
 /// Parked events are kept whole with their reason, committed with their batch, listed in log
-/// order with their streams; a replay takes each one once.
+/// order with their streams (which every batch begun later knows); a replay takes each one
+/// once.
 pub async fn parked_events_are_kept_whole_by_stream_and_taken_once<X, F, Fut>(factory: F)
 where
     X: Fixture,
@@ -315,6 +316,10 @@ where
     let streams = store.parked_streams(NAME).await.unwrap_or_else(|error| panic!("{error}"));
     let expected: Vec<&str> = vec!["order-a", "order-b"];
     assert_eq!(streams.iter().map(String::as_str).collect::<Vec<_>>(), expected);
+    let next = begin(&fixture).await;
+    let known: Vec<&str> = X::Store::parked(&next).iter().map(String::as_str).collect();
+    assert_eq!(known, expected, "a batch begun after them knows the parked streams");
+    drop(next);
     assert!(
         store
             .dead_letters("projection.other")
@@ -341,6 +346,9 @@ where
     assert_eq!(letters, parked(&[early, late]));
     let streams = store.parked_streams(NAME).await.unwrap_or_else(|error| panic!("{error}"));
     assert_eq!(streams.iter().map(String::as_str).collect::<Vec<_>>(), ["order-a"]);
+    let next = begin(&fixture).await;
+    let known: Vec<&str> = X::Store::parked(&next).iter().map(String::as_str).collect();
+    assert_eq!(known, ["order-a"], "and no longer a stream whose letters were replayed");
 }
 
 /// A new version writes apart from the active one: queries keep reading the old version until

@@ -519,6 +519,8 @@ pub struct PostgresBatch {
     /// The version that serves queries as the batch began (it holds that row shared, so the
     /// version cannot switch under it).
     active: u32,
+    /// The streams with dead letters as the batch began.
+    parked: BTreeSet<String>,
     /// Documents written (`None`: deleted), sent in two statements when the batch commits.
     staged: BTreeMap<(String, String), Option<Vec<u8>>>,
     /// Streams it moves: from the version read, to the one applied ([`StreamGuards`]).
@@ -920,7 +922,8 @@ impl ReadStore for PostgresReadStore {
 
     /// Begins a transaction, making `scope`'s version the active one if none is, and holding
     /// the row of the active version shared until it ends: a switch waits for the batches of
-    /// the old version in flight, and those begun after it see it.
+    /// the old version in flight, and those begun after it see it. The parked streams are read
+    /// in the same statement.
     async fn begin(&self, scope: Scope) -> Result<PostgresBatch, ReadModelError> {
         let version = i32::try_from(scope.version)
             .map_err(|_| version_too_large(scope.projection, scope.version))?;
@@ -938,18 +941,23 @@ impl ReadStore for PostgresReadStore {
             self.registered().projections.insert(scope.projection);
         }
         let mut transaction = self.pool.begin().await.map_err(database("begin"))?;
-        let (active,): (i32,) = sqlx::query_as(
-            "SELECT active FROM projection_versions WHERE projection = $1 FOR SHARE",
+        // The parked streams in the same round trip: every batch needs them.
+        let (active, parked): (i32, Vec<String>) = sqlx::query_as(
+            "SELECT v.active, ARRAY(SELECT DISTINCT stream_id FROM projection_dead_letters \
+                                    WHERE projection = $2) \
+             FROM projection_versions v WHERE v.projection = $1 FOR SHARE OF v",
         )
         .bind(scope.projection)
+        .bind(scope.checkpoint())
         .fetch_one(&mut *transaction)
         .await
-        .map_err(database("read the active version"))?;
+        .map_err(database("read the active version and the parked streams"))?;
         Ok(PostgresBatch {
             transaction,
             store: self.clone(),
             scope,
             active: u32::try_from(active).unwrap_or(0),
+            parked: parked.into_iter().collect(),
             staged: BTreeMap::new(),
             guards: Vec::new(),
         })
@@ -957,6 +965,10 @@ impl ReadStore for PostgresReadStore {
 
     fn serving(batch: &PostgresBatch) -> u32 {
         batch.active
+    }
+
+    fn parked(batch: &PostgresBatch) -> &BTreeSet<String> {
+        &batch.parked
     }
 
     async fn active_version(

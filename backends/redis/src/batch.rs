@@ -1,5 +1,6 @@
 //! A batch of a Redis read model: operations buffered in memory, sent in one script at commit.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use composable::codec::{Bincode, Codec};
@@ -98,6 +99,8 @@ pub struct RedisBatch {
     pub(crate) scope: Scope,
     /// The version that served when it began.
     pub(crate) serving: u32,
+    /// The streams with dead letters when it began.
+    pub(crate) parked: BTreeSet<String>,
     position: Option<Position>,
     pub(crate) ops: Vec<Op>,
     /// It replays dead letters: each taken once by its `unpark`, so the guards are only raised.
@@ -108,11 +111,17 @@ pub struct RedisBatch {
 }
 
 impl RedisBatch {
-    pub(crate) fn new(store: RedisReadStore, scope: Scope, serving: u32) -> Self {
+    pub(crate) fn new(
+        store: RedisReadStore,
+        scope: Scope,
+        serving: u32,
+        parked: BTreeSet<String>,
+    ) -> Self {
         Self {
             store,
             scope,
             serving,
+            parked,
             position: None,
             ops: Vec::new(),
             replay: false,

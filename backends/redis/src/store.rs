@@ -140,13 +140,19 @@ impl RedisReadStore {
         invocation.invoke_async(&mut connection).await.map_err(failed(operation))
     }
 
-    /// Runs the versions script for `scope`.
-    async fn versions(&self, mode: &str, scope: Scope) -> Result<(String, String), RedisReadError> {
+    /// Runs the versions script for `scope`: its outcome, the version it names, and (to begin
+    /// a batch) the parked streams.
+    async fn versions(
+        &self,
+        mode: &str,
+        scope: Scope,
+    ) -> Result<(String, String, BTreeSet<String>), RedisReadError> {
         let mut invocation = VERSIONS.prepare_invoke();
         invocation
             .key(self.prefix.owner())
             .key(self.prefix.serving())
             .key(self.prefix.versions())
+            .key(self.prefix.parked_streams(&scope.checkpoint())?)
             .arg(mode)
             .arg(scope.projection)
             .arg(scope.version);
@@ -164,7 +170,13 @@ impl RedisReadStore {
                 projection: scope.projection.to_owned(),
             });
         }
-        Ok((outcome, value))
+        let parked = match reply.get(2) {
+            Some(Value::Array(streams)) => {
+                streams.iter().filter_map(|stream| reply_text(Some(stream))).collect()
+            }
+            _ => BTreeSet::new(),
+        };
+        Ok((outcome, value, parked))
     }
 
     /// A version as the store keeps it, or [`RedisReadError::Corrupt`].
@@ -504,15 +516,20 @@ impl ReadStore for RedisReadStore {
     }
 
     /// One script: the first version of the prefix's projection to begin a batch serves at
-    /// once; another projection is refused ([`RedisReadError::SharedPrefix`]).
+    /// once; another projection is refused ([`RedisReadError::SharedPrefix`]). It answers the
+    /// parked streams too.
     async fn begin(&self, scope: Scope) -> Result<RedisBatch, RedisReadError> {
-        let (_, serving) = self.versions("begin", scope).await?;
+        let (_, serving, parked) = self.versions("begin", scope).await?;
         let serving = self.version_of(&serving)?.unwrap_or(scope.version);
-        Ok(RedisBatch::new(self.clone(), scope, serving))
+        Ok(RedisBatch::new(self.clone(), scope, serving, parked))
     }
 
     fn serving(batch: &RedisBatch) -> u32 {
         batch.serving
+    }
+
+    fn parked(batch: &RedisBatch) -> &BTreeSet<String> {
+        &batch.parked
     }
 
     async fn active_version(
@@ -535,7 +552,7 @@ impl ReadStore for RedisReadStore {
     /// The switch is one script (a batch of an older version committed after it applies
     /// nothing); the older versions' keys are then deleted with `SCAN` and `UNLINK`.
     async fn activate(&self, scope: Scope) -> Result<Option<u32>, RedisReadError> {
-        let (outcome, old) = self.versions("activate", scope).await?;
+        let (outcome, old, _) = self.versions("activate", scope).await?;
         let old = self.version_of(&old)?;
         if outcome == "kept" {
             return Ok(old);

@@ -3,13 +3,14 @@
 -- KEYS[1]  the prefix's owner (the projection whose versions it keeps)
 -- KEYS[2]  the version that serves queries
 -- KEYS[3]  the set of the versions that have written under the prefix
+-- KEYS[4]  the hash of the version's parked streams (field = event id, value = stream)
 -- ARGV[1]  'begin' (a batch of ARGV[3]: the first version to begin one serves at once) or
 --          'activate' (ARGV[3] serves, unless a newer one does)
 -- ARGV[2]  the projection
 -- ARGV[3]  its version
 --
--- Returns {'shared', owner} | {'begun', serving} | {'kept', serving} | {'switched', old or ''}
--- with versions as decimal text.
+-- Returns {'shared', owner} | {'begun', serving, parked streams} | {'kept', serving} |
+-- {'switched', old or ''} with versions as decimal text.
 
 local owner = redis.call('GET', KEYS[1])
 if owner ~= false and owner ~= ARGV[2] then
@@ -24,7 +25,7 @@ if ARGV[1] == 'begin' then
     redis.call('SET', KEYS[2], ARGV[3])
     serving = ARGV[3]
   end
-  return { 'begun', serving }
+  return { 'begun', serving, redis.call('HVALS', KEYS[4]) }
 end
 if serving ~= false and tonumber(serving) > version then
   return { 'kept', serving }

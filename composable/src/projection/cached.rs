@@ -383,6 +383,10 @@ impl<S: DocumentStore, C: DocumentCache> ReadStore for Cached<S, C> {
         S::serving(&batch.inner)
     }
 
+    fn parked(batch: &Self::Batch) -> &BTreeSet<String> {
+        S::parked(&batch.inner)
+    }
+
     async fn active_version(&self, projection: &'static str) -> Result<Option<u32>, Self::Error> {
         self.store.active_version(projection).await.map_err(CachedError::Store)
     }

@@ -71,6 +71,12 @@ impl Inner {
     }
 
     /// Whether a batch of `scope` may apply: not when a newer version is active.
+    /// The streams of `projection`'s dead letters.
+    fn parked_streams(&self, projection: &str) -> BTreeSet<String> {
+        let letters = self.dead_letters.get(projection).map(Vec::as_slice).unwrap_or_default();
+        letters.iter().map(|letter| letter.event.stream_id.as_str().to_owned()).collect()
+    }
+
     fn admits(&self, scope: Scope) -> bool {
         self.active.get(scope.projection).is_none_or(|active| *active <= scope.version)
     }
@@ -243,6 +249,8 @@ pub struct DocumentBatch {
     /// `None`: deleted in this batch.
     staged: BTreeMap<Key, Option<Vec<u8>>>,
     parked: Vec<DeadLetter>,
+    /// The streams with dead letters when it began.
+    parked_streams: BTreeSet<String>,
     /// Dead letters replayed in this batch, by projection and event.
     unparked: Vec<(String, Uuid)>,
     /// Streams it moves: from the version read, to the one applied ([`StreamGuards`]).
@@ -353,13 +361,17 @@ impl ReadStore for InMemoryDocuments {
     }
 
     async fn begin(&self, scope: Scope) -> Result<DocumentBatch, DocumentError> {
-        let active = *self.inner().active.entry(scope.projection).or_insert(scope.version);
+        let mut inner = self.inner();
+        let active = *inner.active.entry(scope.projection).or_insert(scope.version);
+        let parked_streams = inner.parked_streams(&scope.checkpoint());
+        drop(inner);
         Ok(DocumentBatch {
             store: self.clone(),
             scope,
             serving: active,
             staged: BTreeMap::new(),
             parked: Vec::new(),
+            parked_streams,
             unparked: Vec::new(),
             guards: Vec::new(),
         })
@@ -402,6 +414,10 @@ impl ReadStore for InMemoryDocuments {
 
     fn serving(batch: &DocumentBatch) -> u32 {
         batch.serving
+    }
+
+    fn parked(batch: &DocumentBatch) -> &BTreeSet<String> {
+        &batch.parked_streams
     }
 
     async fn active_version(&self, projection: &'static str) -> Result<Option<u32>, DocumentError> {
@@ -474,9 +490,7 @@ impl ReadStore for InMemoryDocuments {
     }
 
     async fn parked_streams(&self, projection: &str) -> Result<BTreeSet<String>, DocumentError> {
-        let inner = self.inner();
-        let letters = inner.dead_letters.get(projection).map(Vec::as_slice).unwrap_or_default();
-        Ok(letters.iter().map(|letter| letter.event.stream_id.as_str().to_owned()).collect())
+        Ok(self.inner().parked_streams(projection))
     }
 }
 

@@ -254,6 +254,11 @@ pub trait ReadStore: Clone + Send + Sync + 'static {
     /// answers [`Saved::Retired`].
     fn serving(batch: &Self::Batch) -> u32;
 
+    /// The streams with dead letters of the batch's projection version when `batch` began
+    /// (read with it, in the same round trip where the store can): the runner parks their
+    /// later events too, so that each stream's order holds.
+    fn parked(batch: &Self::Batch) -> &BTreeSet<String>;
+
     /// The version of `projection` that serves queries, if any.
     fn active_version(
         &self,
@@ -324,7 +329,8 @@ pub trait ReadStore: Clone + Send + Sync + 'static {
         projection: &str,
     ) -> impl Future<Output = Result<Vec<DeadLetter>, Self::Error>> + Send;
 
-    /// The streams with dead letters of `projection`: their later events are parked too.
+    /// The streams with dead letters of `projection` now (what [`parked`](Self::parked) holds
+    /// for a batch begun now): for operators and tests.
     fn parked_streams(
         &self,
         projection: &str,
@@ -404,6 +410,8 @@ pub struct ProjectionRunner<P: Projection, C = Bincode> {
     codec: C,
     on_failure: OnFailure,
     attempts: u32,
+    /// Events per batch read from the log.
+    batch_size: usize,
     /// The event that failed last, and how many times in a row.
     failing: Option<(Uuid, u32)>,
     /// Its version serves queries (known once it has caught up).
@@ -425,6 +433,7 @@ impl<P: Projection> ProjectionRunner<P> {
             codec: Bincode,
             on_failure: OnFailure::default(),
             attempts: 5,
+            batch_size: 2000,
             failing: None,
             serving: false,
         }
@@ -440,6 +449,7 @@ impl<P: Projection, C: Codec> ProjectionRunner<P, C> {
             codec,
             on_failure: self.on_failure,
             attempts: self.attempts,
+            batch_size: self.batch_size,
             failing: None,
             serving: false,
         }
@@ -452,6 +462,18 @@ impl<P: Projection, C: Codec> ProjectionRunner<P, C> {
     #[must_use]
     pub fn attempts(mut self, attempts: u32) -> Self {
         self.attempts = attempts.max(1);
+        self
+    }
+
+    /// At most how many events of the log are applied in one batch, one transaction of the
+    /// read store (2000 by default, against 500 for other consumers; at least 1). Larger
+    /// batches rebuild and catch up faster — on PostgreSQL, a rebuild at 2000 runs about 15%
+    /// faster than at 500 (`docs/performance.md`) — and hold their transaction longer; a live
+    /// runner applies what has arrived since its last batch, so its batches stay small
+    /// whatever the limit.
+    #[must_use]
+    pub fn batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size.max(1);
         self
     }
 
@@ -479,7 +501,8 @@ impl<P: Projection, C: Codec> ProjectionRunner<P, C> {
         events: S,
     ) -> LogConsumer<S, <P::Store as ReadStore>::Checkpoints, Self> {
         let checkpoints = self.store.checkpoints();
-        LogConsumer::new(Self::name(), events, checkpoints, self)
+        let batch_size = self.batch_size;
+        LogConsumer::new(Self::name(), events, checkpoints, self).batch_size(batch_size)
     }
 
     /// Applies `events` to `batch`, parking the events of `parked` streams and of `parking`
@@ -554,9 +577,7 @@ impl<P: Projection, C: Codec> ProjectionRunner<P, C> {
     ) -> Result<<P::Store as ReadStore>::Batch, RunnerError<P>> {
         projection_name(P::NAME)
             .map_err(|reason| ProjectionError::InvalidName { projection: P::NAME, reason })?;
-        let name = Self::name();
         let store_error = |source| ProjectionError::Store { projection: P::NAME, source };
-        let parked = self.store.parked_streams(&name).await.map_err(store_error)?;
         // Guarded, only the events it handles: those are the streams whose versions it keeps
         // (an event it ignores changes nothing, and is not parked behind a failing one).
         let candidates: Vec<&RecordedEvent> = match fresh {
@@ -572,6 +593,8 @@ impl<P: Projection, C: Codec> ProjectionRunner<P, C> {
             if <P::Store as ReadStore>::serving(&batch) > P::VERSION {
                 return Ok(batch);
             }
+            // Almost always empty, and then a copy costs nothing.
+            let parked = <P::Store as ReadStore>::parked(&batch).clone();
             let kept: Vec<&RecordedEvent>;
             let chosen: &[&RecordedEvent] = match fresh {
                 Some(fresh) => {

@@ -8,10 +8,11 @@
 //! Sizes: `BENCH_EVENTS` events in the log (default 200000; `docs/performance.md` records
 //! 1000000), `BENCH_READS` reads per latency measurement (default 5000), `BENCH_COMMANDS`
 //! commands for read-your-writes (default 500), `BENCH_ROUNDS` rounds of the rebuild, of which
-//! the median is reported (default 3).
+//! the median is reported (default 3), `BENCH_BATCHES` the batch sizes of the rebuild (default
+//! `500,2000`).
 //!
 //! * rebuild: a `ProjectionRunner` applying the whole log from the start — read in batches of
-//!   500, decode, one document per event, each batch committed with the checkpoint — against a
+//!   each size, decode, one document per event, each batch committed with the checkpoint — against a
 //!   hand-written loop over the same batches doing the same (`read_all`, bincode decode, one
 //!   `INSERT .. SELECT FROM unnest(..) ON CONFLICT DO UPDATE` of the batch's documents and the
 //!   checkpoint's `UPDATE`, in a transaction) into a plain table;
@@ -134,11 +135,11 @@ async fn database(admin: &PgConnectOptions, connection: &mut PgConnection) -> (S
 
 /// The hand-written projection: the same batches, decoded, upserted in one statement with the
 /// checkpoint moved, in a transaction each.
-async fn by_hand(store: &PostgresEventStore, pool: &PgPool) -> usize {
+async fn by_hand(store: &PostgresEventStore, pool: &PgPool, batch: usize) -> usize {
     let mut after = Position::START;
     let mut applied = 0;
     loop {
-        let batch = store.read_all(after, 500).await.unwrap();
+        let batch = store.read_all(after, batch).await.unwrap();
         let Some(last) = batch.last() else { break };
         after = last.position;
         let (mut keys, mut values) = (Vec::new(), Vec::new());
@@ -176,6 +177,13 @@ async fn main() {
     let reads = env_usize("BENCH_READS", 5_000);
     let commands = env_usize("BENCH_COMMANDS", 500);
     let rounds = env_usize("BENCH_ROUNDS", 3).max(1);
+    let batches: Vec<usize> = std::env::var("BENCH_BATCHES")
+        .unwrap_or_else(|_| "500,2000".to_owned())
+        .split(',')
+        .map(|size| {
+            size.trim().parse::<usize>().expect("BENCH_BATCHES: sizes like 500,2000").max(1)
+        })
+        .collect();
     let url = std::env::var("DATABASE_URL").expect(
         "DATABASE_URL is not set: start PostgreSQL with `source scripts/lib/postgres.sh && pg_start`",
     );
@@ -204,45 +212,53 @@ async fn main() {
     }
     println!("log: {total} events");
 
-    // (a) rebuild, framework and by hand alternating.
-    let (mut framework, mut baseline) = (Vec::new(), Vec::new());
+    // (a) rebuild, framework and by hand alternating, at each batch size.
+    let rate = |elapsed: Duration| total as f64 / elapsed.as_secs_f64();
+    let mut rows = Vec::new();
     let mut last_read = None;
-    for _ in 0..rounds {
-        let (name, pool) = database(&admin, &mut connection).await;
-        let read = PostgresReadStore::new(pool.clone());
-        read.migrate().await.unwrap();
-        let started = Instant::now();
-        let done = ProjectionRunner::new(Summaries, read.clone())
-            .rebuild(store.clone(), |_| {})
-            .await
-            .unwrap();
-        framework.push(started.elapsed());
-        assert_eq!(done.done, total as u64);
+    for &batch in &batches {
+        let (mut framework, mut baseline) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            let (name, pool) = database(&admin, &mut connection).await;
+            let read = PostgresReadStore::new(pool.clone());
+            read.migrate().await.unwrap();
+            let started = Instant::now();
+            let done = ProjectionRunner::new(Summaries, read.clone())
+                .batch_size(batch)
+                .rebuild(store.clone(), |_| {})
+                .await
+                .unwrap();
+            framework.push(started.elapsed());
+            assert_eq!(done.done, total as u64);
 
-        sqlx::query(
-            "CREATE TABLE raw_summaries (key text COLLATE \"C\" PRIMARY KEY, value bytea NOT NULL)",
-        )
-        .execute(&pool)
-        .await
-        .unwrap();
-        sqlx::query("CREATE TABLE raw_checkpoint (transaction_id bigint, position bigint)")
+            sqlx::query(
+                "CREATE TABLE raw_summaries (key text COLLATE \"C\" PRIMARY KEY, value bytea NOT NULL)",
+            )
             .execute(&pool)
             .await
             .unwrap();
-        sqlx::query("INSERT INTO raw_checkpoint VALUES (0, 0)").execute(&pool).await.unwrap();
-        let started = Instant::now();
-        assert_eq!(by_hand(&store, &pool).await, total);
-        baseline.push(started.elapsed());
-        if let Some((old_name, old_pool)) = last_read.replace((name, pool)) {
-            drop_database(&mut connection, &old_name, old_pool).await;
+            sqlx::query("CREATE TABLE raw_checkpoint (transaction_id bigint, position bigint)")
+                .execute(&pool)
+                .await
+                .unwrap();
+            sqlx::query("INSERT INTO raw_checkpoint VALUES (0, 0)").execute(&pool).await.unwrap();
+            let started = Instant::now();
+            assert_eq!(by_hand(&store, &pool, batch).await, total);
+            baseline.push(started.elapsed());
+            if let Some((old_name, old_pool)) = last_read.replace((name, pool)) {
+                drop_database(&mut connection, &old_name, old_pool).await;
+            }
         }
+        rows.push((batch, rate(median(framework)), rate(median(baseline))));
     }
-    let rate = |elapsed: Duration| total as f64 / elapsed.as_secs_f64();
-    let (ours, raw) = (rate(median(framework)), rate(median(baseline)));
-    println!("\n| rebuild of {total} events | events/s |\n|---|---:|");
-    println!("| ProjectionRunner::rebuild (PostgresReadStore documents) | {ours:.0} |");
-    println!("| the same by hand (read_all, decode, unnest upsert, checkpoint) | {raw:.0} |");
-    println!("| ratio | {:.2} |", ours / raw);
+    println!(
+        "\n| rebuild of {total} events, batch | ProjectionRunner::rebuild (documents), events/s \
+         | by hand (read_all, decode, unnest upsert, checkpoint), events/s | ratio |\n\
+         |---:|---:|---:|---:|"
+    );
+    for (batch, ours, raw) in rows {
+        println!("| {batch} | {ours:.0} | {raw:.0} | {:.2} |", ours / raw);
+    }
 
     // (b) reads of random documents.
     let (read_name, read_pool) = last_read.expect("a read model");

@@ -22,16 +22,13 @@ use composable::{
     EventMetadata, EventStore, ExpectedVersion, InMemoryEventStore, NewEvent, Position,
     RecordedEvent, StreamId, Version,
 };
+use composable_bench_support::env_usize;
 use composable_kafka::rdkafka::message::{Header, OwnedHeaders};
 use composable_kafka::rdkafka::producer::{FutureProducer, FutureRecord};
 use composable_kafka::{KafkaBus, KafkaConfig};
 use composable_postgres::PostgresEventStore;
 
 const BATCH: usize = 1_000;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|value| value.parse().ok()).unwrap_or(default)
-}
 
 fn unique(prefix: &str) -> String {
     format!("{prefix}{}", uuid::Uuid::now_v7().simple())

@@ -32,6 +32,7 @@ use composable::{
     Aggregate, AggregateRunner, Bincode, EventMetadata, EventStore, ExpectedVersion, NewEvent,
     StreamId, Version, apply, command,
 };
+use composable_bench_support::{env_usize, median};
 use composable_postgres::{PgConnectOptions, PgPool, PostgresEventStore};
 use futures::TryStreamExt;
 use sqlx::{Connection, PgConnection};
@@ -85,10 +86,6 @@ const RAW_KEYED_INSERT: &str = "INSERT INTO raw_keyed_events (position, stream_i
      FROM unnest($2::uuid[], $3::text[], $4::int4[], $5::text[], $6::bytea[], $7::text[]) \
           WITH ORDINALITY AS e(event_id, event_name, event_version, payload_format, payload, \
                                metadata, ord)";
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|value| value.parse().ok()).unwrap_or(default)
-}
 
 fn event(index: usize) -> NewEvent {
     NewEvent {
@@ -195,11 +192,6 @@ async fn append_tally_events(store: &PostgresEventStore, stream: &StreamId, coun
         written += events.len();
         store.append(stream, expected, events).await.unwrap();
     }
-}
-
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
 }
 
 struct Row {

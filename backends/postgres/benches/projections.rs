@@ -34,6 +34,7 @@ use composable::{
     Position, RecordedEvent, StreamId, aggregate, apply, command, event, project, projection,
     service,
 };
+use composable_bench_support::{env_sizes, env_usize, median, percentile};
 use composable_postgres::{PgConnectOptions, PostgresBatch, PostgresEventStore, PostgresReadStore};
 use composable_postgres::{PgPool, ReadModelError};
 use serde::{Deserialize, Serialize};
@@ -104,21 +105,6 @@ impl EventHandler for Nothing {
     }
 }
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|value| value.parse().ok()).unwrap_or(default)
-}
-
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
-
-fn percentile(samples: &mut [Duration], p: f64) -> Duration {
-    samples.sort();
-    let index = ((samples.len() as f64 - 1.0) * p).round() as usize;
-    samples[index]
-}
-
 async fn database(admin: &PgConnectOptions, connection: &mut PgConnection) -> (String, PgPool) {
     let name = format!("composable_bench_{}", Uuid::now_v7().simple());
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
@@ -177,13 +163,7 @@ async fn main() {
     let reads = env_usize("BENCH_READS", 5_000);
     let commands = env_usize("BENCH_COMMANDS", 500);
     let rounds = env_usize("BENCH_ROUNDS", 3).max(1);
-    let batches: Vec<usize> = std::env::var("BENCH_BATCHES")
-        .unwrap_or_else(|_| "500,2000".to_owned())
-        .split(',')
-        .map(|size| {
-            size.trim().parse::<usize>().expect("BENCH_BATCHES: sizes like 500,2000").max(1)
-        })
-        .collect();
+    let batches = env_sizes("BENCH_BATCHES", &[500, 2000]);
     let url = std::env::var("DATABASE_URL").expect(
         "DATABASE_URL is not set: start PostgreSQL with `source scripts/lib/postgres.sh && pg_start`",
     );

@@ -7,10 +7,10 @@
 //!
 //! Sizes: `BENCH_EVENTS` events applied (default 200000), `BENCH_READS` reads per latency
 //! measurement (default 5000), `BENCH_ROUNDS` rounds of the apply, of which the median is
-//! reported (default 3).
+//! reported (default 3), `BENCH_BATCHES` the batch sizes of the apply (default `500,2000`).
 //!
 //! * apply: a `ProjectionRunner` on a `RedisReadStore` catching up with an in-memory log of
-//!   scores (a sorted-set increment and a counter per event; batches of 500, each one atomic
+//!   scores (a sorted-set increment and a counter per event; batches of each size, each one atomic
 //!   script with the checkpoint and the per-key guards) against a raw pipeline per batch of the
 //!   same commands (`ZINCRBY`, `INCRBY`) and the checkpoint's `SET`, in `MULTI`/`EXEC`;
 //! * reads: `RedisReadStore::get` (one script that looks up the serving version and reads the
@@ -26,6 +26,7 @@ use composable::{
     Bincode, Codec, EventMetadata, EventStore, ExpectedVersion, InMemoryEventStore, NewEvent,
     StreamId, event, project, projection,
 };
+use composable_bench_support::{env_sizes, env_usize, median, percentile};
 use composable_postgres::{PgConnectOptions, PgPoolOptions, PostgresReadStore};
 use composable_redis::{RedisBatch, RedisCache, RedisReadError, RedisReadStore};
 use serde::{Deserialize, Serialize};
@@ -51,24 +52,10 @@ impl Board {
     }
 }
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|value| value.parse().ok()).unwrap_or(default)
-}
-
 fn env(name: &str) -> String {
     std::env::var(name).ok().filter(|value| !value.is_empty()).unwrap_or_else(|| {
         panic!("{name} is not set: start Redis and PostgreSQL with scripts/lib/redis.sh and scripts/lib/postgres.sh")
     })
-}
-
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
-
-fn percentile(samples: &mut [Duration], p: f64) -> Duration {
-    samples.sort();
-    samples[((samples.len() as f64 - 1.0) * p).round() as usize]
 }
 
 async fn latencies<F, Fut>(reads: usize, mut read: F) -> (Duration, Duration)
@@ -90,6 +77,7 @@ async fn main() {
     let total = env_usize("BENCH_EVENTS", 200_000);
     let reads = env_usize("BENCH_READS", 5_000);
     let rounds = env_usize("BENCH_ROUNDS", 3).max(1);
+    let batches = env_sizes("BENCH_BATCHES", &[500, 2000]);
     let redis_url = env("REDIS_URL");
     let run = Uuid::now_v7().simple().to_string();
 
@@ -108,62 +96,76 @@ async fn main() {
     }
     let log = events.read_all(composable::Position::START, usize::MAX).await.unwrap();
 
-    // (a) apply, framework and by hand alternating.
-    let (mut framework, mut baseline) = (Vec::new(), Vec::new());
-    for round in 0..rounds {
-        let store =
-            RedisReadStore::connect(&redis_url, &format!("bench-{run}-{round}")).await.unwrap();
-        let started = Instant::now();
-        ProjectionRunner::new(Board, store.clone())
-            .consumer(events.clone())
-            .catch_up()
-            .await
-            .unwrap();
-        framework.push(started.elapsed());
-        assert_eq!(store.counter("games").await.unwrap(), total as i64);
-        store.clear(Scope::of::<Board>()).await.unwrap();
-
-        let mut connection = store.connection().clone();
-        let prefix = format!("raw-{run}-{round}");
-        let started = Instant::now();
-        for batch in log.chunks(500) {
-            let mut pipeline = redis::pipe();
-            pipeline.atomic();
-            for recorded in batch {
-                let scored: Scored = Bincode.decode(&recorded.payload).unwrap();
-                pipeline
-                    .cmd("ZINCRBY")
-                    .arg(format!("{prefix}:points"))
-                    .arg(scored.points)
-                    .arg(scored.player.to_string())
-                    .ignore();
-                pipeline.cmd("INCRBY").arg(format!("{prefix}:games")).arg(1).ignore();
-            }
-            let last = batch.last().unwrap().position;
-            pipeline.cmd("SET").arg(format!("{prefix}:checkpoint")).arg(last.to_string()).ignore();
-            pipeline.exec_async(&mut connection).await.unwrap();
-        }
-        baseline.push(started.elapsed());
-        let games: i64 = redis::cmd("GET")
-            .arg(format!("{prefix}:games"))
-            .query_async(&mut connection)
-            .await
-            .unwrap();
-        assert_eq!(games, total as i64);
-        let _: i64 = redis::cmd("DEL")
-            .arg(format!("{prefix}:points"))
-            .arg(format!("{prefix}:games"))
-            .arg(format!("{prefix}:checkpoint"))
-            .query_async(&mut connection)
-            .await
-            .unwrap();
-    }
+    // (a) apply, framework and by hand alternating, at each batch size.
     let rate = |elapsed: Duration| total as f64 / elapsed.as_secs_f64();
-    let (ours, raw) = (rate(median(framework)), rate(median(baseline)));
-    println!("| apply of {total} events on Redis | events/s |\n|---|---:|");
-    println!("| ProjectionRunner on RedisReadStore (script, guards, checkpoint) | {ours:.0} |");
-    println!("| a raw MULTI pipeline of the same commands and the checkpoint | {raw:.0} |");
-    println!("| ratio | {:.2} |", ours / raw);
+    let mut rows = Vec::new();
+    for &batch in &batches {
+        let (mut framework, mut baseline) = (Vec::new(), Vec::new());
+        for round in 0..rounds {
+            let store =
+                RedisReadStore::connect(&redis_url, &format!("bench-{run}-{batch}-{round}"))
+                    .await
+                    .unwrap();
+            let started = Instant::now();
+            ProjectionRunner::new(Board, store.clone())
+                .batch_size(batch)
+                .consumer(events.clone())
+                .catch_up()
+                .await
+                .unwrap();
+            framework.push(started.elapsed());
+            assert_eq!(store.counter("games").await.unwrap(), total as i64);
+            store.clear(Scope::of::<Board>()).await.unwrap();
+
+            let mut connection = store.connection().clone();
+            let prefix = format!("raw-{run}-{batch}-{round}");
+            let started = Instant::now();
+            for chunk in log.chunks(batch) {
+                let mut pipeline = redis::pipe();
+                pipeline.atomic();
+                for recorded in chunk {
+                    let scored: Scored = Bincode.decode(&recorded.payload).unwrap();
+                    pipeline
+                        .cmd("ZINCRBY")
+                        .arg(format!("{prefix}:points"))
+                        .arg(scored.points)
+                        .arg(scored.player.to_string())
+                        .ignore();
+                    pipeline.cmd("INCRBY").arg(format!("{prefix}:games")).arg(1).ignore();
+                }
+                let last = chunk.last().unwrap().position;
+                pipeline
+                    .cmd("SET")
+                    .arg(format!("{prefix}:checkpoint"))
+                    .arg(last.to_string())
+                    .ignore();
+                pipeline.exec_async(&mut connection).await.unwrap();
+            }
+            baseline.push(started.elapsed());
+            let games: i64 = redis::cmd("GET")
+                .arg(format!("{prefix}:games"))
+                .query_async(&mut connection)
+                .await
+                .unwrap();
+            assert_eq!(games, total as i64);
+            let _: i64 = redis::cmd("DEL")
+                .arg(format!("{prefix}:points"))
+                .arg(format!("{prefix}:games"))
+                .arg(format!("{prefix}:checkpoint"))
+                .query_async(&mut connection)
+                .await
+                .unwrap();
+        }
+        rows.push((batch, rate(median(framework)), rate(median(baseline))));
+    }
+    println!(
+        "| apply of {total} events on Redis, batch | ProjectionRunner on RedisReadStore (script, \
+         guards, checkpoint), events/s | a raw MULTI pipeline of the same commands and the \
+         checkpoint, events/s | ratio |\n|---:|---:|---:|---:|"
+    );
+    for (batch, ours, raw) in rows {
+        println!("| {batch} | {ours:.0} | {raw:.0} | {:.2} |", ours / raw);
+    }
 
     // (b) reads: documents in PostgreSQL, cached in Redis, and the same bytes under a raw key.
     let admin: PgConnectOptions = env("DATABASE_URL").parse().unwrap();

@@ -53,6 +53,14 @@ pub trait Aggregate: Default + Send + Sync + 'static {
     /// Folds one event into the state.
     fn apply(&mut self, event: &Self::Event);
 
+    /// The name of `command` in traces and logs: `#[aggregate]` answers the command type's
+    /// name (`Deposit`), as the bus names it. A hand-written aggregate answers the command
+    /// enum's type unless it says better.
+    fn command_name(command: &Self::Command) -> &'static str {
+        let _ = command;
+        std::any::type_name::<Self::Command>()
+    }
+
     /// Encodes the state for a snapshot; `None` when the aggregate takes no snapshots.
     fn encode_snapshot<C: Codec>(&self, codec: &C) -> Option<Result<Vec<u8>, CodecError>>;
 

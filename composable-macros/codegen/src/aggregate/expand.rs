@@ -62,6 +62,18 @@ fn command_enum(aggregate: &Aggregate, _rt: &TokenStream) -> TokenStream {
 /// `CommandCodec` for every codec under which each command type is serialisable. The bounds
 /// name the codec parameter, so they are checked where the impl is used (routing the aggregate
 /// through the bus), not here: commands that aren't serde types stay legal in process.
+/// `Command::Variant(_) => "Variant"` for every command: its name on the wire and in traces.
+fn command_name_arms(aggregate: &Aggregate) -> Vec<TokenStream> {
+    let Aggregate { command_enum, commands, .. } = aggregate;
+    commands
+        .iter()
+        .map(|Command { variant, .. }| {
+            let name = variant.to_string();
+            quote!(#command_enum::#variant(_) => #name)
+        })
+        .collect()
+}
+
 fn command_codec(aggregate: &Aggregate, rt: &TokenStream) -> TokenStream {
     let Aggregate { command_enum, commands, .. } = aggregate;
     let names: Vec<String> =
@@ -70,10 +82,7 @@ fn command_codec(aggregate: &Aggregate, rt: &TokenStream) -> TokenStream {
         // Spanned on the command type: a command that can't be serialised is reported there.
         quote_spanned!(ty.span()=> #ty: #rt::WireCommand<__C>)
     });
-    let name_arms = commands
-        .iter()
-        .zip(&names)
-        .map(|(Command { variant, .. }, name)| quote!(#command_enum::#variant(_) => #name));
+    let name_arms = command_name_arms(aggregate);
     let encode_arms = commands.iter().map(|Command { variant, ty, .. }| {
         quote!(#command_enum::#variant(ref command) => <#ty as #rt::WireCommand<__C>>::encode_command(command, codec))
     });
@@ -204,6 +213,7 @@ fn aggregate_impl(aggregate: &Aggregate, rt: &TokenStream) -> TokenStream {
         None => quote!(::core::convert::Infallible),
     };
 
+    let command_name_arms = command_name_arms(aggregate);
     let takes_env = commands.iter().any(|command| command.env.is_some());
     let env_param = if takes_env { quote!(env) } else { quote!(_env) };
     let decide_arms =
@@ -290,6 +300,12 @@ fn aggregate_impl(aggregate: &Aggregate, rt: &TokenStream) -> TokenStream {
             fn apply(&mut self, event: &Self::Event) {
                 match *event {
                     #(#apply_arms,)*
+                }
+            }
+
+            fn command_name(command: &Self::Command) -> &'static ::core::primitive::str {
+                match *command {
+                    #(#command_name_arms,)*
                 }
             }
 

@@ -11,6 +11,8 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use futures::TryStreamExt;
+use tracing::Instrument;
+use tracing::field::{Empty, display};
 use uuid::Uuid;
 
 use crate::aggregate::Aggregate;
@@ -336,27 +338,47 @@ impl<A: Aggregate, S: EventStore, C: Codec> AggregateRunner<A, S, C> {
     {
         let stream = self.stream_id(id)?;
         let command = command.into();
-        let mut attempt = 1;
-        loop {
-            match self.attempt(&stream, command.clone(), context).await {
-                Err(CommandError::Conflict { loaded, actual, .. })
-                    if self.retry.allows(attempt + 1) =>
-                {
-                    tracing::debug!(%stream, %loaded, %actual, attempt, "conflict; deciding again");
-                    attempt += 1;
-                    self.retry.wait_before(attempt, &*self.clock).await;
+        let span = tracing::info_span!(
+            "command",
+            aggregate = A::STREAM,
+            stream = %stream,
+            command = A::command_name(&command),
+            correlation_id = %context.correlation_id,
+            causation_id = %context.causation_id,
+            command_id = Empty,
+            attempts = Empty,
+            outcome = Empty,
+        );
+        if let Some(command_id) = context.command_id {
+            span.record("command_id", display(command_id));
+        }
+        let recorded = span.clone();
+        // By value: a command held by reference across the awaits would have to be `Sync`.
+        let (result, attempts) = async move {
+            let mut attempt = 1;
+            loop {
+                match self.attempt(&stream, command.clone(), context).await {
+                    Err(CommandError::Conflict { loaded, actual, .. })
+                        if self.retry.allows(attempt + 1) =>
+                    {
+                        tracing::debug!(%loaded, %actual, attempt, "conflict; deciding again");
+                        attempt += 1;
+                        self.retry.wait_before(attempt, &*self.clock).await;
+                    }
+                    Err(CommandError::Conflict { stream, loaded, actual, .. }) => {
+                        let conflict =
+                            CommandError::Conflict { stream, loaded, actual, attempts: attempt };
+                        return (Err(conflict), attempt);
+                    }
+                    other => return (other, attempt),
                 }
-                Err(CommandError::Conflict { stream, loaded, actual, .. }) => {
-                    return Err(CommandError::Conflict {
-                        stream,
-                        loaded,
-                        actual,
-                        attempts: attempt,
-                    });
-                }
-                other => return other,
             }
         }
+        .instrument(span)
+        .await;
+        recorded.record("attempts", attempts);
+        recorded.record("outcome", outcome(&result));
+        result
     }
 
     async fn attempt(
@@ -365,8 +387,16 @@ impl<A: Aggregate, S: EventStore, C: Codec> AggregateRunner<A, S, C> {
         command: A::Command,
         context: CommandContext,
     ) -> Result<Executed<A>, CommandError<A::Error>> {
-        let Loaded { mut state, version, .. } = self.load_stream(stream).await?;
-        let events = match state.decide(command, &self.env) {
+        let Loaded { mut state, version, .. } =
+            self.load_stream(stream).instrument(tracing::info_span!("load")).await?;
+        let decided = tracing::info_span!("decide", events = Empty).in_scope(|| {
+            let decided = state.decide(command, &self.env);
+            if let Ok(events) = &decided {
+                tracing::Span::current().record("events", events.len());
+            }
+            decided
+        });
+        let events = match decided {
             Ok(events) => events,
             Err(error) => {
                 if self.took_effect(stream, context).await? {
@@ -474,19 +504,23 @@ impl<A: Aggregate, S: EventStore, C: Codec> AggregateRunner<A, S, C> {
                 Ok(new)
             })
             .collect::<Result<Vec<_>, CommandError<A::Error>>>()?;
-        let append =
-            match self.store.append(stream, ExpectedVersion::Exact(loaded), new_events).await {
-                Ok(append) => append,
-                Err(EventStoreError::Conflict { actual, .. }) => {
-                    return Err(CommandError::Conflict {
-                        stream: stream.clone(),
-                        loaded,
-                        actual,
-                        attempts: 1,
-                    });
-                }
-                Err(error) => return Err(CommandError::Store(error)),
-            };
+        let appended = self
+            .store
+            .append(stream, ExpectedVersion::Exact(loaded), new_events)
+            .instrument(tracing::info_span!("append", events = events.len(), expected = %loaded))
+            .await;
+        let append = match appended {
+            Ok(append) => append,
+            Err(EventStoreError::Conflict { actual, .. }) => {
+                return Err(CommandError::Conflict {
+                    stream: stream.clone(),
+                    loaded,
+                    actual,
+                    attempts: 1,
+                });
+            }
+            Err(error) => return Err(CommandError::Store(error)),
+        };
         self.maybe_snapshot(stream, state_after, loaded, append.last_version).await;
         Ok(append)
     }
@@ -501,7 +535,8 @@ impl<A: Aggregate, S: EventStore, C: Codec> AggregateRunner<A, S, C> {
         if before.get() / every.get() == after.get() / every.get() {
             return;
         }
-        let encoded = match A::encode_snapshot(state, &self.codec) {
+        let span = tracing::info_span!("snapshot", version = %after);
+        let encoded = match span.in_scope(|| A::encode_snapshot(state, &self.codec)) {
             Some(Ok(bytes)) => bytes,
             Some(Err(error)) => {
                 tracing::warn!(%stream, %error, "could not encode a snapshot");
@@ -517,9 +552,20 @@ impl<A: Aggregate, S: EventStore, C: Codec> AggregateRunner<A, S, C> {
             state: encoded,
             taken_at: self.clock.now(),
         };
-        if let Err(error) = self.store.save_snapshot(snapshot).await {
+        if let Err(error) = self.store.save_snapshot(snapshot).instrument(span).await {
             tracing::warn!(%stream, %error, "could not save a snapshot");
         }
+    }
+}
+
+/// How a command ended, as its span records it.
+fn outcome<A: Aggregate>(result: &Result<Executed<A>, CommandError<A::Error>>) -> &'static str {
+    match result {
+        Ok(executed) if executed.duplicate => "duplicate",
+        Ok(_) => "accepted",
+        Err(CommandError::Rejected(_)) => "rejected",
+        Err(CommandError::Conflict { .. }) => "conflict",
+        Err(_) => "failed",
     }
 }
 

@@ -1,0 +1,178 @@
+//! The spans a command leaves: one per command, with its aggregate, stream, name, ids, attempts
+//! and outcome, and a child per step — load, decide, append, snapshot.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use composable::{
+    AggregateRunner, CommandContext, InMemoryEventStore, aggregate, apply, command, event,
+};
+use serde::{Deserialize, Serialize};
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
+
+#[event(name = "counter.added", version = 1)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Added {
+    pub amount: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Add {
+    pub amount: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("nothing to add")]
+pub struct Nothing;
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Counter {
+    total: u32,
+}
+
+#[aggregate(stream = "counter", snapshot_every = 2)]
+impl Counter {
+    #[command]
+    fn add(&self, command: Add) -> Result<Added, Nothing> {
+        if command.amount == 0 {
+            return Err(Nothing);
+        }
+        Ok(Added { amount: command.amount })
+    }
+
+    #[apply]
+    fn added(&mut self, event: &Added) {
+        self.total += event.amount;
+    }
+}
+
+/// A span as it closed: its name, its parent's, and its fields as text.
+#[derive(Debug, Clone)]
+struct Closed {
+    name: &'static str,
+    parent: Option<&'static str>,
+    fields: BTreeMap<String, String>,
+}
+
+#[derive(Default)]
+struct Fields(BTreeMap<String, String>);
+
+impl Visit for Fields {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(field.name().to_owned(), format!("{value:?}"));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().to_owned(), value.to_owned());
+    }
+}
+
+/// Records every span of the test, in the order they close.
+#[derive(Clone, Default)]
+struct Spans(Arc<Mutex<Vec<Closed>>>);
+
+impl Spans {
+    fn closed(&self) -> Vec<Closed> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+}
+
+impl<S: tracing::Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Spans {
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let mut fields = Fields::default();
+        attrs.record(&mut fields);
+        if let Some(span) = ctx.span(id) {
+            span.extensions_mut().insert(fields);
+        }
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        if let Some(span) = ctx.span(id)
+            && let Some(fields) = span.extensions_mut().get_mut::<Fields>()
+        {
+            values.record(fields);
+        }
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(&id) else { return };
+        let fields = span.extensions_mut().remove::<Fields>().unwrap_or_default().0;
+        let closed =
+            Closed { name: span.name(), parent: span.parent().map(|parent| parent.name()), fields };
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).push(closed);
+    }
+}
+
+fn traced() -> (Spans, tracing::subscriber::DefaultGuard) {
+    let spans = Spans::default();
+    let subscriber = tracing_subscriber::registry().with(spans.clone());
+    (spans, tracing::subscriber::set_default(subscriber))
+}
+
+#[tokio::test]
+async fn a_command_is_one_span_with_a_child_per_step() {
+    let (spans, _guard) = traced();
+    let counters = AggregateRunner::<Counter, _>::new(InMemoryEventStore::new(), ());
+    counters.execute("c1", Add { amount: 1 }).await.expect("accepted");
+    let context = CommandContext::new_flow().with_command_id(uuid::Uuid::now_v7());
+    counters.execute_in("c1", Add { amount: 2 }, context).await.expect("accepted");
+
+    let closed = spans.closed();
+    let commands: Vec<&Closed> = closed.iter().filter(|span| span.name == "command").collect();
+    assert_eq!(commands.len(), 2, "{closed:#?}");
+    let second = commands[1];
+    for (field, value) in [
+        ("aggregate", "counter"),
+        ("stream", "counter-c1"),
+        ("command", "Add"),
+        ("outcome", "accepted"),
+        ("attempts", "1"),
+        ("correlation_id", &context.correlation_id.to_string()),
+        ("causation_id", &context.causation_id.to_string()),
+        ("command_id", &context.command_id.map(|id| id.to_string()).unwrap_or_default()),
+    ] {
+        assert_eq!(
+            second.fields.get(field).map(String::as_str),
+            Some(value),
+            "{field}: {second:#?}"
+        );
+    }
+    assert!(!commands[0].fields.contains_key("command_id"), "none without a command id");
+
+    let steps: Vec<(&str, Option<&str>)> = closed
+        .iter()
+        .filter(|span| span.name != "command")
+        .map(|span| (span.name, span.parent))
+        .collect();
+    let under = Some("command");
+    assert_eq!(
+        steps,
+        [
+            ("load", under),
+            ("decide", under),
+            ("append", under),
+            ("load", under),
+            ("decide", under),
+            ("append", under),
+            // The second event crosses `snapshot_every = 2`.
+            ("snapshot", under),
+        ]
+    );
+    let append = closed.iter().find(|span| span.name == "append").expect("an append");
+    assert_eq!(append.fields.get("events").map(String::as_str), Some("1"));
+}
+
+#[tokio::test]
+async fn a_refused_command_says_so_and_appends_nothing() {
+    let (spans, _guard) = traced();
+    let counters = AggregateRunner::<Counter, _>::new(InMemoryEventStore::new(), ());
+    counters.execute("c1", Add { amount: 0 }).await.expect_err("refused");
+
+    let closed = spans.closed();
+    let command = closed.iter().find(|span| span.name == "command").expect("a command span");
+    assert_eq!(command.fields.get("outcome").map(String::as_str), Some("rejected"));
+    let names: Vec<&str> = closed.iter().map(|span| span.name).collect();
+    assert_eq!(names, ["load", "decide", "command"]);
+}

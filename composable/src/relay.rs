@@ -16,6 +16,8 @@
 
 use std::time::Duration;
 
+use tracing::Instrument;
+
 use crate::BoxError;
 use crate::backoff::Backoff;
 use crate::bus::{BusError, BusMessage, EventBus};
@@ -51,7 +53,13 @@ impl<B: EventBus> EventHandler for Publisher<B> {
     type Error = BusError;
 
     async fn handle(&mut self, events: &[RecordedEvent]) -> Result<(), BusError> {
-        self.0.publish(events.iter().map(BusMessage::from_event).collect()).await
+        let span = tracing::info_span!(
+            "relay.batch",
+            events = events.len(),
+            first = %events.first().map_or(Position::START, |event| event.position),
+            last = %events.last().map_or(Position::START, |event| event.position),
+        );
+        self.0.publish(events.iter().map(BusMessage::from_event).collect()).instrument(span).await
     }
 
     fn is_retryable(&self, error: &BusError) -> bool {

@@ -1,11 +1,18 @@
-//! The spans a command leaves: one per command, with its aggregate, stream, name, ids, attempts
-//! and outcome, and a child per step — load, decide, append, snapshot.
+//! The spans the runtime leaves: one per command, with its aggregate, stream, name, ids,
+//! attempts and outcome, and a child per step — load, decide, append, snapshot; one per relay
+//! batch, per projection batch and per bus delivery.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use composable::bus::{BusMessage, InMemoryBus, topic_for};
+use composable::checkpoint::InMemoryCheckpointStore;
+use composable::consumer::{BusConsumer, MessageHandler};
+use composable::projection::{DocumentBatch, DocumentError, InMemoryDocuments, ProjectionRunner};
+use composable::relay::Relay;
 use composable::{
-    AggregateRunner, CommandContext, InMemoryEventStore, aggregate, apply, command, event,
+    AggregateRunner, CommandContext, InMemoryEventStore, aggregate, apply, command, event, project,
+    projection, service,
 };
 use serde::{Deserialize, Serialize};
 use tracing::field::{Field, Visit};
@@ -175,4 +182,85 @@ async fn a_refused_command_says_so_and_appends_nothing() {
     assert_eq!(command.fields.get("outcome").map(String::as_str), Some("rejected"));
     let names: Vec<&str> = closed.iter().map(|span| span.name).collect();
     assert_eq!(names, ["load", "decide", "command"]);
+}
+
+/// Totals per counter.
+struct Totals;
+
+#[projection(name = "totals", store = InMemoryDocuments)]
+impl Totals {
+    #[project]
+    fn added(&self, batch: &mut DocumentBatch, added: &Added) -> Result<(), DocumentError> {
+        let total: u32 = batch.get("totals", "all")?.unwrap_or_default();
+        batch.put("totals", "all", &(total + added.amount))
+    }
+}
+
+/// Counts the messages it is handed.
+#[derive(Clone, Default)]
+struct Received(Arc<Mutex<usize>>);
+
+impl MessageHandler for Received {
+    type Error = std::convert::Infallible;
+
+    async fn handle(&mut self, _message: &BusMessage) -> Result<(), Self::Error> {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn relay_batches_projection_batches_and_deliveries_are_spans() {
+    let (spans, _guard) = traced();
+    let store = InMemoryEventStore::new();
+    let counters = AggregateRunner::<Counter, _>::new(store.clone(), ());
+    let context = CommandContext::new_flow();
+    counters.execute_in("c1", Add { amount: 1 }, context).await.expect("accepted");
+    counters.execute_in("c1", Add { amount: 2 }, context).await.expect("accepted");
+
+    let read = InMemoryDocuments::new();
+    let mut projection = ProjectionRunner::new(Totals, read.clone()).consumer(store.clone());
+    assert_eq!(projection.run_once().await.expect("applied"), 2);
+    assert_eq!(read.get::<u32>("totals", "all").expect("read"), Some(3));
+
+    let bus = InMemoryBus::new();
+    let received = Received::default();
+    let mut consumer = service::spawn(BusConsumer::new(
+        "audit",
+        bus.clone(),
+        [topic_for("counter")],
+        received.clone(),
+    ));
+    let mut relay = Relay::new(store.clone(), bus.clone(), InMemoryCheckpointStore::new());
+    assert_eq!(relay.run_once().await.expect("published").published, 2);
+    tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while *received.0.lock().unwrap_or_else(PoisonError::into_inner) < 2 {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("both delivered");
+    consumer.wait_until(|health| health.caught_up).await;
+    consumer.stop().await.expect("stops");
+
+    let closed = spans.closed();
+    let field = |span: &Closed, name: &str| span.fields.get(name).cloned().unwrap_or_default();
+    let batch = closed.iter().find(|span| span.name == "projection.batch").expect("a batch");
+    assert_eq!(
+        (field(batch, "projection"), field(batch, "version"), field(batch, "events")),
+        ("totals".into(), "1".into(), "2".into())
+    );
+    let relayed = closed.iter().find(|span| span.name == "relay.batch").expect("a relay batch");
+    assert_eq!(field(relayed, "events"), "2");
+    let deliveries: Vec<&Closed> =
+        closed.iter().filter(|span| span.name == "bus.delivery").collect();
+    assert_eq!(deliveries.len(), 2, "{closed:#?}");
+    for delivery in deliveries {
+        assert_eq!(
+            (field(delivery, "consumer"), field(delivery, "topic"), field(delivery, "key")),
+            ("audit".into(), topic_for("counter"), "counter-c1".into())
+        );
+        assert_eq!(field(delivery, "correlation_id"), context.correlation_id.to_string());
+        assert_eq!(field(delivery, "attempt"), "1");
+    }
 }

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
+use tracing::Instrument;
 
 use super::EventHandler;
 use crate::BoxError;
 use crate::backoff::{Backoff, Failures};
-use crate::bus::{BusError, BusMessage, Delivery, EventBus, MessageError, Subscription};
+use crate::bus::{BusError, BusMessage, Delivery, EventBus, MessageError, Subscription, headers};
 use crate::clock::{Clock, SystemClock};
 use crate::service::{Service, ServiceContext};
 use crate::stream::Position;
@@ -304,6 +305,20 @@ impl<B: EventBus, H: MessageHandler> BusConsumer<B, H> {
     /// Handles `delivery`, then acknowledges it, refuses it, or — as the handler's
     /// [`on_error`](MessageHandler::on_error) says — hands it over again or leaves it.
     async fn deliver(&mut self, delivery: Delivery, context: &mut ServiceContext) -> Handled {
+        let message = delivery.message();
+        let correlation = message.header(headers::CORRELATION_ID).map(String::from_utf8_lossy);
+        let span = tracing::info_span!(
+            "bus.delivery",
+            consumer = %self.name,
+            topic = %message.topic,
+            key = %message.key,
+            attempt = delivery.attempt(),
+            correlation_id = correlation.as_deref().unwrap_or_default(),
+        );
+        self.answer(delivery, context).instrument(span).await
+    }
+
+    async fn answer(&mut self, delivery: Delivery, context: &mut ServiceContext) -> Handled {
         let mut failures = Failures::new(self.backoff.forever());
         loop {
             let error = match self.handler.handle(delivery.message()).await {

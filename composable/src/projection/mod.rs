@@ -81,6 +81,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::future::Future;
 
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::checkpoint::CheckpointStore;
@@ -680,13 +681,20 @@ impl<P: Projection, C: Codec> ProjectionRunner<P, C> {
     }
 }
 
-impl<P: Projection, C: Codec> EventHandler for ProjectionRunner<P, C> {
-    type Error = RunnerError<P>;
+/// The span of one batch a projection applies.
+fn batch_span<P: Projection>(events: &[RecordedEvent]) -> tracing::Span {
+    tracing::info_span!(
+        "projection.batch",
+        projection = P::NAME,
+        version = P::VERSION,
+        events = events.len(),
+        last = %events.last().map_or(Position::START, |event| event.position),
+    )
+}
 
-    /// Applies the batch without a checkpoint of its own: what a consumer that keeps its
-    /// position elsewhere calls (the bus's, through [`Events`](crate::consumer::Events)).
-    /// [`handle_at`](EventHandler::handle_at) is what the runner's own consumer uses.
-    async fn handle(&mut self, events: &[RecordedEvent]) -> Result<(), Self::Error> {
+impl<P: Projection, C: Codec> ProjectionRunner<P, C> {
+    /// Applies `events` in a batch committed without a checkpoint of its own.
+    async fn apply_batch(&mut self, events: &[RecordedEvent]) -> Result<(), RunnerError<P>> {
         let batch = self.build(events, None).await?;
         let saved = self
             .store
@@ -702,17 +710,34 @@ impl<P: Projection, C: Codec> EventHandler for ProjectionRunner<P, C> {
         }
         Ok(())
     }
+}
+
+impl<P: Projection, C: Codec> EventHandler for ProjectionRunner<P, C> {
+    type Error = RunnerError<P>;
+
+    /// Applies the batch without a checkpoint of its own: what a consumer that keeps its
+    /// position elsewhere calls (the bus's, through [`Events`](crate::consumer::Events)).
+    /// [`handle_at`](EventHandler::handle_at) is what the runner's own consumer uses.
+    async fn handle(&mut self, events: &[RecordedEvent]) -> Result<(), Self::Error> {
+        let span = batch_span::<P>(events);
+        self.apply_batch(events).instrument(span).await
+    }
 
     async fn handle_at(
         &mut self,
         at: Checkpoint<'_>,
         events: &[RecordedEvent],
     ) -> Result<Saved, Self::Error> {
-        let batch = self.build(events, None).await?;
-        self.store
-            .commit(batch, at)
-            .await
-            .map_err(|source| ProjectionError::Store { projection: P::NAME, source })
+        let span = batch_span::<P>(events);
+        async {
+            let batch = self.build(events, None).await?;
+            self.store
+                .commit(batch, at)
+                .await
+                .map_err(|source| ProjectionError::Store { projection: P::NAME, source })
+        }
+        .instrument(span)
+        .await
     }
 
     /// Once caught up with the log, a version that builds beside an older one becomes the one

@@ -70,13 +70,13 @@ impl Inner {
             .map(|((_, version), _)| *version)
     }
 
-    /// Whether a batch of `scope` may apply: not when a newer version is active.
     /// The streams of `projection`'s dead letters.
     fn parked_streams(&self, projection: &str) -> BTreeSet<String> {
         let letters = self.dead_letters.get(projection).map(Vec::as_slice).unwrap_or_default();
         letters.iter().map(|letter| letter.event.stream_id.as_str().to_owned()).collect()
     }
 
+    /// Whether a batch of `scope` may apply: not when a newer version is active.
     fn admits(&self, scope: Scope) -> bool {
         self.active.get(scope.projection).is_none_or(|active| *active <= scope.version)
     }

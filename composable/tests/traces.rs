@@ -1,6 +1,6 @@
 //! The spans the runtime leaves: one per command, with its aggregate, stream, name, ids,
 //! attempts and outcome, and a child per step — load, decide, append, snapshot; one per relay
-//! batch, per projection batch and per bus delivery.
+//! batch, per projection batch, per bus delivery and per saga step.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -8,11 +8,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use composable::bus::{BusMessage, InMemoryBus, topic_for};
 use composable::checkpoint::InMemoryCheckpointStore;
 use composable::consumer::{BusConsumer, MessageHandler};
+use composable::dispatch::LocalDispatcher;
 use composable::projection::{DocumentBatch, DocumentError, InMemoryDocuments, ProjectionRunner};
 use composable::relay::Relay;
+use composable::saga::{Dispatch, InMemoryTimerStore, SagaRunner};
 use composable::{
-    AggregateRunner, CommandContext, InMemoryEventStore, aggregate, apply, command, event, project,
-    projection, service,
+    AggregateRunner, CommandContext, EventStore, InMemoryEventStore, Position, aggregate, apply,
+    command, compensate, event, project, projection, saga, service, start, step,
 };
 use serde::{Deserialize, Serialize};
 use tracing::field::{Field, Visit};
@@ -263,4 +265,90 @@ async fn relay_batches_projection_batches_and_deliveries_are_spans() {
         assert_eq!(field(delivery, "correlation_id"), context.correlation_id.to_string());
         assert_eq!(field(delivery, "attempt"), "1");
     }
+}
+
+#[event(name = "tally.opened", version = 1)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Opened {
+    pub name: String,
+}
+
+#[event(name = "tally.shut", version = 1)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Shut {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Open {
+    pub name: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Tally;
+
+#[aggregate(stream = "tally")]
+impl Tally {
+    #[command]
+    fn open(&self, command: Open) -> Opened {
+        Opened { name: command.name }
+    }
+
+    #[apply]
+    fn opened(&mut self, _event: &Opened) {}
+}
+
+/// Opening a tally adds a bonus to the counter of the same name.
+#[derive(Debug, Default)]
+pub struct Bonus;
+
+#[saga(name = "bonus", key = name)]
+impl Bonus {
+    #[start]
+    fn opened(&mut self, event: &Opened) -> Dispatch {
+        Dispatch::to::<Counter>(&event.name, Add { amount: 10 })
+    }
+
+    #[step(end)]
+    fn shut(&mut self, _event: &Shut) {}
+
+    #[compensate(opened)]
+    fn undo(&self) -> Option<Dispatch> {
+        None
+    }
+}
+
+#[tokio::test]
+async fn a_saga_step_is_a_span_over_the_commands_it_dispatches() {
+    let (spans, _guard) = traced();
+    let store = InMemoryEventStore::new();
+    let tallies = AggregateRunner::<Tally, _>::new(store.clone(), ());
+    let context = CommandContext::new_flow();
+    tallies.execute_in("t1", Open { name: "t1".into() }, context).await.expect("opened");
+    let counters = Arc::new(AggregateRunner::<Counter, _>::new(store.clone(), ()));
+    let dispatcher = LocalDispatcher::new().route(counters);
+    let saga =
+        SagaRunner::<Bonus, _, _, _>::new(store.clone(), dispatcher, InMemoryTimerStore::new());
+    let log = store.read_all(Position::START, 10).await.expect("the log");
+    let progress = saga.handle(&log[0]).await.expect("handled").expect("started");
+    assert_eq!(progress.dispatched.len(), 1);
+    assert!(saga.handle(&log[0]).await.expect("handled").is_none(), "a duplicate");
+
+    let closed = spans.closed();
+    let field = |span: &Closed, name: &str| span.fields.get(name).cloned().unwrap_or_default();
+    let steps: Vec<&Closed> = closed.iter().filter(|span| span.name == "saga.step").collect();
+    assert_eq!(steps.len(), 2, "{closed:#?}");
+    assert_eq!(
+        (field(steps[0], "saga"), field(steps[0], "key"), field(steps[0], "step")),
+        ("bonus".into(), "t1".into(), "opened".into())
+    );
+    assert_eq!(field(steps[0], "correlation_id"), context.correlation_id.to_string());
+    assert_eq!(field(steps[0], "status"), "running");
+    assert_eq!(field(steps[1], "status"), "ignored");
+    let dispatched = closed
+        .iter()
+        .find(|span| span.name == "command" && field(span, "aggregate") == "counter")
+        .expect("the dispatched command");
+    assert_eq!(dispatched.parent, Some("saga.step"));
+    assert_eq!(field(dispatched, "correlation_id"), context.correlation_id.to_string());
 }

@@ -16,6 +16,8 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tracing::Instrument;
+use tracing::field::Empty;
 use uuid::Uuid;
 
 use super::error::SagaError;
@@ -220,8 +222,29 @@ impl<G: Saga, S: EventStore, D: Dispatcher, T: TimerStore, C: Codec> SagaRunner<
         }
         let input: G::Event =
             event.decode(&self.codec).map_err(|source| SagaError::stored(event, source))?;
-        let step = G::step(&input);
-        let key = G::key(&input);
+        let (step, key) = (G::step(&input), G::key(&input));
+        let span = tracing::info_span!(
+            "saga.step",
+            saga = G::NAME,
+            key = %key,
+            step = G::STEPS[step].name,
+            event_id = %event.event_id,
+            correlation_id = %event.metadata.correlation_id,
+            status = Empty,
+        );
+        let progress = self.take_step(event, input, step, key).instrument(span.clone()).await;
+        record_status(&span, &progress);
+        progress
+    }
+
+    /// Step `step` of instance `key` on `event` (decoded as `input`).
+    async fn take_step(
+        &self,
+        event: &RecordedEvent,
+        input: G::Event,
+        step: usize,
+        key: String,
+    ) -> Result<Option<Progress>, SagaError> {
         let mut instance = self.load_instance(&key).await?;
         let started = instance.version != Version::ZERO;
         let ignored = if instance.processed.contains(&event.event_id) {
@@ -321,6 +344,21 @@ impl<G: Saga, S: EventStore, D: Dispatcher, T: TimerStore, C: Codec> SagaRunner<
         if timer.saga != G::NAME {
             return Ok(None);
         }
+        let span = tracing::info_span!(
+            "saga.timeout",
+            saga = G::NAME,
+            key = %timer.key,
+            step = %timer.step,
+            timer_id = %timer.id,
+            correlation_id = %timer.correlation_id,
+            status = Empty,
+        );
+        let progress = self.fire_timer(timer).instrument(span.clone()).await;
+        record_status(&span, &progress);
+        progress
+    }
+
+    async fn fire_timer(&self, timer: &Timer) -> Result<Option<Progress>, SagaError> {
         let mut instance = self.load_instance(&timer.key).await?;
         let step = match instance.armed {
             Some((step, armed))
@@ -553,4 +591,19 @@ fn input_checkpoints<S: EventStore>(input: &Input<S>) -> SharedCheckpoints {
 /// timeout's commands apart.
 fn command_context(input: CommandContext, kind: &str, index: usize) -> CommandContext {
     input.with_command_id(derive_id(input.causation_id, &format!("{kind}/{index}")))
+}
+
+/// What an input did to its instance, as its span records it: the status it left the instance
+/// in, `ignored` (a duplicate, a stale timer, an event of no running instance) or `failed`.
+fn record_status(span: &tracing::Span, progress: &Result<Option<Progress>, SagaError>) {
+    let status = match progress {
+        Ok(Some(progress)) => match progress.status {
+            SagaStatus::Running => "running",
+            SagaStatus::Completed => "completed",
+            SagaStatus::Compensated => "compensated",
+        },
+        Ok(None) => "ignored",
+        Err(_) => "failed",
+    };
+    span.record("status", status);
 }

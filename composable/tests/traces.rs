@@ -82,6 +82,11 @@ impl Visit for Fields {
 #[derive(Clone, Default)]
 struct Spans(Arc<Mutex<Vec<Closed>>>);
 
+/// Field `name` of `span` as text, empty when it has none.
+fn field(span: &Closed, name: &str) -> String {
+    span.fields.get(name).cloned().unwrap_or_default()
+}
+
 impl Spans {
     fn closed(&self) -> Vec<Closed> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
@@ -246,7 +251,6 @@ async fn relay_batches_projection_batches_and_deliveries_are_spans() {
     consumer.stop().await.expect("stops");
 
     let closed = spans.closed();
-    let field = |span: &Closed, name: &str| span.fields.get(name).cloned().unwrap_or_default();
     let batch = closed.iter().find(|span| span.name == "projection.batch").expect("a batch");
     assert_eq!(
         (field(batch, "projection"), field(batch, "version"), field(batch, "events")),
@@ -335,7 +339,6 @@ async fn a_saga_step_is_a_span_over_the_commands_it_dispatches() {
     assert!(saga.handle(&log[0]).await.expect("handled").is_none(), "a duplicate");
 
     let closed = spans.closed();
-    let field = |span: &Closed, name: &str| span.fields.get(name).cloned().unwrap_or_default();
     let steps: Vec<&Closed> = closed.iter().filter(|span| span.name == "saga.step").collect();
     assert_eq!(steps.len(), 2, "{closed:#?}");
     assert_eq!(

@@ -15,9 +15,12 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use futures::FutureExt;
 use futures::future::{AbortHandle, AbortRegistration, Abortable, BoxFuture};
 use tokio::sync::Notify;
+use tracing::Instrument;
+use tracing::field::Empty;
 
 use crate::clock::Clock;
 use crate::effect::{CancelId, Effect, Kind, Sender};
+use crate::metrics;
 
 /// Counts running work that belongs to one thing (one `send`, or a whole store).
 #[derive(Clone, Default)]
@@ -73,6 +76,8 @@ pub(crate) struct Executor<A> {
 }
 
 struct Shared<A> {
+    /// Whose effects these are (the reducer's type), for their spans and metrics.
+    name: &'static str,
     clock: Arc<dyn Clock>,
     deliver: Deliver<A>,
     cancellations: Mutex<HashMap<CancelId, Vec<(u64, AbortHandle)>>>,
@@ -88,11 +93,14 @@ impl<A> Clone for Executor<A> {
 }
 
 impl<A: Send + 'static> Executor<A> {
+    /// The executor of `name`'s effects (a reducer's type name).
+    ///
     /// # Panics
     /// Outside a Tokio runtime, like `tokio::spawn`.
-    pub(crate) fn new(clock: Arc<dyn Clock>, deliver: Deliver<A>) -> Self {
+    pub(crate) fn new(name: &'static str, clock: Arc<dyn Clock>, deliver: Deliver<A>) -> Self {
         Self {
             shared: Arc::new(Shared {
+                name,
                 clock,
                 deliver,
                 cancellations: Mutex::new(HashMap::new()),
@@ -138,15 +146,16 @@ impl<A: Send + 'static> Executor<A> {
                 let shared = Arc::clone(&self.shared);
                 self.spawn(
                     Box::pin(async move {
-                        let _ = Abortable::new(work, registration).await;
+                        let finished = Abortable::new(work, registration).await.is_ok();
                         shared.unregister(&id, token);
+                        finished
                     }),
                     origin,
                 );
             }
             kind @ (Kind::Run(_) | Kind::Delay { .. } | Kind::Concat(_)) => {
                 let work = self.shared.drive(Effect { kind }, self.sender(origin));
-                self.spawn(work, origin);
+                self.spawn(work.map(|()| true).boxed(), origin);
             }
         }
     }
@@ -157,20 +166,35 @@ impl<A: Send + 'static> Executor<A> {
         Sender::new(move |action| deliver(action, Some(origin.clone())))
     }
 
-    fn spawn(&self, work: BoxFuture<'static, ()>, origin: &mut Option<Tracker>) {
+    /// Runs `work` (which says whether it finished, rather than being cancelled) on a task
+    /// of its own, in an `effect` span, timed for
+    /// [`metrics::EFFECT_DURATION`](crate::metrics::EFFECT_DURATION).
+    fn spawn(&self, work: BoxFuture<'static, bool>, origin: &mut Option<Tracker>) {
         let guards =
             (self.shared.running.enter(), origin.get_or_insert_with(Tracker::default).enter());
-        self.shared.runtime.spawn(async move {
+        let name = self.shared.name;
+        let span = tracing::info_span!("effect", store = name, outcome = Empty);
+        let recorded = span.clone();
+        let took = metrics::Stopwatch::start();
+        let work = async move {
             let _guards = guards;
-            if let Err(panic) = AssertUnwindSafe(work).catch_unwind().await {
-                let message = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "a non-string panic payload".to_owned());
-                tracing::error!(panic = %message, "an effect panicked; the store keeps running");
-            }
-        });
+            let outcome = match AssertUnwindSafe(work).catch_unwind().await {
+                Ok(true) => "finished",
+                Ok(false) => "cancelled",
+                Err(panic) => {
+                    let message = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "a non-string panic payload".to_owned());
+                    tracing::error!(panic = %message, "an effect panicked; the store keeps running");
+                    "panicked"
+                }
+            };
+            recorded.record("outcome", outcome);
+            metrics::effect_finished(name, outcome, took);
+        };
+        self.shared.runtime.spawn(work.instrument(span));
     }
 
     /// Cancels every cancellable effect (test stores use it to skip in-flight work).

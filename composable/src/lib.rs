@@ -20,6 +20,7 @@ pub mod event_store;
 mod executor;
 pub mod host;
 pub mod live;
+pub mod metrics;
 pub mod projection;
 pub mod reducer;
 pub mod relay;

@@ -24,6 +24,7 @@ use crate::consistency::ReadToken;
 use crate::envelope::{EventMetadata, NewEvent, RecordedEvent, Snapshot};
 use crate::event::{DecodeError, EventSet};
 use crate::event_store::{AppendResult, EventStore, EventStoreError};
+use crate::metrics;
 use crate::stream::{ExpectedVersion, Position, StreamId, StreamIdError, Version};
 
 /// Why a command did not produce committed events.
@@ -353,6 +354,7 @@ impl<A: Aggregate, S: EventStore, C: Codec> AggregateRunner<A, S, C> {
             span.record("command_id", display(command_id));
         }
         let recorded = span.clone();
+        let took = metrics::Stopwatch::start();
         // By value: a command held by reference across the awaits would have to be `Sync`.
         let (result, attempts) = async move {
             let mut attempt = 1;
@@ -376,8 +378,11 @@ impl<A: Aggregate, S: EventStore, C: Codec> AggregateRunner<A, S, C> {
         }
         .instrument(span)
         .await;
+        let outcome = outcome(&result);
         recorded.record("attempts", attempts);
-        recorded.record("outcome", outcome(&result));
+        recorded.record("outcome", outcome);
+        let conflicts = attempts - 1 + u32::from(outcome == "conflict");
+        metrics::command_finished(A::STREAM, outcome, conflicts, attempts - 1, took);
         result
     }
 
@@ -504,6 +509,7 @@ impl<A: Aggregate, S: EventStore, C: Codec> AggregateRunner<A, S, C> {
                 Ok(new)
             })
             .collect::<Result<Vec<_>, CommandError<A::Error>>>()?;
+        let bytes = new_events.iter().map(|event| event.payload.len()).sum();
         let appended = self
             .store
             .append(stream, ExpectedVersion::Exact(loaded), new_events)
@@ -521,6 +527,7 @@ impl<A: Aggregate, S: EventStore, C: Codec> AggregateRunner<A, S, C> {
             }
             Err(error) => return Err(CommandError::Store(error)),
         };
+        metrics::appended(A::STREAM, events.len(), bytes);
         self.maybe_snapshot(stream, state_after, loaded, append.last_version).await;
         Ok(append)
     }
@@ -540,6 +547,7 @@ impl<A: Aggregate, S: EventStore, C: Codec> AggregateRunner<A, S, C> {
             Some(Ok(bytes)) => bytes,
             Some(Err(error)) => {
                 tracing::warn!(%stream, %error, "could not encode a snapshot");
+                metrics::snapshot(A::STREAM, false);
                 return;
             }
             None => return,
@@ -552,9 +560,11 @@ impl<A: Aggregate, S: EventStore, C: Codec> AggregateRunner<A, S, C> {
             state: encoded,
             taken_at: self.clock.now(),
         };
-        if let Err(error) = self.store.save_snapshot(snapshot).instrument(span).await {
+        let saved = self.store.save_snapshot(snapshot).instrument(span).await;
+        if let Err(error) = &saved {
             tracing::warn!(%stream, %error, "could not save a snapshot");
         }
+        metrics::snapshot(A::STREAM, saved.is_ok());
     }
 }
 

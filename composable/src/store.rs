@@ -101,7 +101,7 @@ impl<R: Reducer> Store<R> {
                 reducer,
                 env,
                 core: Mutex::new(Core { state, queue: VecDeque::new() }),
-                executor: Executor::new(Arc::new(clock), deliver),
+                executor: Executor::new(std::any::type_name::<R>(), Arc::new(clock), deliver),
             }
         });
         Self { inner }

@@ -10,6 +10,7 @@ use composable::{
     InMemoryEventStore, NewEvent, StreamId, Version,
 };
 use support::account::*;
+use support::racing::racing;
 use uuid::Uuid;
 
 fn runner(store: &InMemoryEventStore) -> AggregateRunner<Account, InMemoryEventStore> {
@@ -60,90 +61,6 @@ async fn events_carry_the_flow_context() {
     let recorded = store.read_all(composable::Position::START, 10).await.expect("read");
     assert_eq!(recorded[0].metadata.correlation_id, context.correlation_id);
     assert_eq!(recorded[0].metadata.causation_id, Some(context.causation_id));
-}
-
-/// A store that lets one foreign append in right before the runner's first append, so the
-/// runner's decision is always stale once.
-#[derive(Clone)]
-struct RacingStore {
-    inner: InMemoryEventStore,
-    raced: std::sync::Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl EventStore for RacingStore {
-    async fn append(
-        &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-    ) -> Result<composable::event_store::AppendResult, composable::event_store::EventStoreError>
-    {
-        if !self.raced.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            let rival = NewEvent::encode(
-                &AccountEvent::Deposited(Deposited { amount: 100 }),
-                &Bincode,
-                EventMetadata::new_flow(chrono::Utc::now()),
-            )
-            .expect("encode");
-            self.inner.append(stream, ExpectedVersion::Any, vec![rival]).await?;
-        }
-        self.inner.append(stream, expected, events).await
-    }
-
-    fn read_stream<'a>(
-        &'a self,
-        stream: &'a StreamId,
-        after: Version,
-    ) -> futures::stream::BoxStream<
-        'a,
-        Result<composable::RecordedEvent, composable::event_store::EventStoreError>,
-    > {
-        self.inner.read_stream(stream, after)
-    }
-
-    async fn read_all(
-        &self,
-        after: composable::Position,
-        limit: usize,
-    ) -> Result<Vec<composable::RecordedEvent>, composable::event_store::EventStoreError> {
-        self.inner.read_all(after, limit).await
-    }
-
-    async fn stream_version(
-        &self,
-        stream: &StreamId,
-    ) -> Result<Version, composable::event_store::EventStoreError> {
-        self.inner.stream_version(stream).await
-    }
-
-    async fn save_snapshot(
-        &self,
-        snapshot: Snapshot,
-    ) -> Result<(), composable::event_store::EventStoreError> {
-        self.inner.save_snapshot(snapshot).await
-    }
-
-    async fn load_snapshot(
-        &self,
-        stream: &StreamId,
-    ) -> Result<Option<Snapshot>, composable::event_store::EventStoreError> {
-        self.inner.load_snapshot(stream).await
-    }
-
-    async fn event(
-        &self,
-        id: Uuid,
-    ) -> Result<Option<composable::RecordedEvent>, composable::event_store::EventStoreError> {
-        self.inner.event(id).await
-    }
-
-    async fn head(&self) -> Result<composable::Position, composable::event_store::EventStoreError> {
-        self.inner.head().await
-    }
-}
-
-fn racing() -> RacingStore {
-    RacingStore { inner: InMemoryEventStore::new(), raced: Default::default() }
 }
 
 #[tokio::test]

@@ -1,6 +1,6 @@
 //! The spans the runtime leaves: one per command, with its aggregate, stream, name, ids,
 //! attempts and outcome, and a child per step — load, decide, append, snapshot; one per relay
-//! batch, per projection batch, per bus delivery and per saga step.
+//! batch, per projection batch, per bus delivery, per saga step and per effect a store runs.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -354,4 +354,26 @@ async fn a_saga_step_is_a_span_over_the_commands_it_dispatches() {
         .expect("the dispatched command");
     assert_eq!(dispatched.parent, Some("saga.step"));
     assert_eq!(field(dispatched, "correlation_id"), context.correlation_id.to_string());
+}
+
+#[tokio::test]
+async fn an_effect_run_by_a_store_is_a_span_that_says_how_it_ended() {
+    let (spans, _guard) = traced();
+    let reducer = composable::reducer::reducer_fn(|runs: &mut u32, more: bool, (): &()| {
+        *runs += 1;
+        if more {
+            composable::Effect::run(|send| async move { send.send(false) })
+        } else {
+            composable::Effect::none()
+        }
+    });
+    let store = composable::Store::new(reducer, 0, ());
+    store.send(true).finish().await;
+    assert_eq!(store.state(), 2);
+
+    let closed = spans.closed();
+    let effects: Vec<&Closed> = closed.iter().filter(|span| span.name == "effect").collect();
+    assert_eq!(effects.len(), 1, "{closed:#?}");
+    assert_eq!(field(effects[0], "outcome"), "finished");
+    assert!(field(effects[0], "store").contains("FnReducer"), "{:?}", effects[0]);
 }

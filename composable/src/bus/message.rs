@@ -173,6 +173,14 @@ impl BusMessage {
         self.parse_header(headers::EVENT_ID)
     }
 
+    /// When the event this message carries was committed, from its `recorded-at` header.
+    ///
+    /// # Errors
+    /// When the header is missing or not an RFC 3339 time.
+    pub fn recorded_at(&self) -> Result<DateTime<Utc>, MessageError> {
+        self.time_header(headers::RECORDED_AT)
+    }
+
     /// Header `name` as text: missing or not UTF-8 is a [`MessageError`].
     pub(crate) fn text_header(&self, name: &'static str) -> Result<&str, MessageError> {
         let value = self.header(name).ok_or(MessageError::MissingHeader { name })?;

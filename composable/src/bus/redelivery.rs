@@ -88,6 +88,7 @@ impl RedeliveryPolicy {
         attempts: u32,
         error: &str,
     ) -> BusMessage {
+        crate::metrics::dead_lettered(&message.topic);
         let mut letter = message.clone();
         letter.topic = self.dead_letter_topic(&message.topic);
         letter.headers.extend([

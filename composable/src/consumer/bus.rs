@@ -323,13 +323,23 @@ impl<B: EventBus, H: MessageHandler> BusConsumer<B, H> {
         loop {
             let error = match self.handler.handle(delivery.message()).await {
                 Ok(()) => {
+                    self.answered(&delivery, "handled");
                     delivery.ack();
                     return Handled::Answered;
                 }
                 Err(error) => error,
             };
             let topic = &delivery.message().topic;
-            match self.handler.on_error(&error) {
+            let on_error = self.handler.on_error(&error);
+            self.answered(
+                &delivery,
+                match on_error {
+                    OnError::Refuse => "refused",
+                    OnError::Retry => "retried",
+                    OnError::Stop => "stopped",
+                },
+            );
+            match on_error {
                 OnError::Refuse => {
                     tracing::warn!(
                         consumer = %self.name,
@@ -362,6 +372,11 @@ impl<B: EventBus, H: MessageHandler> BusConsumer<B, H> {
         }
     }
 
+    /// Counts how `delivery` was answered ([`metrics::BUS_DELIVERIES`](crate::metrics::BUS_DELIVERIES)).
+    fn answered(&self, delivery: &Delivery, outcome: &'static str) {
+        crate::metrics::delivery_answered(&self.name, delivery.message(), outcome, &*self.clock);
+    }
+
     /// Runs until `context` asks it to stop.
     ///
     /// # Errors
@@ -381,6 +396,7 @@ impl<B: EventBus, H: MessageHandler> BusConsumer<B, H> {
                 Some(next) => next,
                 None => {
                     context.caught_up(self.handler.position());
+                    crate::metrics::bus_consumer_idle(&self.name, &self.topics);
                     tokio::select! {
                         biased;
                         () = context.stopped() => return Ok(()),

@@ -396,15 +396,23 @@ impl<S: EventStore, K: CheckpointStore> LogReader<S, K> {
             if matches!(saved, Saved::ByConsumer | Saved::ByHandler) {
                 read += batch.len();
             }
-            self.saved(saved, last).await.map_err(ReadError::widen)?;
+            self.saved(saved, &batch).await.map_err(ReadError::widen)?;
             if saved == Saved::Retired {
                 return Ok(read);
             }
         }
     }
 
-    /// Moves on after a batch ending at `last`, as the handler said the checkpoint was saved.
-    async fn saved(&mut self, saved: Saved, last: Position) -> Result<(), ReadError> {
+    /// Moves on after `batch` (not empty), as the handler said the checkpoint was saved.
+    async fn saved(&mut self, saved: Saved, batch: &[RecordedEvent]) -> Result<(), ReadError> {
+        let Some(last) = batch.last() else {
+            return Ok(());
+        };
+        if matches!(saved, Saved::ByConsumer | Saved::ByHandler) {
+            let now = self.clock.now();
+            crate::metrics::consumer_handled(&self.name, batch.len(), last.recorded_at, now);
+        }
+        let last = last.position;
         match saved {
             Saved::ByConsumer => self.commit(last).await,
             Saved::ByHandler => {
@@ -660,7 +668,7 @@ impl<S: EventStore, K: CheckpointStore, H: EventHandler> LogConsumer<S, K, H> {
             after,
             source,
         })?;
-        self.reader.saved(saved, last).await.map_err(ReadError::widen)?;
+        self.reader.saved(saved, &batch).await.map_err(ReadError::widen)?;
         if matches!(saved, Saved::Moved | Saved::Retired) {
             return Ok(0);
         }
@@ -696,7 +704,9 @@ impl<S: EventStore, K: CheckpointStore, H: EventHandler> LogConsumer<S, K, H> {
             consumer: self.reader.name.clone(),
             after: at,
             source,
-        })
+        })?;
+        crate::metrics::consumer_caught_up(&self.reader.name);
+        Ok(())
     }
 
     fn retryable(&self, error: &ConsumerError<H::Error>) -> bool {
@@ -871,8 +881,12 @@ impl<S: EventStore, K: CheckpointStore, H: EventHandler> LogConsumer<S, K, H> {
     ) -> Result<Option<Duration>, ConsumerError<H::Error>> {
         let wait = match failures.failed() {
             Some(wait) if self.retryable(&error) => wait,
-            _ => return Err(error),
+            _ => {
+                crate::metrics::consumer_failed(&self.reader.name, false);
+                return Err(error);
+            }
         };
+        crate::metrics::consumer_failed(&self.reader.name, true);
         tracing::warn!(consumer = %self.reader.name, %error, retry_in = ?wait, "consumer step failed");
         Ok(Some(wait))
     }

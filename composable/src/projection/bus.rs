@@ -27,6 +27,7 @@ use crate::consumer::{
 use crate::envelope::RecordedEvent;
 use crate::event::EventSet;
 use crate::event_store::EventStore;
+use crate::metrics;
 use crate::service::{Service, ServiceContext};
 use crate::stream::{Position, Version};
 
@@ -159,6 +160,7 @@ where
         let newest = events.iter().map(|event| event.position).max();
         if events.iter().any(|event| handled(&event)) {
             loop {
+                let took = metrics::Stopwatch::start();
                 let batch = self.runner.build(events, Some(fresh::<P::Store>)).await?;
                 match self.runner.store.commit_batch(batch).await.map_err(Self::store_error)? {
                     Saved::Moved => {}
@@ -166,7 +168,10 @@ where
                         self.retired();
                         break;
                     }
-                    Saved::ByConsumer | Saved::ByHandler => break,
+                    Saved::ByConsumer | Saved::ByHandler => {
+                        self.runner.committed(events, took);
+                        break;
+                    }
                 }
             }
         }
@@ -182,9 +187,11 @@ where
         at: Checkpoint<'_>,
         events: &[RecordedEvent],
     ) -> Result<Saved, Self::Error> {
+        let took = metrics::Stopwatch::start();
         let batch = self.runner.build(events, Some(fresh::<P::Store>)).await?;
         let saved = self.runner.store.commit(batch, at).await.map_err(Self::store_error)?;
         if matches!(saved, Saved::ByHandler | Saved::ByConsumer) {
+            self.runner.committed(events, took);
             self.floor = at.to;
             self.saw(at.to);
         }

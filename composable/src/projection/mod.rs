@@ -90,6 +90,7 @@ use crate::consumer::{Checkpoint, EventHandler, LogConsumer, Saved};
 use crate::envelope::RecordedEvent;
 use crate::event::{DecodeError, EventSet};
 use crate::event_store::EventStore;
+use crate::metrics;
 use crate::stream::Position;
 
 use bus::Fresh;
@@ -417,6 +418,8 @@ pub struct ProjectionRunner<P: Projection, C = Bincode> {
     failing: Option<(Uuid, u32)>,
     /// Its version serves queries (known once it has caught up).
     serving: bool,
+    /// How many events the batch built last parked.
+    parked: usize,
 }
 
 impl<P: Projection, C> fmt::Debug for ProjectionRunner<P, C> {
@@ -437,6 +440,7 @@ impl<P: Projection> ProjectionRunner<P> {
             batch_size: 2000,
             failing: None,
             serving: false,
+            parked: 0,
         }
     }
 }
@@ -453,6 +457,7 @@ impl<P: Projection, C: Codec> ProjectionRunner<P, C> {
             batch_size: self.batch_size,
             failing: None,
             serving: false,
+            parked: 0,
         }
     }
 
@@ -514,8 +519,9 @@ impl<P: Projection, C: Codec> ProjectionRunner<P, C> {
         events: &[&'e RecordedEvent],
         parked: &BTreeSet<String>,
         parking: &BTreeMap<String, (Position, String)>,
-    ) -> Result<(), (RunnerError<P>, &'e RecordedEvent)> {
+    ) -> Result<usize, (RunnerError<P>, &'e RecordedEvent)> {
         let name = Self::name();
+        let mut parked_now = 0;
         for &recorded in events {
             let stream = recorded.stream_id.as_str();
             let reason = match parking.get(stream) {
@@ -538,11 +544,12 @@ impl<P: Projection, C: Codec> ProjectionRunner<P, C> {
                 <P::Store as ReadStore>::park(batch, letter).await.map_err(|source| {
                     (ProjectionError::Store { projection: P::NAME, source }, recorded)
                 })?;
+                parked_now += 1;
                 continue;
             }
             self.apply_one(batch, recorded).await.map_err(|error| (error, recorded))?;
         }
-        Ok(())
+        Ok(parked_now)
     }
 
     /// Decodes and applies one event, when the projection handles it.
@@ -592,6 +599,7 @@ impl<P: Projection, C: Codec> ProjectionRunner<P, C> {
         loop {
             let mut batch = self.store.begin(Scope::of::<P>()).await.map_err(store_error)?;
             if <P::Store as ReadStore>::serving(&batch) > P::VERSION {
+                self.parked = 0;
                 return Ok(batch);
             }
             // Almost always empty, and then a copy costs nothing.
@@ -606,7 +614,10 @@ impl<P: Projection, C: Codec> ProjectionRunner<P, C> {
                 None => &candidates,
             };
             let (error, event) = match self.apply_all(&mut batch, chosen, &parked, &parking).await {
-                Ok(()) => return Ok(batch),
+                Ok(parked) => {
+                    self.parked = parked;
+                    return Ok(batch);
+                }
                 Err(failed) => failed,
             };
             // Whatever the batch holds is dropped: a failed statement may have spoilt it.
@@ -681,6 +692,26 @@ impl<P: Projection, C: Codec> ProjectionRunner<P, C> {
     }
 }
 
+impl<P: Projection, C> ProjectionRunner<P, C> {
+    /// Counts `events`, the batch built last, committed `took` after it began
+    /// ([`metrics::PROJECTION_EVENTS`](crate::metrics::PROJECTION_EVENTS) and the others).
+    fn committed(&self, events: &[RecordedEvent], took: metrics::Stopwatch) {
+        if let Some(last) = events.last() {
+            let name = P::NAME;
+            metrics::projection_batch(
+                name,
+                events.len(),
+                last.recorded_at,
+                chrono::Utc::now(),
+                took,
+            );
+        }
+        if self.parked > 0 {
+            metrics::projection_parked(P::NAME, self.parked);
+        }
+    }
+}
+
 /// The span of one batch a projection applies.
 fn batch_span<P: Projection>(events: &[RecordedEvent]) -> tracing::Span {
     tracing::info_span!(
@@ -695,12 +726,16 @@ fn batch_span<P: Projection>(events: &[RecordedEvent]) -> tracing::Span {
 impl<P: Projection, C: Codec> ProjectionRunner<P, C> {
     /// Applies `events` in a batch committed without a checkpoint of its own.
     async fn apply_batch(&mut self, events: &[RecordedEvent]) -> Result<(), RunnerError<P>> {
+        let took = metrics::Stopwatch::start();
         let batch = self.build(events, None).await?;
         let saved = self
             .store
             .commit_batch(batch)
             .await
             .map_err(|source| ProjectionError::Store { projection: P::NAME, source })?;
+        if saved != Saved::Retired {
+            self.committed(events, took);
+        }
         if saved == Saved::Retired {
             tracing::info!(
                 projection = P::NAME,
@@ -730,11 +765,17 @@ impl<P: Projection, C: Codec> EventHandler for ProjectionRunner<P, C> {
     ) -> Result<Saved, Self::Error> {
         let span = batch_span::<P>(events);
         async {
+            let took = metrics::Stopwatch::start();
             let batch = self.build(events, None).await?;
-            self.store
+            let saved = self
+                .store
                 .commit(batch, at)
                 .await
-                .map_err(|source| ProjectionError::Store { projection: P::NAME, source })
+                .map_err(|source| ProjectionError::Store { projection: P::NAME, source })?;
+            if matches!(saved, Saved::ByHandler | Saved::ByConsumer) {
+                self.committed(events, took);
+            }
+            Ok(saved)
         }
         .instrument(span)
         .await
@@ -743,6 +784,7 @@ impl<P: Projection, C: Codec> EventHandler for ProjectionRunner<P, C> {
     /// Once caught up with the log, a version that builds beside an older one becomes the one
     /// that serves queries, and the older one is dropped.
     async fn caught_up(&mut self, _at: Position) -> Result<(), Self::Error> {
+        metrics::projection_caught_up(P::NAME);
         if self.serving {
             return Ok(());
         }

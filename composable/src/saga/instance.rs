@@ -121,8 +121,12 @@ impl<G: Saga> Instance<G> {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let expected = ExpectedVersion::Exact(self.version);
+        let (count, bytes) = (events.len(), events.iter().map(|event| event.payload.len()).sum());
         match store.append(&self.stream, expected, events).await {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                crate::metrics::appended(self.stream.category(), count, bytes);
+                Ok(())
+            }
             Err(EventStoreError::Conflict { actual, .. }) => Err(SagaError::Conflict {
                 stream: self.stream.clone(),
                 loaded: self.version,

@@ -233,7 +233,7 @@ impl<G: Saga, S: EventStore, D: Dispatcher, T: TimerStore, C: Codec> SagaRunner<
             status = Empty,
         );
         let progress = self.take_step(event, input, step, key).instrument(span.clone()).await;
-        record_status(&span, &progress);
+        record_status::<G>(&span, "event", G::STEPS[step].start, &progress);
         progress
     }
 
@@ -354,7 +354,10 @@ impl<G: Saga, S: EventStore, D: Dispatcher, T: TimerStore, C: Codec> SagaRunner<
             status = Empty,
         );
         let progress = self.fire_timer(timer).instrument(span.clone()).await;
-        record_status(&span, &progress);
+        record_status::<G>(&span, "timeout", false, &progress);
+        if let Ok(Some(_)) = progress {
+            crate::metrics::timer_fired(G::NAME, timer.due_at, self.clock.now());
+        }
         progress
     }
 
@@ -593,17 +596,26 @@ fn command_context(input: CommandContext, kind: &str, index: usize) -> CommandCo
     input.with_command_id(derive_id(input.causation_id, &format!("{kind}/{index}")))
 }
 
-/// What an input did to its instance, as its span records it: the status it left the instance
-/// in, `ignored` (a duplicate, a stale timer, an event of no running instance) or `failed`.
-fn record_status(span: &tracing::Span, progress: &Result<Option<Progress>, SagaError>) {
-    let status = match progress {
+/// What an input (an `event` of a `start` step, or not, or a `timeout`) did to its instance,
+/// as its span and [`metrics::SAGA_INPUTS`](crate::metrics::SAGA_INPUTS) record it: the status it
+/// left the instance in, `ignored` (a duplicate, a stale timer, an event of no running instance)
+/// or `failed`.
+fn record_status<G: Saga>(
+    span: &tracing::Span,
+    input: &'static str,
+    start: bool,
+    progress: &Result<Option<Progress>, SagaError>,
+) {
+    let (status, finished) = match progress {
         Ok(Some(progress)) => match progress.status {
-            SagaStatus::Running => "running",
-            SagaStatus::Completed => "completed",
-            SagaStatus::Compensated => "compensated",
+            SagaStatus::Running => ("running", None),
+            SagaStatus::Completed => ("completed", Some("completed")),
+            SagaStatus::Compensated => ("compensated", Some("compensated")),
         },
-        Ok(None) => "ignored",
-        Err(_) => "failed",
+        Ok(None) => ("ignored", None),
+        Err(_) => ("failed", None),
     };
     span.record("status", status);
+    let started = start && matches!(progress, Ok(Some(_)));
+    crate::metrics::saga_input(G::NAME, input, status, started, finished);
 }

@@ -113,7 +113,7 @@ where
             reducer,
             env,
             state,
-            executor: Executor::new(Arc::new(clock.clone()), deliver),
+            executor: Executor::new(std::any::type_name::<R>(), Arc::new(clock.clone()), deliver),
             inbox,
             clock,
             exhaustivity: Exhaustivity::On,

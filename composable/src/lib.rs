@@ -4,6 +4,7 @@
 pub mod aggregate;
 pub mod backend;
 pub mod backoff;
+pub mod breaker;
 pub mod bus;
 pub mod checkpoint;
 pub mod clock;

@@ -73,6 +73,12 @@ pub const PROJECTION_BATCH_DURATION: &str = "composable_projection_batch_duratio
 pub const PROJECTION_LAG: &str = "composable_projection_lag_seconds";
 /// Events a projection parked (dead-lettered) with their stream, by `projection`.
 pub const PROJECTION_DEAD_LETTERS: &str = "composable_projection_dead_letters_total";
+/// A circuit breaker's state, by `breaker`: 0 closed, 1 half-open, 2 open.
+pub const CIRCUIT_BREAKER_STATE: &str = "composable_circuit_breaker_state";
+/// A circuit breaker entering a state, by `breaker` and `state` (`closed`, `open`, `half_open`).
+pub const CIRCUIT_BREAKER_TRANSITIONS: &str = "composable_circuit_breaker_transitions_total";
+/// Calls a circuit breaker refused without making them, by `breaker`.
+pub const CIRCUIT_BREAKER_REFUSED: &str = "composable_circuit_breaker_refused_total";
 
 /// Tells the installed recorder each metric's unit and description. Call it once, after
 /// installing the recorder; without the `metrics` feature it does nothing.
@@ -106,6 +112,9 @@ pub fn describe() {
         describe_histogram!(PROJECTION_BATCH_DURATION, Unit::Seconds, "A projection batch.");
         describe_gauge!(PROJECTION_LAG, Unit::Seconds, "How far behind the head a projection is.");
         describe_counter!(PROJECTION_DEAD_LETTERS, Unit::Count, "Events a projection parked.");
+        describe_gauge!(CIRCUIT_BREAKER_STATE, "0 closed, 1 half-open, 2 open.");
+        describe_counter!(CIRCUIT_BREAKER_TRANSITIONS, Unit::Count, "Breakers entering a state.");
+        describe_counter!(CIRCUIT_BREAKER_REFUSED, Unit::Count, "Calls a breaker refused.");
     }
 }
 
@@ -295,6 +304,21 @@ metric_fns! {
     /// A projection reached the head.
     fn projection_caught_up(projection: &str) {
         metrics::gauge!(PROJECTION_LAG, "projection" => projection.to_owned()).set(0.0);
+    }
+
+    /// Breaker `breaker` is in `state`, the gauge's `value`: created so, or `entered` it.
+    fn breaker_state(breaker: &str, state: &'static str, value: f64, entered: bool) {
+        let breaker = breaker.to_owned();
+        metrics::gauge!(CIRCUIT_BREAKER_STATE, "breaker" => breaker.clone()).set(value);
+        if entered {
+            metrics::counter!(CIRCUIT_BREAKER_TRANSITIONS, "breaker" => breaker, "state" => state)
+                .increment(1);
+        }
+    }
+
+    /// Breaker `breaker` refused a call.
+    fn breaker_refused(breaker: &str) {
+        metrics::counter!(CIRCUIT_BREAKER_REFUSED, "breaker" => breaker.to_owned()).increment(1);
     }
 
     /// A projection parked `events` events.

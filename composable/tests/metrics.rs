@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use composable::backoff::Backoff;
+use composable::breaker::{BreakerPolicy, BreakerState, CircuitBreaker};
 use composable::bus::{BusMessage, EventBus, InMemoryBus, RedeliveryPolicy, topic_for};
 use composable::consumer::{BusConsumer, MessageHandler};
 use composable::dispatch::LocalDispatcher;
@@ -484,4 +485,34 @@ fn describe_gives_the_recorder_each_unit() {
     assert_eq!(seen.units.get(names::COMMAND_DURATION).map(String::as_str), Some("seconds"));
     assert_eq!(seen.units.get(names::EVENT_BYTES_APPENDED).map(String::as_str), Some("bytes"));
     assert_eq!(seen.units.get(names::COMMANDS).map(String::as_str), Some("count"));
+}
+
+#[test]
+fn a_circuit_breaker_reports_its_state_its_transitions_and_what_it_refused() {
+    let seen = recorded(async |recording| {
+        let clock = TestClock::new();
+        let breaker = CircuitBreaker::new("payments", BreakerPolicy::default().window(2))
+            .with_clock(clock.clone());
+        let gauge = |recording: &Recording| {
+            recording.now().gauge(names::CIRCUIT_BREAKER_STATE, &[("breaker", "payments")])
+        };
+        assert_eq!(gauge(&recording), Some(0.0), "closed from the start");
+        for _ in 0..2 {
+            breaker.call(async { Err::<(), _>("down") }).await.expect_err("failed");
+        }
+        assert_eq!(gauge(&recording), Some(2.0), "open");
+        breaker.call(async { Ok::<_, &str>(()) }).await.expect_err("refused");
+        clock.advance(Duration::from_secs(30)).await;
+        assert_eq!(breaker.state(), BreakerState::HalfOpen);
+        assert_eq!(gauge(&recording), Some(1.0), "half-open");
+        breaker.call(async { Ok::<_, &str>(()) }).await.expect("the probe");
+        assert_eq!(gauge(&recording), Some(0.0), "closed again");
+    });
+    let payments = ("breaker", "payments");
+    for state in ["open", "half_open", "closed"] {
+        let entered =
+            seen.counter(names::CIRCUIT_BREAKER_TRANSITIONS, &[payments, ("state", state)]);
+        assert_eq!(entered, 1, "{state}");
+    }
+    assert_eq!(seen.counter(names::CIRCUIT_BREAKER_REFUSED, &[payments]), 1);
 }

@@ -82,6 +82,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::aggregate::Aggregate;
+use crate::breaker::{BreakerPolicy, CircuitBreaker};
 use crate::bus::{EventBus, topic_for};
 use crate::checkpoint::{CheckpointStore, InMemoryCheckpointStore, SharedCheckpoints};
 use crate::clock::{Clock, SystemClock};
@@ -297,6 +298,10 @@ struct Wiring<'a, S, B> {
     /// Adds every registered aggregate to a command service.
     command_routes: &'a [CommandRoute<B>],
     timer_interval: Duration,
+    /// How long a saga waits for a command's reply over the bus.
+    reply_timeout: Duration,
+    /// The policy of each saga's dispatch breaker, when it has one.
+    dispatch_breaker: Option<BreakerPolicy>,
     /// This process's claims on the log consumers' work: who, and for how long.
     claim: (uuid::Uuid, Duration),
     /// The categories of the registered aggregates that emit each event.
@@ -336,6 +341,7 @@ pub struct AppBuilder<S, T = NoTimers, B = NoBus> {
     timer_interval: Duration,
     claim_ttl: Duration,
     reply_timeout: Duration,
+    dispatch_breaker: Option<BreakerPolicy>,
     aggregates: Vec<AggregateEntry<B>>,
     sagas: Vec<SagaEntry>,
     /// Each projection's name and events, for the checks.
@@ -411,6 +417,7 @@ impl<S, B> AppBuilder<S, NoTimers, B> {
             timer_interval: self.timer_interval,
             claim_ttl: self.claim_ttl,
             reply_timeout: self.reply_timeout,
+            dispatch_breaker: self.dispatch_breaker,
             aggregates: self.aggregates,
             sagas: self.sagas,
             projections: self.projections,
@@ -433,6 +440,7 @@ impl<S, T, B> AppBuilder<S, T, B> {
             timer_interval: Duration::from_secs(1),
             claim_ttl: Duration::from_secs(10),
             reply_timeout: Duration::from_secs(30),
+            dispatch_breaker: None,
             aggregates: Vec::new(),
             sagas: Vec::new(),
             projections: Vec::new(),
@@ -600,6 +608,8 @@ where
             bus_routes: &bus_routes,
             command_routes: &command_routes,
             timer_interval: self.timer_interval,
+            reply_timeout: self.reply_timeout,
+            dispatch_breaker: self.dispatch_breaker,
             claim: (uuid::Uuid::now_v7(), self.claim_ttl),
             emitters: &emitters,
         };
@@ -686,6 +696,16 @@ where
     #[must_use]
     pub fn reply_timeout(mut self, timeout: Duration) -> Self {
         self.reply_timeout = timeout;
+        self
+    }
+
+    /// Sends each saga's commands through a [`CircuitBreaker`] with `policy`, called
+    /// `dispatch.{saga}` and kept on the host's clock: while the command service does not
+    /// answer, the saga's dispatches fail at once (and its input backs off) instead of each
+    /// waiting out the [`reply_timeout`](Self::reply_timeout). Off by default.
+    #[must_use]
+    pub fn dispatch_breaker(mut self, policy: BreakerPolicy) -> Self {
+        self.dispatch_breaker = Some(policy);
         self
     }
 
@@ -778,18 +798,21 @@ where
     where
         T: TimerStore + Clone,
     {
-        let reply_timeout = self.reply_timeout;
         let timers = self.timers.clone();
         self.add_saga::<G>(Box::new(move |wiring: &Wiring<'_, S, B>| {
             // Each process waits for the replies to its own commands: a group of its own.
             let replies = reply_topic(wiring.app, G::NAME);
             let group = format!("{replies}.{}", uuid::Uuid::now_v7().simple());
-            let dispatcher = wiring.bus_routes.iter().fold(
-                BusDispatcher::new(wiring.bus.clone(), Bincode, replies)
-                    .with_group(group)
-                    .with_timeout(reply_timeout),
-                |dispatcher, route| route(dispatcher),
-            );
+            let mut dispatcher = BusDispatcher::new(wiring.bus.clone(), Bincode, replies)
+                .with_group(group)
+                .with_timeout(wiring.reply_timeout);
+            if let Some(policy) = wiring.dispatch_breaker {
+                let breaker = CircuitBreaker::new(format!("dispatch.{}", G::NAME), policy)
+                    .with_clock(Arc::clone(wiring.clock));
+                dispatcher = dispatcher.with_breaker(breaker);
+            }
+            let dispatcher =
+                wiring.bus_routes.iter().fold(dispatcher, |dispatcher, route| route(dispatcher));
             saga_services::<G, _, _, _, _>(wiring, timers, dispatcher)
         }));
         self

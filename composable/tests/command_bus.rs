@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use composable::backoff::Backoff;
+use composable::breaker::{BreakerError, BreakerPolicy, BreakerState, CircuitBreaker};
 use composable::bus::{BusMessage, EventBus, InMemoryBus, RedeliveryPolicy};
 use composable::command::CommandCodec;
 use composable::command_bus::{
@@ -663,5 +664,55 @@ async fn a_command_that_cannot_be_answered_is_nacked_into_the_dead_letter_topic(
     assert!(error.contains("no `reply-to` header"), "{error}");
     assert!(bus.messages(REPLIES).is_empty());
 
+    remote.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dispatcher_behind_a_breaker_fails_fast_while_the_service_is_down_and_recovers_after_a_probe()
+ {
+    let store = InMemoryEventStore::new();
+    let bus = InMemoryBus::new();
+    let aggregates = Aggregates::new(&store);
+    let clock = TestClock::new();
+    let breaker = CircuitBreaker::new("dispatch.checkout", BreakerPolicy::default().window(2))
+        .with_clock(clock.clone());
+    let dispatcher = dispatcher(&bus)
+        .with_timeout(Duration::from_secs(30))
+        .with_clock(clock.clone())
+        .with_breaker(breaker.clone());
+    let charge = |order: &str| {
+        let command = Charge { order_id: order.into(), card: "visa".into() };
+        (Dispatch::to::<Payment>(order, command), CommandContext::new_flow())
+    };
+
+    // No service runs: two sends time out, and the breaker opens.
+    for order in ["1", "2"] {
+        let (dispatch, context) = charge(order);
+        let (sent, ()) = tokio::join!(dispatcher.dispatch(dispatch, context), async {
+            while clock.pending_sleeps() == 0 {
+                tokio::task::yield_now().await;
+            }
+            clock.advance(Duration::from_secs(30)).await;
+        });
+        assert!(matches!(sent, Err(DispatchError::Failed { .. })), "{sent:?}");
+    }
+    assert_eq!(breaker.state(), BreakerState::Open);
+    let (dispatch, context) = charge("3");
+    match dispatcher.dispatch(dispatch, context).await {
+        Err(DispatchError::Failed { source, .. }) => {
+            let open = source.downcast_ref::<BreakerError<CommandBusError>>();
+            assert!(matches!(open, Some(BreakerError::Open { .. })), "{source}");
+        }
+        other => panic!("expected a fast failure, got {other:?}"),
+    }
+    assert_eq!(bus.messages(&command_topic("payment")).len(), 2, "the third was never sent");
+
+    // The service comes back; after the open period a probe gets through and closes it.
+    let remote = Remote::start(aggregates.service(&bus));
+    clock.advance(Duration::from_secs(30)).await;
+    assert_eq!(breaker.state(), BreakerState::HalfOpen);
+    let (dispatch, context) = charge("4");
+    dispatcher.dispatch(dispatch, context).await.expect("the probe is answered");
+    assert_eq!(breaker.state(), BreakerState::Closed);
     remote.stop();
 }

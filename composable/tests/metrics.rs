@@ -142,7 +142,7 @@ pub struct Added {
     pub amount: u32,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Add {
     pub amount: u32,
 }
@@ -401,12 +401,12 @@ impl Tally {
     fn was_shut(&mut self, _event: &Shut) {}
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Open {
     pub name: String,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ShutIt {
     pub name: String,
 }
@@ -515,4 +515,45 @@ fn a_circuit_breaker_reports_its_state_its_transitions_and_what_it_refused() {
         assert_eq!(entered, 1, "{state}");
     }
     assert_eq!(seen.counter(names::CIRCUIT_BREAKER_REFUSED, &[payments]), 1);
+}
+
+#[test]
+fn a_host_with_a_dispatch_breaker_opens_it_while_no_command_service_answers() {
+    let seen = recorded(async |recording| {
+        let store = InMemoryEventStore::new();
+        let tallies = Arc::new(AggregateRunner::<Tally, _>::new(store.clone(), ()));
+        let counters = Arc::new(AggregateRunner::<Counter, _>::new(store.clone(), ()));
+        // This process runs only the saga: nobody serves the counter's commands.
+        let app = composable::host::App::on_bus("shop", store.clone(), InMemoryBus::new())
+            .timers(InMemoryTimerStore::new())
+            .aggregate(&tallies)
+            .aggregate(&counters)
+            .saga::<Bonus>()
+            .roles(["bonus"])
+            .reply_timeout(Duration::from_millis(20))
+            .dispatch_breaker(BreakerPolicy::default().window(2))
+            .build()
+            .expect("wired");
+        let running = app.start();
+        tallies.execute("t1", Open { name: "t1".into() }).await.expect("opened");
+        let opened = || {
+            recording.now().counter(
+                names::CIRCUIT_BREAKER_TRANSITIONS,
+                &[("breaker", "dispatch.bonus"), ("state", "open")],
+            )
+        };
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while opened() == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("the breaker opens: {:#?}", recording.now().counters));
+        running.stop().await.expect("stops");
+    });
+    let refused = seen.counter(names::CIRCUIT_BREAKER_REFUSED, &[("breaker", "dispatch.bonus")]);
+    let failed = seen.counter(names::CONSUMER_FAILURES, &[("retried", "true")]);
+    assert!(failed >= 2, "the saga's input retried its failed step: {failed}");
+    // Refusals come only once it is open; the test may stop before the next retry.
+    assert!(refused <= failed, "{refused} > {failed}");
 }

@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::{CommandMessage, CommandReply, ReplyOutcome};
 use crate::aggregate::Aggregate;
+use crate::breaker::{BreakerError, CircuitBreaker};
 use crate::bus::{BusError, EventBus, Subscription};
 use crate::clock::{Clock, SystemClock};
 use crate::codec::{Bincode, Codec, CodecError};
@@ -160,6 +161,7 @@ pub struct BusDispatcher<B, C = Bincode> {
     routes: HashMap<&'static str, Encoder<C>>,
     waiters: Arc<Mutex<Waiters>>,
     listener: tokio::sync::Mutex<Option<Listener>>,
+    breaker: Option<CircuitBreaker>,
 }
 
 impl<B, C> fmt::Debug for BusDispatcher<B, C> {
@@ -199,7 +201,18 @@ impl<B: EventBus, C: Codec> BusDispatcher<B, C> {
             routes: HashMap::new(),
             waiters: Arc::new(Mutex::new(HashMap::new())),
             listener: tokio::sync::Mutex::new(None),
+            breaker: None,
         }
+    }
+
+    /// Sends commands through `breaker`: once too many sends fail to be published or answered
+    /// (a timeout, the listener gone), dispatches fail at once with [`BreakerError::Open`] as
+    /// their source — a [`DispatchError::Failed`], which the saga retries with its back-off —
+    /// until a probe gets through. A refusal by the aggregate is an answer, not a failure.
+    #[must_use]
+    pub fn with_breaker(mut self, breaker: CircuitBreaker) -> Self {
+        self.breaker = Some(breaker);
+        self
     }
 
     /// Sends the commands of aggregate `A` through the bus (to `{A::STREAM}-commands`).
@@ -357,7 +370,17 @@ impl<B: EventBus, C: Codec> Dispatcher for BusDispatcher<B, C> {
             reply_to: self.reply_topic.clone(),
             payload,
         };
-        match self.send(command).await {
+        let sent = match &self.breaker {
+            Some(breaker) => match breaker.call(self.send(command)).await {
+                Ok(outcome) => Ok(outcome),
+                Err(BreakerError::Failed(error)) => Err(error),
+                Err(open @ BreakerError::Open { .. }) => {
+                    return Err(DispatchError::Failed { aggregate, id, source: Box::new(open) });
+                }
+            },
+            None => self.send(command).await,
+        };
+        match sent {
             Ok(ReplyOutcome::Accepted | ReplyOutcome::Duplicate) => Ok(()),
             Ok(ReplyOutcome::Rejected { reason }) => Err(DispatchError::Rejected {
                 aggregate,

@@ -18,15 +18,14 @@ use composable::dispatch::LocalDispatcher;
 use composable::metrics::{self as names};
 use composable::projection::{DocumentBatch, DocumentError, InMemoryDocuments, ProjectionRunner};
 use composable::reducer::reducer_fn;
-use composable::saga::{Dispatch, InMemoryTimerStore, SagaRunner};
+use composable::saga::{InMemoryTimerStore, SagaRunner};
 use composable::{
     AggregateRunner, CommandContext, Effect, EventStore, InMemoryEventStore, Position, Store,
-    TestClock, aggregate, apply, command, compensate, event, project, projection, saga, service,
-    start, step,
+    TestClock, project, projection, service,
 };
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
-use serde::{Deserialize, Serialize};
 use support::account::*;
+use support::flows::*;
 use support::racing::racing;
 
 /// A series: a metric's name and its labels, sorted.
@@ -133,42 +132,6 @@ impl Recording {
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
         seen.take(&self.snapshotter);
         seen
-    }
-}
-
-#[event(name = "counter.added", version = 1)]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Added {
-    pub amount: u32,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Add {
-    pub amount: u32,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("nothing to add")]
-pub struct Nothing;
-
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub struct Counter {
-    total: u32,
-}
-
-#[aggregate(stream = "counter", snapshot_every = 2)]
-impl Counter {
-    #[command]
-    fn add(&self, command: Add) -> Result<Added, Nothing> {
-        if command.amount == 0 {
-            return Err(Nothing);
-        }
-        Ok(Added { amount: command.amount })
-    }
-
-    #[apply]
-    fn added(&mut self, event: &Added) {
-        self.total += event.amount;
     }
 }
 
@@ -365,71 +328,6 @@ fn bus_deliveries_are_counted_by_outcome_and_the_last_failure_is_a_dead_letter()
     assert_eq!(seen.counter(names::BUS_DELIVERIES, &[delivered[0], ("outcome", "handled")]), 0);
     assert_eq!(seen.counter(names::BUS_DEAD_LETTERS, &[("topic", topic.as_str())]), 1);
     assert!(seen.gauge(names::BUS_CONSUMER_LAG, &delivered).is_some(), "{:?}", seen.gauges);
-}
-
-#[event(name = "tally.opened", version = 1)]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Opened {
-    pub name: String,
-}
-
-#[event(name = "tally.shut", version = 1)]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Shut {
-    pub name: String,
-}
-
-#[derive(Debug, Default)]
-pub struct Tally;
-
-#[aggregate(stream = "tally")]
-impl Tally {
-    #[command]
-    fn open(&self, command: Open) -> Opened {
-        Opened { name: command.name }
-    }
-
-    #[command]
-    fn shut(&self, command: ShutIt) -> Shut {
-        Shut { name: command.name }
-    }
-
-    #[apply]
-    fn opened(&mut self, _event: &Opened) {}
-
-    #[apply]
-    fn was_shut(&mut self, _event: &Shut) {}
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Open {
-    pub name: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ShutIt {
-    pub name: String,
-}
-
-/// Opening a tally adds a bonus to the counter of the same name; a tally not shut within a
-/// minute times out.
-#[derive(Debug, Default)]
-pub struct Bonus;
-
-#[saga(name = "bonus", key = name)]
-impl Bonus {
-    #[start(timeout = "1m")]
-    fn opened(&mut self, event: &Opened) -> Dispatch {
-        Dispatch::to::<Counter>(&event.name, Add { amount: 10 })
-    }
-
-    #[step(end)]
-    fn shut(&mut self, _event: &Shut) {}
-
-    #[compensate(opened)]
-    fn undo(&self) -> Option<Dispatch> {
-        None
-    }
 }
 
 #[test]

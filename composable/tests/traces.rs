@@ -2,6 +2,8 @@
 //! attempts and outcome, and a child per step — load, decide, append, snapshot; one per relay
 //! batch, per projection batch, per bus delivery, per saga step and per effect a store runs.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -11,52 +13,16 @@ use composable::consumer::{BusConsumer, MessageHandler};
 use composable::dispatch::LocalDispatcher;
 use composable::projection::{DocumentBatch, DocumentError, InMemoryDocuments, ProjectionRunner};
 use composable::relay::Relay;
-use composable::saga::{Dispatch, InMemoryTimerStore, SagaRunner};
+use composable::saga::{InMemoryTimerStore, SagaRunner};
 use composable::{
-    AggregateRunner, CommandContext, EventStore, InMemoryEventStore, Position, aggregate, apply,
-    command, compensate, event, project, projection, saga, service, start, step,
+    AggregateRunner, CommandContext, EventStore, InMemoryEventStore, Position, project, projection,
+    service,
 };
-use serde::{Deserialize, Serialize};
+use support::flows::*;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
-
-#[event(name = "counter.added", version = 1)]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Added {
-    pub amount: u32,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Add {
-    pub amount: u32,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("nothing to add")]
-pub struct Nothing;
-
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub struct Counter {
-    total: u32,
-}
-
-#[aggregate(stream = "counter", snapshot_every = 2)]
-impl Counter {
-    #[command]
-    fn add(&self, command: Add) -> Result<Added, Nothing> {
-        if command.amount == 0 {
-            return Err(Nothing);
-        }
-        Ok(Added { amount: command.amount })
-    }
-
-    #[apply]
-    fn added(&mut self, event: &Added) {
-        self.total += event.amount;
-    }
-}
 
 /// A span as it closed: its name, its parent's, and its fields as text.
 #[derive(Debug, Clone)]
@@ -268,57 +234,6 @@ async fn relay_batches_projection_batches_and_deliveries_are_spans() {
         );
         assert_eq!(field(delivery, "correlation_id"), context.correlation_id.to_string());
         assert_eq!(field(delivery, "attempt"), "1");
-    }
-}
-
-#[event(name = "tally.opened", version = 1)]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Opened {
-    pub name: String,
-}
-
-#[event(name = "tally.shut", version = 1)]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Shut {
-    pub name: String,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Open {
-    pub name: String,
-}
-
-#[derive(Debug, Default)]
-pub struct Tally;
-
-#[aggregate(stream = "tally")]
-impl Tally {
-    #[command]
-    fn open(&self, command: Open) -> Opened {
-        Opened { name: command.name }
-    }
-
-    #[apply]
-    fn opened(&mut self, _event: &Opened) {}
-}
-
-/// Opening a tally adds a bonus to the counter of the same name.
-#[derive(Debug, Default)]
-pub struct Bonus;
-
-#[saga(name = "bonus", key = name)]
-impl Bonus {
-    #[start]
-    fn opened(&mut self, event: &Opened) -> Dispatch {
-        Dispatch::to::<Counter>(&event.name, Add { amount: 10 })
-    }
-
-    #[step(end)]
-    fn shut(&mut self, _event: &Shut) {}
-
-    #[compensate(opened)]
-    fn undo(&self) -> Option<Dispatch> {
-        None
     }
 }
 

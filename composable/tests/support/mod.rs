@@ -1,3 +1,6 @@
+// Each suite that has the support module uses some of it.
+#![allow(dead_code, unreachable_pub)]
+
 pub(crate) mod account;
-#[allow(dead_code)] // Not every suite that has the support module races.
+pub(crate) mod flows;
 pub(crate) mod racing;

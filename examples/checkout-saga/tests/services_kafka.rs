@@ -4,12 +4,15 @@
 //! saga's active process is killed with SIGKILL while checkouts are in flight — the standby
 //! takes over — and later the relay's and command service's process too; each is started again. Every checkout
 //! then completes or compensates, no event is written twice, no card is charged twice and stock
-//! is taken once per confirmed order. Both processes stop cleanly on SIGTERM.
+//! is taken once per confirmed order. The restarted process serves its metrics for Prometheus.
+//! Every process stops cleanly on SIGTERM.
 //!
 //! Needs `DATABASE_URL` and `KAFKA_BROKERS` (`scripts/test` starts a private PostgreSQL and a
 //! tansu broker and sets both).
 
 use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::ops::Range;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -45,7 +48,21 @@ struct Process {
 
 impl Process {
     fn start(database_url: &str, prefix: &str, roles: &'static str) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_checkout-service"))
+        Self::serving_metrics(database_url, prefix, roles, None)
+    }
+
+    /// As [`start`](Self::start), serving its metrics on `metrics` when given.
+    fn serving_metrics(
+        database_url: &str,
+        prefix: &str,
+        roles: &'static str,
+        metrics: Option<SocketAddr>,
+    ) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_checkout-service"));
+        if let Some(address) = metrics {
+            command.env("CHECKOUT_METRICS_ADDR", address.to_string());
+        }
+        let child = command
             .args(["--role", roles])
             .env("DATABASE_URL", database_url)
             .env("KAFKA_BROKERS", env("KAFKA_BROKERS"))
@@ -94,6 +111,32 @@ impl Drop for Process {
 }
 
 /// Waits until a process other than `not` holds the claim on consumer `name`'s work: who.
+/// A loopback address with a port free now.
+fn free_address() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("its address")
+}
+
+/// The text a process serves at `http://{address}/metrics`, once it answers (within 30 s).
+fn scrape(address: SocketAddr) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = TcpStream::connect(address).and_then(|mut stream| {
+            stream.write_all(
+                b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+            )?;
+            let mut text = String::new();
+            stream.read_to_string(&mut text)?;
+            Ok(text)
+        });
+        match answer {
+            Ok(text) if text.starts_with("HTTP/1.1 200") => return text,
+            other => assert!(Instant::now() < deadline, "no metrics on {address}: {other:?}"),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 async fn wait_for_claim(
     store: &PostgresEventStore,
     name: &str,
@@ -181,6 +224,7 @@ async fn checkouts_survive_a_killed_saga_process_with_nothing_lost_or_doubled() 
     );
     let prefix = format!("s{id}.");
 
+    let metrics = free_address();
     let mut aggregates = Process::start(&database_url, &prefix, "relay,commands");
     let saga = Process::start(&database_url, &prefix, "checkout");
     // A second saga process stands by once the first holds the claim on the saga's input.
@@ -219,7 +263,8 @@ async fn checkouts_survive_a_killed_saga_process_with_nothing_lost_or_doubled() 
     for order in ORDERS / 2..ORDERS {
         if order == ORDERS * 3 / 4 {
             aggregates.kill();
-            aggregates = Process::start(&database_url, &prefix, "relay,commands");
+            aggregates =
+                Process::serving_metrics(&database_url, &prefix, "relay,commands", Some(metrics));
         }
         let (id, place) = place(order);
         runners.orders.execute(&id, place).await.expect("place an order");
@@ -278,6 +323,18 @@ async fn checkouts_survive_a_killed_saga_process_with_nothing_lost_or_doubled() 
     };
     let confirmed = (0..ORDERS).filter(|order| place(*order).1.card != DECLINED_CARD).count();
     assert_eq!(reserved as usize, confirmed, "stock taken once per confirmed order");
+
+    // The restarted process serves its metrics for Prometheus: the commands it ran and the
+    // relay's progress.
+    let scraped = scrape(metrics);
+    for line in [
+        "composable_commands_total{aggregate=\"payment\",outcome=\"accepted\"}",
+        "composable_consumer_events_total{consumer=\"checkout.relay\"}",
+        "composable_consumer_lag_seconds{consumer=\"checkout.relay\"}",
+        "# TYPE composable_command_duration_seconds summary",
+    ] {
+        assert!(scraped.contains(line), "no `{line}` in the metrics:\n{scraped}");
+    }
 
     // Graceful shutdown: every process stops on SIGTERM, finishing what it holds.
     saga.terminate();

@@ -14,13 +14,16 @@
 //! input through a claim in the database, so that one process does the work while the others
 //! stand by, and one of them takes over within the claim's time (`CHECKOUT_CLAIM_TTL_MS`,
 //! 10 s by default) when it dies. `CHECKOUT_TOPIC_PREFIX` prefixes every topic and consumer
-//! group, so that runs sharing a broker don't meet.
+//! group, so that runs sharing a broker don't meet. `CHECKOUT_METRICS_ADDR` (`127.0.0.1:9464`,
+//! say) serves the process's metrics for Prometheus at `/metrics` (`docs/observability.md`
+//! lists them).
 
 use std::process::ExitCode;
 
 use checkout_saga::{Aggregates, hosted};
 use composable::{BoxError as Error, SystemClock};
 use composable_postgres::PostgresEventStore;
+use metrics_exporter_prometheus::PrometheusBuilder;
 use tokio::signal::unix::{SignalKind, signal};
 
 #[tokio::main]
@@ -36,6 +39,16 @@ async fn main() -> ExitCode {
 
 async fn run() -> Result<(), Error> {
     let roles = roles()?;
+    if let Ok(address) = std::env::var("CHECKOUT_METRICS_ADDR") {
+        let address: std::net::SocketAddr = address
+            .parse()
+            .map_err(|_| format!("CHECKOUT_METRICS_ADDR `{address}` is not an address:port"))?;
+        PrometheusBuilder::new()
+            .with_http_listener(address)
+            .install()
+            .map_err(|error| format!("cannot serve metrics on {address}: {error}"))?;
+        composable::metrics::describe();
+    }
     let database_url = env("DATABASE_URL")?;
     let brokers = env("KAFKA_BROKERS")?;
     let store = PostgresEventStore::connect(&database_url).await?;

@@ -11,11 +11,16 @@ use uuid::Uuid;
 use crate::codec::Codec;
 use crate::event::{DecodeError, EventSet};
 use crate::stream::{Position, StreamId, Version};
+use crate::trace::TraceContext;
 
-/// Correlation, causation and time of one event.
+/// Correlation, causation, time and trace context of one event.
 ///
 /// The correlation id is shared by every command and event of one business flow (for example
-/// one checkout); the causation id is the id of the message that directly caused this event.
+/// one checkout); the causation id is the id of the message that directly caused this event;
+/// the trace context names the span that appended it ([`crate::trace`]).
+///
+/// Stores keep it in a self-describing form (JSON on PostgreSQL): an absent trace context is
+/// not written at all, and metadata written before the field existed reads as having none.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventMetadata {
     /// Shared by every message of one flow.
@@ -24,18 +29,34 @@ pub struct EventMetadata {
     pub causation_id: Option<Uuid>,
     /// When the event happened, by the environment's clock.
     pub occurred_at: DateTime<Utc>,
+    /// The span that appended the event, when traces are recorded with OpenTelemetry.
+    #[serde(
+        default,
+        rename = "traceparent",
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::trace::deserialize_lenient"
+    )]
+    pub trace: Option<TraceContext>,
 }
 
 impl EventMetadata {
     /// Metadata for an event that starts a new flow: a fresh correlation id, no cause.
     pub fn new_flow(occurred_at: DateTime<Utc>) -> Self {
-        Self { correlation_id: Uuid::now_v7(), causation_id: None, occurred_at }
+        Self { correlation_id: Uuid::now_v7(), causation_id: None, occurred_at, trace: None }
     }
 
     /// Metadata for an event caused by the message `causation_id` within the flow
     /// `correlation_id`.
     pub fn caused_by(correlation_id: Uuid, causation_id: Uuid, occurred_at: DateTime<Utc>) -> Self {
-        Self { correlation_id, causation_id: Some(causation_id), occurred_at }
+        Self { correlation_id, causation_id: Some(causation_id), occurred_at, trace: None }
+    }
+
+    /// The same metadata, naming the current span as the one that caused the event (when an
+    /// OpenTelemetry layer records spans; see [`TraceContext::current`]).
+    #[must_use]
+    pub fn in_current_trace(mut self) -> Self {
+        self.trace = TraceContext::current();
+        self
     }
 }
 

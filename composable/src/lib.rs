@@ -32,6 +32,7 @@ pub mod store;
 pub mod stream;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod trace;
 
 /// The error type of boundaries that carry any error: a backend's, a service's.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

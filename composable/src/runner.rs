@@ -490,7 +490,8 @@ impl<A: Aggregate, S: EventStore, C: Codec> AggregateRunner<A, S, C> {
             context.correlation_id,
             context.causation_id,
             self.clock.now(),
-        );
+        )
+        .in_current_trace();
         let new_events = events
             .iter()
             .enumerate()

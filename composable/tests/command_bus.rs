@@ -584,6 +584,7 @@ fn command_message(name: &str, payload: Vec<u8>) -> CommandMessage {
         correlation_id: Uuid::now_v7(),
         causation_id: Uuid::now_v7(),
         reply_to: REPLIES.into(),
+        trace: None,
         payload,
     }
 }

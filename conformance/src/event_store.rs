@@ -27,6 +27,7 @@ use composable::envelope::{EventMetadata, NewEvent, RecordedEvent, Snapshot};
 use composable::event_store::{AppendResult, EventStore, EventStoreError};
 use composable::stream::{ExpectedVersion, Position, StreamId, Version};
 use composable::testing::read_all_to_head;
+use composable::trace::TraceContext;
 
 /// Expands to one `#[tokio::test]` per conformance check, each calling the check with the given
 /// factory (an expression evaluating to `impl Fn() -> impl Future<Output = impl EventStore>`).
@@ -76,7 +77,17 @@ pub fn new_event(tag: u32) -> NewEvent {
         version: u16::try_from(tag % 7 + 1).unwrap_or(1),
         format: if tag.is_multiple_of(2) { "bincode2" } else { "json" }.to_owned(),
         payload: format!("payload-{tag}").into_bytes(),
-        metadata: EventMetadata::caused_by(Uuid::now_v7(), Uuid::now_v7(), occurred_at),
+        metadata: EventMetadata {
+            // Every other event names the span that appended it: stores keep it or its absence.
+            trace: (tag % 2 == 1).then(|| {
+                let (mut trace_id, mut span_id) = ([0xab; 16], [0xcd; 8]);
+                trace_id[12..].copy_from_slice(&tag.to_be_bytes());
+                span_id[4..].copy_from_slice(&tag.to_be_bytes());
+                TraceContext::new(trace_id, span_id, tag % 4 == 1)
+                    .unwrap_or_else(|| panic!("a valid trace context for {tag}"))
+            }),
+            ..EventMetadata::caused_by(Uuid::now_v7(), Uuid::now_v7(), occurred_at)
+        },
     }
 }
 

@@ -1244,6 +1244,8 @@ fn dead_letter(projection: &str, row: &PgRow) -> Result<DeadLetter, ReadModelErr
             correlation_id: row.try_get("correlation_id").map_err(read)?,
             causation_id: row.try_get("causation_id").map_err(read)?,
             occurred_at: row.try_get("occurred_at").map_err(read)?,
+            // A parked event keeps its flow, not the span that appended it.
+            trace: None,
         },
         recorded_at: row.try_get("recorded_at").map_err(read)?,
     };

@@ -30,10 +30,19 @@ struct Stored {
     version: u16,
     format: String,
     payload: Vec<u8>,
-    metadata: EventMetadata,
+    metadata: StoredMetadata,
     recorded_at: DateTime<Utc>,
     reason: String,
     parked_at: DateTime<Utc>,
+}
+
+/// The metadata of a dead letter, in the fields it has always been stored with (bincode has no
+/// optional fields): a parked event keeps its flow, not the span that appended it.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredMetadata {
+    correlation_id: Uuid,
+    causation_id: Option<Uuid>,
+    occurred_at: DateTime<Utc>,
 }
 
 impl Stored {
@@ -48,7 +57,11 @@ impl Stored {
             version: event.version,
             format: event.format,
             payload: event.payload,
-            metadata: event.metadata,
+            metadata: StoredMetadata {
+                correlation_id: event.metadata.correlation_id,
+                causation_id: event.metadata.causation_id,
+                occurred_at: event.metadata.occurred_at,
+            },
             recorded_at: event.recorded_at,
             reason,
             parked_at,
@@ -67,7 +80,12 @@ impl Stored {
                 version: self.version,
                 format: self.format,
                 payload: self.payload,
-                metadata: self.metadata,
+                metadata: EventMetadata {
+                    correlation_id: self.metadata.correlation_id,
+                    causation_id: self.metadata.causation_id,
+                    occurred_at: self.metadata.occurred_at,
+                    trace: None,
+                },
                 recorded_at: self.recorded_at,
             },
             reason: self.reason,

@@ -32,6 +32,11 @@ pub mod headers {
     pub const OCCURRED_AT: &str = "occurred-at";
     /// When the store committed it (RFC 3339).
     pub const RECORDED_AT: &str = "recorded-at";
+    /// The span that caused the message, as a W3C `traceparent`
+    /// ([`TraceContext`](crate::trace::TraceContext)): on an event, the span that appended it;
+    /// on a command, the span that sent it. Absent when traces are not recorded; a malformed
+    /// one is ignored.
+    pub const TRACEPARENT: &str = crate::trace::TraceContext::HEADER;
     /// On a dead-lettered message: the last error of its handler.
     pub const DLQ_ERROR: &str = "dlq-error";
     /// On a dead-lettered message: how many times it was delivered.
@@ -129,6 +134,9 @@ impl BusMessage {
         ));
         headers
             .push((headers::RECORDED_AT.to_owned(), event.recorded_at.to_rfc3339().into_bytes()));
+        if let Some(trace) = event.metadata.trace {
+            headers.push((headers::TRACEPARENT.to_owned(), trace.to_string().into_bytes()));
+        }
         Self {
             topic: topic_for(event.stream_id.category()),
             key: event.stream_id.as_str().to_owned(),
@@ -160,9 +168,16 @@ impl BusMessage {
                     Some(_) => Some(self.parse_header(headers::CAUSATION_ID)?),
                 },
                 occurred_at: self.time_header(headers::OCCURRED_AT)?,
+                trace: self.trace_context(),
             },
             recorded_at: self.time_header(headers::RECORDED_AT)?,
         })
+    }
+
+    /// The trace context of the span that caused this message, from its
+    /// [`headers::TRACEPARENT`] header; `None` when it has none or it cannot be read.
+    pub fn trace_context(&self) -> Option<crate::trace::TraceContext> {
+        self.header(headers::TRACEPARENT).and_then(crate::trace::TraceContext::lenient)
     }
 
     /// The id of the event this message carries, from its `event-id` header.
@@ -280,6 +295,27 @@ mod tests {
         let message = BusMessage::from_event(&no_cause);
         assert!(message.header(headers::CAUSATION_ID).is_none());
         assert_eq!(message.to_event().unwrap(), no_cause);
+    }
+
+    #[test]
+    fn the_trace_context_travels_as_traceparent_and_a_broken_one_costs_nothing_else() {
+        let mut traced = event();
+        let trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        traced.metadata.trace = Some(trace.parse().unwrap());
+        let message = BusMessage::from_event(&traced);
+        assert_eq!(message.header(headers::TRACEPARENT), Some(trace.as_bytes()));
+        assert_eq!(message.to_event().unwrap(), traced);
+        assert!(BusMessage::from_event(&event()).header(headers::TRACEPARENT).is_none());
+
+        let mut broken = message.clone();
+        for (name, value) in &mut broken.headers {
+            if name == headers::TRACEPARENT {
+                *value = b"00-not-a-trace-\xff".to_vec();
+            }
+        }
+        let read = broken.to_event().unwrap();
+        assert_eq!(read.metadata.trace, None);
+        assert_eq!(read.event_id, traced.event_id);
     }
 
     #[test]

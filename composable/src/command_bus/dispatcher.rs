@@ -19,6 +19,7 @@ use crate::codec::{Bincode, Codec, CodecError};
 use crate::command::CommandCodec;
 use crate::command::CommandContext;
 use crate::dispatch::{Dispatch, DispatchError, Dispatcher};
+use crate::trace::TraceContext;
 
 /// Encodes a dispatch for one aggregate: `None` when its command is not that aggregate's.
 type Encoder<C> = fn(&Dispatch, &C) -> Option<Result<(&'static str, Vec<u8>), CodecError>>;
@@ -368,6 +369,7 @@ impl<B: EventBus, C: Codec> Dispatcher for BusDispatcher<B, C> {
             correlation_id: context.correlation_id,
             causation_id: context.causation_id,
             reply_to: self.reply_topic.clone(),
+            trace: TraceContext::current(),
             payload,
         };
         let sent = match &self.breaker {

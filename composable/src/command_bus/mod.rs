@@ -40,6 +40,7 @@ use uuid::Uuid;
 
 use crate::bus::{BusMessage, MessageError};
 use crate::command::CommandContext;
+use crate::trace::TraceContext;
 
 pub use dispatcher::{BusDispatcher, CommandBusError};
 pub use service::{CommandService, ServeError};
@@ -62,6 +63,9 @@ pub mod headers {
     pub const CAUSATION_ID: &str = "causation-id";
     /// The topic the reply goes to.
     pub const REPLY_TO: &str = "reply-to";
+    /// The span that sent the command, as a W3C `traceparent` (the same header as an event's,
+    /// [`crate::bus::headers::TRACEPARENT`]).
+    pub const TRACEPARENT: &str = crate::bus::headers::TRACEPARENT;
     /// On a reply: `accepted`, `duplicate`, `rejected` or `failed`; the reason of the last two is
     /// the payload (UTF-8).
     pub const OUTCOME: &str = "reply-outcome";
@@ -90,6 +94,7 @@ pub fn command_topic(category: &str) -> String {
 ///     correlation_id: uuid::Uuid::now_v7(),
 ///     causation_id: uuid::Uuid::now_v7(),
 ///     reply_to: "checkout-replies".into(),
+///     trace: None,
 ///     payload: vec![1, 2, 3],
 /// };
 /// let message = command.to_message();
@@ -117,6 +122,9 @@ pub struct CommandMessage {
     pub causation_id: Uuid,
     /// Where the reply goes.
     pub reply_to: String,
+    /// The span that sent it, when traces are recorded ([`crate::trace`]): the span that
+    /// executes it becomes that span's child.
+    pub trace: Option<TraceContext>,
     /// The encoded command.
     pub payload: Vec<u8>,
 }
@@ -125,7 +133,7 @@ impl CommandMessage {
     /// The message to [`command_topic`] of the aggregate, keyed by the target's stream id
     /// (`{aggregate}-{aggregate_id}`), with the rest in [`headers`].
     pub fn to_message(&self) -> BusMessage {
-        BusMessage::new(
+        let message = BusMessage::new(
             command_topic(&self.aggregate),
             format!("{}-{}", self.aggregate, self.aggregate_id),
             self.payload.clone(),
@@ -137,7 +145,11 @@ impl CommandMessage {
         .with_header(headers::FORMAT, self.format.clone())
         .with_header(headers::CORRELATION_ID, self.correlation_id.to_string())
         .with_header(headers::CAUSATION_ID, self.causation_id.to_string())
-        .with_header(headers::REPLY_TO, self.reply_to.clone())
+        .with_header(headers::REPLY_TO, self.reply_to.clone());
+        match self.trace {
+            Some(trace) => message.with_header(headers::TRACEPARENT, trace.to_string()),
+            None => message,
+        }
     }
 
     /// The command a message carries, read back from its headers and payload.
@@ -154,6 +166,7 @@ impl CommandMessage {
             correlation_id: message.parse_header(headers::CORRELATION_ID)?,
             causation_id: message.parse_header(headers::CAUSATION_ID)?,
             reply_to: message.text_header(headers::REPLY_TO)?.to_owned(),
+            trace: message.trace_context(),
             payload: message.payload.clone(),
         })
     }
@@ -284,6 +297,7 @@ mod tests {
             correlation_id: Uuid::now_v7(),
             causation_id: Uuid::now_v7(),
             reply_to: "saga-replies".into(),
+            trace: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".parse().unwrap()),
             payload: vec![9, 8, 7],
         }
     }

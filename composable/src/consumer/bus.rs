@@ -315,6 +315,9 @@ impl<B: EventBus, H: MessageHandler> BusConsumer<B, H> {
             attempt = delivery.attempt(),
             correlation_id = correlation.as_deref().unwrap_or_default(),
         );
+        // The handling belongs to the trace of the span that sent the message, in whichever
+        // process that ran.
+        crate::trace::TraceContext::follow(message.trace_context(), &span);
         self.answer(delivery, context).instrument(span).await
     }
 

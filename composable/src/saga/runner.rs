@@ -36,6 +36,7 @@ use crate::envelope::{EventMetadata, RecordedEvent};
 use crate::event::EventSet;
 use crate::event_store::EventStore;
 use crate::stream::{Position, StreamId, Version};
+use crate::trace::TraceContext;
 
 /// How often [`SagaRunner::run_until_idle`] looks again while the log is behind its head.
 const SETTLE_POLL: Duration = Duration::from_millis(2);
@@ -206,7 +207,8 @@ impl<G: Saga, S: EventStore, D: Dispatcher, T: TimerStore, C: Codec> SagaRunner<
             context.correlation_id,
             context.causation_id,
             self.clock.now(),
-        );
+        )
+        .in_current_trace();
         instance.record(&*self.store, &self.codec, records, &metadata).await
     }
 
@@ -232,6 +234,8 @@ impl<G: Saga, S: EventStore, D: Dispatcher, T: TimerStore, C: Codec> SagaRunner<
             correlation_id = %event.metadata.correlation_id,
             status = Empty,
         );
+        // The step belongs to the trace of the span that appended its event, wherever it ran.
+        TraceContext::follow(event.metadata.trace, &span);
         let progress = self.take_step(event, input, step, key).instrument(span.clone()).await;
         record_status::<G>(&span, "event", G::STEPS[step].start, &progress);
         progress

@@ -16,10 +16,13 @@
 //! 10 s by default) when it dies. `CHECKOUT_TOPIC_PREFIX` prefixes every topic and consumer
 //! group, so that runs sharing a broker don't meet. `CHECKOUT_METRICS_ADDR` (`127.0.0.1:9464`,
 //! say) serves the process's metrics for Prometheus at `/metrics` (`docs/observability.md`
-//! lists them).
+//! lists them). `OTEL_EXPORTER_OTLP_ENDPOINT` (`http://127.0.0.1:4318`, say) exports its traces
+//! with OTLP over HTTP as `OTEL_SERVICE_NAME` (`checkout-service` by default); the spans of one
+//! checkout, in every process, are one trace.
 
 use std::process::ExitCode;
 
+use checkout_saga::telemetry::{OtlpConfig, Telemetry};
 use checkout_saga::{Aggregates, hosted};
 use composable::{BoxError as Error, SystemClock};
 use composable_postgres::PostgresEventStore;
@@ -28,13 +31,34 @@ use tokio::signal::unix::{SignalKind, signal};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run().await {
+    let telemetry =
+        match OtlpConfig::from_env("checkout-service").map(|config| Telemetry::install(&config)) {
+            None => None,
+            Some(Ok(telemetry)) => Some(telemetry),
+            Some(Err(error)) => {
+                eprintln!("checkout-service: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+    let mut code = match run().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("checkout-service: {error}");
             ExitCode::FAILURE
         }
+    };
+    // The spans still buffered go out before the process ends.
+    if let Some(telemetry) = telemetry {
+        match tokio::task::spawn_blocking(move || telemetry.shutdown()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => eprintln!("checkout-service: {error}"),
+            Err(error) => {
+                eprintln!("checkout-service: flushing traces failed: {error}");
+                code = ExitCode::FAILURE;
+            }
+        }
     }
+    code
 }
 
 async fn run() -> Result<(), Error> {

@@ -53,6 +53,19 @@ impl Backoff {
         attempts: Some(1),
     };
 
+    /// The usual retry policy of work that leaves the process: waits of 1, 2, 4 and 8 seconds
+    /// (2^n), five attempts in all, no jitter.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use composable::backoff::Backoff;
+    ///
+    /// let waits: Vec<u64> = (1..=5).map(|n| Backoff::STANDARD.delay_before(n).as_secs()).collect();
+    /// assert_eq!(waits, [0, 1, 2, 4, 8]);
+    /// assert!(!Backoff::STANDARD.allows(6));
+    /// ```
+    pub const STANDARD: Self = Self::exponential(Duration::from_secs(1)).attempts(5);
+
     /// Waits that double from `initial`, up to 30 s between attempts, with no limit on the
     /// number of attempts and no jitter.
     pub const fn exponential(initial: Duration) -> Self {

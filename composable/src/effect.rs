@@ -29,7 +29,11 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use futures::future::BoxFuture;
+
+use crate::backoff::Backoff;
+use crate::clock::Clock;
 
 /// Work for the store to do after a reduce, yielding zero or more actions back into the store.
 #[must_use = "an effect does nothing unless the reducer returns it"]
@@ -39,10 +43,14 @@ pub struct Effect<A> {
 
 pub(crate) type Operation<A> = Box<dyn FnOnce(Sender<A>) -> BoxFuture<'static, ()> + Send>;
 
+/// Work that needs the store's clock (to wait between attempts) and yields one action.
+pub(crate) type Timed<A> = Box<dyn FnOnce(Arc<dyn Clock>) -> BoxFuture<'static, A> + Send>;
+
 pub(crate) enum Kind<A> {
     None,
     Send(A),
     Run(Operation<A>),
+    Retry(Timed<A>),
     Delay { after: Duration, action: A },
     Merge(Vec<Effect<A>>),
     Concat(Vec<Effect<A>>),
@@ -88,6 +96,66 @@ impl<A> Effect<A> {
         A: Send + 'static,
     {
         Self::run(move |sender| async move { sender.send(future.await) })
+    }
+
+    /// Runs `attempt` until it succeeds or `backoff` allows no further attempt, waiting between
+    /// attempts on the store's [`Clock`](crate::Clock): feeds back the action of its success,
+    /// or `exhausted` of its last error and the attempts made. What to do with a failure is the
+    /// reducer's to decide — record it, compensate, park it for an operator — like any action.
+    ///
+    /// [`Backoff::STANDARD`] is the usual policy: waits of 1, 2, 4 and 8 seconds, five attempts.
+    ///
+    /// ```
+    /// use composable::Effect;
+    /// use composable::backoff::Backoff;
+    /// use composable::effect::Exhausted;
+    ///
+    /// #[derive(Debug)]
+    /// enum Action { Charged(u64), ChargeFailed { reason: String, attempts: u32 } }
+    ///
+    /// async fn charge(card: &str) -> Result<u64, std::io::Error> {
+    ///     # let _ = card;
+    ///     Ok(500)
+    /// }
+    ///
+    /// let effect = Effect::retry(
+    ///     Backoff::STANDARD,
+    ///     || async { charge("tok_visa").await.map(Action::Charged) },
+    ///     |failed: Exhausted<std::io::Error>| Action::ChargeFailed {
+    ///         reason: failed.error.to_string(),
+    ///         attempts: failed.attempts,
+    ///     },
+    /// );
+    /// # let _: Effect<Action> = effect;
+    /// ```
+    pub fn retry<E, F, Fut>(
+        backoff: Backoff,
+        mut attempt: F,
+        exhausted: impl FnOnce(Exhausted<E>) -> A + Send + 'static,
+    ) -> Self
+    where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<A, E>> + Send + 'static,
+        E: Send + 'static,
+        A: Send + 'static,
+    {
+        let timed = move |clock: Arc<dyn Clock>| -> BoxFuture<'static, A> {
+            Box::pin(async move {
+                let mut attempts = 1;
+                loop {
+                    match attempt().await {
+                        Ok(action) => return action,
+                        Err(error) if backoff.allows(attempts + 1) => {
+                            drop(error);
+                            attempts += 1;
+                            backoff.wait_before(attempts, &*clock).await;
+                        }
+                        Err(error) => return exhausted(Exhausted { error, attempts }),
+                    }
+                }
+            })
+        };
+        Self { kind: Kind::Retry(Box::new(timed)) }
     }
 
     /// Feeds `action` back after `after` has passed on the store's [`Clock`](crate::Clock).
@@ -176,6 +244,12 @@ impl<A> Effect<A> {
                 let f = Arc::clone(f);
                 Kind::Run(Box::new(move |sender: Sender<B>| operation(sender.contramap(f))))
             }
+            Kind::Retry(timed) => {
+                let f = Arc::clone(f);
+                Kind::Retry(Box::new(move |clock| {
+                    Box::pin(timed(clock).map(move |action| f(action)))
+                }))
+            }
             Kind::Delay { after, action } => Kind::Delay { after, action: f(action) },
             Kind::Merge(effects) => {
                 Kind::Merge(effects.into_iter().map(|e| e.map_shared(f)).collect())
@@ -204,6 +278,7 @@ impl<A: fmt::Debug> fmt::Debug for Effect<A> {
             Kind::None => f.write_str("Effect::none()"),
             Kind::Send(action) => f.debug_tuple("Effect::send").field(action).finish(),
             Kind::Run(_) => f.write_str("Effect::run(..)"),
+            Kind::Retry(_) => f.write_str("Effect::retry(..)"),
             Kind::Delay { after, action } => {
                 f.debug_tuple("Effect::delay").field(after).field(action).finish()
             }
@@ -218,6 +293,15 @@ impl<A: fmt::Debug> fmt::Debug for Effect<A> {
             Kind::Cancel(id) => f.debug_tuple("Effect::cancel").field(id).finish(),
         }
     }
+}
+
+/// The last error of an [`Effect::retry`] that ran out of attempts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exhausted<E> {
+    /// The error of the last attempt.
+    pub error: E,
+    /// How many attempts were made.
+    pub attempts: u32,
 }
 
 /// Feeds actions from a running effect back into its store.

@@ -153,7 +153,7 @@ impl<A: Send + 'static> Executor<A> {
                     origin,
                 );
             }
-            kind @ (Kind::Run(_) | Kind::Delay { .. } | Kind::Concat(_)) => {
+            kind @ (Kind::Run(_) | Kind::Retry(_) | Kind::Delay { .. } | Kind::Concat(_)) => {
                 let work = self.shared.drive(Effect { kind }, self.sender(origin));
                 self.spawn(work.map(|()| true).boxed(), origin);
             }
@@ -250,6 +250,10 @@ impl<A: Send + 'static> Shared<A> {
                 Box::pin(std::future::ready(()))
             }
             Kind::Run(operation) => operation(sender),
+            Kind::Retry(timed) => {
+                let work = timed(Arc::clone(&shared.clock));
+                Box::pin(async move { sender.send(work.await) })
+            }
             Kind::Delay { after, action } => {
                 let sleep = shared.clock.sleep(after);
                 Box::pin(async move {

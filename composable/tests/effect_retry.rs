@@ -151,3 +151,63 @@ fn a_retry_says_what_it_is() {
         Effect::retry(Backoff::NONE, || async { Ok::<_, ()>(Action::Charge) }, |_| Action::Charge);
     assert_eq!(format!("{effect:?}"), "Effect::retry(..)");
 }
+
+/// An effect calling another system through a circuit breaker the environment holds: once the
+/// breaker opens, the remaining attempts are refused without reaching the gateway.
+#[tokio::test]
+async fn an_effect_behind_a_circuit_breaker_stops_calling_a_system_that_is_down() {
+    use composable::TestClock;
+    use composable::breaker::{BreakerPolicy, BreakerState, CircuitBreaker};
+
+    #[derive(Debug, Clone)]
+    struct Guarded {
+        gateway: Gateway,
+        breaker: CircuitBreaker,
+    }
+
+    let clock = TestClock::new();
+    let breaker = CircuitBreaker::new("gateway", BreakerPolicy::default().window(2))
+        .with_clock(clock.clone());
+    let env = Guarded { gateway: Gateway::failing(u32::MAX), breaker: breaker.clone() };
+    let charge = reducer_fn(|state: &mut Payment, action: Action, env: &Guarded| match action {
+        Action::Charge => {
+            let env = env.clone();
+            Effect::retry(
+                Backoff::STANDARD,
+                move || {
+                    let env = env.clone();
+                    async move {
+                        let call = env.breaker.call(async {
+                            env.gateway.calls.fetch_add(1, Ordering::SeqCst);
+                            Err::<Action, _>("gateway down")
+                        });
+                        call.await.map_err(|error| error.to_string())
+                    }
+                },
+                |failed: Exhausted<String>| Action::Failed {
+                    reason: failed.error,
+                    attempts: failed.attempts,
+                },
+            )
+        }
+        Action::Failed { reason, attempts } => {
+            state.outcome = Some(format!("gave up after {attempts}: {reason}"));
+            Effect::none()
+        }
+        Action::Charged { .. } => Effect::none(),
+    });
+    let mut store = TestStore::with_clock(charge, Payment::default(), env.clone(), clock.clone());
+    store.send(Action::Charge, |_| {}).await;
+    for wait in [1, 2, 4, 8] {
+        store.advance(Duration::from_secs(wait)).await;
+    }
+    let reason = "circuit breaker `gateway` is open: the call was not made; try again in 16s";
+    store
+        .receive(Action::Failed { reason: reason.into(), attempts: 5 }, |state| {
+            state.outcome = Some(format!("gave up after 5: {reason}"));
+        })
+        .await;
+    assert_eq!(env.gateway.calls(), 2, "the breaker opened after two failed calls");
+    assert_eq!(breaker.state(), BreakerState::Open);
+    store.finish().await;
+}

@@ -38,6 +38,7 @@ mod memory;
 mod message;
 mod namespaced;
 mod redelivery;
+mod with_breaker;
 
 use std::future::Future;
 
@@ -47,6 +48,7 @@ pub use memory::InMemoryBus;
 pub use message::{BusMessage, MessageError, headers, topic_for};
 pub use namespaced::Namespaced;
 pub use redelivery::RedeliveryPolicy;
+pub use with_breaker::WithBreaker;
 
 use crate::BoxError;
 

@@ -11,8 +11,9 @@
 //! and the tests, on PostgreSQL in `tests/postgres.rs`. [`hosted`] runs it as services of the
 //! application host on PostgreSQL and Kafka: the outbox relay, a command service hosting the
 //! three aggregates behind their command topics, and the saga sending its commands through the
-//! broker — in one process or split by role (`src/bin/checkout-service.rs`). [`board`] is the
-//! read model a back office queries: every order's outcome and every SKU's stock.
+//! broker — in one process or split by role (`src/bin/checkout-service.rs`, which reads its
+//! environment through [`settings`]). [`board`] is the read model a back office queries: every
+//! order's outcome and every SKU's stock.
 
 pub mod board;
 pub mod hosted;
@@ -20,6 +21,7 @@ mod inventory;
 mod order;
 mod payment;
 mod saga;
+pub mod settings;
 
 use std::sync::Arc;
 

@@ -1,12 +1,15 @@
 //! The settings of a [`KafkaBus`](crate::KafkaBus): what its producer and consumers are built
 //! with, and how failing deliveries are retried.
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use composable::bus::RedeliveryPolicy;
 use composable::{Clock, SystemClock};
 use rdkafka::ClientConfig;
+
+use crate::env::{KafkaEnv, KafkaEnvError, Redacted, parse_bool};
 
 /// How many brokers must have a message before a publish counts as done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -81,7 +84,14 @@ pub enum CommitMode {
 /// assert_eq!(config.producer_config().get("security.protocol"), Some("sasl_ssl"));
 /// assert_eq!(config.consumer_config("billing").get("enable.auto.commit"), Some("false"));
 /// ```
-#[derive(Debug, Clone)]
+///
+/// The same from the environment, so that a deployment changes brokers, security and tuning
+/// without a rebuild: [`KafkaConfig::from_env`], or [`KafkaConfig::with_env`] over settings of
+/// the application's own ([`KafkaEnv`] has the rules).
+///
+/// Its `Debug` output hides the values of secrets (passwords, keys, JAAS and OAUTHBEARER
+/// settings).
+#[derive(Clone)]
 pub struct KafkaConfig {
     brokers: String,
     client_id: String,
@@ -123,6 +133,43 @@ impl KafkaConfig {
             clock: Arc::new(SystemClock),
             properties: Vec::new(),
         }
+    }
+
+    /// Settings from this process's environment alone: the brokers from `KAFKA_BROKERS`,
+    /// every other `KAFKA_*` variable as a librdkafka property (`KAFKA_SECURITY_PROTOCOL` is
+    /// `security.protocol`), over the defaults of [`new`](Self::new).
+    ///
+    /// ```no_run
+    /// use composable_kafka::{KafkaBus, KafkaConfig};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // KAFKA_BROKERS=b-1.msk.example:9096 KAFKA_SECURITY_PROTOCOL=sasl_ssl
+    /// // KAFKA_SASL_MECHANISMS=SCRAM-SHA-512 KAFKA_SASL_USERNAME=... KAFKA_SASL_PASSWORD=...
+    /// let bus = KafkaBus::new(KafkaConfig::from_env()?)?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`KafkaEnv::read`]: `KAFKA_BROKERS` unset, or a variable librdkafka refuses.
+    pub fn from_env() -> Result<Self, KafkaEnvError> {
+        let env = KafkaEnv::read()?;
+        Ok(Self::new(env.brokers()).with_env(&env))
+    }
+
+    /// These settings with `env`'s over them: its brokers, and each of its properties set as
+    /// [`set`](Self::set) would, after and so over everything else — except
+    /// `enable.idempotence`, which sets [`idempotence`](Self::idempotence), so that turning it
+    /// off still keeps a key's messages in order.
+    #[must_use]
+    pub fn with_env(mut self, env: &KafkaEnv) -> Self {
+        self.brokers = env.brokers().to_owned();
+        for (key, value) in env.properties() {
+            match (key, parse_bool(value)) {
+                ("enable.idempotence", Some(idempotence)) => self.idempotence = idempotence,
+                _ => self.properties.push((key.to_owned(), value.to_owned())),
+            }
+        }
+        self
     }
 
     /// The brokers this configuration connects to.
@@ -320,5 +367,29 @@ impl KafkaConfig {
     /// The librdkafka configuration of the admin client ([`crate::KafkaBus::create_topics`]).
     pub fn admin_config(&self) -> ClientConfig {
         self.passthrough(self.common())
+    }
+}
+
+impl fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let properties =
+            Redacted(self.properties.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect());
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &self.brokers)
+            .field("client_id", &self.client_id)
+            .field("acks", &self.acks)
+            .field("compression", &self.compression)
+            .field("idempotence", &self.idempotence)
+            .field("group", &self.group)
+            .field("auto_offset_reset", &self.auto_offset_reset)
+            .field("buffer_size", &self.buffer_size)
+            .field("linger", &self.linger)
+            .field("message_timeout", &self.message_timeout)
+            .field("session_timeout", &self.session_timeout)
+            .field("commit_mode", &self.commit_mode)
+            .field("redelivery", &self.redelivery)
+            .field("clock", &self.clock)
+            .field("properties", &properties)
+            .finish()
     }
 }

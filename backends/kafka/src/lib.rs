@@ -11,6 +11,9 @@
 //! [`KafkaConfig`] builds the librdkafka settings (brokers, acks, compression, consumer group,
 //! offset reset, buffer size) and passes any other librdkafka property through, for SASL and
 //! TLS (enable the `ssl` feature for TLS and SASL/SCRAM; SASL/PLAIN works without it).
+//! [`KafkaConfig::from_env`] and [`KafkaEnv`] take all of it from `KAFKA_*` environment
+//! variables, so that one binary moves between Kafka, Redpanda, Amazon MSK and Azure Event Hubs
+//! by configuration alone.
 //!
 //! ```no_run
 //! use composable::checkpoint::InMemoryCheckpointStore;
@@ -30,10 +33,12 @@
 
 mod bus;
 mod config;
+mod env;
 mod error;
 
 pub use bus::KafkaBus;
 pub use config::{Acks, CommitMode, Compression, KafkaConfig, OffsetReset};
+pub use env::{KafkaEnv, KafkaEnvError};
 pub use error::KafkaError;
 
 /// Re-exported so callers can use the producer and configs without naming rdkafka themselves.

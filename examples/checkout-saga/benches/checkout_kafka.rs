@@ -126,7 +126,7 @@ async fn saga_from_the_bus(workers: usize, duration: Duration) -> Row {
     let store = fresh_database().await;
     store.migrate().await.expect("migrations");
     let prefix = format!("b{}.", uuid::Uuid::now_v7().simple());
-    let bus = hosted::connect_bus(&env("KAFKA_BROKERS"), &prefix)
+    let bus = hosted::connect_bus(hosted::kafka_config(&env("KAFKA_BROKERS")), &prefix)
         .await
         .unwrap_or_else(|error| panic!("{error}; {HOW_TO_START}"));
     let categories = ["order", "payment", "inventory", "saga.checkout"];
@@ -190,7 +190,7 @@ async fn through_the_host(workers: usize, duration: Duration) -> Row {
     let store = fresh_database().await;
     store.migrate().await.expect("migrations");
     let prefix = format!("h{}.", uuid::Uuid::now_v7().simple());
-    let bus = hosted::connect_bus(&env("KAFKA_BROKERS"), &prefix)
+    let bus = hosted::connect_bus(hosted::kafka_config(&env("KAFKA_BROKERS")), &prefix)
         .await
         .unwrap_or_else(|error| panic!("{error}; {HOW_TO_START}"));
     let runners = Aggregates::new(&store, &TestClock::new());

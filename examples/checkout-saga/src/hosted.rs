@@ -21,7 +21,8 @@ pub type Bus = Namespaced<KafkaBus>;
 pub const PARTITIONS: i32 = 3;
 
 /// Kafka settings for the checkout: short batching and fetch waits, since each saga step waits
-/// for the previous one's reply to come back from the broker.
+/// for the previous one's reply to come back from the broker. `checkout-service` puts the
+/// environment's settings over these ([`KafkaConfig::with_env`]).
 pub fn kafka_config(brokers: &str) -> KafkaConfig {
     KafkaConfig::new(brokers)
         .linger(Duration::from_millis(1))
@@ -30,12 +31,13 @@ pub fn kafka_config(brokers: &str) -> KafkaConfig {
         .set("fetch.wait.max.ms", "5")
 }
 
-/// The broker at `brokers`, checked to answer, with every name under `prefix`.
+/// The broker `config` names, checked to answer, with every name under `prefix`.
 ///
 /// # Errors
 /// When the client cannot be created or the broker does not answer within 10 s.
-pub async fn connect_bus(brokers: &str, prefix: &str) -> Result<Bus, BoxError> {
-    let kafka = KafkaBus::new(kafka_config(brokers))?;
+pub async fn connect_bus(config: KafkaConfig, prefix: &str) -> Result<Bus, BoxError> {
+    let brokers = config.brokers().to_owned();
+    let kafka = KafkaBus::new(config)?;
     kafka
         .check_connection(Duration::from_secs(10))
         .await

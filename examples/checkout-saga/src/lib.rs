@@ -11,9 +11,10 @@
 //! and the tests, on PostgreSQL in `tests/postgres.rs`. [`hosted`] runs it as services of the
 //! application host on PostgreSQL and Kafka: the outbox relay, a command service hosting the
 //! three aggregates behind their command topics, and the saga sending its commands through the
-//! broker — in one process or split by role (`src/bin/checkout-service.rs`), its traces exported
-//! with OTLP ([`telemetry`]). [`board`] is the read model a back office queries: every order's
-//! outcome and every SKU's stock.
+//! broker — in one process or split by role (`src/bin/checkout-service.rs`, which reads its
+//! environment through [`settings`] and exports its traces with OTLP through [`telemetry`]).
+//! [`board`] is the read model a back office queries: every order's outcome and every SKU's
+//! stock.
 
 pub mod board;
 pub mod hosted;
@@ -21,6 +22,7 @@ mod inventory;
 mod order;
 mod payment;
 mod saga;
+pub mod settings;
 pub mod telemetry;
 
 use std::sync::Arc;

@@ -129,7 +129,7 @@ async fn run_on_the_host(
 ) -> Result<(), Error> {
     let store = PostgresEventStore::connect(database_url).await?;
     store.migrate().await?;
-    let bus = hosted::connect_bus(brokers, "").await?;
+    let bus = hosted::connect_bus(hosted::kafka_config(brokers), "").await?;
     let clock = TestClock::new();
     let timers = PostgresTimerStore::new(store.pool().clone());
     // The host runs these runners; the checkout's own saga runner only reads the saga's state.

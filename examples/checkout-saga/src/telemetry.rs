@@ -5,7 +5,7 @@
 //!
 //! `checkout-service` turns it on when `OTEL_EXPORTER_OTLP_ENDPOINT` is set
 //! (`http://127.0.0.1:4318`, say), naming itself `OTEL_SERVICE_NAME` (`checkout-service` by
-//! default), and flushes what is buffered when it stops.
+//! default; [`crate::settings`] reads both), and flushes what is buffered when it stops.
 //!
 //! The versions go together: tracing-opentelemetry 0.34 is built on opentelemetry 0.33, and
 //! opentelemetry_sdk and opentelemetry-otlp must be the same 0.33; bump them together.
@@ -24,21 +24,6 @@ pub struct OtlpConfig {
     pub endpoint: String,
     /// The `service.name` of the spans.
     pub service: String,
-}
-
-impl OtlpConfig {
-    /// From `OTEL_EXPORTER_OTLP_ENDPOINT` and `OTEL_SERVICE_NAME` (`default_service` when
-    /// unset); `None` when no endpoint is set.
-    pub fn from_env(default_service: &str) -> Option<Self> {
-        let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
-            .ok()
-            .filter(|endpoint| !endpoint.is_empty())?;
-        let service = std::env::var("OTEL_SERVICE_NAME")
-            .ok()
-            .filter(|service| !service.is_empty())
-            .unwrap_or_else(|| default_service.to_owned());
-        Some(Self { endpoint, service })
-    }
 }
 
 /// The installed exporter: [`shutdown`](Self::shutdown) it when the process stops, so the spans

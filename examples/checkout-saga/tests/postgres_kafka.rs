@@ -52,7 +52,7 @@ impl Backends {
         let brokers = env("KAFKA_BROKERS");
         let id = uuid::Uuid::now_v7().simple().to_string();
         // The broker first: a broker that is not there leaves no database behind.
-        let bus = hosted::connect_bus(&brokers, &format!("t{id}."))
+        let bus = hosted::connect_bus(hosted::kafka_config(&brokers), &format!("t{id}."))
             .await
             .unwrap_or_else(|error| panic!("{error}; {HOW_TO_START}"));
         let mut admin = PgConnection::connect_with(&admin_options())

@@ -10,133 +10,21 @@
 //! Needs `DATABASE_URL` and `KAFKA_BROKERS` (`scripts/test` starts a private PostgreSQL and a
 //! tansu broker and sets both).
 
+mod support;
+
 use std::collections::HashSet;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::ops::Range;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use checkout_saga::{Aggregates, DECLINED_CARD, OrderStatus, PlaceOrder, Restock};
 use composable::{EventStore, Position, StreamId, SystemClock, Version};
-use composable_postgres::{PgConnectOptions, PostgresEventStore};
+use composable_postgres::PostgresEventStore;
 use futures::TryStreamExt;
-use sqlx::{Connection, Executor, PgConnection};
-
-const HOW_TO_START: &str = "run `scripts/test` (it starts a private PostgreSQL and a tansu \
-    broker), or in this shell `source scripts/lib/common.sh && source scripts/lib/postgres.sh && \
-    source scripts/lib/kafka.sh && pg_start && kafka_start`, which export DATABASE_URL and \
-    KAFKA_BROKERS";
+use support::{Database, Process, free_address, scrape};
 
 const ORDERS: usize = 24;
 
-/// How long a killed process's claim on the relay's or the saga's work holds up the next one.
-const CLAIM_TTL_MS: u64 = 2_000;
-
-fn env(name: &str) -> String {
-    std::env::var(name)
-        .ok()
-        .filter(|value| !value.is_empty())
-        .unwrap_or_else(|| panic!("{name} is not set: {HOW_TO_START}"))
-}
-
-/// One `checkout-service` process.
-struct Process {
-    child: Child,
-    roles: &'static str,
-}
-
-impl Process {
-    fn start(database_url: &str, prefix: &str, roles: &'static str) -> Self {
-        Self::serving_metrics(database_url, prefix, roles, None)
-    }
-
-    /// As [`start`](Self::start), serving its metrics on `metrics` when given.
-    fn serving_metrics(
-        database_url: &str,
-        prefix: &str,
-        roles: &'static str,
-        metrics: Option<SocketAddr>,
-    ) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_checkout-service"));
-        if let Some(address) = metrics {
-            command.env("CHECKOUT_METRICS_ADDR", address.to_string());
-        }
-        let child = command
-            .args(["--role", roles])
-            .env("DATABASE_URL", database_url)
-            .env("KAFKA_BROKERS", env("KAFKA_BROKERS"))
-            .env("CHECKOUT_TOPIC_PREFIX", prefix)
-            .env("CHECKOUT_CLAIM_TTL_MS", CLAIM_TTL_MS.to_string())
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|error| panic!("start checkout-service --role {roles}: {error}"));
-        Self { child, roles }
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{signal}"), &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{signal} {}", self.child.id());
-    }
-
-    /// SIGKILL: no chance to finish anything.
-    fn kill(mut self) {
-        self.signal("KILL");
-        let _ = self.child.wait();
-    }
-
-    /// SIGTERM, then the exit status, within 30 s.
-    fn terminate(mut self) {
-        self.signal("TERM");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait for the process") {
-                assert!(status.success(), "--role {} exited with {status} on SIGTERM", self.roles);
-                return;
-            }
-            assert!(Instant::now() < deadline, "--role {} did not stop on SIGTERM", self.roles);
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Waits until a process other than `not` holds the claim on consumer `name`'s work: who.
-/// A loopback address with a port free now.
-fn free_address() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
-    listener.local_addr().expect("its address")
-}
-
-/// The text a process serves at `http://{address}/metrics`, once it answers (within 30 s).
-fn scrape(address: SocketAddr) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let answer = TcpStream::connect(address).and_then(|mut stream| {
-            stream.write_all(
-                b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
-            )?;
-            let mut text = String::new();
-            stream.read_to_string(&mut text)?;
-            Ok(text)
-        });
-        match answer {
-            Ok(text) if text.starts_with("HTTP/1.1 200") => return text,
-            other => assert!(Instant::now() < deadline, "no metrics on {address}: {other:?}"),
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 async fn wait_for_claim(
     store: &PostgresEventStore,
     name: &str,
@@ -200,29 +88,9 @@ fn place(order: usize) -> (String, PlaceOrder) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkouts_survive_a_killed_saga_process_with_nothing_lost_or_doubled() {
-    let admin: PgConnectOptions = env("DATABASE_URL").parse().expect("a valid DATABASE_URL");
-    let mut connection = PgConnection::connect_with(&admin)
-        .await
-        .unwrap_or_else(|error| panic!("cannot reach PostgreSQL: {error}; {HOW_TO_START}"));
-    let id = uuid::Uuid::now_v7().simple().to_string();
-    let name = format!("checkout_services_{id}");
-    connection
-        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .await
-        .expect("a database");
-    let options = admin.clone().database(&name);
-    let store = PostgresEventStore::builder()
-        .connect_options(options.clone())
-        .max_connections(4)
-        .connect()
-        .await
-        .expect("the test database");
-    store.migrate().await.expect("migrations");
-    let database_url = format!(
-        "{}/{name}",
-        env("DATABASE_URL").rsplit_once('/').expect("a URL with a database").0
-    );
-    let prefix = format!("s{id}.");
+    let database = Database::create("checkout_services").await;
+    let (store, database_url) = (database.store.clone(), database.url.clone());
+    let prefix = format!("s{}.", uuid::Uuid::now_v7().simple());
 
     let metrics = free_address();
     let mut aggregates = Process::start(&database_url, &prefix, "relay,commands");
@@ -331,7 +199,7 @@ async fn checkouts_survive_a_killed_saga_process_with_nothing_lost_or_doubled() 
         "composable_commands_total{aggregate=\"payment\",outcome=\"accepted\"}",
         "composable_consumer_events_total{consumer=\"checkout.relay\"}",
         "composable_consumer_lag_seconds{consumer=\"checkout.relay\"}",
-        "# TYPE composable_command_duration_seconds summary",
+        "# TYPE composable_command_duration_seconds histogram",
     ] {
         assert!(scraped.contains(line), "no `{line}` in the metrics:\n{scraped}");
     }
@@ -340,8 +208,5 @@ async fn checkouts_survive_a_killed_saga_process_with_nothing_lost_or_doubled() 
     saga.terminate();
     standby.terminate();
     aggregates.terminate();
-    store.pool().close().await;
-    let _ = connection
-        .execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-        .await;
+    database.drop().await;
 }

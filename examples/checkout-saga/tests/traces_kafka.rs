@@ -19,7 +19,7 @@ use checkout_saga::telemetry::{OtlpConfig, Telemetry};
 use checkout_saga::{Aggregates, DECLINED_CARD, OrderStatus, PlaceOrder, Restock};
 use composable::SystemClock;
 use serde_json::Value;
-use support::processes::Deployment;
+use support::{Database, Process};
 
 /// A span as the collector received it.
 #[derive(Debug, Clone)]
@@ -156,20 +156,22 @@ fn place(order: usize) -> (String, PlaceOrder) {
 async fn one_checkout_is_one_trace_across_the_processes_it_crosses() {
     let (collector, address) = Collector::start();
     let endpoint = format!("http://{address}");
-    let deployment = Deployment::new("traces").await;
+    let database = Database::create("checkout_traces").await;
+    let prefix = format!("traces{}.", uuid::Uuid::now_v7().simple());
     let otel = |service: &str| {
         vec![
             ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.clone()),
             ("OTEL_SERVICE_NAME", service.to_owned()),
         ]
     };
-    let commands = deployment.start("relay,commands", &otel("checkout-commands"));
-    let saga = deployment.start("checkout", &otel("checkout-saga"));
+    let commands =
+        Process::with_env(&database.url, &prefix, "relay,commands", &otel("checkout-commands"));
+    let saga = Process::with_env(&database.url, &prefix, "checkout", &otel("checkout-saga"));
     // The test is the front end, and traced too: each order placed is the root of its trace.
     let front = Telemetry::install(&OtlpConfig { endpoint, service: "checkout-front".into() })
         .expect("the front end exports its traces");
 
-    let runners = Aggregates::new(&deployment.store, &SystemClock);
+    let runners = Aggregates::new(&database.store, &SystemClock);
     runners
         .inventory
         .execute("tea", Restock { quantity: 100, manual: false })
@@ -194,7 +196,7 @@ async fn one_checkout_is_one_trace_across_the_processes_it_crosses() {
         .await
         .expect("the flush ran")
         .expect("the front end's spans are sent");
-    deployment.drop_database().await;
+    database.drop().await;
 
     let spans = collector.spans();
     for order in 0..ORDERS {

@@ -16,31 +16,54 @@
 //! 10 s by default) when it dies. `CHECKOUT_TOPIC_PREFIX` prefixes every topic and consumer
 //! group, so that runs sharing a broker don't meet. `CHECKOUT_METRICS_ADDR` (`127.0.0.1:9464`,
 //! say) serves the process's metrics for Prometheus at `/metrics` (`docs/observability.md`
-//! lists them). `OTEL_EXPORTER_OTLP_ENDPOINT` (`http://127.0.0.1:4318`, say) exports its traces
-//! with OTLP over HTTP as `OTEL_SERVICE_NAME` (`checkout-service` by default); the spans of one
-//! checkout, in every process, are one trace.
+//! lists them), histograms with the buckets of `LATENCY_BUCKETS` below.
+//! `CHECKOUT_DB_MAX_CONNECTIONS` sizes the PostgreSQL pool (10 by default). The process creates
+//! the topics it uses when missing (`CHECKOUT_TOPIC_PARTITIONS`, 3, and
+//! `CHECKOUT_TOPIC_REPLICATION`, 1), unless `CHECKOUT_CREATE_TOPICS=false`. The saga's commands
+//! go through the circuit breaker `dispatch.checkout` (its default policy). Every other
+//! `KAFKA_*` variable is a librdkafka property (`KAFKA_SECURITY_PROTOCOL`,
+//! `KAFKA_SASL_MECHANISMS`, ...), so the broker can be Kafka, Redpanda, MSK or Event Hubs by
+//! configuration alone. `checkout_saga::settings` reads all of them; `docs/deployment.md`
+//! describes each. `OTEL_EXPORTER_OTLP_ENDPOINT` (`http://127.0.0.1:4318`, say) exports the
+//! process's traces with OTLP over HTTP as `OTEL_SERVICE_NAME` (`checkout-service` by default);
+//! the spans of one checkout, in every process, are one trace.
 
 use std::process::ExitCode;
 
-use checkout_saga::telemetry::{OtlpConfig, Telemetry};
+use checkout_saga::settings::Settings;
+use checkout_saga::telemetry::Telemetry;
 use checkout_saga::{Aggregates, hosted};
+use composable::breaker::BreakerPolicy;
 use composable::{BoxError as Error, SystemClock};
 use composable_postgres::PostgresEventStore;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use tokio::signal::unix::{SignalKind, signal};
 
+/// The upper bounds, in seconds, of the buckets every histogram is exported with (commands,
+/// effects, projection batches, saga timers' lateness): Prometheus histograms rather than the
+/// exporter's default summaries, so that quantiles can be taken over several processes.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0,
+];
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    let telemetry =
-        match OtlpConfig::from_env("checkout-service").map(|config| Telemetry::install(&config)) {
-            None => None,
-            Some(Ok(telemetry)) => Some(telemetry),
-            Some(Err(error)) => {
-                eprintln!("checkout-service: {error}");
-                return ExitCode::FAILURE;
-            }
-        };
-    let mut code = match run().await {
+    let settings = match Settings::from_env() {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("checkout-service: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let telemetry = match settings.otlp.as_ref().map(Telemetry::install).transpose() {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("checkout-service: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut code = match run(settings).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("checkout-service: {error}");
@@ -61,38 +84,43 @@ async fn main() -> ExitCode {
     code
 }
 
-async fn run() -> Result<(), Error> {
+async fn run(settings: Settings) -> Result<(), Error> {
     let roles = roles()?;
-    if let Ok(address) = std::env::var("CHECKOUT_METRICS_ADDR") {
-        let address: std::net::SocketAddr = address
-            .parse()
-            .map_err(|_| format!("CHECKOUT_METRICS_ADDR `{address}` is not an address:port"))?;
+    if let Some(address) = settings.metrics_addr {
         PrometheusBuilder::new()
             .with_http_listener(address)
+            .set_buckets(LATENCY_BUCKETS)?
             .install()
             .map_err(|error| format!("cannot serve metrics on {address}: {error}"))?;
         composable::metrics::describe();
     }
-    let database_url = env("DATABASE_URL")?;
-    let brokers = env("KAFKA_BROKERS")?;
-    let store = PostgresEventStore::connect(&database_url).await?;
+    let store = PostgresEventStore::builder()
+        .url(settings.database_url())?
+        .max_connections(settings.db_max_connections)
+        .connect()
+        .await?;
     store.migrate().await?;
-    let prefix = std::env::var("CHECKOUT_TOPIC_PREFIX").unwrap_or_default();
-    let bus = hosted::connect_bus(&brokers, &prefix).await?;
+    let kafka = hosted::kafka_config(settings.kafka.brokers()).with_env(&settings.kafka);
+    let bus = hosted::connect_bus(kafka, &settings.topic_prefix).await?;
 
     let runners = Aggregates::new(&store, &SystemClock);
-    let mut app = hosted::app(&store, &bus, &runners, SystemClock);
-    if let Ok(ttl) = std::env::var("CHECKOUT_CLAIM_TTL_MS") {
-        let ttl: u64 = ttl
-            .parse()
-            .map_err(|_| format!("CHECKOUT_CLAIM_TTL_MS `{ttl}` is not milliseconds"))?;
-        app = app.claim_ttl(std::time::Duration::from_millis(ttl));
+    // While the command service does not answer, the saga's dispatches fail at once and its
+    // input backs off, instead of each waiting out the reply timeout.
+    let mut app =
+        hosted::app(&store, &bus, &runners, SystemClock).dispatch_breaker(BreakerPolicy::default());
+    if let Some(ttl) = settings.claim_ttl {
+        app = app.claim_ttl(ttl);
     }
     if let Some(roles) = roles {
         app = app.roles(roles);
     }
     let app = app.build()?;
-    hosted::create_topics(&bus, app.topics()).await?;
+    if settings.create_topics {
+        let names: Vec<String> = app.topics().iter().map(|topic| bus.name(topic)).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let (partitions, replication) = (settings.topic_partitions, settings.topic_replication);
+        bus.inner().create_topics(&names, partitions, replication).await?;
+    }
     let services: Vec<String> = app.services().into_iter().map(|(name, _)| name).collect();
     let running = app.start();
     eprintln!("checkout-service: running {services:?}");
@@ -132,11 +160,4 @@ fn roles() -> Result<Option<Vec<String>>, Error> {
         );
     }
     Ok(roles)
-}
-
-fn env(name: &str) -> Result<String, Error> {
-    std::env::var(name)
-        .ok()
-        .filter(|value| !value.is_empty())
-        .ok_or_else(|| format!("{name} is not set").into())
 }

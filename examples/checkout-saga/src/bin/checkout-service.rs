@@ -1,6 +1,10 @@
 //! The checkout's services as a process: runs the chosen roles of the application host (all by
-//! default) on PostgreSQL and Kafka until SIGINT or SIGTERM, then stops them, each finishing what
-//! it holds.
+//! default) on PostgreSQL and Kafka until SIGINT or SIGTERM, then shuts down gracefully: it
+//! stops taking work, and each service finishes what it holds — the batch of the log or the
+//! delivery in hand, its checkpoint saved only after it, its claim released — in the host's safe
+//! order, within a grace period (`CHECKOUT_SHUTDOWN_GRACE_MS`, 20 s by default) after which
+//! what still runs is aborted, reported, and the process exits with a failure. A service that
+//! fails shuts the process down the same way. It exits 0 when every service stopped cleanly.
 //!
 //! ```sh
 //! DATABASE_URL=postgres://… KAFKA_BROKERS=127.0.0.1:9092 \
@@ -13,18 +17,23 @@
 //! the work: the command service through the broker's consumer group; the relay and the saga's
 //! input through a claim in the database, so that one process does the work while the others
 //! stand by, and one of them takes over within the claim's time (`CHECKOUT_CLAIM_TTL_MS`,
-//! 10 s by default) when it dies. `CHECKOUT_TOPIC_PREFIX` prefixes every topic and consumer
-//! group, so that runs sharing a broker don't meet. `CHECKOUT_METRICS_ADDR` (`127.0.0.1:9464`,
-//! say) serves the process's metrics for Prometheus at `/metrics` (`docs/observability.md`
-//! lists them).
+//! 10 s by default) when it dies — at once when it shut down gracefully. `CHECKOUT_TOPIC_PREFIX`
+//! prefixes every topic and consumer group, so that runs sharing a broker don't meet.
+//! `CHECKOUT_METRICS_ADDR` (`127.0.0.1:9464`, say) serves the process's metrics for Prometheus at
+//! `/metrics` (`docs/observability.md` lists them). `CHECKOUT_HEALTH_ADDR` (`0.0.0.0:8080`, say)
+//! serves the probes for an orchestrator: `/health/live` (200 unless a service failed) and
+//! `/health/ready` (200 once every service has caught up or stands by, 503 before and while it
+//! shuts down), each listing the services and their states.
 
 use std::process::ExitCode;
 
+use std::time::Duration;
+
 use checkout_saga::{Aggregates, hosted};
-use composable::{BoxError as Error, SystemClock};
+use composable::host::{HealthServer, Shutdown};
+use composable::{BoxError as Error, SystemClock, service};
 use composable_postgres::PostgresEventStore;
 use metrics_exporter_prometheus::PrometheusBuilder;
-use tokio::signal::unix::{SignalKind, signal};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -70,16 +79,34 @@ async fn run() -> Result<(), Error> {
     let app = app.build()?;
     hosted::create_topics(&bus, app.topics()).await?;
     let services: Vec<String> = app.services().into_iter().map(|(name, _)| name).collect();
+    let mut shutdown = Shutdown::new();
+    if let Ok(grace) = std::env::var("CHECKOUT_SHUTDOWN_GRACE_MS") {
+        let grace: u64 = grace
+            .parse()
+            .map_err(|_| format!("CHECKOUT_SHUTDOWN_GRACE_MS `{grace}` is not milliseconds"))?;
+        shutdown = shutdown.grace(Duration::from_millis(grace));
+    }
     let running = app.start();
+    let probes = match std::env::var("CHECKOUT_HEALTH_ADDR") {
+        Ok(address) => {
+            let address: std::net::SocketAddr = address
+                .parse()
+                .map_err(|_| format!("CHECKOUT_HEALTH_ADDR `{address}` is not an address:port"))?;
+            Some(service::spawn(HealthServer::bind(address, running.probes()).await?))
+        }
+        Err(_) => None,
+    };
     eprintln!("checkout-service: running {services:?}");
 
-    let mut terminate = signal(SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-        failed = running.failure() => eprintln!("checkout-service: {} failed; stopping", failed.name),
+    // Until SIGINT, SIGTERM or a failure; then every service stopped, within the grace period.
+    let report = running.run_until_shutdown(&shutdown).await?;
+    eprintln!("checkout-service: {report}");
+    // The probes answered "shutting down" until now. Metrics are scraped, so nothing is left to
+    // flush; a process exporting traces would flush its exporter here.
+    if let Some(probes) = probes {
+        probes.stop().await?;
     }
-    running.stop().await?;
+    report.into_result()?;
     Ok(())
 }
 

@@ -7,6 +7,12 @@
 //! is taken once per confirmed order. The restarted process serves its metrics for Prometheus.
 //! Every process stops cleanly on SIGTERM.
 //!
+//! A second run stops processes gracefully instead: each serves its probes
+//! (`CHECKOUT_HEALTH_ADDR`) and is waited for until `/health/ready` answers 200; the saga's
+//! process, then the relay's and command service's, is sent SIGTERM while checkouts are in
+//! flight, exits 0 within seconds having released its claims, and is started again. Every
+//! checkout then completes or compensates, once.
+//!
 //! Needs `DATABASE_URL` and `KAFKA_BROKERS` (`scripts/test` starts a private PostgreSQL and a
 //! tansu broker and sets both).
 
@@ -48,7 +54,7 @@ struct Process {
 
 impl Process {
     fn start(database_url: &str, prefix: &str, roles: &'static str) -> Self {
-        Self::serving_metrics(database_url, prefix, roles, None)
+        Self::with_env(database_url, prefix, roles, &[])
     }
 
     /// As [`start`](Self::start), serving its metrics on `metrics` when given.
@@ -58,10 +64,19 @@ impl Process {
         roles: &'static str,
         metrics: Option<SocketAddr>,
     ) -> Self {
+        let metrics = metrics.map(|address| ("CHECKOUT_METRICS_ADDR", address.to_string()));
+        Self::with_env(database_url, prefix, roles, metrics.as_slice())
+    }
+
+    /// As [`start`](Self::start), with more environment variables.
+    fn with_env(
+        database_url: &str,
+        prefix: &str,
+        roles: &'static str,
+        more: &[(&str, String)],
+    ) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_checkout-service"));
-        if let Some(address) = metrics {
-            command.env("CHECKOUT_METRICS_ADDR", address.to_string());
-        }
+        command.envs(more.iter().map(|(name, value)| (name, value)));
         let child = command
             .args(["--role", roles])
             .env("DATABASE_URL", database_url)
@@ -88,14 +103,15 @@ impl Process {
         let _ = self.child.wait();
     }
 
-    /// SIGTERM, then the exit status, within 30 s.
-    fn terminate(mut self) {
+    /// SIGTERM, then the exit status, within 30 s: how long it took to exit.
+    fn terminate(mut self) -> Duration {
         self.signal("TERM");
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let sent = Instant::now();
+        let deadline = sent + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.try_wait().expect("wait for the process") {
                 assert!(status.success(), "--role {} exited with {status} on SIGTERM", self.roles);
-                return;
+                return sent.elapsed();
             }
             assert!(Instant::now() < deadline, "--role {} did not stop on SIGTERM", self.roles);
             std::thread::sleep(Duration::from_millis(20));
@@ -110,33 +126,44 @@ impl Drop for Process {
     }
 }
 
-/// Waits until a process other than `not` holds the claim on consumer `name`'s work: who.
 /// A loopback address with a port free now.
 fn free_address() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
     listener.local_addr().expect("its address")
 }
 
-/// The text a process serves at `http://{address}/metrics`, once it answers (within 30 s).
-fn scrape(address: SocketAddr) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
+/// What a process answers to `GET {path}`: the whole response, status line first.
+fn get(address: SocketAddr, path: &str) -> std::io::Result<String> {
+    let mut stream = TcpStream::connect(address)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
+    )?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text)?;
+    Ok(text)
+}
+
+/// What a process serves at `http://{address}{path}`, once it answers 200 (within `within`).
+fn get_ok(address: SocketAddr, path: &str, within: Duration) -> String {
+    let deadline = Instant::now() + within;
     loop {
-        let answer = TcpStream::connect(address).and_then(|mut stream| {
-            stream.write_all(
-                b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
-            )?;
-            let mut text = String::new();
-            stream.read_to_string(&mut text)?;
-            Ok(text)
-        });
-        match answer {
+        match get(address, path) {
             Ok(text) if text.starts_with("HTTP/1.1 200") => return text,
-            other => assert!(Instant::now() < deadline, "no metrics on {address}: {other:?}"),
+            other => {
+                assert!(Instant::now() < deadline, "no 200 at {address}{path}: {other:?}");
+            }
         }
         std::thread::sleep(Duration::from_millis(100));
     }
 }
 
+/// The text a process serves at `http://{address}/metrics`, once it answers (within 30 s).
+fn scrape(address: SocketAddr) -> String {
+    get_ok(address, "/metrics", Duration::from_secs(30))
+}
+
+/// Waits until a process other than `not` holds the claim on consumer `name`'s work: who.
 async fn wait_for_claim(
     store: &PostgresEventStore,
     name: &str,
@@ -198,31 +225,118 @@ fn place(order: usize) -> (String, PlaceOrder) {
     (id, place)
 }
 
+/// A database of its own for one test, on the server `DATABASE_URL` names, and a prefix of its
+/// own for the topics.
+struct Database {
+    admin: PgConnection,
+    name: String,
+    store: PostgresEventStore,
+    /// Its URL, for the processes.
+    url: String,
+    prefix: String,
+}
+
+impl Database {
+    async fn create() -> Self {
+        let admin: PgConnectOptions = env("DATABASE_URL").parse().expect("a valid DATABASE_URL");
+        let mut connection = PgConnection::connect_with(&admin)
+            .await
+            .unwrap_or_else(|error| panic!("cannot reach PostgreSQL: {error}; {HOW_TO_START}"));
+        let id = uuid::Uuid::now_v7().simple().to_string();
+        let name = format!("checkout_services_{id}");
+        connection
+            .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .await
+            .expect("a database");
+        let store = PostgresEventStore::builder()
+            .connect_options(admin.clone().database(&name))
+            .max_connections(4)
+            .connect()
+            .await
+            .expect("the test database");
+        store.migrate().await.expect("migrations");
+        let url = format!(
+            "{}/{name}",
+            env("DATABASE_URL").rsplit_once('/').expect("a URL with a database").0
+        );
+        Self { admin: connection, name, store, url, prefix: format!("s{id}.") }
+    }
+
+    async fn drop(mut self) {
+        self.store.pool().close().await;
+        let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        let _ = self.admin.execute(sqlx::AssertSqlSafe(drop)).await;
+    }
+}
+
+/// Waits until every checkout has finished, completed or compensated.
+async fn wait_until_finished(runners: &Aggregates<PostgresEventStore>, within: Duration) {
+    let deadline = Instant::now() + within;
+    for order in 0..ORDERS {
+        let (id, _) = place(order);
+        loop {
+            let status = runners.orders.load(&id).await.expect("load an order").state.status;
+            if status != OrderStatus::Placed {
+                break;
+            }
+            assert!(Instant::now() < deadline, "order {id} still placed after {within:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Every checkout completed or compensated as its card says, no card charged twice, no event
+/// written twice, and stock taken once per confirmed order.
+async fn audit(store: &PostgresEventStore, runners: &Aggregates<PostgresEventStore>) {
+    for order in 0..ORDERS {
+        let (id, place) = place(order);
+        let status = runners.orders.load(&id).await.expect("load an order").state.status;
+        let payment = runners.payments.load(&id).await.expect("load a payment").state;
+        if place.card == DECLINED_CARD {
+            assert_eq!((status, payment.charged), (OrderStatus::Cancelled, false), "order {id}");
+        } else {
+            assert_eq!(
+                (status, payment.captured),
+                (OrderStatus::Confirmed, place.total),
+                "order {id}"
+            );
+        }
+        let stream = StreamId::new("payment", &id).expect("a stream id");
+        let captures = store
+            .read_stream(&stream, Version::ZERO)
+            .try_collect::<Vec<_>>()
+            .await
+            .expect("read a payment")
+            .iter()
+            .filter(|event| event.name == "payment.captured")
+            .count();
+        assert!(captures <= 1, "order {id}'s card was charged {captures} times");
+    }
+    let log = composable::testing::read_all_to_head(store, Position::START).await;
+    let mut ids = HashSet::new();
+    assert!(log.iter().all(|event| ids.insert(event.event_id)), "an event was written twice");
+    let reserved: u32 = {
+        let mut total = 0;
+        for sku in 0..3 {
+            let stock =
+                runners.inventory.load(format!("tea-{sku}")).await.expect("load stock").state;
+            total += 1_000 - stock.available;
+        }
+        total
+    };
+    let confirmed = (0..ORDERS).filter(|order| place(*order).1.card != DECLINED_CARD).count();
+    assert_eq!(
+        usize::try_from(reserved).expect("a count"),
+        confirmed,
+        "stock taken once per confirmed order"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkouts_survive_a_killed_saga_process_with_nothing_lost_or_doubled() {
-    let admin: PgConnectOptions = env("DATABASE_URL").parse().expect("a valid DATABASE_URL");
-    let mut connection = PgConnection::connect_with(&admin)
-        .await
-        .unwrap_or_else(|error| panic!("cannot reach PostgreSQL: {error}; {HOW_TO_START}"));
-    let id = uuid::Uuid::now_v7().simple().to_string();
-    let name = format!("checkout_services_{id}");
-    connection
-        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .await
-        .expect("a database");
-    let options = admin.clone().database(&name);
-    let store = PostgresEventStore::builder()
-        .connect_options(options.clone())
-        .max_connections(4)
-        .connect()
-        .await
-        .expect("the test database");
-    store.migrate().await.expect("migrations");
-    let database_url = format!(
-        "{}/{name}",
-        env("DATABASE_URL").rsplit_once('/').expect("a URL with a database").0
-    );
-    let prefix = format!("s{id}.");
+    let database = Database::create().await;
+    let (store, database_url, prefix) =
+        (database.store.clone(), database.url.clone(), database.prefix.clone());
 
     let metrics = free_address();
     let mut aggregates = Process::start(&database_url, &prefix, "relay,commands");
@@ -271,58 +385,8 @@ async fn checkouts_survive_a_killed_saga_process_with_nothing_lost_or_doubled() 
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    // Every checkout finishes: completed or compensated.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    for order in 0..ORDERS {
-        let (id, _) = place(order);
-        loop {
-            let status = runners.orders.load(&id).await.expect("load an order").state.status;
-            if status != OrderStatus::Placed {
-                break;
-            }
-            assert!(Instant::now() < deadline, "order {id} still placed after 120 s");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    // The audit.
-    for order in 0..ORDERS {
-        let (id, place) = place(order);
-        let status = runners.orders.load(&id).await.unwrap().state.status;
-        let payment = runners.payments.load(&id).await.unwrap().state;
-        if place.card == DECLINED_CARD {
-            assert_eq!((status, payment.charged), (OrderStatus::Cancelled, false), "order {id}");
-        } else {
-            assert_eq!(
-                (status, payment.captured),
-                (OrderStatus::Confirmed, place.total),
-                "order {id}"
-            );
-        }
-        let stream = StreamId::new("payment", &id).unwrap();
-        let captures = store
-            .read_stream(&stream, Version::ZERO)
-            .try_collect::<Vec<_>>()
-            .await
-            .unwrap()
-            .iter()
-            .filter(|event| event.name == "payment.captured")
-            .count();
-        assert!(captures <= 1, "order {id}'s card was charged {captures} times");
-    }
-    let log = composable::testing::read_all_to_head(&store, Position::START).await;
-    let mut ids = HashSet::new();
-    assert!(log.iter().all(|event| ids.insert(event.event_id)), "an event was written twice");
-    let reserved: u32 = {
-        let mut total = 0;
-        for sku in 0..3 {
-            let stock = runners.inventory.load(format!("tea-{sku}")).await.unwrap().state;
-            total += 1_000 - stock.available;
-        }
-        total
-    };
-    let confirmed = (0..ORDERS).filter(|order| place(*order).1.card != DECLINED_CARD).count();
-    assert_eq!(reserved as usize, confirmed, "stock taken once per confirmed order");
+    wait_until_finished(&runners, Duration::from_secs(120)).await;
+    audit(&store, &runners).await;
 
     // The restarted process serves its metrics for Prometheus: the commands it ran and the
     // relay's progress.
@@ -340,8 +404,100 @@ async fn checkouts_survive_a_killed_saga_process_with_nothing_lost_or_doubled() 
     saga.terminate();
     standby.terminate();
     aggregates.terminate();
-    store.pool().close().await;
-    let _ = connection
-        .execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-        .await;
+    database.drop().await;
+}
+
+/// How long a process may take to exit on SIGTERM, idle or with checkouts in flight.
+const PROMPTLY: Duration = Duration::from_secs(10);
+
+/// Who holds the claim on consumer `name`'s work now, if anyone.
+async fn claim_holder(store: &PostgresEventStore, name: &str) -> Option<uuid::Uuid> {
+    sqlx::query_as::<_, (uuid::Uuid,)>("SELECT holder FROM checkpoint_claims WHERE name = $1")
+        .bind(name)
+        .fetch_optional(store.pool())
+        .await
+        .expect("read the claims")
+        .map(|(holder,)| holder)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_run_stops_each_process_promptly_and_loses_nothing() {
+    let database = Database::create().await;
+    let (store, url, prefix) = (&database.store, database.url.as_str(), database.prefix.as_str());
+    let health = |address: SocketAddr| [("CHECKOUT_HEALTH_ADDR", address.to_string())];
+    let (aggregates_probe, saga_probe) = (free_address(), free_address());
+    let aggregates = Process::with_env(url, prefix, "relay,commands", &health(aggregates_probe));
+    let saga = Process::with_env(url, prefix, "checkout", &health(saga_probe));
+
+    // Each process says when it is ready, and lists its services.
+    let ready = get_ok(aggregates_probe, "/health/ready", Duration::from_secs(60));
+    assert!(ready.contains("\r\n\r\nready\n"), "{ready}");
+    assert!(ready.contains("checkout.relay (relay): "), "{ready}");
+    assert!(ready.contains("(commands): ready"), "{ready}");
+    let ready = get_ok(saga_probe, "/health/ready", Duration::from_secs(60));
+    assert!(ready.contains("saga.checkout (checkout): "), "{ready}");
+    assert!(ready.contains("saga.checkout.timers (checkout): ready"), "{ready}");
+    let live = get_ok(saga_probe, "/health/live", Duration::from_secs(5));
+    assert!(live.ends_with("\r\n\r\nlive\n"), "{live}");
+
+    let runners = Aggregates::new(store, &SystemClock);
+    for sku in 0..3 {
+        runners
+            .inventory
+            .execute(format!("tea-{sku}"), Restock { quantity: 1_000, manual: false })
+            .await
+            .expect("restock");
+    }
+    // Half the orders at once; as soon as a card is charged, the saga's process is told to
+    // stop: it finishes the batch in hand, saves its checkpoint after it, releases its claim
+    // and exits 0.
+    for order in 0..ORDERS / 2 {
+        let (id, place) = place(order);
+        runners.orders.execute(&id, place).await.expect("place an order");
+    }
+    wait_for_a_charge(&runners, Duration::from_secs(60)).await;
+    let took = saga.terminate();
+    assert!(took < PROMPTLY, "the saga's process took {took:?} to stop");
+    assert_eq!(claim_holder(store, "saga.checkout").await, None, "its claim was released");
+    let in_flight = ORDERS / 2 - finished(&runners, 0..ORDERS / 2).await;
+    // A new saga process takes the work over at once (no claim to wait out) from the checkpoint
+    // the stopped one saved.
+    let saga = Process::with_env(url, prefix, "checkout", &health(saga_probe));
+    get_ok(saga_probe, "/health/ready", Duration::from_secs(60));
+
+    // The rest at a steady pace; halfway through, the relay's and command service's process is
+    // told to stop with commands and events in flight, and started again.
+    let mut aggregates = Some(aggregates);
+    for order in ORDERS / 2..ORDERS {
+        if order == ORDERS * 3 / 4
+            && let Some(process) = aggregates.take()
+        {
+            let took = process.terminate();
+            assert!(took < PROMPTLY, "the relay's process took {took:?} to stop");
+            assert_eq!(claim_holder(store, "checkout.relay").await, None, "released");
+            aggregates =
+                Some(Process::with_env(url, prefix, "relay,commands", &health(aggregates_probe)));
+        }
+        let (id, place) = place(order);
+        runners.orders.execute(&id, place).await.expect("place an order");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    wait_until_finished(&runners, Duration::from_secs(120)).await;
+    audit(store, &runners).await;
+    eprintln!("{in_flight} checkouts were in flight when the saga's process was told to stop");
+
+    // Idle, both stop promptly and cleanly; nothing holds a claim afterwards.
+    let took = saga.terminate();
+    assert!(took < PROMPTLY, "the saga's process took {took:?} to stop");
+    if let Some(process) = aggregates {
+        let took = process.terminate();
+        assert!(took < PROMPTLY, "the relay's process took {took:?} to stop");
+    }
+    let claims: Vec<(String,)> = sqlx::query_as("SELECT name FROM checkpoint_claims")
+        .fetch_all(store.pool())
+        .await
+        .expect("read the claims");
+    assert_eq!(claims, [], "every claim released");
+    database.drop().await;
 }

@@ -419,7 +419,7 @@ async fn a_handler_stuck_past_the_grace_period_is_aborted_and_reported_and_its_w
     .await;
     let took = started.elapsed();
     assert!(took >= grace.saturating_sub(grace / 10), "it waited for the stuck one: {took:?}");
-    assert!(took < grace + Duration::from_millis(200), "bounded by the grace period: {took:?}");
+    assert!(took < grace + Duration::from_secs(1), "bounded by the grace period: {took:?}");
     assert!(!report.is_clean());
     let aborted: Vec<_> = report.aborted().map(|service| service.name.as_str()).collect();
     assert_eq!(aborted, ["saga.shipping"], "{report}");
@@ -552,9 +552,10 @@ async fn the_probe_endpoint_answers_200_or_503_and_survives_hostile_clients() {
             .await;
     assert!(post.starts_with("HTTP/1.1 405"), "{post}");
 
-    // Garbage, and a head far larger than the server reads: refused, nothing more.
+    // Garbage, and a head far larger than the server reads: refused, nothing more (the huge
+    // one may be cut off by a reset before its answer arrives, as the server stops reading).
     let garbage = raw(address, b"\x00\x01\x02 not http at all\r\n\r\n").await;
-    assert!(garbage.is_empty() || garbage.starts_with("HTTP/1.1 400"), "{garbage}");
+    assert!(garbage.starts_with("HTTP/1.1 400"), "{garbage}");
     let mut huge = b"GET /health/live HTTP/1.1\r\nX-Filler: ".to_vec();
     huge.extend(std::iter::repeat_n(b'a', 1 << 20));
     huge.extend_from_slice(b"\r\n\r\n");

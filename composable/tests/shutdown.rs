@@ -4,10 +4,11 @@
 //! aggregate's appends go through a gate the test holds shut, so a service is caught with work
 //! in hand: the saga's input (a consumer of the log) mid-batch in process, the command service
 //! (a consumer of the bus) mid-delivery on a bus. Readiness moves from not ready to ready as the
-//! services catch up; a failed service makes the process not live; a shutdown lets the work in
-//! hand finish within the grace period, and aborts and reports a service stuck past it — whose
-//! work a restart then does, once. Last, the probes over HTTP answer 200 and 503 and survive
-//! garbage, oversized and never-finished requests.
+//! services catch up, and a process standing by for another's claim is ready; a failed service
+//! makes the process not live; a shutdown lets the work in hand finish within the grace period,
+//! and aborts and reports a service stuck past it — whose work a restart then does, once. Last,
+//! the probes over HTTP answer 200 and 503 and survive garbage, oversized and never-finished
+//! requests.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -305,6 +306,23 @@ async fn readiness_moves_from_not_ready_to_ready_as_the_services_catch_up() {
     }
     assert!(running.readiness().is_ready());
     running.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_standing_by_for_another_ones_claim_is_ready() {
+    let store = Gated::shut();
+    store.open();
+    let checkpoints = InMemoryCheckpointStore::new();
+    let active = in_process(&store, &checkpoints);
+    wait_until_ready(&active).await;
+    let standby = in_process(&store, &checkpoints);
+    wait_until_ready(&standby).await;
+    let readiness = standby.readiness();
+    let input = readiness.services.iter().find(|service| service.name == "saga.shipping");
+    assert_eq!(input.map(|service| &service.state), Some(&ReadyState::Standby), "{readiness}");
+    assert!(readiness.to_string().contains("saga.shipping (shipping): standby"), "{readiness}");
+    standby.stop().await.unwrap();
+    active.stop().await.unwrap();
 }
 
 fn corrupt_placed() -> NewEvent {

@@ -24,6 +24,15 @@
 //! [`HostError`] that names what is missing and how to add it. [`RunningApp`] reports every
 //! service's [`Health`] and stops them all.
 //!
+//! A process runs its application until it is told to stop: [`RunningApp::run_until_shutdown`]
+//! returns on SIGINT or SIGTERM, or when a service fails, after stopping every service in a safe
+//! order within a bounded grace period ([`Shutdown`]; what each kind of service finishes and
+//! what it hands back is in the [`shutdown`] module's docs). [`RunningApp::liveness`] and
+//! [`RunningApp::readiness`] say whether the process is alive (no service failed) and ready
+//! (every service caught up once, or standing by), and which service is not and why; with the
+//! `health-http` feature, a [`HealthServer`] answers them over HTTP for an orchestrator
+//! (`/health/live`, `/health/ready`).
+//!
 //! ```
 //! # use composable::{aggregate, apply, command, event, saga, start, step, Dispatch};
 //! # use serde::{Deserialize, Serialize};
@@ -74,11 +83,24 @@
 //! # }).unwrap();
 //! ```
 
+pub mod health;
+#[cfg(feature = "health-http")]
+pub mod http;
+pub mod shutdown;
+
+pub use health::{FailedService, Liveness, Probes, Readiness, ReadyState, ServiceReadiness};
+#[cfg(feature = "health-http")]
+pub use http::{HealthServer, HealthServerError};
+pub use shutdown::{
+    Shutdown, ShutdownCause, ShutdownReport, Signal, StoppedService, shutdown_signal,
+};
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use crate::aggregate::Aggregate;
@@ -900,7 +922,12 @@ impl<S: EventStore> App<S> {
                 versions: entry.versions,
             })
             .collect();
-        RunningApp { store: self.store, clock: self.clock, services }
+        RunningApp {
+            store: self.store,
+            clock: self.clock,
+            services,
+            shutting_down: Arc::new(AtomicBool::new(false)),
+        }
     }
 }
 
@@ -928,6 +955,8 @@ pub struct RunningApp<S> {
     store: S,
     clock: Arc<dyn Clock>,
     services: Vec<RunningService>,
+    /// Set when it begins to shut down: the probes then say it is not ready.
+    shutting_down: Arc<AtomicBool>,
 }
 
 impl<S> fmt::Debug for RunningApp<S> {
@@ -983,6 +1012,34 @@ impl<S: EventStore> RunningApp<S> {
                 health: service.handle.health(),
             })
             .collect()
+    }
+
+    /// Liveness and readiness of this process's services, as a handle that outlives the
+    /// application (for a probe endpoint that keeps answering while it shuts down): see
+    /// [`Probes`].
+    pub fn probes(&self) -> Probes {
+        let services = self
+            .services
+            .iter()
+            .map(|service| health::Probed {
+                name: service.name.clone(),
+                role: service.role.clone(),
+                health: service.handle.watch_health(),
+            })
+            .collect();
+        Probes::new(services, Arc::clone(&self.shutting_down))
+    }
+
+    /// Whether the process is live: no service failed ([`Probes::liveness`]).
+    pub fn liveness(&self) -> Liveness {
+        self.probes().liveness()
+    }
+
+    /// Whether the process is ready, and each service's state ([`Probes::readiness`]): every
+    /// service running and caught up at least once since it started (or standing by for
+    /// another process's claim), and not shutting down.
+    pub fn readiness(&self) -> Readiness {
+        self.probes().readiness()
     }
 
     /// Whether every service is running (none failed or stopped).

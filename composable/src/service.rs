@@ -36,11 +36,15 @@
 
 use std::fmt;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
 
+use futures::FutureExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::BoxError;
+use crate::clock::Clock;
 use crate::stream::Position;
 
 /// Where a service is in its life.
@@ -72,6 +76,11 @@ pub struct Health {
     /// Waiting while another process holds the claim on its work (a log consumer run in several
     /// processes): the work is done there, and this one takes over when that claim lapses.
     pub standby: bool,
+    /// Whether it has caught up at least once since it started, or stood by for another
+    /// process's claim: once true it stays true while the service runs (falling behind under a
+    /// burst of work is lag, not a reason to stop being ready). What the host's readiness reads
+    /// ([`Readiness`](crate::host::Readiness)).
+    pub ready: bool,
 }
 
 impl Health {
@@ -139,7 +148,7 @@ impl ServiceContext {
     /// Reports that another process holds the claim on this service's work, so it waits.
     pub fn standby(&self) {
         self.health.send_if_modified(|health| {
-            let new = Health { standby: true, caught_up: false, ..health.clone() };
+            let new = Health { standby: true, caught_up: false, ready: true, ..health.clone() };
             let changed = *health != new;
             *health = new;
             changed
@@ -151,6 +160,7 @@ impl ServiceContext {
             let new = Health {
                 caught_up,
                 standby: false,
+                ready: health.ready || caught_up,
                 position: position.or(health.position),
                 ..health.clone()
             };
@@ -168,6 +178,7 @@ impl ServiceContext {
             caught_up: false,
             position: None,
             standby: false,
+            ready: false,
         });
         Self { stop, health }
     }
@@ -194,6 +205,15 @@ pub enum ServiceError {
         /// What the runtime said.
         #[source]
         source: tokio::task::JoinError,
+    },
+    /// It was still running `grace` after it was asked to stop, so its task was aborted
+    /// ([`ServiceHandle::stop_within`]).
+    #[error("service `{service}` did not stop within {grace:?}, so it was aborted")]
+    Overran {
+        /// The service's name.
+        service: String,
+        /// How long it was given.
+        grace: Duration,
     },
 }
 
@@ -224,6 +244,7 @@ pub fn spawn<S: Service>(service: S) -> ServiceHandle {
         caught_up: false,
         position: None,
         standby: false,
+        ready: false,
     });
     let task = tokio::spawn({
         let name = name.clone();
@@ -231,7 +252,19 @@ pub fn spawn<S: Service>(service: S) -> ServiceHandle {
         async move {
             health_tx.send_modify(|health| health.state = ServiceState::Running);
             let context = ServiceContext { stop: stop_rx, health: health_tx.clone() };
-            let outcome = service.run(context).await;
+            let outcome = match AssertUnwindSafe(service.run(context)).catch_unwind().await {
+                Ok(outcome) => outcome,
+                Err(panic) => {
+                    // Shown in the health (so liveness sees it), then the task ends as it would
+                    // have: `join` reports the panic.
+                    let message = panic_message(panic.as_ref());
+                    health_tx.send_modify(|health| {
+                        health.state = ServiceState::Failed(format!("panicked: {message}"));
+                    });
+                    tracing::error!(service = %name, panic = %message, "service panicked");
+                    std::panic::resume_unwind(panic);
+                }
+            };
             health_tx.send_modify(|health| {
                 health.state = match &outcome {
                     Ok(()) => ServiceState::Stopped,
@@ -293,19 +326,67 @@ impl ServiceHandle {
         self.join().await
     }
 
+    /// Asks it to stop and waits until it has, for at most `grace` on `clock`; a service still
+    /// running then has its task aborted — cancelled where it waits, as a crash would end it:
+    /// what it did not finish is not acknowledged, so it is done again (delivered again, read
+    /// again after the checkpoint), and a claim it held lapses after its ttl. Never waits longer
+    /// than `grace`: a task stuck without ever yielding cannot be cancelled, and is left to end
+    /// with the runtime.
+    ///
+    /// # Errors
+    /// As [`stop`](Self::stop); [`ServiceError::Overran`] when it was aborted.
+    pub async fn stop_within(
+        mut self,
+        grace: Duration,
+        clock: &dyn Clock,
+    ) -> Result<(), ServiceError> {
+        self.stop.send_replace(true);
+        let ended = tokio::select! {
+            biased;
+            ended = &mut self.task => Some(ended),
+            () = clock.sleep(grace) => None,
+        };
+        let name = std::mem::take(&mut self.name);
+        match ended {
+            Some(ended) => outcome(name, ended),
+            None => {
+                self.task.abort();
+                tracing::warn!(service = %name, ?grace, "the service did not stop in time; aborted");
+                Err(ServiceError::Overran { service: name, grace })
+            }
+        }
+    }
+
     /// Waits until it ends by itself (or is stopped through another path).
     ///
     /// # Errors
     /// The error it failed with, or how its task ended abnormally.
     pub async fn join(mut self) -> Result<(), ServiceError> {
         let name = std::mem::take(&mut self.name);
-        let task = &mut self.task;
-        match task.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(source)) => Err(ServiceError::Failed { service: name, source }),
-            Err(source) => Err(ServiceError::Aborted { service: name, source }),
-        }
+        let ended = (&mut self.task).await;
+        outcome(name, ended)
     }
+}
+
+/// What a service's task ended with, as the handle reports it.
+fn outcome(
+    name: String,
+    ended: Result<Result<(), BoxError>, tokio::task::JoinError>,
+) -> Result<(), ServiceError> {
+    match ended {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(source)) => Err(ServiceError::Failed { service: name, source }),
+        Err(source) => Err(ServiceError::Aborted { service: name, source }),
+    }
+}
+
+/// The message a panic carried, when it is text.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|message| (*message).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
 impl Drop for ServiceHandle {
@@ -316,8 +397,6 @@ impl Drop for ServiceHandle {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     struct Failing;

@@ -39,6 +39,11 @@ pub const TOPIC_PARTITIONS: &str = "CHECKOUT_TOPIC_PARTITIONS";
 /// The replicas of each topic the process creates (1 by default: right for one broker only).
 pub const TOPIC_REPLICATION: &str = "CHECKOUT_TOPIC_REPLICATION";
 
+/// Where to serve the liveness and readiness probes, as `address:port` (not served when unset).
+pub const HEALTH_ADDR: &str = "CHECKOUT_HEALTH_ADDR";
+/// How long a graceful stop may take, in milliseconds, before what still runs is aborted (the
+/// host's default, 20 s, when unset).
+pub const SHUTDOWN_GRACE_MS: &str = "CHECKOUT_SHUTDOWN_GRACE_MS";
 /// The OpenTelemetry collector's OTLP/HTTP address (`http://127.0.0.1:4318`, say): the
 /// process's traces are exported there when set ([`crate::telemetry`]).
 pub const OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
@@ -59,6 +64,8 @@ pub const VARIABLES: &[&str] = &[
     CREATE_TOPICS,
     TOPIC_PARTITIONS,
     TOPIC_REPLICATION,
+    HEALTH_ADDR,
+    SHUTDOWN_GRACE_MS,
     OTLP_ENDPOINT,
     SERVICE_NAME,
 ];
@@ -114,6 +121,10 @@ pub struct Settings {
     pub topic_partitions: i32,
     /// [`TOPIC_REPLICATION`].
     pub topic_replication: i32,
+    /// [`HEALTH_ADDR`], when set.
+    pub health_addr: Option<SocketAddr>,
+    /// [`SHUTDOWN_GRACE_MS`], when set.
+    pub shutdown_grace: Option<Duration>,
     /// Where traces go: [`OTLP_ENDPOINT`] and [`SERVICE_NAME`], when an endpoint is set.
     pub otlp: Option<OtlpConfig>,
 }
@@ -166,25 +177,33 @@ impl Settings {
             return Err(SettingsError::Missing(KAFKA_BROKERS));
         }
         let kafka = KafkaEnv::from_vars(KAFKA_PREFIX, vars.iter().cloned())?;
-        let claim_ttl = get(CLAIM_TTL_MS)?
-            .map(|value| match value.parse::<u64>() {
-                Ok(ms) if ms > 0 => Ok(Duration::from_millis(ms)),
-                _ => Err(SettingsError::Invalid {
-                    variable: CLAIM_TTL_MS,
-                    value,
-                    expected: "a positive number of milliseconds",
-                }),
-            })
-            .transpose()?;
-        let metrics_addr = get(METRICS_ADDR)?
-            .map(|value| {
-                value.parse::<SocketAddr>().map_err(|_| SettingsError::Invalid {
-                    variable: METRICS_ADDR,
-                    value,
-                    expected: "an address:port",
+        let millis = |variable: &'static str| -> Result<Option<Duration>, SettingsError> {
+            get(variable)?
+                .map(|value| match value.parse::<u64>() {
+                    Ok(ms) if ms > 0 => Ok(Duration::from_millis(ms)),
+                    _ => Err(SettingsError::Invalid {
+                        variable,
+                        value,
+                        expected: "a positive number of milliseconds",
+                    }),
                 })
-            })
-            .transpose()?;
+                .transpose()
+        };
+        let claim_ttl = millis(CLAIM_TTL_MS)?;
+        let shutdown_grace = millis(SHUTDOWN_GRACE_MS)?;
+        let address = |variable: &'static str| -> Result<Option<SocketAddr>, SettingsError> {
+            get(variable)?
+                .map(|value| {
+                    value.parse::<SocketAddr>().map_err(|_| SettingsError::Invalid {
+                        variable,
+                        value,
+                        expected: "an address:port",
+                    })
+                })
+                .transpose()
+        };
+        let metrics_addr = address(METRICS_ADDR)?;
+        let health_addr = address(HEALTH_ADDR)?;
         let positive = |variable: &'static str, expected: &'static str| {
             get(variable)?
                 .map(|value| match value.parse::<u32>() {
@@ -224,6 +243,8 @@ impl Settings {
             topic_prefix: get(TOPIC_PREFIX)?.unwrap_or_default(),
             claim_ttl,
             metrics_addr,
+            health_addr,
+            shutdown_grace,
             db_max_connections,
             create_topics,
             topic_partitions,

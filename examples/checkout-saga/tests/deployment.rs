@@ -439,7 +439,7 @@ fn exported_series(text: &str) -> BTreeSet<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkout_service_exports_every_series_the_dashboard_queries() {
     let database = Database::create("checkout_deployment").await;
-    let prefix = format!("d{}.", uuid::Uuid::now_v7().simple());
+    let prefix = database.prefix.clone();
     let metrics = free_address();
     let process =
         Process::serving_metrics(&database.url, &prefix, "relay,commands,checkout", Some(metrics));

@@ -157,7 +157,7 @@ async fn one_checkout_is_one_trace_across_the_processes_it_crosses() {
     let (collector, address) = Collector::start();
     let endpoint = format!("http://{address}");
     let database = Database::create("checkout_traces").await;
-    let prefix = format!("traces{}.", uuid::Uuid::now_v7().simple());
+    let prefix = database.prefix.clone();
     let otel = |service: &str| {
         vec![
             ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.clone()),

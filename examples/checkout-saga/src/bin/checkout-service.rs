@@ -1,6 +1,10 @@
 //! The checkout's services as a process: runs the chosen roles of the application host (all by
-//! default) on PostgreSQL and Kafka until SIGINT or SIGTERM, then stops them, each finishing what
-//! it holds.
+//! default) on PostgreSQL and Kafka until SIGINT or SIGTERM, then shuts down gracefully: it
+//! stops taking work, and each service finishes what it holds — the batch of the log or the
+//! delivery in hand, its checkpoint saved only after it, its claim released — in the host's safe
+//! order, within a grace period (`CHECKOUT_SHUTDOWN_GRACE_MS`, 20 s by default) after which
+//! what still runs is aborted, reported, and the process exits with a failure. A service that
+//! fails shuts the process down the same way. It exits 0 when every service stopped cleanly.
 //!
 //! ```sh
 //! DATABASE_URL=postgres://… KAFKA_BROKERS=127.0.0.1:9092 \
@@ -13,20 +17,24 @@
 //! the work: the command service through the broker's consumer group; the relay and the saga's
 //! input through a claim in the database, so that one process does the work while the others
 //! stand by, and one of them takes over within the claim's time (`CHECKOUT_CLAIM_TTL_MS`,
-//! 10 s by default) when it dies. `CHECKOUT_TOPIC_PREFIX` prefixes every topic and consumer
-//! group, so that runs sharing a broker don't meet. `CHECKOUT_METRICS_ADDR` (`127.0.0.1:9464`,
-//! say) serves the process's metrics for Prometheus at `/metrics` (`docs/observability.md`
-//! lists them), histograms with the buckets of `LATENCY_BUCKETS` below.
+//! 10 s by default) when it dies — at once when it shut down gracefully. `CHECKOUT_TOPIC_PREFIX`
+//! prefixes every topic and consumer group, so that runs sharing a broker don't meet.
+//! `CHECKOUT_METRICS_ADDR` (`127.0.0.1:9464`, say) serves the process's metrics for Prometheus
+//! at `/metrics` (`docs/observability.md` lists them), histograms with the buckets of
+//! `LATENCY_BUCKETS` below. `CHECKOUT_HEALTH_ADDR` (`0.0.0.0:8080`, say) serves the probes for
+//! an orchestrator: `/health/live` (200 unless a service failed) and `/health/ready` (200 once
+//! every service has caught up or stands by, 503 before and while it shuts down), each listing
+//! the services and their states; `CHECKOUT_SHUTDOWN_GRACE_MS` bounds a graceful stop.
 //! `CHECKOUT_DB_MAX_CONNECTIONS` sizes the PostgreSQL pool (10 by default). The process creates
 //! the topics it uses when missing (`CHECKOUT_TOPIC_PARTITIONS`, 3, and
 //! `CHECKOUT_TOPIC_REPLICATION`, 1), unless `CHECKOUT_CREATE_TOPICS=false`. The saga's commands
 //! go through the circuit breaker `dispatch.checkout` (its default policy). Every other
 //! `KAFKA_*` variable is a librdkafka property (`KAFKA_SECURITY_PROTOCOL`,
 //! `KAFKA_SASL_MECHANISMS`, ...), so the broker can be Kafka, Redpanda, MSK or Event Hubs by
-//! configuration alone. `checkout_saga::settings` reads all of them; `docs/deployment.md`
-//! describes each. `OTEL_EXPORTER_OTLP_ENDPOINT` (`http://127.0.0.1:4318`, say) exports the
+//! configuration alone. `OTEL_EXPORTER_OTLP_ENDPOINT` (`http://127.0.0.1:4318`, say) exports the
 //! process's traces with OTLP over HTTP as `OTEL_SERVICE_NAME` (`checkout-service` by default);
-//! the spans of one checkout, in every process, are one trace.
+//! the spans of one checkout, in every process, are one trace. `checkout_saga::settings` reads
+//! all of them; `docs/deployment.md` describes each.
 
 use std::process::ExitCode;
 
@@ -34,10 +42,10 @@ use checkout_saga::settings::Settings;
 use checkout_saga::telemetry::Telemetry;
 use checkout_saga::{Aggregates, hosted};
 use composable::breaker::BreakerPolicy;
-use composable::{BoxError as Error, SystemClock};
+use composable::host::{HealthServer, Shutdown};
+use composable::{BoxError as Error, SystemClock, service};
 use composable_postgres::PostgresEventStore;
 use metrics_exporter_prometheus::PrometheusBuilder;
-use tokio::signal::unix::{SignalKind, signal};
 
 /// The upper bounds, in seconds, of the buckets every histogram is exported with (commands,
 /// effects, projection batches, saga timers' lateness): Prometheus histograms rather than the
@@ -122,16 +130,26 @@ async fn run(settings: Settings) -> Result<(), Error> {
         bus.inner().create_topics(&names, partitions, replication).await?;
     }
     let services: Vec<String> = app.services().into_iter().map(|(name, _)| name).collect();
+    let mut shutdown = Shutdown::new();
+    if let Some(grace) = settings.shutdown_grace {
+        shutdown = shutdown.grace(grace);
+    }
     let running = app.start();
+    let probes = match settings.health_addr {
+        Some(address) => Some(service::spawn(HealthServer::bind(address, running.probes()).await?)),
+        None => None,
+    };
     eprintln!("checkout-service: running {services:?}");
 
-    let mut terminate = signal(SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-        failed = running.failure() => eprintln!("checkout-service: {} failed; stopping", failed.name),
+    // Until SIGINT, SIGTERM or a failure; then every service stopped, within the grace period.
+    let report = running.run_until_shutdown(&shutdown).await?;
+    eprintln!("checkout-service: {report}");
+    // The probes answered "shutting down" until now. Metrics are scraped, so nothing is left to
+    // flush; the traces' exporter is flushed by `main` once this returns.
+    if let Some(probes) = probes {
+        probes.stop().await?;
     }
-    running.stop().await?;
+    report.into_result()?;
     Ok(())
 }
 

@@ -35,6 +35,8 @@ pub struct Database {
     pub store: PostgresEventStore,
     /// Its URL, for the processes.
     pub url: String,
+    /// A prefix of its own for the topics and consumer groups (`CHECKOUT_TOPIC_PREFIX`).
+    pub prefix: String,
     name: String,
     admin: PgConnection,
 }
@@ -47,7 +49,8 @@ impl Database {
         let mut admin = PgConnection::connect_with(&admin_options)
             .await
             .unwrap_or_else(|error| panic!("cannot reach PostgreSQL: {error}; {HOW_TO_START}"));
-        let name = format!("{prefix}_{}", uuid::Uuid::now_v7().simple());
+        let id = uuid::Uuid::now_v7().simple();
+        let name = format!("{prefix}_{id}");
         admin
             .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .await
@@ -63,7 +66,7 @@ impl Database {
             "{}/{name}",
             env("DATABASE_URL").rsplit_once('/').expect("a URL with a database").0
         );
-        Self { store, url, name, admin }
+        Self { store, url, prefix: format!("t{id}."), name, admin }
     }
 
     /// Closes the pool and drops the database.
@@ -135,14 +138,15 @@ impl Process {
         let _ = self.child.wait();
     }
 
-    /// SIGTERM, then the exit status, within 30 s.
-    pub fn terminate(mut self) {
+    /// SIGTERM, then the exit status, within 30 s: how long it took to exit.
+    pub fn terminate(mut self) -> Duration {
         self.signal("TERM");
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let sent = Instant::now();
+        let deadline = sent + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.try_wait().expect("wait for the process") {
                 assert!(status.success(), "--role {} exited with {status} on SIGTERM", self.roles);
-                return;
+                return sent.elapsed();
             }
             assert!(Instant::now() < deadline, "--role {} did not stop on SIGTERM", self.roles);
             std::thread::sleep(Duration::from_millis(20));
@@ -163,22 +167,31 @@ pub fn free_address() -> SocketAddr {
     listener.local_addr().expect("its address")
 }
 
-/// The text a process serves at `http://{address}/metrics`, once it answers (within 30 s).
-pub fn scrape(address: SocketAddr) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
+/// What a process answers to `GET {path}`: the whole response, status line first.
+pub fn get(address: SocketAddr, path: &str) -> std::io::Result<String> {
+    let mut stream = TcpStream::connect(address)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
+    )?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text)?;
+    Ok(text)
+}
+
+/// What a process serves at `http://{address}{path}`, once it answers 200 (within `within`).
+pub fn get_ok(address: SocketAddr, path: &str, within: Duration) -> String {
+    let deadline = Instant::now() + within;
     loop {
-        let answer = TcpStream::connect(address).and_then(|mut stream| {
-            stream.write_all(
-                b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
-            )?;
-            let mut text = String::new();
-            stream.read_to_string(&mut text)?;
-            Ok(text)
-        });
-        match answer {
+        match get(address, path) {
             Ok(text) if text.starts_with("HTTP/1.1 200") => return text,
-            other => assert!(Instant::now() < deadline, "no metrics on {address}: {other:?}"),
+            other => assert!(Instant::now() < deadline, "no 200 at {address}{path}: {other:?}"),
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The text a process serves at `http://{address}/metrics`, once it answers (within 30 s).
+pub fn scrape(address: SocketAddr) -> String {
+    get_ok(address, "/metrics", Duration::from_secs(30))
 }

@@ -99,7 +99,7 @@ impl<A> Effect<A> {
     }
 
     /// Runs `attempt` until it succeeds or `backoff` allows no further attempt, waiting between
-    /// attempts on the store's [`Clock`](crate::Clock): feeds back the action of its success,
+    /// attempts on the store's [`Clock`]: feeds back the action of its success,
     /// or `exhausted` of its last error and the attempts made. What to do with a failure is the
     /// reducer's to decide — record it, compensate, park it for an operator — like any action.
     ///
@@ -158,7 +158,7 @@ impl<A> Effect<A> {
         Self { kind: Kind::Retry(Box::new(timed)) }
     }
 
-    /// Feeds `action` back after `after` has passed on the store's [`Clock`](crate::Clock).
+    /// Feeds `action` back after `after` has passed on the store's [`Clock`].
     pub fn delay(after: Duration, action: A) -> Self {
         Self { kind: Kind::Delay { after, action } }
     }

@@ -104,6 +104,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use crate::aggregate::Aggregate;
+use crate::backoff::Backoff;
 use crate::breaker::{BreakerPolicy, CircuitBreaker};
 use crate::bus::{EventBus, topic_for};
 use crate::checkpoint::{CheckpointStore, InMemoryCheckpointStore, SharedCheckpoints};
@@ -324,6 +325,8 @@ struct Wiring<'a, S, B> {
     reply_timeout: Duration,
     /// The policy of each saga's dispatch breaker, when it has one.
     dispatch_breaker: Option<BreakerPolicy>,
+    /// How each saga tries a failed dispatch again before its step fails, when it does.
+    dispatch_retry: Option<Backoff>,
     /// This process's claims on the log consumers' work: who, and for how long.
     claim: (uuid::Uuid, Duration),
     /// The categories of the registered aggregates that emit each event.
@@ -364,6 +367,7 @@ pub struct AppBuilder<S, T = NoTimers, B = NoBus> {
     claim_ttl: Duration,
     reply_timeout: Duration,
     dispatch_breaker: Option<BreakerPolicy>,
+    dispatch_retry: Option<Backoff>,
     aggregates: Vec<AggregateEntry<B>>,
     sagas: Vec<SagaEntry>,
     /// Each projection's name and events, for the checks.
@@ -440,6 +444,7 @@ impl<S, B> AppBuilder<S, NoTimers, B> {
             claim_ttl: self.claim_ttl,
             reply_timeout: self.reply_timeout,
             dispatch_breaker: self.dispatch_breaker,
+            dispatch_retry: self.dispatch_retry,
             aggregates: self.aggregates,
             sagas: self.sagas,
             projections: self.projections,
@@ -463,6 +468,7 @@ impl<S, T, B> AppBuilder<S, T, B> {
             claim_ttl: Duration::from_secs(10),
             reply_timeout: Duration::from_secs(30),
             dispatch_breaker: None,
+            dispatch_retry: None,
             aggregates: Vec::new(),
             sagas: Vec::new(),
             projections: Vec::new(),
@@ -505,6 +511,18 @@ where
     #[must_use]
     pub fn claim_ttl(mut self, ttl: Duration) -> Self {
         self.claim_ttl = ttl;
+        self
+    }
+
+    /// How every saga tries a command again when its dispatch fails for a reason other than a
+    /// refusal (an aggregate's store or the command service unreachable, no reply in time):
+    /// after `retry`'s attempts the step fails with the last error and the instance records it
+    /// and compensates ([`SagaRunner::with_dispatch_retry`]). [`Backoff::STANDARD`] is the
+    /// usual policy. Without it (the default) the saga's input retries the event until the
+    /// dispatch goes through, however long that takes.
+    #[must_use]
+    pub fn dispatch_retry(mut self, retry: Backoff) -> Self {
+        self.dispatch_retry = Some(retry);
         self
     }
 
@@ -632,6 +650,7 @@ where
             timer_interval: self.timer_interval,
             reply_timeout: self.reply_timeout,
             dispatch_breaker: self.dispatch_breaker,
+            dispatch_retry: self.dispatch_retry,
             claim: (uuid::Uuid::now_v7(), self.claim_ttl),
             emitters: &emitters,
         };
@@ -850,10 +869,12 @@ where
     T: TimerStore,
     D: Dispatcher,
 {
-    let runner = Arc::new(
-        SagaRunner::<G, _, _, _>::new(wiring.store.clone(), dispatcher, timers)
-            .with_clock(Arc::clone(wiring.clock)),
-    );
+    let mut runner = SagaRunner::<G, _, _, _>::new(wiring.store.clone(), dispatcher, timers)
+        .with_clock(Arc::clone(wiring.clock));
+    if let Some(retry) = wiring.dispatch_retry {
+        runner = runner.with_dispatch_retry(retry);
+    }
+    let runner = Arc::new(runner);
     let role = Role::Saga(G::NAME);
     vec![
         Entry::new(

@@ -26,6 +26,7 @@ use super::progress::{Progress, SagaStatus, Summary};
 use super::record::{Failed, Handled, SagaRecord, TimedOut};
 use super::timer::{Timer, TimerStore};
 use super::{Saga, category};
+use crate::backoff::Backoff;
 use crate::checkpoint::{CheckpointStore, InMemoryCheckpointStore, SharedCheckpoints};
 use crate::clock::{Clock, SystemClock};
 use crate::codec::{Bincode, Codec};
@@ -56,6 +57,8 @@ pub struct SagaRunner<G: Saga, S, D, T, C = Bincode> {
     clock: Arc<dyn Clock>,
     lease: Duration,
     settle_timeout: Duration,
+    /// How a dispatch that failed (not refused) is tried again before its step fails.
+    dispatch_retry: Option<Backoff>,
     /// Where [`SagaRunner::poll`] reads the log from, and its checkpoint.
     input: tokio::sync::Mutex<Input<S>>,
     saga: PhantomData<fn() -> G>,
@@ -91,6 +94,7 @@ impl<G: Saga, S: EventStore, D: Dispatcher, T: TimerStore> SagaRunner<G, S, D, T
             clock: Arc::new(SystemClock),
             lease: Duration::from_secs(30),
             settle_timeout,
+            dispatch_retry: None,
             saga: PhantomData,
         }
     }
@@ -107,6 +111,7 @@ impl<G: Saga, S: EventStore, D: Dispatcher, T: TimerStore, C: Codec> SagaRunner<
             clock: self.clock,
             lease: self.lease,
             settle_timeout: self.settle_timeout,
+            dispatch_retry: self.dispatch_retry,
             input: self.input,
             saga: PhantomData,
         }
@@ -116,6 +121,23 @@ impl<G: Saga, S: EventStore, D: Dispatcher, T: TimerStore, C: Codec> SagaRunner<
     #[must_use]
     pub fn with_clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Tries a command again when its dispatch fails for a reason other than a refusal — the
+    /// store or the bus unreachable, a reply that never came, the dispatch's circuit breaker
+    /// open — waiting as `retry` says on the runner's clock and sending it with the same id, so
+    /// it takes effect once. Once `retry`'s attempts are spent, the step fails with the last
+    /// error as a refused command would fail it: the instance records the failure with its
+    /// reason and compensates the steps it completed (a compensation that keeps failing is
+    /// reported with its error among [`Progress::refused_compensations`], and logged, as a refused
+    /// one is). [`Backoff::STANDARD`] waits 1, 2, 4 and 8 s.
+    ///
+    /// Without it (the default) such a failure fails the input instead: nothing is recorded,
+    /// and the event is handled again later, for as long as it takes.
+    #[must_use]
+    pub fn with_dispatch_retry(mut self, retry: Backoff) -> Self {
+        self.dispatch_retry = Some(retry);
         self
     }
 
@@ -395,10 +417,13 @@ impl<G: Saga, S: EventStore, D: Dispatcher, T: TimerStore, C: Codec> SagaRunner<
         };
         for (index, dispatch) in instance.saga.timed_out(step).into_iter().enumerate() {
             let command = command_context(context, "timeout", index);
-            match self.dispatcher.dispatch(dispatch.clone(), command).await {
+            match self.dispatch(&dispatch, command).await {
                 Ok(()) => progress.dispatched.push(dispatch),
                 Err(DispatchError::Rejected { reason, .. }) => {
                     tracing::warn!(saga = G::NAME, key = timer.key, %dispatch, reason, "a timeout command was refused");
+                }
+                Err(failed @ DispatchError::Failed { .. }) if self.dispatch_retry.is_some() => {
+                    tracing::warn!(saga = G::NAME, key = timer.key, %dispatch, error = %failed, "a timeout command kept failing");
                 }
                 Err(error) => return Err(SagaError::Dispatch(error)),
             }
@@ -529,15 +554,47 @@ impl<G: Saga, S: EventStore, D: Dispatcher, T: TimerStore, C: Codec> SagaRunner<
     ) -> Result<Option<String>, SagaError> {
         for (index, dispatch) in commands.into_iter().enumerate() {
             let command = command_context(context, "step", index);
-            match self.dispatcher.dispatch(dispatch.clone(), command).await {
+            match self.dispatch(&dispatch, command).await {
                 Ok(()) => progress.dispatched.push(dispatch),
                 Err(rejected @ DispatchError::Rejected { .. }) => {
                     return Ok(Some(rejected.to_string()));
+                }
+                Err(failed @ DispatchError::Failed { .. }) if self.dispatch_retry.is_some() => {
+                    return Ok(Some(failed.to_string()));
                 }
                 Err(error) => return Err(SagaError::Dispatch(error)),
             }
         }
         Ok(None)
+    }
+
+    /// Sends `dispatch`, trying it again as [`with_dispatch_retry`](Self::with_dispatch_retry)
+    /// says while it fails; the last error once the attempts are spent.
+    async fn dispatch(
+        &self,
+        dispatch: &Dispatch,
+        command: CommandContext,
+    ) -> Result<(), DispatchError> {
+        let mut attempt = 1;
+        loop {
+            let error = match self.dispatcher.dispatch(dispatch.clone(), command).await {
+                Err(error @ DispatchError::Failed { .. }) => error,
+                other => return other,
+            };
+            match self.dispatch_retry {
+                Some(retry) if retry.allows(attempt + 1) => {
+                    attempt += 1;
+                    tracing::warn!(saga = G::NAME, %dispatch, %error, attempt, "dispatch failed; trying again");
+                    retry.wait_before(attempt, &*self.clock).await;
+                }
+                _ => {
+                    if self.dispatch_retry.is_some() {
+                        tracing::warn!(saga = G::NAME, %dispatch, %error, attempts = attempt, "dispatch failed; giving up");
+                    }
+                    return Err(error);
+                }
+            }
+        }
     }
 
     /// Dispatches the compensations of every completed step, latest first.
@@ -555,10 +612,15 @@ impl<G: Saga, S: EventStore, D: Dispatcher, T: TimerStore, C: Codec> SagaRunner<
             .collect();
         for (index, dispatch) in compensations.into_iter().enumerate() {
             let command = command_context(context, "compensation", index);
-            match self.dispatcher.dispatch(dispatch.clone(), command).await {
+            match self.dispatch(&dispatch, command).await {
                 Ok(()) => progress.compensations.push(dispatch),
                 Err(DispatchError::Rejected { reason, .. }) => {
                     tracing::warn!(saga = G::NAME, stream = %instance.stream, %dispatch, reason, "a compensation was refused");
+                    progress.refused_compensations.push((dispatch, reason));
+                }
+                Err(failed @ DispatchError::Failed { .. }) if self.dispatch_retry.is_some() => {
+                    let reason = failed.to_string();
+                    tracing::warn!(saga = G::NAME, stream = %instance.stream, %dispatch, reason, "a compensation kept failing");
                     progress.refused_compensations.push((dispatch, reason));
                 }
                 Err(error) => return Err(SagaError::Dispatch(error)),

@@ -14,15 +14,14 @@ use composable::command_bus::{
     command_topic, headers,
 };
 use composable::dispatch::{DispatchError, Dispatcher, LocalDispatcher};
-use composable::envelope::Snapshot;
 use composable::event_store::EventStoreError;
 use composable::saga::{Dispatch, InMemoryTimerStore, SagaError, SagaStatus};
+use composable::testing::HookedStore;
 use composable::{
-    AggregateRunner, Bincode, CommandContext, EventStore, ExpectedVersion, InMemoryEventStore,
-    NewEvent, Position, RecordedEvent, SagaRunner, StreamId, TestClock, Version, aggregate, apply,
-    command, compensate, event, saga, start, step,
+    AggregateRunner, Bincode, CommandContext, EventStore, InMemoryEventStore, RecordedEvent,
+    SagaRunner, StreamId, TestClock, Version, aggregate, apply, command, compensate, event, saga,
+    start, step,
 };
-use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -192,66 +191,27 @@ const REPLIES: &str = "checkout-replies";
 /// dispatching and before recording.
 #[derive(Clone)]
 struct CrashingStore {
-    inner: InMemoryEventStore,
+    store: HookedStore<InMemoryEventStore>,
     crash: Arc<AtomicBool>,
 }
 
 impl CrashingStore {
     fn new(inner: InMemoryEventStore) -> Self {
-        Self { inner, crash: Arc::default() }
-    }
-}
-
-impl EventStore for CrashingStore {
-    async fn append(
-        &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-    ) -> Result<composable::event_store::AppendResult, EventStoreError> {
-        if stream.category().starts_with("saga.") && self.crash.load(Ordering::SeqCst) {
-            return Err(EventStoreError::Unavailable {
-                operation: "append",
-                source: "the saga's process died".into(),
-            });
-        }
-        self.inner.append(stream, expected, events).await
-    }
-
-    fn read_stream<'a>(
-        &'a self,
-        stream: &'a StreamId,
-        after: Version,
-    ) -> BoxStream<'a, Result<RecordedEvent, EventStoreError>> {
-        self.inner.read_stream(stream, after)
-    }
-
-    async fn read_all(
-        &self,
-        after: Position,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, EventStoreError> {
-        self.inner.read_all(after, limit).await
-    }
-
-    async fn stream_version(&self, stream: &StreamId) -> Result<Version, EventStoreError> {
-        self.inner.stream_version(stream).await
-    }
-
-    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), EventStoreError> {
-        self.inner.save_snapshot(snapshot).await
-    }
-
-    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, EventStoreError> {
-        self.inner.load_snapshot(stream).await
-    }
-
-    async fn event(&self, id: Uuid) -> Result<Option<RecordedEvent>, EventStoreError> {
-        self.inner.event(id).await
-    }
-
-    async fn head(&self) -> Result<Position, EventStoreError> {
-        self.inner.head().await
+        let crash = Arc::new(AtomicBool::new(false));
+        let crashed = Arc::clone(&crash);
+        let store = HookedStore::new(inner).before_append(move |stream, _| {
+            let crashed = stream.category().starts_with("saga.") && crashed.load(Ordering::SeqCst);
+            async move {
+                if crashed {
+                    return Err(EventStoreError::Unavailable {
+                        operation: "append",
+                        source: "the saga's process died".into(),
+                    });
+                }
+                Ok(())
+            }
+        });
+        Self { store, crash }
     }
 }
 
@@ -468,7 +428,7 @@ async fn a_saga_crashing_between_dispatch_and_record_completes_without_compensat
     let aggregates = Aggregates::new(&store);
     let remote = Remote::start(aggregates.service(&bus));
     let saga_store = CrashingStore::new(store.clone());
-    let saga = saga(saga_store.clone(), dispatcher(&bus));
+    let saga = saga(saga_store.store.clone(), dispatcher(&bus));
 
     let placed = place(&store, "10", "visa").await;
     saga_store.crash.store(true, Ordering::SeqCst);
@@ -504,7 +464,7 @@ async fn in_process_too_a_saga_crashing_between_dispatch_and_record_does_not_com
         .route(Arc::clone(&aggregates.orders))
         .route(Arc::clone(&aggregates.payments));
     let saga_store = CrashingStore::new(store.clone());
-    let saga = saga(saga_store.clone(), dispatcher);
+    let saga = saga(saga_store.store.clone(), dispatcher);
 
     let placed = place(&store, "11", "visa").await;
     saga_store.crash.store(true, Ordering::SeqCst);

@@ -74,7 +74,7 @@ async fn a_concurrent_writer_is_a_typed_conflict_by_default() {
         }
         other => panic!("expected a conflict, got {other:?}"),
     }
-    assert_eq!(store.inner.stream_version(&stream("a")).await.expect("version"), Version(1));
+    assert_eq!(store.inner().stream_version(&stream("a")).await.expect("version"), Version(1));
 }
 
 #[tokio::test]

@@ -16,19 +16,16 @@ use std::time::{Duration, Instant};
 
 use composable::bus::InMemoryBus;
 use composable::checkpoint::InMemoryCheckpointStore;
-use composable::envelope::Snapshot;
-use composable::event_store::{AppendResult, Appends, EventStoreError};
 use composable::host::{App, HealthServer, ReadyState, Role, RunningApp, Shutdown, ShutdownCause};
 use composable::projection::ProjectionRunner;
 use composable::projection::{DocumentBatch, DocumentError, InMemoryDocuments, OnFailure};
 use composable::saga::{Dispatch, InMemoryTimerStore};
 use composable::service::{self, ServiceError};
+use composable::testing::HookedStore;
 use composable::{
     AggregateRunner, EventMetadata, EventStore, ExpectedVersion, InMemoryEventStore, NewEvent,
-    Position, RecordedEvent, StreamId, Version, aggregate, apply, command, event, project,
-    projection, saga, start, step,
+    StreamId, aggregate, apply, command, event, project, projection, saga, start, step,
 };
-use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -121,21 +118,36 @@ impl Orders {
     }
 }
 
-/// An in-memory store whose appends to `shipment` streams wait while its gate is shut.
+/// The store of these tests: in memory, with a gate.
+type Store = HookedStore<InMemoryEventStore>;
+
+/// An in-memory store whose appends to `shipment` streams wait while its gate is shut, and its
+/// gate (clones share both).
 #[derive(Clone)]
 struct Gated {
-    inner: InMemoryEventStore,
+    store: Store,
     open: Arc<watch::Sender<bool>>,
     waiting: Arc<AtomicUsize>,
 }
 
 impl Gated {
     fn shut() -> Self {
-        Self {
-            inner: InMemoryEventStore::new(),
-            open: Arc::new(watch::channel(false).0),
-            waiting: Arc::new(AtomicUsize::new(0)),
-        }
+        let open = Arc::new(watch::channel(false).0);
+        let waiting = Arc::new(AtomicUsize::new(0));
+        let (gate, held) = (Arc::clone(&open), Arc::clone(&waiting));
+        let store = HookedStore::new(InMemoryEventStore::new()).before_append(move |stream, _| {
+            let (gate, held) = (Arc::clone(&gate), Arc::clone(&held));
+            let shipment = stream.category() == "shipment";
+            async move {
+                if shipment {
+                    held.fetch_add(1, Ordering::SeqCst);
+                    let _ = gate.subscribe().wait_for(|open| *open).await;
+                    held.fetch_sub(1, Ordering::SeqCst);
+                }
+                Ok(())
+            }
+        });
+        Self { store, open, waiting }
     }
 
     fn open(&self) {
@@ -153,59 +165,11 @@ impl Gated {
     }
 }
 
-impl EventStore for Gated {
-    async fn append(
-        &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-    ) -> Result<AppendResult, EventStoreError> {
-        if stream.category() == "shipment" {
-            self.waiting.fetch_add(1, Ordering::SeqCst);
-            let _ = self.open.subscribe().wait_for(|open| *open).await;
-            self.waiting.fetch_sub(1, Ordering::SeqCst);
-        }
-        self.inner.append(stream, expected, events).await
-    }
+impl std::ops::Deref for Gated {
+    type Target = Store;
 
-    fn read_stream<'a>(
-        &'a self,
-        stream: &'a StreamId,
-        after: Version,
-    ) -> BoxStream<'a, Result<RecordedEvent, EventStoreError>> {
-        self.inner.read_stream(stream, after)
-    }
-
-    async fn read_all(
-        &self,
-        after: Position,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, EventStoreError> {
-        self.inner.read_all(after, limit).await
-    }
-
-    async fn stream_version(&self, stream: &StreamId) -> Result<Version, EventStoreError> {
-        self.inner.stream_version(stream).await
-    }
-
-    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), EventStoreError> {
-        self.inner.save_snapshot(snapshot).await
-    }
-
-    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, EventStoreError> {
-        self.inner.load_snapshot(stream).await
-    }
-
-    async fn event(&self, id: Uuid) -> Result<Option<RecordedEvent>, EventStoreError> {
-        self.inner.event(id).await
-    }
-
-    async fn head(&self) -> Result<Position, EventStoreError> {
-        self.inner.head().await
-    }
-
-    fn appends(&self) -> Appends {
-        self.inner.appends()
+    fn deref(&self) -> &Store {
+        &self.store
     }
 }
 
@@ -218,20 +182,20 @@ async fn within<T>(limit: Duration, what: &str, work: impl Future<Output = T>) -
     }
 }
 
-type OrderRunner = Arc<AggregateRunner<Order, Gated>>;
-type ShipmentRunner = Arc<AggregateRunner<Shipment, Gated>>;
+type OrderRunner = Arc<AggregateRunner<Order, Store>>;
+type ShipmentRunner = Arc<AggregateRunner<Shipment, Store>>;
 
 fn runners(store: &Gated) -> (OrderRunner, ShipmentRunner) {
     (
-        Arc::new(AggregateRunner::new(store.clone(), ())),
-        Arc::new(AggregateRunner::new(store.clone(), ())),
+        Arc::new(AggregateRunner::new(store.store.clone(), ())),
+        Arc::new(AggregateRunner::new(store.store.clone(), ())),
     )
 }
 
 /// The shop in one process: the saga's input reads the log, its commands go to the runners.
-fn in_process(store: &Gated, checkpoints: &InMemoryCheckpointStore) -> RunningApp<Gated> {
+fn in_process(store: &Gated, checkpoints: &InMemoryCheckpointStore) -> RunningApp<Store> {
     let (orders, shipments) = runners(store);
-    App::in_process("shop", store.clone())
+    App::in_process("shop", store.store.clone())
         .timers(InMemoryTimerStore::new())
         .checkpoints(checkpoints.clone())
         // A claim an aborted process leaves behind lapses soon.
@@ -259,7 +223,7 @@ async fn shipped(store: &Gated, orders: usize) -> Vec<usize> {
     let mut shipped = Vec::new();
     for order in 0..orders {
         let stream = StreamId::new("shipment", format!("o{order}")).expect("a stream id");
-        let version = store.inner.stream_version(&stream).await.expect("read");
+        let version = store.inner().stream_version(&stream).await.expect("read");
         shipped.push(usize::try_from(version.get()).expect("a count"));
     }
     shipped
@@ -466,7 +430,7 @@ async fn on_a_bus_the_delivery_in_hand_is_finished_and_the_rest_left_to_the_next
     let checkpoints = InMemoryCheckpointStore::new();
     let start = |store: &Gated| {
         let (orders, shipments) = runners(store);
-        App::on_bus("shop", store.clone(), bus.clone())
+        App::on_bus("shop", store.store.clone(), bus.clone())
             .timers(InMemoryTimerStore::new())
             .checkpoints(checkpoints.clone())
             .aggregate(&orders)

@@ -1140,71 +1140,15 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn read_to_head_reports_a_log_that_never_reaches_its_head() {
-        /// A store whose head is ahead of anything its log shows.
-        #[derive(Clone)]
-        struct Stuck(InMemoryEventStore);
-        impl EventStore for Stuck {
-            fn append(
-                &self,
-                stream: &StreamId,
-                expected: ExpectedVersion,
-                events: Vec<NewEvent>,
-            ) -> impl Future<Output = Result<crate::event_store::AppendResult, EventStoreError>> + Send
-            {
-                self.0.append(stream, expected, events)
-            }
-            fn read_stream<'a>(
-                &'a self,
-                stream: &'a StreamId,
-                after: crate::Version,
-            ) -> futures::stream::BoxStream<'a, Result<RecordedEvent, EventStoreError>>
-            {
-                self.0.read_stream(stream, after)
-            }
-            async fn read_all(
-                &self,
-                _: Position,
-                _: usize,
-            ) -> Result<Vec<RecordedEvent>, EventStoreError> {
-                Ok(Vec::new())
-            }
-            fn stream_version(
-                &self,
-                stream: &StreamId,
-            ) -> impl Future<Output = Result<crate::Version, EventStoreError>> + Send {
-                self.0.stream_version(stream)
-            }
-            fn save_snapshot(
-                &self,
-                snapshot: crate::envelope::Snapshot,
-            ) -> impl Future<Output = Result<(), EventStoreError>> + Send {
-                self.0.save_snapshot(snapshot)
-            }
-            fn load_snapshot(
-                &self,
-                stream: &StreamId,
-            ) -> impl Future<Output = Result<Option<crate::envelope::Snapshot>, EventStoreError>> + Send
-            {
-                self.0.load_snapshot(stream)
-            }
-            fn event(
-                &self,
-                id: uuid::Uuid,
-            ) -> impl Future<Output = Result<Option<RecordedEvent>, EventStoreError>> + Send
-            {
-                self.0.event(id)
-            }
-            fn head(&self) -> impl Future<Output = Result<Position, EventStoreError>> + Send {
-                self.0.head()
-            }
-        }
         let inner = InMemoryEventStore::new();
         inner
             .append(&StreamId::new("a", 1).unwrap(), ExpectedVersion::Any, events(1))
             .await
             .unwrap();
         let clock = crate::TestClock::new();
-        let mut reader = LogReader::new("stuck", Stuck(inner), InMemoryCheckpointStore::new())
+        // Its head is ahead of anything its log shows.
+        let stuck = crate::testing::HookedStore::new(inner).filter_reads(|_| Vec::new());
+        let mut reader = LogReader::new("stuck", stuck, InMemoryCheckpointStore::new())
             .settle(Duration::from_millis(5), Duration::from_secs(1))
             .with_clock(clock.clone());
         let (outcome, ()) =

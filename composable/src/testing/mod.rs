@@ -8,12 +8,14 @@
 
 mod aggregate;
 mod diff;
+mod hooked;
 mod log;
 mod projection;
 mod saga;
 mod test_store;
 
 pub use aggregate::{AggregateTest, Decision};
+pub use hooked::HookedStore;
 pub use log::read_all_to_head;
 pub use projection::ProjectionTest;
 pub use saga::{RecordingDispatcher, SagaTest};

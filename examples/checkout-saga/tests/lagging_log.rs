@@ -7,33 +7,25 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use checkout_saga::{Checkout, OrderStatus, PlaceOrder, Restock};
-use composable::envelope::Snapshot;
-use composable::event_store::{AppendResult, EventStoreError};
 use composable::saga::{InMemoryTimerStore, SagaError, SagaStatus};
-use composable::{
-    EventStore, ExpectedVersion, InMemoryEventStore, NewEvent, Position, RecordedEvent, StreamId,
-    TestClock, Version,
-};
+use composable::testing::HookedStore;
+use composable::{EventStore, ExpectedVersion, InMemoryEventStore, Position, StreamId, TestClock};
 use composable_conformance::event_store::new_events;
-use futures::stream::BoxStream;
-use uuid::Uuid;
 
-/// An in-memory store whose `read_all` shows each append only `lag` after it returned — or
-/// nothing new at all, once `stuck` — while `head` tells the truth.
+/// An in-memory store whose `read_all` shows each append only [`Lag::lag`] after it returned —
+/// or nothing new at all, once [`Lag::stuck`] — while `head` tells the truth.
+type LaggingStore = HookedStore<InMemoryEventStore>;
+
+/// How a [`LaggingStore`] lags.
 #[derive(Clone, Default)]
-struct LaggingStore {
-    inner: InMemoryEventStore,
+struct Lag {
     lag: Duration,
     /// Each append's last position and when it returned, in order.
     appended: Arc<Mutex<Vec<(Position, Instant)>>>,
     stuck: Arc<AtomicBool>,
 }
 
-impl LaggingStore {
-    fn lagging_by(lag: Duration) -> Self {
-        Self { lag, ..Self::default() }
-    }
-
+impl Lag {
     /// The last position old enough to be shown.
     fn visible(&self) -> Position {
         let appended = self.appended.lock().unwrap_or_else(PoisonError::into_inner);
@@ -45,61 +37,25 @@ impl LaggingStore {
     }
 }
 
-impl EventStore for LaggingStore {
-    async fn append(
-        &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-    ) -> Result<AppendResult, EventStoreError> {
-        let result = self.inner.append(stream, expected, events).await?;
-        let mut appended = self.appended.lock().unwrap_or_else(PoisonError::into_inner);
-        appended.push((result.last_position, Instant::now()));
-        appended.sort_by_key(|(position, _)| *position);
-        Ok(result)
-    }
-
-    fn read_stream<'a>(
-        &'a self,
-        stream: &'a StreamId,
-        after: Version,
-    ) -> BoxStream<'a, Result<RecordedEvent, EventStoreError>> {
-        self.inner.read_stream(stream, after)
-    }
-
-    async fn read_all(
-        &self,
-        after: Position,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, EventStoreError> {
-        if self.stuck.load(Ordering::SeqCst) {
-            return Ok(Vec::new());
-        }
-        let visible = self.visible();
-        let mut events = self.inner.read_all(after, limit).await?;
-        events.retain(|event| event.position <= visible);
-        Ok(events)
-    }
-
-    async fn stream_version(&self, stream: &StreamId) -> Result<Version, EventStoreError> {
-        self.inner.stream_version(stream).await
-    }
-
-    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), EventStoreError> {
-        self.inner.save_snapshot(snapshot).await
-    }
-
-    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, EventStoreError> {
-        self.inner.load_snapshot(stream).await
-    }
-
-    async fn event(&self, id: Uuid) -> Result<Option<RecordedEvent>, EventStoreError> {
-        self.inner.event(id).await
-    }
-
-    async fn head(&self) -> Result<Position, EventStoreError> {
-        self.inner.head().await
-    }
+/// A store lagging by `lag`, and its lag, to get it stuck.
+fn lagging_by(lag: Duration) -> (LaggingStore, Lag) {
+    let control = Lag { lag, ..Lag::default() };
+    let (appends, reads) = (control.clone(), control.clone());
+    let store = HookedStore::new(InMemoryEventStore::new())
+        .after_append(move |_, appended| {
+            let mut log = appends.appended.lock().unwrap_or_else(PoisonError::into_inner);
+            log.push((appended.last_position, Instant::now()));
+            log.sort_by_key(|(position, _)| *position);
+        })
+        .filter_reads(move |mut events| {
+            if reads.stuck.load(Ordering::SeqCst) {
+                return Vec::new();
+            }
+            let visible = reads.visible();
+            events.retain(|event| event.position <= visible);
+            events
+        });
+    (store, control)
 }
 
 async fn place_an_order(checkout: &Checkout<LaggingStore, InMemoryTimerStore>) {
@@ -117,7 +73,7 @@ async fn place_an_order(checkout: &Checkout<LaggingStore, InMemoryTimerStore>) {
 
 #[tokio::test]
 async fn the_saga_waits_for_a_lagging_log_to_show_every_commit() {
-    let store = LaggingStore::lagging_by(Duration::from_millis(20));
+    let (store, _lag) = lagging_by(Duration::from_millis(20));
     let checkout = Checkout::new(store, InMemoryTimerStore::new(), TestClock::new());
     place_an_order(&checkout).await;
 
@@ -131,8 +87,8 @@ async fn the_saga_waits_for_a_lagging_log_to_show_every_commit() {
 
 #[tokio::test]
 async fn a_log_that_never_reaches_its_head_is_reported_as_behind() {
-    let store = LaggingStore::default();
-    store.stuck.store(true, Ordering::SeqCst);
+    let (store, lag) = lagging_by(Duration::ZERO);
+    lag.stuck.store(true, Ordering::SeqCst);
     let checkout = Checkout::new(store.clone(), InMemoryTimerStore::new(), TestClock::new());
     let checkout =
         Checkout { saga: checkout.saga.with_settle_timeout(Duration::from_millis(50)), ..checkout };
@@ -151,14 +107,14 @@ async fn a_log_that_never_reaches_its_head_is_reported_as_behind() {
     assert!(checkout.saga.load("1").await.expect("load the saga").is_none(), "nothing was read");
 
     // Once the transaction holding the log back finishes, the same runner carries on.
-    store.stuck.store(false, Ordering::SeqCst);
+    lag.stuck.store(false, Ordering::SeqCst);
     checkout.saga.run_until_idle().await.expect("run the saga");
     assert_eq!(checkout.orders.load("1").await.expect("load").state.status, OrderStatus::Confirmed);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn other_writers_committing_all_the_time_do_not_keep_the_saga_running() {
-    let store = LaggingStore::lagging_by(Duration::from_millis(3));
+    let (store, _lag) = lagging_by(Duration::from_millis(3));
     let checkout = Checkout::new(store.clone(), InMemoryTimerStore::new(), TestClock::new());
     place_an_order(&checkout).await;
     // Another writer appends every millisecond, so the log is never all shown.

@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -656,12 +657,21 @@ impl<S: EventStore, K: CheckpointStore, H: EventHandler> LogConsumer<S, K, H> {
             return Ok(0);
         };
         let at = Checkpoint { name: &self.reader.name, after, to: last };
+        // A batch may take longer than the claim lasts (a saga's step waiting on replies): the
+        // claim is renewed while it runs, so that no standby takes the same work over meanwhile.
+        let handling = keeping_claim(
+            self.handler.handle_at(at, &batch),
+            self.claim,
+            &self.reader.checkpoints,
+            &self.reader.name,
+            &*self.reader.clock,
+        );
         let (handled, next) = if read_ahead && batch.len() == self.reader.batch_size {
             let next = self.reader.store.read_all(last, self.reader.batch_size);
-            let (handled, next) = tokio::join!(self.handler.handle_at(at, &batch), next);
+            let (handled, next) = tokio::join!(handling, next);
             (handled, next.ok())
         } else {
-            (self.handler.handle_at(at, &batch).await, None)
+            (handling.await, None)
         };
         let saved = handled.map_err(|source| ConsumerError::Handler {
             consumer: self.reader.name.clone(),
@@ -889,6 +899,40 @@ impl<S: EventStore, K: CheckpointStore, H: EventHandler> LogConsumer<S, K, H> {
         crate::metrics::consumer_failed(&self.reader.name, true);
         tracing::warn!(consumer = %self.reader.name, %error, retry_in = ?wait, "consumer step failed");
         Ok(Some(wait))
+    }
+}
+
+/// Runs `work` while renewing `claim` (when held) every [`Claim::every`] on `clock`. A renewal
+/// that finds the claim taken, or that fails, is logged: the work in hand still finishes, and
+/// the next [`LogConsumer::hold_claim`] acts on what it finds.
+async fn keeping_claim<F: Future, K: CheckpointStore>(
+    work: F,
+    claim: Option<Claim>,
+    checkpoints: &K,
+    name: &str,
+    clock: &dyn Clock,
+) -> F::Output {
+    let Some(claim) = claim.filter(|claim| claim.renewed.is_some()) else {
+        return work.await;
+    };
+    let mut work = std::pin::pin!(work);
+    loop {
+        tokio::select! {
+            biased;
+            output = &mut work => return output,
+            () = clock.sleep(claim.every()) => {
+                match checkpoints.claim(name, claim.holder, claim.ttl).await {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!(
+                        consumer = name,
+                        "another process took the claim while a batch was in hand"
+                    ),
+                    Err(error) => tracing::warn!(
+                        consumer = name, %error, "could not renew the claim while handling a batch"
+                    ),
+                }
+            }
+        }
     }
 }
 

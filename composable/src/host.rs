@@ -327,6 +327,8 @@ struct Wiring<'a, S, B> {
     dispatch_breaker: Option<BreakerPolicy>,
     /// How each saga tries a failed dispatch again before its step fails, when it does.
     dispatch_retry: Option<Backoff>,
+    /// How every service retries what failed, when the application says.
+    backoff: Option<Backoff>,
     /// This process's claims on the log consumers' work: who, and for how long.
     claim: (uuid::Uuid, Duration),
     /// The categories of the registered aggregates that emit each event.
@@ -368,6 +370,7 @@ pub struct AppBuilder<S, T = NoTimers, B = NoBus> {
     reply_timeout: Duration,
     dispatch_breaker: Option<BreakerPolicy>,
     dispatch_retry: Option<Backoff>,
+    backoff: Option<Backoff>,
     aggregates: Vec<AggregateEntry<B>>,
     sagas: Vec<SagaEntry>,
     /// Each projection's name and events, for the checks.
@@ -445,6 +448,7 @@ impl<S, B> AppBuilder<S, NoTimers, B> {
             reply_timeout: self.reply_timeout,
             dispatch_breaker: self.dispatch_breaker,
             dispatch_retry: self.dispatch_retry,
+            backoff: self.backoff,
             aggregates: self.aggregates,
             sagas: self.sagas,
             projections: self.projections,
@@ -469,6 +473,7 @@ impl<S, T, B> AppBuilder<S, T, B> {
             reply_timeout: Duration::from_secs(30),
             dispatch_breaker: None,
             dispatch_retry: None,
+            backoff: None,
             aggregates: Vec::new(),
             sagas: Vec::new(),
             projections: Vec::new(),
@@ -526,6 +531,19 @@ where
         self
     }
 
+    /// The one back-off every service of the application retries with: the relay, the
+    /// command service, each saga's input and timers, each projection (where its store or the
+    /// bus failed; a projection's failing *events* follow its own attempts and are parked).
+    /// Without it each keeps its default: from 10–100 ms doubling up to 5 s, with jitter, for
+    /// ever. With a limit on attempts (`Backoff::STANDARD`: five), a service whose failure
+    /// outlasts them stops with its error, and the process with it
+    /// ([`RunningApp::run_until_shutdown`]): for an orchestrator to restart it.
+    #[must_use]
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = Some(backoff);
+        self
+    }
+
     /// How often each saga's timers service looks for due timers (default 1 s).
     #[must_use]
     pub fn timer_interval(mut self, every: Duration) -> Self {
@@ -565,8 +583,11 @@ where
         self.projections.push((P::NAME, <P::Event as EventSet>::NAMES));
         self.registrations.push(Box::new(move |wiring: &Wiring<'_, S, B>| {
             let versions = Versions::of::<P>(runner.store().clone());
-            let consumer =
+            let mut consumer =
                 runner.consumer(wiring.store.clone()).claimed(wiring.claim.0, wiring.claim.1);
+            if let Some(backoff) = wiring.backoff {
+                consumer = consumer.backoff(backoff);
+            }
             let mut entry = Entry::new(Role::Projection(P::NAME), true, consumer);
             entry.versions = Some(versions);
             vec![entry]
@@ -651,6 +672,7 @@ where
             reply_timeout: self.reply_timeout,
             dispatch_breaker: self.dispatch_breaker,
             dispatch_retry: self.dispatch_retry,
+            backoff: self.backoff,
             claim: (uuid::Uuid::now_v7(), self.claim_ttl),
             emitters: &emitters,
         };
@@ -811,10 +833,13 @@ where
                 .map(|category| topic_for(category))
                 .collect();
             let group = format!("{}.{}", wiring.app, ProjectionRunner::<P, C>::name());
-            let service = runner
+            let mut service = runner
                 .from_bus(wiring.store.clone(), wiring.bus.clone(), topics)
                 .with_group(group)
                 .with_clock(Arc::clone(wiring.clock));
+            if let Some(backoff) = wiring.backoff {
+                service = service.backoff(backoff);
+            }
             // Not waited for by `settle`: its position is not one the whole log has reached.
             let mut entry = Entry::new(Role::Projection(P::NAME), false, service);
             entry.versions = Some(versions);
@@ -876,15 +901,14 @@ where
     }
     let runner = Arc::new(runner);
     let role = Role::Saga(G::NAME);
-    vec![
-        Entry::new(
-            role.clone(),
-            true,
-            saga::from_log(&runner, wiring.checkpoints.clone())
-                .claimed(wiring.claim.0, wiring.claim.1),
-        ),
-        Entry::new(role, false, SagaTimers::every(runner, wiring.timer_interval)),
-    ]
+    let mut input =
+        saga::from_log(&runner, wiring.checkpoints.clone()).claimed(wiring.claim.0, wiring.claim.1);
+    let mut timers = SagaTimers::every(runner, wiring.timer_interval);
+    if let Some(backoff) = wiring.backoff {
+        input = input.backoff(backoff);
+        timers = timers.backoff(backoff);
+    }
+    vec![Entry::new(role.clone(), true, input), Entry::new(role, false, timers)]
 }
 
 /// Where saga `saga` of application `app` waits for the replies to its commands.
@@ -905,13 +929,18 @@ where
         wiring.checkpoints.clone(),
     )
     .claimed(wiring.claim.0, wiring.claim.1);
+    let relay = match wiring.backoff {
+        Some(backoff) => relay.backoff(backoff),
+        None => relay,
+    };
     let mut entries = vec![Entry::new(Role::Relay, true, relay)];
     if !wiring.command_routes.is_empty() {
-        let service = wiring.command_routes.iter().fold(
-            CommandService::new(wiring.bus.clone(), Bincode)
-                .with_group(format!("{}.commands", wiring.app)),
-            |service, route| route(service),
-        );
+        let mut service = CommandService::new(wiring.bus.clone(), Bincode)
+            .with_group(format!("{}.commands", wiring.app));
+        if let Some(backoff) = wiring.backoff {
+            service = service.backoff(backoff);
+        }
+        let service = wiring.command_routes.iter().fold(service, |service, route| route(service));
         entries.push(Entry::new(Role::Commands, false, service));
     }
     entries

@@ -9,6 +9,7 @@ use futures::future::BoxFuture;
 use super::{CommandMessage, CommandReply, ReplyOutcome, command_topic, headers};
 use crate::BoxError;
 use crate::aggregate::Aggregate;
+use crate::backoff::Backoff;
 use crate::bus::{BusError, BusMessage, Delivery, EventBus, MessageError};
 use crate::codec::{Bincode, Codec};
 use crate::command::CommandCodec;
@@ -61,6 +62,7 @@ pub struct CommandService<B, C = Bincode> {
     bus: B,
     codec: C,
     group: Option<String>,
+    backoff: Option<Backoff>,
     routes: HashMap<&'static str, Arc<dyn Route<C>>>,
 }
 
@@ -78,7 +80,7 @@ impl<B, C> fmt::Debug for CommandService<B, C> {
 impl<B: EventBus, C: Codec> CommandService<B, C> {
     /// A service consuming from `bus`, decoding commands with `codec`; no routes yet.
     pub fn new(bus: B, codec: C) -> Self {
-        Self { bus, codec, group: None, routes: HashMap::new() }
+        Self { bus, codec, group: None, backoff: None, routes: HashMap::new() }
     }
 
     /// Consumes in consumer group `group` (by default the one
@@ -86,6 +88,14 @@ impl<B: EventBus, C: Codec> CommandService<B, C> {
     #[must_use]
     pub fn with_group(mut self, group: impl Into<String>) -> Self {
         self.group = Some(group.into());
+        self
+    }
+
+    /// How its consumer retries what failed — joining the group, a delivery it answers again
+    /// in place ([`BusConsumer::backoff`]); the consumer's own default otherwise.
+    #[must_use]
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = Some(backoff);
         self
     }
 
@@ -191,10 +201,13 @@ impl<B: EventBus + Clone, C: Codec> Service for CommandService<B, C> {
     async fn run(self, context: ServiceContext) -> Result<(), BoxError> {
         let name = self.name();
         let topics = self.topics();
-        let group = self.group.clone();
+        let (group, backoff) = (self.group.clone(), self.backoff);
         let mut consumer = BusConsumer::new(name, self.bus.clone(), topics, self);
         if let Some(group) = group {
             consumer = consumer.with_group(group);
+        }
+        if let Some(backoff) = backoff {
+            consumer = consumer.backoff(backoff);
         }
         consumer.run(context).await
     }

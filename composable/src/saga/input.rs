@@ -230,6 +230,16 @@ where
     }
 }
 
+impl<G: Saga, S, D, T, C> SagaTimers<G, S, D, T, C> {
+    /// How a failed pass is retried (by default from 100 ms doubling up to the interval, for
+    /// ever); once `backoff`'s attempts are spent, the service stops with the error.
+    #[must_use]
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+}
+
 impl<G, S, D, T, C> Service for SagaTimers<G, S, D, T, C>
 where
     G: Saga,
@@ -257,7 +267,9 @@ where
                     self.every.saturating_sub(took)
                 }
                 Err(error) => {
-                    let wait = failures.failed().unwrap_or(self.every);
+                    let Some(wait) = failures.failed() else {
+                        return Err(error.into());
+                    };
                     tracing::warn!(saga = G::NAME, %error, retry_in = ?wait, "firing due timers failed");
                     context.behind(None);
                     wait

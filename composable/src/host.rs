@@ -329,6 +329,8 @@ struct Wiring<'a, S, B> {
     dispatch_retry: Option<Backoff>,
     /// How every service retries what failed, when the application says.
     backoff: Option<Backoff>,
+    /// The policy of each projection's read-store breaker, when it has one.
+    projection_breaker: Option<BreakerPolicy>,
     /// This process's claims on the log consumers' work: who, and for how long.
     claim: (uuid::Uuid, Duration),
     /// The categories of the registered aggregates that emit each event.
@@ -371,6 +373,7 @@ pub struct AppBuilder<S, T = NoTimers, B = NoBus> {
     dispatch_breaker: Option<BreakerPolicy>,
     dispatch_retry: Option<Backoff>,
     backoff: Option<Backoff>,
+    projection_breaker: Option<BreakerPolicy>,
     aggregates: Vec<AggregateEntry<B>>,
     sagas: Vec<SagaEntry>,
     /// Each projection's name and events, for the checks.
@@ -449,6 +452,7 @@ impl<S, B> AppBuilder<S, NoTimers, B> {
             dispatch_breaker: self.dispatch_breaker,
             dispatch_retry: self.dispatch_retry,
             backoff: self.backoff,
+            projection_breaker: self.projection_breaker,
             aggregates: self.aggregates,
             sagas: self.sagas,
             projections: self.projections,
@@ -474,6 +478,7 @@ impl<S, T, B> AppBuilder<S, T, B> {
             dispatch_breaker: None,
             dispatch_retry: None,
             backoff: None,
+            projection_breaker: None,
             aggregates: Vec::new(),
             sagas: Vec::new(),
             projections: Vec::new(),
@@ -544,6 +549,16 @@ where
         self
     }
 
+    /// Gives each projection's read store a circuit breaker named `projection.{name}` with
+    /// `policy` ([`ProjectionRunner::with_breaker`]): while the store is down, batches fail at
+    /// once and the projection backs off, its breaker's state a metric. Off by default; a
+    /// runner registered with a breaker of its own keeps it.
+    #[must_use]
+    pub fn projection_breaker(mut self, policy: BreakerPolicy) -> Self {
+        self.projection_breaker = Some(policy);
+        self
+    }
+
     /// How often each saga's timers service looks for due timers (default 1 s).
     #[must_use]
     pub fn timer_interval(mut self, every: Duration) -> Self {
@@ -582,6 +597,7 @@ where
     ) -> Self {
         self.projections.push((P::NAME, <P::Event as EventSet>::NAMES));
         self.registrations.push(Box::new(move |wiring: &Wiring<'_, S, B>| {
+            let runner = store_breaker(wiring.projection_breaker, wiring.clock, runner);
             let versions = Versions::of::<P>(runner.store().clone());
             let mut consumer =
                 runner.consumer(wiring.store.clone()).claimed(wiring.claim.0, wiring.claim.1);
@@ -673,6 +689,7 @@ where
             dispatch_breaker: self.dispatch_breaker,
             dispatch_retry: self.dispatch_retry,
             backoff: self.backoff,
+            projection_breaker: self.projection_breaker,
             claim: (uuid::Uuid::now_v7(), self.claim_ttl),
             emitters: &emitters,
         };
@@ -826,6 +843,7 @@ where
     {
         self.projections.push((P::NAME, <P::Event as EventSet>::NAMES));
         self.registrations.push(Box::new(move |wiring: &Wiring<'_, S, B>| {
+            let runner = store_breaker(wiring.projection_breaker, wiring.clock, runner);
             let versions = Versions::of::<P>(runner.store().clone());
             let topics: BTreeSet<String> = <P::Event as EventSet>::NAMES
                 .iter()
@@ -909,6 +927,21 @@ where
         timers = timers.backoff(backoff);
     }
     vec![Entry::new(role.clone(), true, input), Entry::new(role, false, timers)]
+}
+
+/// `runner` with a read-store breaker `projection.{name}` of `policy`, unless it has one.
+fn store_breaker<P: Projection, C: Codec>(
+    policy: Option<BreakerPolicy>,
+    clock: &Arc<dyn Clock>,
+    runner: ProjectionRunner<P, C>,
+) -> ProjectionRunner<P, C> {
+    match policy {
+        Some(policy) if !runner.has_breaker() => {
+            let name = format!("projection.{}", P::NAME);
+            runner.with_breaker(CircuitBreaker::new(name, policy).with_clock(Arc::clone(clock)))
+        }
+        _ => runner,
+    }
 }
 
 /// Where saga `saga` of application `app` waits for the replies to its commands.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use composable::backoff::Backoff;
 use composable::event_store::EventStoreError;
-use composable::host::App;
+use composable::host::{App, RunningApp};
 use composable::saga::InMemoryTimerStore;
 use composable::service::ServiceState;
 use composable::testing::HookedStore;
@@ -31,8 +31,9 @@ fn unrecordable() -> HookedStore<InMemoryEventStore> {
     })
 }
 
-#[tokio::test]
-async fn a_service_out_of_attempts_stops_with_its_error() {
+/// The shop on a store where the saga cannot record, every service retrying with `backoff`,
+/// with a tally opened: the saga's input fails on it.
+async fn opened_with(backoff: Backoff) -> RunningApp<HookedStore<InMemoryEventStore>> {
     let store = unrecordable();
     let tallies = Arc::new(AggregateRunner::<Tally, _>::new(store.clone(), ()));
     let counters = Arc::new(AggregateRunner::<Counter, _>::new(store.clone(), ()));
@@ -41,11 +42,17 @@ async fn a_service_out_of_attempts_stops_with_its_error() {
         .aggregate(&tallies)
         .aggregate(&counters)
         .saga::<Bonus>()
-        .backoff(Backoff::constant(Duration::from_millis(5)).attempts(3))
+        .backoff(backoff)
         .build()
         .expect("wired")
         .start();
     tallies.execute("t1", Open { name: "t1".into() }).await.expect("opened");
+    running
+}
+
+#[tokio::test]
+async fn a_service_out_of_attempts_stops_with_its_error() {
+    let running = opened_with(Backoff::constant(Duration::from_millis(5)).attempts(3)).await;
     let failed = tokio::time::timeout(Duration::from_secs(10), running.failure())
         .await
         .expect("the saga's input gives up after three attempts");
@@ -61,19 +68,7 @@ async fn a_service_out_of_attempts_stops_with_its_error() {
 
 #[tokio::test]
 async fn without_a_limit_the_service_keeps_trying() {
-    let store = unrecordable();
-    let tallies = Arc::new(AggregateRunner::<Tally, _>::new(store.clone(), ()));
-    let counters = Arc::new(AggregateRunner::<Counter, _>::new(store.clone(), ()));
-    let running = App::in_process("shop", store.clone())
-        .timers(InMemoryTimerStore::new())
-        .aggregate(&tallies)
-        .aggregate(&counters)
-        .saga::<Bonus>()
-        .backoff(Backoff::constant(Duration::from_millis(5)))
-        .build()
-        .expect("wired")
-        .start();
-    tallies.execute("t1", Open { name: "t1".into() }).await.expect("opened");
+    let running = opened_with(Backoff::constant(Duration::from_millis(5))).await;
     let failed = tokio::time::timeout(Duration::from_millis(300), running.failure()).await;
     assert!(failed.is_err(), "still retrying: {failed:?}");
     assert!(running.is_healthy());

@@ -455,3 +455,24 @@ fn a_host_with_a_dispatch_breaker_opens_it_while_no_command_service_answers() {
     // Refusals come only once it is open; the test may stop before the next retry.
     assert!(refused <= failed, "{refused} > {failed}");
 }
+
+#[test]
+fn the_host_gives_each_projection_a_breaker_on_its_read_store() {
+    let seen = recorded(async |_| {
+        let store = InMemoryEventStore::new();
+        let counters = Arc::new(AggregateRunner::<Counter, _>::new(store.clone(), ()));
+        let running = composable::host::App::in_process("shop", store.clone())
+            .aggregate(&counters)
+            .projection(Totals, InMemoryDocuments::new())
+            .projection_breaker(BreakerPolicy::default())
+            .build()
+            .expect("wired")
+            .start();
+        counters.execute("c1", Add { amount: 1 }).await.expect("accepted");
+        running.settle().await.expect("settles");
+        running.stop().await.expect("stops");
+    });
+    let breaker = [("breaker", "projection.totals")];
+    assert_eq!(seen.gauge(names::CIRCUIT_BREAKER_STATE, &breaker), Some(0.0), "{:?}", seen.gauges);
+    assert_eq!(seen.counter(names::PROJECTION_EVENTS, &[("projection", "totals")]), 1);
+}

@@ -229,6 +229,20 @@ async fn shipped(store: &Gated, orders: usize) -> Vec<usize> {
     shipped
 }
 
+/// Waits until `running` has shipped every order of [`place`]`(store, 3)` (saying `what` when it
+/// does not), checks it shipped each once, and stops it.
+async fn ships_each_once(store: &Gated, running: RunningApp<Store>, what: &str) {
+    within(WAIT, what, async {
+        while shipped(store, 3).await != [1, 1, 1] {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    running.settle().await.expect("settles");
+    assert_eq!(shipped(store, 3).await, [1, 1, 1]);
+    running.stop().await.expect("stops");
+}
+
 async fn wait_until_ready<S: EventStore>(running: &RunningApp<S>) {
     within(WAIT, "ready", async {
         while !running.readiness().is_ready() {
@@ -371,16 +385,7 @@ async fn a_shutdown_lets_the_batch_in_hand_finish_and_saves_its_checkpoint() {
     // What it handled, it checkpointed: a restart does the rest, and repeats nothing.
     let handled: usize = shipped(&store, 3).await.iter().sum();
     assert!(handled >= 1, "the batch in hand was finished");
-    let restarted = in_process(&store, &checkpoints);
-    within(WAIT, "the rest shipped", async {
-        while shipped(&store, 3).await != [1, 1, 1] {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    })
-    .await;
-    restarted.settle().await.unwrap();
-    assert_eq!(shipped(&store, 3).await, [1, 1, 1]);
-    restarted.stop().await.unwrap();
+    ships_each_once(&store, in_process(&store, &checkpoints), "the rest shipped").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -411,16 +416,12 @@ async fn a_handler_stuck_past_the_grace_period_is_aborted_and_reported_and_its_w
 
     // The aborted batch was not checkpointed: a restart handles it, once.
     store.open();
-    let restarted = in_process(&store, &checkpoints);
-    within(WAIT, "every order shipped after the restart", async {
-        while shipped(&store, 3).await != [1, 1, 1] {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    })
+    ships_each_once(
+        &store,
+        in_process(&store, &checkpoints),
+        "every order shipped after the restart",
+    )
     .await;
-    restarted.settle().await.unwrap();
-    assert_eq!(shipped(&store, 3).await, [1, 1, 1]);
-    restarted.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -461,16 +462,7 @@ async fn on_a_bus_the_delivery_in_hand_is_finished_and_the_rest_left_to_the_next
     assert!(handled >= 1, "the delivery in hand was handled");
 
     // The next process finds what was not taken, and nothing is shipped twice.
-    let next = start(&store);
-    within(WAIT, "every order shipped", async {
-        while shipped(&store, 3).await != [1, 1, 1] {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    })
-    .await;
-    next.settle().await.unwrap();
-    assert_eq!(shipped(&store, 3).await, [1, 1, 1]);
-    next.stop().await.unwrap();
+    ships_each_once(&store, start(&store), "every order shipped").await;
 }
 
 #[tokio::test]

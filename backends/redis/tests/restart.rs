@@ -1,6 +1,8 @@
 //! The read store survives a Redis restart: while the server is down its operations fail with
 //! a transient error (never a panic or a hang), and once it is back the same `RedisReadStore`,
-//! on the same `ConnectionManager`, commits and reads again.
+//! on the same `ConnectionManager`, commits and reads again. A projection whose store calls go
+//! through a circuit breaker stops calling the server once the breaker opens, failing its
+//! batches at once, and applies them when a probe gets through after the restart.
 //!
 //! Its own test binary, because it stops the shared server under every other test: run it
 //! alone (`scripts/test` runs it before the others).
@@ -16,8 +18,50 @@ use composable::projection::{ReadStore, Scope};
 
 /// The projection the batches here write for.
 const SCOPE: Scope = Scope::new("restart", 1);
-use composable::stream::Position;
-use composable_redis::{RedisReadError, RedisReadStore};
+use composable::breaker::{BreakerPolicy, BreakerState, CircuitBreaker};
+use composable::consumer::EventHandler;
+use composable::projection::{ProjectionError, ProjectionRunner};
+use composable::stream::{Position, StreamId, Version};
+use composable::{
+    Bincode, Codec, EventMetadata, RecordedEvent, TestClock, event, project, projection,
+};
+use composable_redis::{RedisBatch, RedisReadError, RedisReadStore};
+use serde::{Deserialize, Serialize};
+
+#[event(name = "restart.counted", version = 1)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Counted {
+    pub by: i64,
+}
+
+/// Counts what it is told to.
+#[derive(Debug)]
+pub struct Counting;
+
+#[projection(name = "counting", store = RedisReadStore)]
+impl Counting {
+    #[project]
+    fn counted(&self, batch: &mut RedisBatch, event: &Counted) -> Result<(), RedisReadError> {
+        batch.incr_by("counted", event.by)
+    }
+}
+
+/// A `restart.counted` event by `by`, at `position`, as the log would deliver it.
+fn counted(by: i64, position: u64) -> RecordedEvent {
+    let now = chrono::Utc::now();
+    RecordedEvent {
+        position: Position::new(1, position),
+        stream_id: StreamId::new("counter", position).expect("a stream id"),
+        stream_version: Version(1),
+        event_id: uuid::Uuid::now_v7(),
+        name: "restart.counted".to_owned(),
+        version: 1,
+        format: Bincode.format().to_owned(),
+        payload: Bincode.encode(&Counted { by }).expect("encodes"),
+        metadata: EventMetadata::new_flow(now),
+        recorded_at: now,
+    }
+}
 
 fn env(name: &str) -> String {
     std::env::var(name).ok().filter(|value| !value.is_empty()).unwrap_or_else(|| {
@@ -80,6 +124,8 @@ async fn the_store_keeps_working_across_a_server_restart() {
     let (port, command) = (env("REDIS_PORT"), env("REDIS_START_COMMAND"));
     let _ = env("REDIS_DIR");
     let store = common::store().await;
+    // The projection behind a breaker, below, keeps its read model under a prefix of its own.
+    let counts = common::store().await;
     count(&store, "before", 1).await.expect("a commit before the restart");
     let at =
         Checkpoint { name: "projection.restart", after: Position::START, to: Position::new(1, 1) };
@@ -117,6 +163,29 @@ async fn the_store_keeps_working_across_a_server_restart() {
         "a checkpoint load while Redis is down: {error:?}"
     );
 
+    // A projection behind a breaker that opens after two failures of the store.
+    let clock = TestClock::new();
+    let policy = BreakerPolicy::default().window(2).open_for(Duration::from_secs(10));
+    let breaker = CircuitBreaker::new("projection.counting", policy).with_clock(clock.clone());
+    let mut counting =
+        ProjectionRunner::new(Counting, counts.clone()).with_breaker(breaker.clone());
+    for position in 1..=2 {
+        let error = tokio::time::timeout(deadline, counting.handle(&[counted(1, position)]))
+            .await
+            .expect("a batch while Redis is down fails rather than hangs")
+            .expect_err("Redis is down");
+        assert!(matches!(error, ProjectionError::Store { .. }), "{error}");
+    }
+    assert_eq!(breaker.state(), BreakerState::Open);
+    let refused = Instant::now();
+    let error = counting.handle(&[counted(1, 3)]).await.expect_err("the breaker is open");
+    assert!(matches!(error, ProjectionError::StoreUnavailable { .. }), "{error}");
+    assert!(
+        refused.elapsed() < Duration::from_millis(500),
+        "refused at once, without calling Redis: {:?}",
+        refused.elapsed()
+    );
+
     tokio::task::spawn_blocking({
         let (port, command) = (port.clone(), command.clone());
         move || start_server(&port, &command)
@@ -149,4 +218,14 @@ async fn the_store_keeps_working_across_a_server_restart() {
     assert_eq!(store.commit(batch, at).await.expect("commit after the restart"), Saved::ByHandler);
     assert_eq!(checkpoints.load("projection.restart").await.expect("load"), Position::new(2, 1));
     eprintln!("after the restart: {failures} transient failures before the first commit");
+
+    // Once its time is up, a probe goes through to the server that is back: the breaker closes
+    // and the batches it refused are applied as they come again.
+    clock.advance(Duration::from_secs(10)).await;
+    assert_eq!(breaker.state(), BreakerState::HalfOpen);
+    for position in 1..=3 {
+        counting.handle(&[counted(1, position)]).await.expect("applied once Redis is back");
+    }
+    assert_eq!(breaker.state(), BreakerState::Closed);
+    assert_eq!(counts.counter("counted").await.expect("read"), 3);
 }

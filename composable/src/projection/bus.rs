@@ -129,10 +129,6 @@ where
         self.position = Some(self.position.map_or(position, |seen| seen.max(position)));
     }
 
-    fn store_error(source: <P::Store as ReadStore>::Error) -> RunnerError<P> {
-        ProjectionError::Store { projection: P::NAME, source }
-    }
-
     fn retired(&mut self) {
         if !self.retired {
             self.retired = true;
@@ -162,7 +158,8 @@ where
             loop {
                 let took = metrics::Stopwatch::start();
                 let batch = self.runner.build(events, Some(fresh::<P::Store>)).await?;
-                match self.runner.store.commit_batch(batch).await.map_err(Self::store_error)? {
+                let committed = self.runner.store.commit_batch(batch);
+                match super::through::<P, _>(self.runner.breaker.as_ref(), committed).await? {
                     Saved::Moved => {}
                     Saved::Retired => {
                         self.retired();
@@ -189,7 +186,8 @@ where
     ) -> Result<Saved, Self::Error> {
         let took = metrics::Stopwatch::start();
         let batch = self.runner.build(events, Some(fresh::<P::Store>)).await?;
-        let saved = self.runner.store.commit(batch, at).await.map_err(Self::store_error)?;
+        let committed = self.runner.store.commit(batch, at);
+        let saved = super::through::<P, _>(self.runner.breaker.as_ref(), committed).await?;
         if matches!(saved, Saved::ByHandler | Saved::ByConsumer) {
             self.runner.committed(events, took);
             self.floor = at.to;

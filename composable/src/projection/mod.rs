@@ -84,6 +84,7 @@ use std::future::Future;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::breaker::{BreakerError, CircuitBreaker};
 use crate::checkpoint::CheckpointStore;
 use crate::codec::{Bincode, Codec};
 use crate::consumer::{Checkpoint, EventHandler, LogConsumer, Saved};
@@ -398,6 +399,20 @@ pub enum ProjectionError<E: std::error::Error + 'static, S: std::error::Error + 
         #[source]
         source: S,
     },
+    /// The read store's circuit breaker is open ([`ProjectionRunner::with_breaker`]): the store
+    /// was not called. Retried, as a store that is down would be.
+    #[error(
+        "projection `{projection}`: circuit breaker `{breaker}` is open, the read store was not \
+         called; try again in {retry_after:?}"
+    )]
+    StoreUnavailable {
+        /// The projection.
+        projection: &'static str,
+        /// The breaker's name.
+        breaker: String,
+        /// How long until it lets a call through.
+        retry_after: std::time::Duration,
+    },
 }
 
 /// The error of projection `P`'s runner.
@@ -420,6 +435,8 @@ pub struct ProjectionRunner<P: Projection, C = Bincode> {
     serving: bool,
     /// How many events the batch built last parked.
     parked: usize,
+    /// What the calls to the read store go through, when it has one.
+    breaker: Option<CircuitBreaker>,
 }
 
 impl<P: Projection, C> fmt::Debug for ProjectionRunner<P, C> {
@@ -441,6 +458,7 @@ impl<P: Projection> ProjectionRunner<P> {
             failing: None,
             serving: false,
             parked: 0,
+            breaker: None,
         }
     }
 }
@@ -458,7 +476,25 @@ impl<P: Projection, C: Codec> ProjectionRunner<P, C> {
             failing: None,
             serving: false,
             parked: 0,
+            breaker: self.breaker,
         }
+    }
+
+    /// Makes the calls that open and commit the read store's batches through `breaker`: once
+    /// the store's failures that may pass ([`ReadStore::is_transient`]) reach its rate, the
+    /// runner stops calling a store that is down for a while and fails its batches at once
+    /// with [`ProjectionError::StoreUnavailable`], which its consumer retries after its
+    /// back-off, as it would the store's own failure. Failures of the projection's events do
+    /// not count.
+    #[must_use]
+    pub fn with_breaker(mut self, breaker: CircuitBreaker) -> Self {
+        self.breaker = Some(breaker);
+        self
+    }
+
+    /// Whether its store's calls go through a breaker.
+    pub(crate) fn has_breaker(&self) -> bool {
+        self.breaker.is_some()
     }
 
     /// How many times an event that fails is tried, with the consumer's back-off between
@@ -597,7 +633,8 @@ impl<P: Projection, C: Codec> ProjectionRunner<P, C> {
         };
         let mut parking = BTreeMap::new();
         loop {
-            let mut batch = self.store.begin(Scope::of::<P>()).await.map_err(store_error)?;
+            let begun = self.store.begin(Scope::of::<P>());
+            let mut batch = through::<P, _>(self.breaker.as_ref(), begun).await?;
             if <P::Store as ReadStore>::serving(&batch) > P::VERSION {
                 self.parked = 0;
                 return Ok(batch);
@@ -712,6 +749,25 @@ impl<P: Projection, C> ProjectionRunner<P, C> {
     }
 }
 
+/// Calls projection `P`'s read store (`call`) through `breaker`, when there is one: only the
+/// store's failures that may pass count towards opening it.
+async fn through<P: Projection, T>(
+    breaker: Option<&CircuitBreaker>,
+    call: impl Future<Output = Result<T, <P::Store as ReadStore>::Error>>,
+) -> Result<T, RunnerError<P>> {
+    let store_error = |source| ProjectionError::Store { projection: P::NAME, source };
+    let Some(breaker) = breaker else {
+        return call.await.map_err(store_error);
+    };
+    match breaker.call_counting(call, <P::Store as ReadStore>::is_transient).await {
+        Ok(value) => Ok(value),
+        Err(BreakerError::Failed(source)) => Err(store_error(source)),
+        Err(BreakerError::Open { breaker, retry_after }) => {
+            Err(ProjectionError::StoreUnavailable { projection: P::NAME, breaker, retry_after })
+        }
+    }
+}
+
 /// The span of one batch a projection applies.
 fn batch_span<P: Projection>(events: &[RecordedEvent]) -> tracing::Span {
     tracing::info_span!(
@@ -728,11 +784,7 @@ impl<P: Projection, C: Codec> ProjectionRunner<P, C> {
     async fn apply_batch(&mut self, events: &[RecordedEvent]) -> Result<(), RunnerError<P>> {
         let took = metrics::Stopwatch::start();
         let batch = self.build(events, None).await?;
-        let saved = self
-            .store
-            .commit_batch(batch)
-            .await
-            .map_err(|source| ProjectionError::Store { projection: P::NAME, source })?;
+        let saved = through::<P, _>(self.breaker.as_ref(), self.store.commit_batch(batch)).await?;
         if saved != Saved::Retired {
             self.committed(events, took);
         }
@@ -767,11 +819,8 @@ impl<P: Projection, C: Codec> EventHandler for ProjectionRunner<P, C> {
         async {
             let took = metrics::Stopwatch::start();
             let batch = self.build(events, None).await?;
-            let saved = self
-                .store
-                .commit(batch, at)
-                .await
-                .map_err(|source| ProjectionError::Store { projection: P::NAME, source })?;
+            let saved =
+                through::<P, _>(self.breaker.as_ref(), self.store.commit(batch, at)).await?;
             if matches!(saved, Saved::ByHandler | Saved::ByConsumer) {
                 self.committed(events, took);
             }
@@ -812,6 +861,7 @@ impl<P: Projection, C: Codec> EventHandler for ProjectionRunner<P, C> {
     fn is_retryable(&self, error: &Self::Error) -> bool {
         match error {
             ProjectionError::Store { source, .. } => <P::Store as ReadStore>::is_transient(source),
+            ProjectionError::StoreUnavailable { .. } => true,
             ProjectionError::Decode { .. }
             | ProjectionError::InvalidName { .. }
             | ProjectionError::Message { .. } => false,

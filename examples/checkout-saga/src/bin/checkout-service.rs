@@ -9,9 +9,10 @@
 //! ```
 //!
 //! Roles: `relay` (the outbox relay), `commands` (the command service hosting Order, Payment and
-//! Inventory), `checkout` (the saga's input and timers). Several processes of one role share
-//! the work: the command service through the broker's consumer group; the relay and the saga's
-//! input through a claim in the database, so that one process does the work while the others
+//! Inventory), `checkout` (the saga's input and timers), `board` (the board's projection into
+//! the same database). Several processes of one role share the work: the command service
+//! through the broker's consumer group; the relay, the saga's input and the board through a
+//! claim in the database, so that one process does the work while the others
 //! stand by, and one of them takes over within the claim's time (`CHECKOUT_CLAIM_TTL_MS`,
 //! 10 s by default) when it dies. `CHECKOUT_TOPIC_PREFIX` prefixes every topic and consumer
 //! group, so that runs sharing a broker don't meet. `CHECKOUT_METRICS_ADDR` (`127.0.0.1:9464`,
@@ -76,7 +77,7 @@ async fn run() -> Result<(), Error> {
     let database_url = env("DATABASE_URL")?;
     let brokers = env("KAFKA_BROKERS")?;
     let store = PostgresEventStore::connect(&database_url).await?;
-    store.migrate().await?;
+    hosted::migrate(&store).await?;
     let prefix = std::env::var("CHECKOUT_TOPIC_PREFIX").unwrap_or_default();
     let bus = hosted::connect_bus(&brokers, &prefix).await?;
 
@@ -117,7 +118,7 @@ fn roles() -> Result<Option<Vec<String>>, Error> {
             None if arg == "--role" => args.next().ok_or("--role needs a value")?,
             None => {
                 return Err(format!(
-                    "unknown argument `{arg}`; usage: [--role relay,commands,checkout]"
+                    "unknown argument `{arg}`; usage: [--role relay,commands,checkout,board]"
                 )
                 .into());
             }

@@ -13,11 +13,13 @@
 //! three aggregates behind their command topics, and the saga sending its commands through the
 //! broker — in one process or split by role (`src/bin/checkout-service.rs`), its traces exported
 //! with OTLP ([`telemetry`]). [`board`] is the read model a back office queries: every order's
-//! outcome and every SKU's stock.
+//! outcome and every SKU's stock. [`load`] drives the hosted checkout, running as several
+//! processes, at a constant arrival rate and audits what it did (`src/bin/checkout-load.rs`).
 
 pub mod board;
 pub mod hosted;
 mod inventory;
+pub mod load;
 mod order;
 mod payment;
 mod saga;

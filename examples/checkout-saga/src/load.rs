@@ -32,7 +32,12 @@
 //! like the events table, by as many clients as [`Options::raw_clients`], for
 //! [`Options::raw_secs`].
 //!
-//! At the end, the audit ([`Report::failures`]): every order placed has its `order.placed`
+//! It also reads, from `/proc` (Linux), the CPU time each process of the run used while the
+//! orders were placed and drained: each role's `checkout-service` processes, itself, the
+//! PostgreSQL server's processes and the broker's ([`Report::cpu`]).
+//!
+//! At the end — in spawned clusters after stopping the saga and the command service, so that the
+//! log holds still — the audit ([`Report::failures`]): every order placed has its `order.placed`
 //! event and exactly one terminal event; a declined card was never charged; a confirmed order
 //! was captured once for its total, never refunded, and holds one reservation; a cancelled
 //! order's money and stock were given back; no payment was captured twice, no order reserved
@@ -299,6 +304,16 @@ impl Cluster {
         &self.processes
     }
 
+    /// The process ids of the processes running, with their roles.
+    fn pids(&self) -> Vec<(u32, String)> {
+        self.processes
+            .iter()
+            .map(|process| {
+                (process.child.id(), format!("checkout-service --role {}", process.role))
+            })
+            .collect()
+    }
+
     /// Kills the first process of `role` with SIGKILL and starts another: false when none runs.
     ///
     /// # Errors
@@ -329,8 +344,25 @@ impl Cluster {
     /// Stops every process with SIGTERM, waiting up to 30 s each; SIGKILL for those that don't
     /// stop. The roles of those that did not stop cleanly.
     pub fn stop(&mut self) -> Vec<String> {
+        let everything: Vec<Process> = self.processes.drain(..).collect();
+        Self::terminate(everything)
+    }
+
+    /// Stops the processes of `roles` as [`stop`](Self::stop) does, one role after the other.
+    pub fn stop_roles(&mut self, roles: &[&str]) -> Vec<String> {
         let mut unclean = Vec::new();
-        for process in &self.processes {
+        for role in roles {
+            let (stopping, staying) =
+                self.processes.drain(..).partition(|process| process.role == *role);
+            self.processes = staying;
+            unclean.extend(Self::terminate(stopping));
+        }
+        unclean
+    }
+
+    fn terminate(mut processes: Vec<Process>) -> Vec<String> {
+        let mut unclean = Vec::new();
+        for process in &processes {
             let _ = Command::new("kill")
                 .args(["-TERM", &process.child.id().to_string()])
                 .stdout(Stdio::null())
@@ -338,7 +370,7 @@ impl Cluster {
                 .status();
         }
         let deadline = Instant::now() + Duration::from_secs(30);
-        for mut process in self.processes.drain(..) {
+        for mut process in processes.drain(..) {
             loop {
                 match process.child.try_wait() {
                     Ok(Some(status)) if status.success() => break,
@@ -660,6 +692,105 @@ async fn sample_lags(
 }
 
 // ---------------------------------------------------------------------------------------------
+// CPU
+
+/// The servers the run uses, as processes of this machine (found through `/proc`, Linux only):
+/// the PostgreSQL server's processes and the broker's.
+#[derive(Debug, Clone, Default)]
+struct Servers {
+    /// The PostgreSQL server's postmaster.
+    postmaster: Option<u32>,
+    /// The broker's port on loopback, as its command line names it.
+    broker_port: Option<String>,
+}
+
+impl Servers {
+    async fn find(store: &PostgresEventStore, brokers: &str) -> Self {
+        let backend: Option<(i32,)> = sqlx::query_as("SELECT pg_backend_pid()")
+            .fetch_optional(store.pool())
+            .await
+            .ok()
+            .flatten();
+        let postmaster = backend
+            .and_then(|(pid,)| u32::try_from(pid).ok())
+            .and_then(|pid| stat_field(pid, 1))
+            .and_then(|ppid| ppid.parse().ok());
+        let broker_port = brokers
+            .split(',')
+            .next()
+            .and_then(|broker| broker.rsplit_once(':'))
+            .map(|(_, port)| format!(":{port}"));
+        Self { postmaster, broker_port }
+    }
+
+    /// This process, the PostgreSQL server's processes and the broker's, labelled.
+    fn pids(&self) -> Vec<(u32, String)> {
+        let mut pids = vec![(std::process::id(), "checkout-load (this generator)".to_owned())];
+        let Ok(entries) = std::fs::read_dir("/proc") else { return pids };
+        for entry in entries.flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if let Some(postmaster) = self.postmaster
+                && (pid == postmaster
+                    || stat_field(pid, 1).and_then(|ppid| ppid.parse().ok()) == Some(postmaster))
+            {
+                pids.push((pid, "postgres".to_owned()));
+                continue;
+            }
+            if let Some(port) = &self.broker_port {
+                let command = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let command = String::from_utf8_lossy(&command);
+                if command.contains("tansu") && command.contains(port.as_str()) {
+                    pids.push((pid, "broker (tansu)".to_owned()));
+                }
+            }
+        }
+        pids
+    }
+}
+
+/// Field `index` of `/proc/{pid}/stat` counted from the one after the command's name (0 is
+/// the state, 1 the parent, 11 user time, 12 system time).
+fn stat_field(pid: u32, index: usize) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(index).map(str::to_owned)
+}
+
+/// CPU seconds (user and system) process `pid` has used, in the kernel's 100 ticks a second.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let user: f64 = stat_field(pid, 11)?.parse().ok()?;
+    let system: f64 = stat_field(pid, 12)?.parse().ok()?;
+    Some((user + system) / 100.0)
+}
+
+/// The CPU seconds of each of `pids` now, and when.
+fn cpu_snapshot(pids: &[(u32, String)]) -> (Instant, HashMap<u32, f64>) {
+    let seconds = pids.iter().filter_map(|(pid, _)| Some((*pid, cpu_seconds(*pid)?))).collect();
+    (Instant::now(), seconds)
+}
+
+/// CPU seconds each label's processes among `pids` used since `before` (a process started
+/// since counts from 0), most first, and the time since.
+fn cpu_use(
+    before: &(Instant, HashMap<u32, f64>),
+    pids: &[(u32, String)],
+) -> (Vec<(String, f64)>, Duration) {
+    let mut by_label: BTreeMap<String, f64> = BTreeMap::new();
+    for (pid, label) in pids {
+        if let Some(now) = cpu_seconds(*pid) {
+            let then = before.1.get(pid).copied().unwrap_or(0.0);
+            *by_label.entry(label.clone()).or_default() += (now - then).max(0.0);
+        }
+    }
+    let mut used: Vec<(String, f64)> = by_label.into_iter().collect();
+    used.sort_by(|a, b| b.1.total_cmp(&a.1));
+    (used, before.0.elapsed())
+}
+
+// ---------------------------------------------------------------------------------------------
 // The OTLP sink
 
 /// Spans the sink received (counted as `"spanId"` keys of the OTLP JSON) and requests.
@@ -872,7 +1003,8 @@ pub struct Report {
     /// (charge, reserve, confirm or cancel, refund, release, as its events show), and the plain
     /// commands.
     pub commands_per_second: f64,
-    /// From an order's due time to its terminal event committing.
+    /// From an order's due time to its terminal event committing; a checkout still running
+    /// at the end of the drain counts with its age then (a lower bound).
     pub latency: Latency,
     /// From a plain command's due time to its command returning.
     pub plain_latency: Latency,
@@ -884,6 +1016,9 @@ pub struct Report {
     pub raw_ceiling: Option<(f64, usize)>,
     /// What was killed and restarted, when.
     pub kills: Vec<String>,
+    /// CPU seconds each kind of process used from the first order to the end of the drain
+    /// (Linux only; a killed process's CPU is lost), and that time.
+    pub cpu: Option<(Vec<(String, f64)>, Duration)>,
     /// Spans the OTLP sink received, when it ran.
     pub spans: Option<u64>,
     /// Everything the audit and the rate check found wrong; empty when the run passed.
@@ -939,6 +1074,13 @@ impl fmt::Display for Report {
         }
         for kill in &self.kills {
             writeln!(f, "  {kill}")?;
+        }
+        if let Some((cpu, over)) = &self.cpu {
+            let wall = over.as_secs_f64();
+            writeln!(f, "  CPU over {wall:.0} s (cores busy, of 1):")?;
+            for (name, seconds) in cpu {
+                writeln!(f, "    {name}: {seconds:.1} s ({:.2})", seconds / wall.max(1e-3))?;
+            }
         }
         if let Some(spans) = self.spans {
             writeln!(f, "  traces: {spans} spans exported to the sink")?;
@@ -1124,7 +1266,9 @@ async fn drive(
         cluster = Some(Arc::new(Mutex::new(started)));
     }
 
-    let result = load(options, run, &store, &runners, cluster.as_ref(), raw_ceiling).await;
+    let servers = Servers::find(&store, brokers).await;
+    let result =
+        load(options, run, &store, &runners, cluster.as_ref(), raw_ceiling, &servers).await;
 
     let mut report = result?;
     if let Some(cluster) = &cluster {
@@ -1170,6 +1314,7 @@ async fn load(
     runners: &Aggregates<PostgresEventStore>,
     cluster: Option<&Arc<Mutex<Cluster>>>,
     raw_ceiling: Option<(f64, usize)>,
+    servers: &Servers,
 ) -> Result<Report, BoxError> {
     // The follower, from the head of the log now.
     let tally = Arc::new(Mutex::new(Tally {
@@ -1228,6 +1373,20 @@ async fn load(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+
+    // The CPU each process of interest uses from here to the end of the drain.
+    let watched = {
+        let cluster = cluster.cloned();
+        let servers = servers.clone();
+        move || {
+            let mut pids = servers.pids();
+            if let Some(cluster) = &cluster {
+                pids.extend(lock(cluster).pids());
+            }
+            pids
+        }
+    };
+    let cpu_before = Some(cpu_snapshot(&watched()));
 
     // The schedule: orders at `rate`, plain commands at their share.
     let plain_rate = if options.plain_share > 0.0 {
@@ -1360,11 +1519,46 @@ async fn load(
     sampler.abort();
     let _ = sampler.await;
 
+    let cpu = cpu_before.map(|before| cpu_use(&before, &watched()));
+    // Checkouts still running count with their age now: a lower bound of their latency, so
+    // that the percentiles don't leave out the slowest.
+    let unfinished = {
+        let mut tally = lock(&tally);
+        let now = Instant::now();
+        let ages: Vec<u64> =
+            tally.due.drain().map(|(_, due)| micros(now.saturating_duration_since(due))).collect();
+        for age in &ages {
+            tally.latency.saturating_record(*age);
+        }
+        ages.len()
+    };
+    let mut failures = Vec::new();
+    if let Some(cluster) = cluster {
+        // The writers stop — the saga, then the command service — so that the log holds still
+        // while it is audited (checkouts still running stay unfinished); the relay and the
+        // board keep reading.
+        let unclean = tokio::task::block_in_place(|| {
+            let mut cluster = lock(cluster);
+            let mut unclean: Vec<String> = cluster
+                .exited()
+                .into_iter()
+                .map(|exited| format!("a process stopped during the run: {exited}"))
+                .collect();
+            unclean.extend(
+                cluster
+                    .stop_roles(&["checkout", "commands"])
+                    .into_iter()
+                    .map(|unclean| format!("on SIGTERM: {unclean}")),
+            );
+            unclean
+        });
+        failures.extend(unclean);
+    }
+
     // The follower reads everything there is, then the audit.
     let head = store.head().await?;
     let reached = follower.reached(ReadToken::new(head), Duration::from_secs(60)).await;
     let _ = follower.stop().await;
-    let mut failures = Vec::new();
     if let Err(stale) = reached {
         failures.push(format!("the follower did not reach the head of the log: {stale}"));
     }
@@ -1402,10 +1596,10 @@ async fn load(
     if !issued.errors.is_empty() {
         failures.push(format!("{} command(s) of the generator failed", issued.errors.len()));
     }
-    if !tally.due.is_empty() {
+    if unfinished > 0 {
         failures.push(format!(
-            "{} checkout(s) had not finished {:.0} s after the last order",
-            tally.due.len(),
+            "{unfinished} checkout(s) had not finished {:.0} s after the last order (their \
+             latency counts as their age then)",
             options.drain_secs
         ));
     }
@@ -1463,6 +1657,7 @@ async fn load(
         scrape_failures: lock(&lags).scrape_failures,
         raw_ceiling,
         kills: lock(&kills).clone(),
+        cpu,
         spans: None,
         failures,
         logs: None,
@@ -1503,7 +1698,9 @@ async fn audit(
     let mut audited = Audited { finished: 0, confirmed: 0, saga_commands: 0 };
     let mut money_taken: i128 = 0;
     let mut money_owed: i128 = 0;
-    let mut confirmed_by_sku: BTreeMap<String, (u64, HashSet<String>)> = BTreeMap::new();
+    // By SKU: the units the confirmed orders (and the checkouts still running that reserved)
+    // hold, and those orders.
+    let mut held_by_sku: BTreeMap<String, (u64, HashSet<String>)> = BTreeMap::new();
     for id in &measured {
         if !tally.orders.contains_key(id) {
             problem("an order placed has no events (lost)", id.clone());
@@ -1541,7 +1738,14 @@ async fn audit(
         }
         let net_money = i128::from(facts.captured) - i128::from(facts.refunded);
         let held = i64::from(facts.reservations) - i64::from(facts.releases);
-        money_taken += net_money;
+        if finished == 1 {
+            money_taken += net_money;
+        } else if finished == 0 && held > 0 {
+            // A checkout still running holds its reservation (and maybe money) for now.
+            let entry = held_by_sku.entry(facts.sku.clone()).or_default();
+            entry.0 += u64::from(facts.quantity);
+            entry.1.insert(id.clone());
+        }
         if facts.confirmed == 1 && finished == 1 {
             money_owed += i128::from(facts.total);
             if facts.captured != facts.total || facts.refunds > 0 {
@@ -1556,7 +1760,7 @@ async fn audit(
             if held != 1 {
                 problem("a confirmed order does not hold one reservation", format!("{id}: {held}"));
             }
-            let entry = confirmed_by_sku.entry(facts.sku.clone()).or_default();
+            let entry = held_by_sku.entry(facts.sku.clone()).or_default();
             entry.0 += u64::from(facts.quantity);
             entry.1.insert(id.clone());
         }
@@ -1581,7 +1785,7 @@ async fn audit(
     }
     if money_taken != money_owed {
         problem(
-            "the money captured and not refunded is not the confirmed orders' total",
+            "the money captured and not refunded for finished checkouts is not the confirmed orders' total",
             format!("taken {money_taken}, owed {money_owed}"),
         );
     }
@@ -1603,25 +1807,25 @@ async fn audit(
     let mut levels = BTreeMap::new();
     for (sku, restocked) in &tally.restocked {
         let inventory = runners.inventory.load(sku).await?.state;
-        let (taken, holders) = confirmed_by_sku.remove(sku).unwrap_or_default();
+        let (taken, holders) = held_by_sku.remove(sku).unwrap_or_default();
         let expected = restocked.saturating_sub(taken);
         if u64::from(inventory.available) != expected {
             problem(
-                "a SKU's stock is not what was restocked less what confirmed orders took",
+                "a SKU's stock is not what was restocked less what confirmed (and running) orders hold",
                 format!("{sku}: {} available, expected {expected}", inventory.available),
             );
         }
         let held: HashSet<String> = inventory.reserved.keys().cloned().collect();
         if held != holders {
             problem(
-                "a SKU's reservations are not its confirmed orders'",
-                format!("{sku}: {} held, {} confirmed", held.len(), holders.len()),
+                "a SKU's reservations are not its confirmed (and running) orders'",
+                format!("{sku}: {} held, {} expected", held.len(), holders.len()),
             );
         }
         let reserved: u32 = inventory.reserved.values().sum();
         levels.insert(sku.clone(), StockLevel { available: inventory.available, reserved });
     }
-    for sku in confirmed_by_sku.keys() {
+    for sku in held_by_sku.keys() {
         problem("confirmed orders took stock of a SKU never restocked", sku.clone());
     }
 

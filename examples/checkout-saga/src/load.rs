@@ -41,9 +41,10 @@
 //! event and exactly one terminal event; a declined card was never charged; a confirmed order
 //! was captured once for its total, never refunded, and holds one reservation; a cancelled
 //! order's money and stock were given back; no payment was captured twice, no order reserved
-//! twice; the money captured and not refunded is the total of the confirmed orders; each
-//! SKU's stock is what was restocked less what the confirmed orders took, and holds exactly
-//! their reservations; no event id was written twice; the board agrees with the aggregates.
+//! twice; the money captured and not refunded for finished checkouts is the total of the
+//! confirmed orders; each SKU's stock is what was restocked less what the confirmed orders (and
+//! the checkouts still running that reserved) hold, and holds exactly their reservations; no
+//! event id was written twice; the board agrees with the aggregates.
 //! The run also fails when the generator could not hold the offered rate (it started an order
 //! later than [`Options::max_lateness_ms`] after its due time) or a checkout had not finished
 //! within [`Options::drain_secs`] after the last order.

@@ -865,12 +865,15 @@ async fn serve_otlp(mut stream: tokio::net::TcpStream, sink: &Sink) -> std::io::
 /// `clients` clients for `duration`, on `store`'s database: what PostgreSQL itself does.
 async fn raw_ceiling(
     store: &PostgresEventStore,
+    run: &str,
     clients: usize,
     duration: Duration,
 ) -> Result<f64, BoxError> {
     let pool = store.pool();
-    pool.execute(
-        "CREATE TABLE load_raw_events (
+    // A table of this run's own (`run` is letters and digits), dropped at the end.
+    let table = format!("load_raw_{run}");
+    pool.execute(sqlx::AssertSqlSafe(format!(
+        "CREATE TABLE {table} (
             position        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
             stream_id       text NOT NULL,
             stream_version  bigint NOT NULL,
@@ -883,30 +886,31 @@ async fn raw_ceiling(
             recorded_at     timestamptz NOT NULL DEFAULT now(),
             transaction_id  xid8 NOT NULL DEFAULT pg_current_xact_id(),
             UNIQUE (stream_id, stream_version)
-        )",
-    )
+        )"
+    )))
     .await?;
     let start = Instant::now();
     let mut tasks = JoinSet::new();
     for client in 0..clients {
         let pool = pool.clone();
+        let insert = format!(
+            "INSERT INTO {table} (stream_id, stream_version, event_id, event_name, \
+             event_version, payload_format, payload, metadata) \
+             VALUES ($1, $2, $3, 'load.raw', 1, 'bincode2', $4, $5::jsonb)"
+        );
         tasks.spawn(async move {
             let stream = format!("raw-{client}");
             let mut version: i64 = 0;
             while start.elapsed() < duration {
                 version += 1;
-                sqlx::query(
-                    "INSERT INTO load_raw_events (stream_id, stream_version, event_id, \
-                     event_name, event_version, payload_format, payload, metadata) \
-                     VALUES ($1, $2, $3, 'load.raw', 1, 'bincode2', $4, $5::jsonb)",
-                )
-                .bind(&stream)
-                .bind(version)
-                .bind(uuid::Uuid::now_v7())
-                .bind(vec![7u8; 60])
-                .bind(r#"{"correlation_id":"00000000-0000-0000-0000-000000000000"}"#)
-                .execute(&pool)
-                .await?;
+                sqlx::query(sqlx::AssertSqlSafe(insert.as_str()))
+                    .bind(&stream)
+                    .bind(version)
+                    .bind(uuid::Uuid::now_v7())
+                    .bind(vec![7u8; 60])
+                    .bind(r#"{"correlation_id":"00000000-0000-0000-0000-000000000000"}"#)
+                    .execute(&pool)
+                    .await?;
             }
             Ok::<i64, sqlx::Error>(version)
         });
@@ -916,7 +920,7 @@ async fn raw_ceiling(
         rows += done??;
     }
     let elapsed = start.elapsed();
-    pool.execute("DROP TABLE load_raw_events").await?;
+    pool.execute(sqlx::AssertSqlSafe(format!("DROP TABLE {table}"))).await?;
     #[allow(clippy::cast_precision_loss)]
     Ok(rows as f64 / elapsed.as_secs_f64())
 }
@@ -1199,9 +1203,13 @@ async fn drive(
     }
 
     let raw_ceiling = if options.raw_clients > 0 && options.raw_secs > 0.0 {
-        let rate =
-            raw_ceiling(&store, options.raw_clients, Duration::from_secs_f64(options.raw_secs))
-                .await?;
+        let rate = raw_ceiling(
+            &store,
+            run,
+            options.raw_clients,
+            Duration::from_secs_f64(options.raw_secs),
+        )
+        .await?;
         Some((rate, options.raw_clients))
     } else {
         None

@@ -1004,9 +1004,9 @@ pub struct Report {
     pub confirmed: u64,
     /// Finished checkouts per second, from the start to the last one finishing.
     pub achieved_rate: f64,
-    /// Commands per second over the same time: each order's placement and the saga's commands
-    /// (charge, reserve, confirm or cancel, refund, release, as its events show), and the plain
-    /// commands.
+    /// Commands per second over the same time: the placement and the saga's commands (charge,
+    /// reserve, confirm or cancel, refund, release, as its events show) of each finished
+    /// checkout, and the plain commands.
     pub commands_per_second: f64,
     /// From an order's due time to its terminal event committing; a checkout still running
     /// at the end of the drain counts with its age then (a lower bound).

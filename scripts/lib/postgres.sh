@@ -8,7 +8,9 @@
 #
 # When DATABASE_URL is already set, pg_start uses that server and starts nothing.
 # The settings trade durability for speed (fsync=off, synchronous_commit=off,
-# full_page_writes=off): fine for tests, wrong for anything else.
+# full_page_writes=off): fine for tests, wrong for anything else. PG_DURABLE=1 starts it with
+# PostgreSQL's durable defaults instead (fsync, synchronous_commit and full_page_writes on), for
+# measuring what durability costs.
 
 _PG_STARTED_DIR=""
 _PG_CREATED_BASE=""
@@ -70,8 +72,12 @@ pg_start() {
         return 1
     }
     port=$(_pg_free_port) || return 1
+    local durability="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    if [ "${PG_DURABLE:-0}" = 1 ]; then
+        durability="-c fsync=on -c synchronous_commit=on -c full_page_writes=on"
+    fi
     _pg_as_postgres pg_ctl -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
-        -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
+        -o "-p $port -k $dir -c listen_addresses=127.0.0.1 $durability -c max_connections=200" \
         start >/dev/null || {
         echo "pg_start: PostgreSQL did not start, see $dir/postgres.log" >&2
         cat "$dir/postgres.log" >&2

@@ -5,9 +5,15 @@
 //! The saga never reads it (it keeps its own state); it answers queries, where a lag of
 //! milliseconds is fine, and a query that must see a command's effect waits for the command's
 //! token ([`ServiceHandle::reached`](composable::service::ServiceHandle::reached)).
+//!
+//! Two projections keep the same board: [`CheckoutBoard`] in memory ([`InMemoryDocuments`]),
+//! for the demo and the in-process tests, and [`PostgresBoard`] on PostgreSQL
+//! ([`PostgresReadStore`], documents in the event store's database), which the hosted checkout
+//! runs as its `board` role ([`hosted`](crate::hosted)). Both apply the same changes.
 
 use composable::projection::{DocumentBatch, DocumentError, InMemoryDocuments};
 use composable::{RecordedEvent, project, projection};
+use composable_postgres::{PostgresBatch, PostgresReadStore, ReadModelError};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -50,13 +56,7 @@ pub struct CheckoutBoard;
 impl CheckoutBoard {
     #[project]
     fn placed(&self, batch: &mut DocumentBatch, event: &OrderPlaced) -> Result<(), DocumentError> {
-        let line = OrderLine {
-            sku: event.sku.clone(),
-            quantity: event.quantity,
-            total: event.total,
-            status: "placed".into(),
-        };
-        batch.put(ORDERS, &event.order_id, &line)
+        batch.put(ORDERS, &event.order_id, &OrderLine::placed(event))
     }
 
     #[project]
@@ -65,7 +65,7 @@ impl CheckoutBoard {
         batch: &mut DocumentBatch,
         event: &OrderConfirmed,
     ) -> Result<(), DocumentError> {
-        set_status(batch, &event.order_id, "confirmed".into())
+        set_status(batch, &event.order_id, CONFIRMED.into())
     }
 
     #[project]
@@ -74,7 +74,7 @@ impl CheckoutBoard {
         batch: &mut DocumentBatch,
         event: &OrderCancelled,
     ) -> Result<(), DocumentError> {
-        set_status(batch, &event.order_id, format!("cancelled: {}", event.reason))
+        set_status(batch, &event.order_id, cancelled(event))
     }
 
     #[project]
@@ -84,7 +84,7 @@ impl CheckoutBoard {
         event: &Restocked,
         envelope: &RecordedEvent,
     ) -> Result<(), DocumentError> {
-        stock(batch, envelope, |level| level.available += event.quantity)
+        stock(batch, envelope, |level| restock(level, event.quantity))
     }
 
     #[project]
@@ -114,16 +114,47 @@ impl CheckoutBoard {
         event: &StockReleased,
         envelope: &RecordedEvent,
     ) -> Result<(), DocumentError> {
-        stock(batch, envelope, |level| {
-            level.available += event.quantity;
-            level.reserved = level.reserved.saturating_sub(event.quantity);
-        })
+        stock(batch, envelope, |level| release(level, event.quantity))
     }
+}
+
+/// The status of a confirmed order.
+pub const CONFIRMED: &str = "confirmed";
+
+impl OrderLine {
+    /// The line of an order just placed.
+    pub fn placed(event: &OrderPlaced) -> Self {
+        Self {
+            sku: event.sku.clone(),
+            quantity: event.quantity,
+            total: event.total,
+            status: "placed".into(),
+        }
+    }
+
+    /// Whether the checkout of the order has finished (confirmed or cancelled).
+    pub fn finished(&self) -> bool {
+        self.status == CONFIRMED || self.status.starts_with("cancelled")
+    }
+}
+
+/// The status of a cancelled order.
+fn cancelled(event: &OrderCancelled) -> String {
+    format!("cancelled: {}", event.reason)
+}
+
+fn restock(level: &mut StockLevel, quantity: u32) {
+    level.available += quantity;
 }
 
 fn reserve(level: &mut StockLevel, quantity: u32) {
     level.available = level.available.saturating_sub(quantity);
     level.reserved += quantity;
+}
+
+fn release(level: &mut StockLevel, quantity: u32) {
+    level.available += quantity;
+    level.reserved = level.reserved.saturating_sub(quantity);
 }
 
 fn set_status(
@@ -147,4 +178,102 @@ fn stock(
     let mut level: StockLevel = batch.get(STOCK, sku)?.unwrap_or_default();
     change(&mut level);
     batch.put(STOCK, sku, &level)
+}
+
+/// Keeps the board on PostgreSQL: the same documents as [`CheckoutBoard`], in the read store's
+/// `read_documents` (collections [`ORDERS`] and [`STOCK`]), committed with the projection's
+/// checkpoint in one transaction. Its role in the hosted checkout is `board`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PostgresBoard;
+
+#[projection(name = "board", store = PostgresReadStore)]
+impl PostgresBoard {
+    #[project]
+    async fn placed(
+        &self,
+        batch: &mut PostgresBatch,
+        event: &OrderPlaced,
+    ) -> Result<(), ReadModelError> {
+        batch.put(ORDERS, &event.order_id, &OrderLine::placed(event)).await
+    }
+
+    #[project]
+    async fn confirmed(
+        &self,
+        batch: &mut PostgresBatch,
+        event: &OrderConfirmed,
+    ) -> Result<(), ReadModelError> {
+        set_status_pg(batch, &event.order_id, CONFIRMED.into()).await
+    }
+
+    #[project]
+    async fn cancelled(
+        &self,
+        batch: &mut PostgresBatch,
+        event: &OrderCancelled,
+    ) -> Result<(), ReadModelError> {
+        set_status_pg(batch, &event.order_id, cancelled(event)).await
+    }
+
+    #[project]
+    async fn restocked(
+        &self,
+        batch: &mut PostgresBatch,
+        event: &Restocked,
+        envelope: &RecordedEvent,
+    ) -> Result<(), ReadModelError> {
+        stock_pg(batch, envelope, |level| restock(level, event.quantity)).await
+    }
+
+    #[project]
+    async fn reserved(
+        &self,
+        batch: &mut PostgresBatch,
+        event: &StockReserved,
+        envelope: &RecordedEvent,
+    ) -> Result<(), ReadModelError> {
+        stock_pg(batch, envelope, |level| reserve(level, event.quantity)).await
+    }
+
+    #[project]
+    async fn requested(
+        &self,
+        batch: &mut PostgresBatch,
+        event: &ReservationRequested,
+        envelope: &RecordedEvent,
+    ) -> Result<(), ReadModelError> {
+        stock_pg(batch, envelope, |level| reserve(level, event.quantity)).await
+    }
+
+    #[project]
+    async fn released(
+        &self,
+        batch: &mut PostgresBatch,
+        event: &StockReleased,
+        envelope: &RecordedEvent,
+    ) -> Result<(), ReadModelError> {
+        stock_pg(batch, envelope, |level| release(level, event.quantity)).await
+    }
+}
+
+async fn set_status_pg(
+    batch: &mut PostgresBatch,
+    order_id: &str,
+    status: String,
+) -> Result<(), ReadModelError> {
+    // An order the board has not seen placed (it started after) gets no line.
+    let Some(mut line) = batch.get::<OrderLine>(ORDERS, order_id).await? else { return Ok(()) };
+    line.status = status;
+    batch.put(ORDERS, order_id, &line).await
+}
+
+async fn stock_pg(
+    batch: &mut PostgresBatch,
+    envelope: &RecordedEvent,
+    change: impl FnOnce(&mut StockLevel) + Send,
+) -> Result<(), ReadModelError> {
+    let sku = envelope.stream_id.id();
+    let mut level: StockLevel = batch.get(STOCK, sku).await?.unwrap_or_default();
+    change(&mut level);
+    batch.put(STOCK, sku, &level).await
 }

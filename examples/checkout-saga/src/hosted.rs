@@ -1,8 +1,9 @@
 //! The checkout's services on PostgreSQL and Kafka, as configuration of the application host:
 //! the events, the saga's timers and every consumer's checkpoint in one database; the outbox
-//! relay, the command service hosting the three aggregates, and the saga reading its events and
-//! sending its commands through the broker. [`app`] is all of it; `src/bin/checkout-service.rs`
-//! runs it as a process, in any subset of its roles (`relay`, `commands`, `checkout`).
+//! relay, the command service hosting the three aggregates, the saga reading its events and
+//! sending its commands through the broker, and the board ([`PostgresBoard`]), a projection into
+//! the same database. [`app`] is all of it; `src/bin/checkout-service.rs` runs it as a process,
+//! in any subset of its roles (`relay`, `commands`, `checkout`, `board`).
 
 use std::time::Duration;
 
@@ -10,8 +11,11 @@ use composable::bus::Namespaced;
 use composable::host::{App, AppBuilder};
 use composable::{BoxError, Clock};
 use composable_kafka::{KafkaBus, KafkaConfig};
-use composable_postgres::{PostgresCheckpointStore, PostgresEventStore, PostgresTimerStore};
+use composable_postgres::{
+    PostgresCheckpointStore, PostgresEventStore, PostgresReadStore, PostgresTimerStore,
+};
 
+use crate::board::PostgresBoard;
 use crate::{Aggregates, CheckoutSaga};
 
 /// The broker, every topic and group under a prefix (empty in production, one per run in tests).
@@ -45,8 +49,25 @@ pub async fn connect_bus(config: KafkaConfig, prefix: &str) -> Result<Bus, BoxEr
     Ok(Namespaced::new(kafka, prefix))
 }
 
+/// Migrates `store`'s database: the event store's tables and the read store's (the board's
+/// documents and checkpoint), both of which [`app`] needs.
+///
+/// # Errors
+/// When a migration fails.
+pub async fn migrate(store: &PostgresEventStore) -> Result<(), BoxError> {
+    store.migrate().await?;
+    read_store(store).migrate().await?;
+    Ok(())
+}
+
+/// The read store the board writes to: `store`'s database, through its pool.
+pub fn read_store(store: &PostgresEventStore) -> PostgresReadStore {
+    PostgresReadStore::new(store.pool().clone())
+}
+
 /// The checkout on `store` and `bus`, time from `clock`, with `runners` hosted behind their
-/// command topics: build it with [`AppBuilder::build`] (after choosing roles, if not all).
+/// command topics and the board kept in `store`'s database (migrated with [`migrate`]): build it
+/// with [`AppBuilder::build`] (after choosing roles, if not all).
 pub fn app(
     store: &PostgresEventStore,
     bus: &Bus,
@@ -62,6 +83,7 @@ pub fn app(
         .aggregate(&runners.payments)
         .aggregate(&runners.inventory)
         .saga::<CheckoutSaga>()
+        .projection(PostgresBoard, read_store(store))
 }
 
 /// Creates `topics` (from [`App::topics`](composable::host::App::topics)) on the broker, under

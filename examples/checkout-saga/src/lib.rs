@@ -15,10 +15,13 @@
 //! environment through [`settings`] and exports its traces with OTLP through [`telemetry`]).
 //! [`board`] is the read model a back office queries: every order's outcome and every SKU's
 //! stock.
+//! [`load`] drives the hosted checkout, running as several processes, at a constant arrival
+//! rate and audits what it did (`src/bin/checkout-load.rs`).
 
 pub mod board;
 pub mod hosted;
 mod inventory;
+pub mod load;
 mod order;
 mod payment;
 mod saga;

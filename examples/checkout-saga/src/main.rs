@@ -128,7 +128,7 @@ async fn run_on_the_host(
     brokers: &str,
 ) -> Result<(), Error> {
     let store = PostgresEventStore::connect(database_url).await?;
-    store.migrate().await?;
+    hosted::migrate(&store).await?;
     let bus = hosted::connect_bus(hosted::kafka_config(brokers), "").await?;
     let clock = TestClock::new();
     let timers = PostgresTimerStore::new(store.pool().clone());

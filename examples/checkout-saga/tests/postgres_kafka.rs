@@ -69,7 +69,7 @@ impl Backends {
             .connect()
             .await
             .expect("connect to the test database");
-        store.migrate().await.expect("migrations");
+        hosted::migrate(&store).await.expect("migrations");
         let clock = TestClock::new();
         let timers = PostgresTimerStore::new(store.pool().clone());
         let checkout = Checkout::new(store.clone(), timers, clock.clone());

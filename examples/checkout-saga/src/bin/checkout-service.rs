@@ -13,9 +13,10 @@
 //! ```
 //!
 //! Roles: `relay` (the outbox relay), `commands` (the command service hosting Order, Payment and
-//! Inventory), `checkout` (the saga's input and timers). Several processes of one role share
-//! the work: the command service through the broker's consumer group; the relay and the saga's
-//! input through a claim in the database, so that one process does the work while the others
+//! Inventory), `checkout` (the saga's input and timers), `board` (the board's projection into
+//! the same database). Several processes of one role share the work: the command service
+//! through the broker's consumer group; the relay, the saga's input and the board through a
+//! claim in the database, so that one process does the work while the others
 //! stand by, and one of them takes over within the claim's time (`CHECKOUT_CLAIM_TTL_MS`,
 //! 10 s by default) when it dies — at once when it shut down gracefully. `CHECKOUT_TOPIC_PREFIX`
 //! prefixes every topic and consumer group, so that runs sharing a broker don't meet.
@@ -107,7 +108,7 @@ async fn run(settings: Settings) -> Result<(), Error> {
         .max_connections(settings.db_max_connections)
         .connect()
         .await?;
-    store.migrate().await?;
+    hosted::migrate(&store).await?;
     let kafka = hosted::kafka_config(settings.kafka.brokers()).with_env(&settings.kafka);
     let bus = hosted::connect_bus(kafka, &settings.topic_prefix).await?;
 
@@ -163,7 +164,7 @@ fn roles() -> Result<Option<Vec<String>>, Error> {
             None if arg == "--role" => args.next().ok_or("--role needs a value")?,
             None => {
                 return Err(format!(
-                    "unknown argument `{arg}`; usage: [--role relay,commands,checkout]"
+                    "unknown argument `{arg}`; usage: [--role relay,commands,checkout,board]"
                 )
                 .into());
             }

@@ -141,18 +141,18 @@ impl<A> Effect<A> {
     {
         let timed = move |clock: Arc<dyn Clock>| -> BoxFuture<'static, A> {
             Box::pin(async move {
-                let mut attempts = 1;
-                loop {
-                    match attempt().await {
-                        Ok(action) => return action,
-                        Err(error) if backoff.allows(attempts + 1) => {
-                            drop(error);
+                let mut attempts = 0;
+                let tried = backoff
+                    .retry(
+                        &*clock,
+                        |_| true,
+                        || {
                             attempts += 1;
-                            backoff.wait_before(attempts, &*clock).await;
-                        }
-                        Err(error) => return exhausted(Exhausted { error, attempts }),
-                    }
-                }
+                            attempt()
+                        },
+                    )
+                    .await;
+                tried.unwrap_or_else(|error| exhausted(Exhausted { error, attempts }))
             })
         };
         Self { kind: Kind::Retry(Box::new(timed)) }

@@ -575,26 +575,19 @@ impl<G: Saga, S: EventStore, D: Dispatcher, T: TimerStore, C: Codec> SagaRunner<
         dispatch: &Dispatch,
         command: CommandContext,
     ) -> Result<(), DispatchError> {
-        let mut attempt = 1;
-        loop {
-            let error = match self.dispatcher.dispatch(dispatch.clone(), command).await {
-                Err(error @ DispatchError::Failed { .. }) => error,
-                other => return other,
-            };
-            match self.dispatch_retry {
-                Some(retry) if retry.allows(attempt + 1) => {
-                    attempt += 1;
-                    tracing::warn!(saga = G::NAME, %dispatch, %error, attempt, "dispatch failed; trying again");
-                    retry.wait_before(attempt, &*self.clock).await;
-                }
-                _ => {
-                    if self.dispatch_retry.is_some() {
-                        tracing::warn!(saga = G::NAME, %dispatch, %error, attempts = attempt, "dispatch failed; giving up");
-                    }
-                    return Err(error);
-                }
-            }
+        let Some(retry) = self.dispatch_retry else {
+            return self.dispatcher.dispatch(dispatch.clone(), command).await;
+        };
+        let failed = |error: &DispatchError| matches!(error, DispatchError::Failed { .. });
+        let sent = retry
+            .retry(&*self.clock, failed, || self.dispatcher.dispatch(dispatch.clone(), command))
+            .await;
+        if let Err(error) = &sent
+            && failed(error)
+        {
+            tracing::warn!(saga = G::NAME, %dispatch, %error, "dispatch failed after its attempts");
         }
+        sent
     }
 
     /// Dispatches the compensations of every completed step, latest first.

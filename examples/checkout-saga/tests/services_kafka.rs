@@ -93,6 +93,21 @@ fn place(order: usize) -> (String, PlaceOrder) {
     (id, place)
 }
 
+/// Stocks every SKU and places the first half of the orders at once.
+async fn stock_and_place_the_first_half(runners: &Aggregates<PostgresEventStore>) {
+    for sku in 0..3 {
+        runners
+            .inventory
+            .execute(format!("tea-{sku}"), Restock { quantity: 1_000, manual: false })
+            .await
+            .expect("restock");
+    }
+    for order in 0..ORDERS / 2 {
+        let (id, place) = place(order);
+        runners.orders.execute(&id, place).await.expect("place an order");
+    }
+}
+
 /// Waits until every checkout has finished, completed or compensated.
 async fn wait_until_finished(runners: &Aggregates<PostgresEventStore>, within: Duration) {
     let deadline = Instant::now() + within;
@@ -171,19 +186,9 @@ async fn checkouts_survive_a_killed_saga_process_with_nothing_lost_or_doubled() 
 
     // The test is the front end: it places orders through its own runners on the database.
     let runners = Aggregates::new(&store, &SystemClock);
-    for sku in 0..3 {
-        runners
-            .inventory
-            .execute(format!("tea-{sku}"), Restock { quantity: 1_000, manual: false })
-            .await
-            .expect("restock");
-    }
     // Half the orders at once, then the saga's process dies as soon as it has charged a card:
     // the checkouts are in flight, their deliveries unacknowledged and commands sent.
-    for order in 0..ORDERS / 2 {
-        let (id, place) = place(order);
-        runners.orders.execute(&id, place).await.expect("place an order");
-    }
+    stock_and_place_the_first_half(&runners).await;
     wait_for_a_charge(&runners, Duration::from_secs(60)).await;
     saga.kill();
     let finished = finished(&runners, 0..ORDERS / 2).await;
@@ -265,20 +270,10 @@ async fn sigterm_mid_run_stops_each_process_promptly_and_loses_nothing() {
     assert!(live.ends_with("\r\n\r\nlive\n"), "{live}");
 
     let runners = Aggregates::new(store, &SystemClock);
-    for sku in 0..3 {
-        runners
-            .inventory
-            .execute(format!("tea-{sku}"), Restock { quantity: 1_000, manual: false })
-            .await
-            .expect("restock");
-    }
     // Half the orders at once; as soon as a card is charged, the saga's process is told to
     // stop: it finishes the batch in hand, saves its checkpoint after it, releases its claim
     // and exits 0.
-    for order in 0..ORDERS / 2 {
-        let (id, place) = place(order);
-        runners.orders.execute(&id, place).await.expect("place an order");
-    }
+    stock_and_place_the_first_half(&runners).await;
     wait_for_a_charge(&runners, Duration::from_secs(60)).await;
     let took = saga.terminate();
     assert!(took < PROMPTLY, "the saga's process took {took:?} to stop");

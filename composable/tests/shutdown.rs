@@ -258,8 +258,16 @@ async fn readiness_moves_from_not_ready_to_ready_as_the_services_catch_up() {
     place(&store, 3).await;
     let running = in_process(&store, &InMemoryCheckpointStore::new());
 
-    // The saga's input is held on its first batch: running, not caught up.
+    // The saga's input is held on its first batch: running, not caught up. Its timers start on
+    // their own task, so wait for every other service to have started.
     store.wait_for_a_held_append().await;
+    within(WAIT, "the other services start", async {
+        while running.readiness().not_ready().any(|service| service.state == ReadyState::Starting)
+        {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
     let readiness = running.readiness();
     assert!(!readiness.is_ready(), "{readiness}");
     let held: Vec<_> = readiness.not_ready().collect();

@@ -921,7 +921,8 @@ where
     let role = Role::Saga(G::NAME);
     let mut input =
         saga::from_log(&runner, wiring.checkpoints.clone()).claimed(wiring.claim.0, wiring.claim.1);
-    let mut timers = SagaTimers::every(runner, wiring.timer_interval);
+    let mut timers =
+        SagaTimers::every(runner, wiring.timer_interval).wait_for_input(wiring.checkpoints.clone());
     if let Some(backoff) = wiring.backoff {
         input = input.backoff(backoff);
         timers = timers.backoff(backoff);

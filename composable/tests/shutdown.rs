@@ -262,8 +262,7 @@ async fn readiness_moves_from_not_ready_to_ready_as_the_services_catch_up() {
     // their own task, so wait for every other service to have started.
     store.wait_for_a_held_append().await;
     within(WAIT, "the other services start", async {
-        while running.readiness().not_ready().any(|service| service.state == ReadyState::Starting)
-        {
+        while running.readiness().not_ready().any(|service| service.state == ReadyState::Starting) {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     })

@@ -44,10 +44,12 @@
 //! # }).unwrap();
 //! ```
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 
 use super::error::SagaError;
@@ -57,13 +59,14 @@ use super::{Saga, category};
 use crate::BoxError;
 use crate::backoff::{Backoff, Failures};
 use crate::bus::EventBus;
-use crate::checkpoint::CheckpointStore;
+use crate::checkpoint::{CheckpointStore, SharedCheckpoints};
 use crate::codec::Codec;
 use crate::consumer::{BusConsumer, EventHandler, Events, LogConsumer};
 use crate::dispatch::Dispatcher;
 use crate::envelope::RecordedEvent;
 use crate::event_store::EventStore;
 use crate::service::{Service, ServiceContext};
+use crate::stream::Position;
 
 /// Hands the events of a batch to a saga's runner: the saga's [`EventHandler`].
 ///
@@ -193,10 +196,15 @@ where
 
 /// Fires a saga's due timers, looking every `every` on the runner's clock: a [`Service`].
 /// Several processes may run it; each timer is claimed by one of them at a time (its lease).
+///
+/// With [`wait_for_input`](Self::wait_for_input) a timeout waits until the saga's input from the
+/// log has handled every event committed before it fell due, so that an input running behind
+/// never lets a timeout overtake the event that would have cancelled it.
 pub struct SagaTimers<G: Saga, S, D, T, C> {
     runner: Arc<SagaRunner<G, S, D, T, C>>,
     every: Duration,
     backoff: Backoff,
+    input: Option<InputWatermark>,
 }
 
 impl<G: Saga, S, D, T, C> fmt::Debug for SagaTimers<G, S, D, T, C> {
@@ -226,7 +234,7 @@ where
     pub fn every(runner: Arc<SagaRunner<G, S, D, T, C>>, every: Duration) -> Self {
         let every = every.max(Duration::from_millis(1));
         let backoff = Backoff::exponential(Duration::from_millis(100)).max_delay(every);
-        Self { runner, every, backoff }
+        Self { runner, every, backoff, input: None }
     }
 }
 
@@ -237,6 +245,90 @@ impl<G: Saga, S, D, T, C> SagaTimers<G, S, D, T, C> {
     pub fn backoff(mut self, backoff: Backoff) -> Self {
         self.backoff = backoff;
         self
+    }
+
+    /// Holds each timeout back until the saga's input from the log ([`from_log`], keeping its
+    /// checkpoint in `checkpoints`) has handled every event committed before the timeout fell
+    /// due: the event that completes a step in time is never overtaken by the step's timeout
+    /// because the input was running behind (a slow or restarted process, a backlog). The input
+    /// may run in another process; its checkpoint is what tells how far it got.
+    ///
+    /// Without it (the default) timers fire on the clock alone, which suits an input that is
+    /// not the log's: [`from_bus`] has no position to wait for.
+    #[must_use]
+    pub fn wait_for_input(mut self, checkpoints: impl CheckpointStore) -> Self {
+        self.input =
+            Some(InputWatermark::new(category(G::NAME), SharedCheckpoints::new(checkpoints)));
+        self
+    }
+}
+
+impl<G, S, D, T, C> SagaTimers<G, S, D, T, C>
+where
+    G: Saga,
+    S: EventStore,
+    D: Dispatcher,
+    T: TimerStore,
+    C: Codec,
+{
+    /// Fires the timers due now, or those due by the time the input has caught up with.
+    async fn pass(&mut self) -> Result<(), SagaError> {
+        let now = self.runner.clock().now();
+        let due_by = match &mut self.input {
+            Some(input) => input.reached(self.runner.store(), now).await?,
+            None => Some(now),
+        };
+        if let Some(due_by) = due_by {
+            self.runner.fire_due_by(due_by).await?;
+        }
+        Ok(())
+    }
+}
+
+/// How far a saga's input from the log has got in time: the head of the log is noted at every
+/// pass of the timers, and once the input's checkpoint reaches a noted head, every event
+/// committed before that pass has been handled.
+#[derive(Debug)]
+struct InputWatermark {
+    /// The input's checkpoint name.
+    name: String,
+    checkpoints: SharedCheckpoints,
+    /// The passes whose head the input has not reached: when, and the head then.
+    marks: VecDeque<(DateTime<Utc>, Position)>,
+    /// The time of the latest pass whose head the input has reached.
+    reached: Option<DateTime<Utc>>,
+}
+
+impl InputWatermark {
+    /// The most passes remembered while the input is behind; beyond it the newest is moved on,
+    /// which only holds timeouts back longer.
+    const MARKS: usize = 4096;
+
+    fn new(name: String, checkpoints: SharedCheckpoints) -> Self {
+        Self { name, checkpoints, marks: VecDeque::new(), reached: None }
+    }
+
+    /// Notes the head at `now` and returns the time by which the input has handled every
+    /// committed event; `None` until it reaches the first head noted.
+    async fn reached(
+        &mut self,
+        store: &impl EventStore,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, SagaError> {
+        let head = store.head().await.map_err(SagaError::Store)?;
+        let full = self.marks.len() >= Self::MARKS;
+        match self.marks.back_mut() {
+            Some(last) if last.1 == head || full => *last = (now, head),
+            _ => self.marks.push_back((now, head)),
+        }
+        let checkpoint = self.checkpoints.load(&self.name).await?;
+        while let Some(&(at, head)) = self.marks.front()
+            && head <= checkpoint
+        {
+            self.reached = Some(at);
+            self.marks.pop_front();
+        }
+        Ok(self.reached)
     }
 }
 
@@ -252,12 +344,13 @@ where
         format!("{}.timers", category(G::NAME))
     }
 
-    async fn run(self, mut context: ServiceContext) -> Result<(), BoxError> {
+    async fn run(mut self, mut context: ServiceContext) -> Result<(), BoxError> {
         let mut failures = Failures::new(self.backoff);
-        let clock = self.runner.clock();
+        let runner = Arc::clone(&self.runner);
+        let clock = runner.clock();
         while !context.stop_requested() {
             let started = clock.now();
-            let wait = match self.runner.fire_due().await {
+            let wait = match self.pass().await {
                 Ok(_) => {
                     failures.succeeded();
                     context.caught_up(None);

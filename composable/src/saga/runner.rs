@@ -445,7 +445,22 @@ impl<G: Saga, S: EventStore, D: Dispatcher, T: TimerStore, C: Codec> SagaRunner<
     /// The first timer that failed; the others claimed with it are offered again when their
     /// lease runs out.
     pub async fn fire_due(&self) -> Result<Vec<Progress>, SagaError> {
-        let due = self.timers.claim_due(G::NAME, self.clock.now(), self.lease, BATCH).await?;
+        self.fire_due_by(self.clock.now()).await
+    }
+
+    /// Claims the timers due by `due_by` (at the latest the runner's clock) and fires them,
+    /// each leased until the runner's clock plus the lease: what [`SagaTimers`](super::SagaTimers)
+    /// does when it holds back the timeouts the saga's input has not caught up with.
+    pub(super) async fn fire_due_by(
+        &self,
+        due_by: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<Progress>, SagaError> {
+        let now = self.clock.now();
+        let due_by = due_by.min(now);
+        // The store leases from the time it is given: lengthen the lease by what that time is
+        // behind the clock.
+        let lease = self.lease + (now - due_by).to_std().unwrap_or_default();
+        let due = self.timers.claim_due(G::NAME, due_by, lease, BATCH).await?;
         let mut fired = Vec::new();
         for timer in &due {
             if let Some(progress) = self.fire(timer).await? {

@@ -2,6 +2,8 @@
 //! backends; the happy path over an in-memory bus, in one process and split into two by roles;
 //! and every mistake the host refuses when it is built.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use checkout_saga::{Aggregates, CheckoutSaga, DECLINED_CARD, OrderStatus, PlaceOrder, Restock};
@@ -10,6 +12,7 @@ use composable::checkpoint::InMemoryCheckpointStore;
 use composable::dispatch::LocalDispatcher;
 use composable::host::{App, HostError, Role};
 use composable::saga::{InMemoryTimerStore, SagaStatus, Timer, TimerError, TimerStore};
+use composable::testing::HookedStore;
 use composable::{EventStore, InMemoryEventStore, Saga, SagaRunner, TestClock};
 
 /// The three aggregates' runners on one in-memory store.
@@ -132,6 +135,70 @@ async fn a_silent_warehouse_times_out_on_the_hosts_clock() {
     assert_eq!(runners.payments.load("1").await.unwrap().state.captured, 0);
     let stock = runners.inventory.load("tea").await.unwrap().state;
     assert_eq!((stock.available, stock.reserved.len()), (10, 0));
+    assert!(timers.pending().is_empty());
+    running.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_waits_for_the_saga_to_read_the_events_committed_before_it_fell_due() {
+    let (store, timers, clock) =
+        (InMemoryEventStore::new(), InMemoryTimerStore::new(), TestClock::new());
+    // The saga's input stops short of any `inventory.reserved` while `behind` is set, as an
+    // input stuck on a backlog does; the head tells the truth.
+    let behind = Arc::new(AtomicBool::new(true));
+    let held = Arc::clone(&behind);
+    let lagging = HookedStore::new(store.clone()).filter_reads(move |mut events| {
+        if held.load(Ordering::SeqCst)
+            && let Some(at) = events.iter().position(|event| event.name == "inventory.reserved")
+        {
+            events.truncate(at);
+        }
+        events
+    });
+    let runners = Aggregates::new(&lagging, &clock);
+    let running = App::in_process("checkout", lagging.clone())
+        .timers(timers.clone())
+        .clock(clock.clone())
+        .aggregate(&runners.orders)
+        .aggregate(&runners.payments)
+        .aggregate(&runners.inventory)
+        .saga::<CheckoutSaga>()
+        .build()
+        .expect("the wiring is complete")
+        .start();
+    runners.inventory.execute("tea", Restock { quantity: 10, manual: false }).await.unwrap();
+    runners.orders.execute("1", place("tok_visa")).await.unwrap();
+
+    // Paid, and the warehouse reserved the stock at once: the reservation is committed, the
+    // saga has not read it, and the step's 30 s timer is armed.
+    let armed = tokio::time::timeout(Duration::from_secs(10), async {
+        while timers.pending().len() != 1
+            || runners.inventory.load("tea").await.unwrap().state.available != 8
+        {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    assert!(armed.is_ok(), "the reservation step never started");
+
+    // The timer falls due while the saga is still behind the reservation: it waits.
+    clock.advance(Duration::from_secs(31)).await;
+    for _ in 0..5 {
+        clock.advance(Duration::from_secs(1)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(saga_status(&store, &timers).await, Some(SagaStatus::Running));
+    assert_eq!(timers.pending().len(), 1, "the timeout fired while the saga was behind");
+
+    // Caught up, the saga completes the step the reservation completed in time, and the
+    // timeout is stale.
+    behind.store(false, Ordering::SeqCst);
+    wait_for(&store, &timers, SagaStatus::Completed).await;
+    running.settle().await.unwrap();
+    assert_eq!(runners.orders.load("1").await.unwrap().state.status, OrderStatus::Confirmed);
+    assert_eq!(runners.payments.load("1").await.unwrap().state.captured, 900);
+    let stock = runners.inventory.load("tea").await.unwrap().state;
+    assert_eq!((stock.available, stock.reserved.len()), (8, 1));
     assert!(timers.pending().is_empty());
     running.stop().await.unwrap();
 }

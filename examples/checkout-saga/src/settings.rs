@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use composable_kafka::{KafkaEnv, KafkaEnvError};
+use tracing_subscriber::EnvFilter;
 
 use crate::hosted;
 use crate::telemetry::OtlpConfig;
@@ -51,6 +52,12 @@ pub const OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
 pub const SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
 /// The `service.name` of the spans when [`SERVICE_NAME`] is unset.
 pub const DEFAULT_SERVICE_NAME: &str = "checkout-service";
+/// What the process logs to standard error, as `tracing_subscriber`'s `EnvFilter` reads it
+/// (`warn`, `info,composable=debug`; [`DEFAULT_LOG_FILTER`] by default).
+pub const LOG_FILTER: &str = "RUST_LOG";
+/// The log filter when [`LOG_FILTER`] is unset: warnings and errors, and the services' comings
+/// and goings (claims, rebalances, breakers, shutdown).
+pub const DEFAULT_LOG_FILTER: &str = "info";
 
 /// Every variable `checkout-service` reads by name; besides these it reads every variable
 /// starting with [`KAFKA_PREFIX`].
@@ -68,6 +75,7 @@ pub const VARIABLES: &[&str] = &[
     SHUTDOWN_GRACE_MS,
     OTLP_ENDPOINT,
     SERVICE_NAME,
+    LOG_FILTER,
 ];
 
 /// The pool's size when [`DB_MAX_CONNECTIONS`] is unset: what the busiest single process (every
@@ -127,6 +135,8 @@ pub struct Settings {
     pub shutdown_grace: Option<Duration>,
     /// Where traces go: [`OTLP_ENDPOINT`] and [`SERVICE_NAME`], when an endpoint is set.
     pub otlp: Option<OtlpConfig>,
+    /// [`LOG_FILTER`], checked to parse.
+    pub log_filter: String,
 }
 
 /// A value that is never printed.
@@ -237,7 +247,16 @@ impl Settings {
                 });
             }
         };
+        let log_filter = get(LOG_FILTER)?.unwrap_or_else(|| DEFAULT_LOG_FILTER.to_owned());
+        if EnvFilter::builder().parse(&log_filter).is_err() {
+            return Err(SettingsError::Invalid {
+                variable: LOG_FILTER,
+                value: log_filter,
+                expected: "a log filter (`info`, `warn,composable=debug`)",
+            });
+        }
         Ok(Self {
+            log_filter,
             database_url: Secret(database_url),
             kafka,
             topic_prefix: get(TOPIC_PREFIX)?.unwrap_or_default(),
@@ -298,6 +317,7 @@ mod tests {
         assert_eq!(settings.db_max_connections, DEFAULT_DB_MAX_CONNECTIONS);
         assert!(settings.create_topics);
         assert_eq!((settings.topic_partitions, settings.topic_replication), (3, 1));
+        assert_eq!(settings.log_filter, DEFAULT_LOG_FILTER);
         assert!(!format!("{settings:?}").contains("pw@"), "the URL's password is not shown");
     }
 
@@ -312,6 +332,7 @@ mod tests {
             (CREATE_TOPICS, "false"),
             (TOPIC_PARTITIONS, "12"),
             (TOPIC_REPLICATION, "3"),
+            (LOG_FILTER, "warn,composable=debug"),
             ("KAFKA_SECURITY_PROTOCOL", "plaintext"),
         ]);
         let settings = Settings::from_vars(vars).expect("valid settings");
@@ -322,6 +343,7 @@ mod tests {
         assert!(!settings.create_topics);
         assert_eq!((settings.topic_partitions, settings.topic_replication), (12, 3));
         assert_eq!(settings.kafka.get("security.protocol"), Some("plaintext"));
+        assert_eq!(settings.log_filter, "warn,composable=debug");
     }
 
     #[test]
@@ -335,6 +357,7 @@ mod tests {
             (CREATE_TOPICS, "yes"),
             (TOPIC_PARTITIONS, "0"),
             (TOPIC_REPLICATION, "4294967295"),
+            (LOG_FILTER, "composable=loud"),
         ] {
             let mut vars = REQUIRED.to_vec();
             vars.push((variable, value));

@@ -168,8 +168,11 @@ async fn one_checkout_is_one_trace_across_the_processes_it_crosses() {
         Process::with_env(&database.url, &prefix, "relay,commands", &otel("checkout-commands"));
     let saga = Process::with_env(&database.url, &prefix, "checkout", &otel("checkout-saga"));
     // The test is the front end, and traced too: each order placed is the root of its trace.
-    let front = Telemetry::install(&OtlpConfig { endpoint, service: "checkout-front".into() })
-        .expect("the front end exports its traces");
+    let front = Telemetry::install(
+        "warn",
+        Some(&OtlpConfig { endpoint, service: "checkout-front".into() }),
+    )
+    .expect("the front end exports its traces");
 
     let runners = Aggregates::new(&database.store, &SystemClock);
     runners

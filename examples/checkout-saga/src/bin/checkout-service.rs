@@ -34,7 +34,8 @@
 //! `KAFKA_SASL_MECHANISMS`, ...), so the broker can be Kafka, Redpanda, MSK or Event Hubs by
 //! configuration alone. `OTEL_EXPORTER_OTLP_ENDPOINT` (`http://127.0.0.1:4318`, say) exports the
 //! process's traces with OTLP over HTTP as `OTEL_SERVICE_NAME` (`checkout-service` by default);
-//! the spans of one checkout, in every process, are one trace. `checkout_saga::settings` reads
+//! the spans of one checkout, in every process, are one trace. `RUST_LOG` filters what it logs
+//! to standard error (`info` by default). `checkout_saga::settings` reads
 //! all of them; `docs/deployment.md` describes each.
 
 use std::process::ExitCode;
@@ -65,7 +66,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let telemetry = match settings.otlp.as_ref().map(Telemetry::install).transpose() {
+    let telemetry = match Telemetry::install(&settings.log_filter, settings.otlp.as_ref()) {
         Ok(telemetry) => telemetry,
         Err(error) => {
             eprintln!("checkout-service: {error}");
@@ -80,14 +81,12 @@ async fn main() -> ExitCode {
         }
     };
     // The spans still buffered go out before the process ends.
-    if let Some(telemetry) = telemetry {
-        match tokio::task::spawn_blocking(move || telemetry.shutdown()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => eprintln!("checkout-service: {error}"),
-            Err(error) => {
-                eprintln!("checkout-service: flushing traces failed: {error}");
-                code = ExitCode::FAILURE;
-            }
+    match tokio::task::spawn_blocking(move || telemetry.shutdown()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => eprintln!("checkout-service: {error}"),
+        Err(error) => {
+            eprintln!("checkout-service: flushing traces failed: {error}");
+            code = ExitCode::FAILURE;
         }
     }
     code

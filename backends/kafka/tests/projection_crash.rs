@@ -241,6 +241,7 @@ async fn a_projection_following_kafka_killed_mid_topic_and_restarted_applies_eac
     assert!(sum_at_kill < everything, "killed before the end of the topic");
 
     // Restarted: caught up from the log, then following the bus, where events come again.
+    tokio::time::sleep(common::REJOIN_AFTER_KILL).await;
     let child = start(&database, &topic, &group);
     let more =
         append_and_relay(&store, &mut relay, &category, (FIRST, FIRST + AFTER_RESTART)).await;

@@ -26,13 +26,25 @@ pub fn brokers() -> String {
     }
 }
 
+/// How long a consumer that stops heartbeating keeps its place in its group, in these tests.
+pub const SESSION_TIMEOUT: Duration = Duration::from_secs(6);
+
 /// Settings for the test broker: short timeouts so a failing test fails fast.
 pub fn config() -> KafkaConfig {
     KafkaConfig::new(brokers())
         .message_timeout(Duration::from_secs(20))
-        .session_timeout(Duration::from_secs(6))
+        .session_timeout(SESSION_TIMEOUT)
         .linger(Duration::from_millis(1))
 }
+
+/// How long after killing a consumer with SIGKILL to wait before another joins its group.
+///
+/// Kafka and Redpanda expel the dead member once its session times out and rebalance. tansu 0.6,
+/// the broker of the test scripts, expels it only when a request of the group arrives after
+/// the session ran out, and a member that joins earlier makes the group's leader assign
+/// partitions to the dead member too, which nobody then consumes. Joining after the session
+/// (and a heartbeat interval, 3 s, and a second) expels the dead member with that join.
+pub const REJOIN_AFTER_KILL: Duration = Duration::from_secs(SESSION_TIMEOUT.as_secs() + 3 + 1);
 
 /// A bus on the test broker, checked to be reachable.
 pub async fn bus_with(config: KafkaConfig) -> KafkaBus {

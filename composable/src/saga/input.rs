@@ -236,6 +236,19 @@ where
         let backoff = Backoff::exponential(Duration::from_millis(100)).max_delay(every);
         Self { runner, every, backoff, input: None }
     }
+
+    /// Fires the timers due now, or those due by the time the input has caught up with.
+    async fn pass(&mut self) -> Result<(), SagaError> {
+        let now = self.runner.clock().now();
+        let due_by = match &mut self.input {
+            Some(input) => input.reached(self.runner.store(), now).await?,
+            None => Some(now),
+        };
+        if let Some(due_by) = due_by {
+            self.runner.fire_due_by(due_by).await?;
+        }
+        Ok(())
+    }
 }
 
 impl<G: Saga, S, D, T, C> SagaTimers<G, S, D, T, C> {
@@ -260,28 +273,6 @@ impl<G: Saga, S, D, T, C> SagaTimers<G, S, D, T, C> {
         self.input =
             Some(InputWatermark::new(category(G::NAME), SharedCheckpoints::new(checkpoints)));
         self
-    }
-}
-
-impl<G, S, D, T, C> SagaTimers<G, S, D, T, C>
-where
-    G: Saga,
-    S: EventStore,
-    D: Dispatcher,
-    T: TimerStore,
-    C: Codec,
-{
-    /// Fires the timers due now, or those due by the time the input has caught up with.
-    async fn pass(&mut self) -> Result<(), SagaError> {
-        let now = self.runner.clock().now();
-        let due_by = match &mut self.input {
-            Some(input) => input.reached(self.runner.store(), now).await?,
-            None => Some(now),
-        };
-        if let Some(due_by) = due_by {
-            self.runner.fire_due_by(due_by).await?;
-        }
-        Ok(())
     }
 }
 

@@ -1196,6 +1196,10 @@ async fn drive(
 ) -> Result<Report, BoxError> {
     let options_db: PgConnectOptions =
         url.parse().map_err(|error| format!("not a PostgreSQL URL: {error}"))?;
+    // The lag samples count the events behind each checkpoint; a backlog makes PostgreSQL's
+    // planner JIT-compile that count on every sample, which took a tenth of the machine's CPU
+    // at 50 checkouts/s. The generator measures; it must not compete.
+    let options_db = options_db.options([("jit", "off")]);
     let store = PostgresEventStore::builder()
         .connect_options(options_db)
         .max_connections(u32::try_from(options.raw_clients.max(16) + 4).unwrap_or(64))

@@ -56,6 +56,30 @@ async fn wait_for(store: &InMemoryEventStore, timers: &InMemoryTimerStore, statu
     );
 }
 
+/// The checkout in one process on `store`: the three aggregates of `runners`, the saga with
+/// its timers in `timers`, everything on `clock`; started.
+fn in_process<S, T>(
+    store: &S,
+    timers: T,
+    clock: &TestClock,
+    runners: &Aggregates<S>,
+) -> composable::host::RunningApp<S>
+where
+    S: EventStore + Clone,
+    T: TimerStore + Clone,
+{
+    App::in_process("checkout", store.clone())
+        .timers(timers)
+        .clock(clock.clone())
+        .aggregate(&runners.orders)
+        .aggregate(&runners.payments)
+        .aggregate(&runners.inventory)
+        .saga::<CheckoutSaga>()
+        .build()
+        .expect("the wiring is complete")
+        .start()
+}
+
 /// One scenario in one process: restock, place the order, let the host settle.
 async fn scenario(
     card: &str,
@@ -71,16 +95,7 @@ async fn scenario(
     let (store, timers, clock) =
         (InMemoryEventStore::new(), InMemoryTimerStore::new(), TestClock::new());
     let runners = Runners::new(&store, &clock);
-    let app = App::in_process("checkout", store.clone())
-        .timers(timers.clone())
-        .clock(clock.clone())
-        .aggregate(&runners.orders)
-        .aggregate(&runners.payments)
-        .aggregate(&runners.inventory)
-        .saga::<CheckoutSaga>()
-        .build()
-        .expect("the wiring is complete");
-    let running = app.start();
+    let running = in_process(&store, timers.clone(), &clock, &runners);
     runners.inventory.execute("tea", Restock { quantity: stock, manual }).await.expect("restock");
     runners.orders.execute("1", place(card)).await.expect("place the order");
     running.settle().await.expect("the host settles");
@@ -156,16 +171,7 @@ async fn a_timeout_waits_for_the_saga_to_read_the_events_committed_before_it_fel
         events
     });
     let runners = Aggregates::new(&lagging, &clock);
-    let running = App::in_process("checkout", lagging.clone())
-        .timers(timers.clone())
-        .clock(clock.clone())
-        .aggregate(&runners.orders)
-        .aggregate(&runners.payments)
-        .aggregate(&runners.inventory)
-        .saga::<CheckoutSaga>()
-        .build()
-        .expect("the wiring is complete")
-        .start();
+    let running = in_process(&lagging, timers.clone(), &clock, &runners);
     runners.inventory.execute("tea", Restock { quantity: 10, manual: false }).await.unwrap();
     runners.orders.execute("1", place("tok_visa")).await.unwrap();
 
@@ -237,16 +243,7 @@ async fn a_timeout_fires_when_the_clock_moves_on_while_the_timers_are_being_clai
     let (store, timers, clock) =
         (InMemoryEventStore::new(), InMemoryTimerStore::new(), TestClock::new());
     let runners = Runners::new(&store, &clock);
-    let running = App::in_process("checkout", store.clone())
-        .timers(SlowTimers(timers.clone()))
-        .clock(clock.clone())
-        .aggregate(&runners.orders)
-        .aggregate(&runners.payments)
-        .aggregate(&runners.inventory)
-        .saga::<CheckoutSaga>()
-        .build()
-        .expect("the wiring is complete")
-        .start();
+    let running = in_process(&store, SlowTimers(timers.clone()), &clock, &runners);
     runners.inventory.execute("tea", Restock { quantity: 10, manual: true }).await.unwrap();
     runners.orders.execute("1", place("tok_visa")).await.unwrap();
     running.settle().await.unwrap();

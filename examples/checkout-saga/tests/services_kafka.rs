@@ -320,3 +320,33 @@ async fn sigterm_mid_run_stops_each_process_promptly_and_loses_nothing() {
     assert_eq!(claims, [], "every claim released");
     database.drop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_starting_stops_the_process_cleanly() {
+    let database = Database::create("checkout_starting").await;
+    // A broker nobody answers at: the process stays in its start-up, trying to reach it for 10 s.
+    let mut starting = std::process::Command::new(env!("CARGO_BIN_EXE_checkout-service"))
+        .args(["--role", "relay,commands"])
+        .env("DATABASE_URL", &database.url)
+        .env("KAFKA_BROKERS", free_address().to_string())
+        .env("CHECKOUT_TOPIC_PREFIX", &database.prefix)
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .expect("start checkout-service");
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = starting.id().to_string();
+    let sent = std::process::Command::new("kill").args(["-TERM", &pid]).status();
+    assert!(sent.is_ok_and(|status| status.success()), "kill -TERM {pid}");
+    let signalled = Instant::now();
+    let status = loop {
+        if let Some(status) = starting.try_wait().expect("wait for the process") {
+            break status;
+        }
+        assert!(signalled.elapsed() < PROMPTLY, "it did not stop on SIGTERM while starting");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "SIGTERM while starting ended it with {status}");
+    let took = signalled.elapsed();
+    assert!(took < Duration::from_secs(3), "it took {took:?} to stop while starting");
+    database.drop().await;
+}

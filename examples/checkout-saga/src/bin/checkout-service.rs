@@ -4,7 +4,8 @@
 //! delivery in hand, its checkpoint saved only after it, its claim released — in the host's safe
 //! order, within a grace period (`CHECKOUT_SHUTDOWN_GRACE_MS`, 20 s by default) after which
 //! what still runs is aborted, reported, and the process exits with a failure. A service that
-//! fails shuts the process down the same way. It exits 0 when every service stopped cleanly.
+//! fails shuts the process down the same way. It exits 0 when every service stopped cleanly, and
+//! when a signal comes while it is still starting.
 //!
 //! ```sh
 //! DATABASE_URL=postgres://… KAFKA_BROKERS=127.0.0.1:9092 \
@@ -39,12 +40,14 @@
 //! all of them; `docs/deployment.md` describes each.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use checkout_saga::settings::Settings;
 use checkout_saga::telemetry::Telemetry;
 use checkout_saga::{Aggregates, hosted};
 use composable::breaker::BreakerPolicy;
-use composable::host::{HealthServer, Shutdown};
+use composable::host::{HealthServer, RunningApp, Shutdown, shutdown_signal};
+use composable::service::ServiceHandle;
 use composable::{BoxError as Error, SystemClock, service};
 use composable_postgres::PostgresEventStore;
 use metrics_exporter_prometheus::PrometheusBuilder;
@@ -57,8 +60,23 @@ const LATENCY_BUCKETS: &[f64] = &[
     60.0,
 ];
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("checkout-service: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(serve());
+    // A blocking call still under way — reaching a broker that does not answer, when a signal
+    // came during the start-up — does not hold the exit up.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    code
+}
+
+/// The process: its settings, logs and traces, and the services until they stop.
+async fn serve() -> ExitCode {
     let settings = match Settings::from_env() {
         Ok(settings) => settings,
         Err(error) => {
@@ -93,6 +111,51 @@ async fn main() -> ExitCode {
 }
 
 async fn run(settings: Settings) -> Result<(), Error> {
+    // The handlers go in first: SIGTERM while the process connects, migrates or creates its
+    // topics stops it cleanly instead of killing it.
+    let signal = shutdown_signal()?;
+    tokio::pin!(signal);
+    let Started { running, probes, services } = tokio::select! {
+        started = start(&settings) => started?,
+        signal = &mut signal => {
+            eprintln!("checkout-service: {signal:?} while starting; stopped before running");
+            return Ok(());
+        }
+    };
+    eprintln!("checkout-service: running {services:?}");
+
+    // Until SIGINT, SIGTERM or a failure; then every service stopped, within the grace period.
+    let mut shutdown = Shutdown::new();
+    if let Some(grace) = settings.shutdown_grace {
+        shutdown = shutdown.grace(grace);
+    }
+    let signal = async {
+        let signal = signal.await;
+        tracing::info!(?signal, "shutting down");
+    };
+    let report = running.until(signal, &shutdown).await;
+    eprintln!("checkout-service: {report}");
+    // The probes answered "shutting down" until now. Metrics are scraped, so nothing is left to
+    // flush; the traces' exporter is flushed by `main` once this returns.
+    if let Some(probes) = probes {
+        probes.stop().await?;
+    }
+    report.into_result()?;
+    Ok(())
+}
+
+/// What [`start`] started.
+struct Started {
+    running: RunningApp<PostgresEventStore>,
+    /// The probes' server, when the settings ask for one.
+    probes: Option<ServiceHandle>,
+    /// The names of the services running.
+    services: Vec<String>,
+}
+
+/// Connects to PostgreSQL and the broker, migrates, creates the topics, and starts the roles
+/// asked for, serving metrics and probes as the settings say.
+async fn start(settings: &Settings) -> Result<Started, Error> {
     let roles = roles()?;
     if let Some(address) = settings.metrics_addr {
         PrometheusBuilder::new()
@@ -130,27 +193,12 @@ async fn run(settings: Settings) -> Result<(), Error> {
         bus.inner().create_topics(&names, partitions, replication).await?;
     }
     let services: Vec<String> = app.services().into_iter().map(|(name, _)| name).collect();
-    let mut shutdown = Shutdown::new();
-    if let Some(grace) = settings.shutdown_grace {
-        shutdown = shutdown.grace(grace);
-    }
     let running = app.start();
     let probes = match settings.health_addr {
         Some(address) => Some(service::spawn(HealthServer::bind(address, running.probes()).await?)),
         None => None,
     };
-    eprintln!("checkout-service: running {services:?}");
-
-    // Until SIGINT, SIGTERM or a failure; then every service stopped, within the grace period.
-    let report = running.run_until_shutdown(&shutdown).await?;
-    eprintln!("checkout-service: {report}");
-    // The probes answered "shutting down" until now. Metrics are scraped, so nothing is left to
-    // flush; the traces' exporter is flushed by `main` once this returns.
-    if let Some(probes) = probes {
-        probes.stop().await?;
-    }
-    report.into_result()?;
-    Ok(())
+    Ok(Started { running, probes, services })
 }
 
 /// `--role a,b` (or `--role=a,b`); every role when absent.

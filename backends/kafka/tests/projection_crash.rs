@@ -17,9 +17,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use composable::checkpoint::CheckpointStore;
 use composable::projection::ProjectionRunner;
 use composable::relay::Relay;
-use composable::checkpoint::CheckpointStore;
 use composable::service;
 use composable::{
     Bincode, EventMetadata, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StreamId,

@@ -187,6 +187,20 @@ impl<S: EventStore, B: EventBus, K: CheckpointStore> Relay<S, B, K> {
         let checkpoint = self.checkpoint().await?;
         Ok(RelayBatch { published, checkpoint })
     }
+
+    /// Publishes everything committed up to the head of the log as it is now, batch after
+    /// batch, waiting while the gap-safe log still holds commits back (other transactions on
+    /// the database), and saves the checkpoint after each batch. Returns how many events it
+    /// published and the checkpoint reached.
+    ///
+    /// # Errors
+    /// When reading, publishing or saving fails, or the log stays behind the head for the settle
+    /// timeout; the checkpoint stays after the last batch published.
+    pub async fn catch_up(&mut self) -> Result<RelayBatch, RelayError> {
+        let published = self.consumer.catch_up().await?;
+        let checkpoint = self.checkpoint().await?;
+        Ok(RelayBatch { published, checkpoint })
+    }
 }
 
 impl<S: EventStore, B: EventBus, K: CheckpointStore> Service for Relay<S, B, K> {
@@ -297,6 +311,21 @@ mod tests {
             }
         }
         assert_eq!(seen.len(), 7);
+    }
+
+    #[tokio::test]
+    async fn catch_up_publishes_every_batch_up_to_the_head() {
+        let store = InMemoryEventStore::new();
+        let stream = StreamId::new("a", 1).unwrap();
+        store.append(&stream, ExpectedVersion::Any, events(7)).await.unwrap();
+        let bus = InMemoryBus::new();
+        let mut relay =
+            Relay::new(store.clone(), bus.clone(), InMemoryCheckpointStore::new()).batch_size(3);
+        let caught_up = relay.catch_up().await.unwrap();
+        assert_eq!(caught_up.published, 7);
+        assert_eq!(caught_up.checkpoint, store.head().await.unwrap());
+        assert_eq!(bus.messages("a-events").len(), 7);
+        assert_eq!(relay.catch_up().await.unwrap().published, 0, "nothing new");
     }
 
     #[tokio::test]

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use composable::bus::InMemoryBus;
 use composable::checkpoint::InMemoryCheckpointStore;
-use composable::host::{App, HealthServer, ReadyState, Role, RunningApp, Shutdown, ShutdownCause};
+use composable::host::{
+    App, HealthServer, Readiness, ReadyState, Role, RunningApp, Shutdown, ShutdownCause,
+};
 use composable::projection::ProjectionRunner;
 use composable::projection::{DocumentBatch, DocumentError, InMemoryDocuments, OnFailure};
 use composable::saga::{Dispatch, InMemoryTimerStore};
@@ -244,8 +246,17 @@ async fn ships_each_once(store: &Gated, running: RunningApp<Store>, what: &str) 
 }
 
 async fn wait_until_ready<S: EventStore>(running: &RunningApp<S>) {
-    within(WAIT, "ready", async {
-        while !running.readiness().is_ready() {
+    wait_for_readiness(running, "ready", Readiness::is_ready).await;
+}
+
+/// Waits until `running`'s readiness is as `reached` says (saying `what` when it never is).
+async fn wait_for_readiness<S: EventStore>(
+    running: &RunningApp<S>,
+    what: &str,
+    reached: impl Fn(&Readiness) -> bool,
+) {
+    within(WAIT, what, async {
+        while !reached(&running.readiness()) {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     })
@@ -261,10 +272,8 @@ async fn readiness_moves_from_not_ready_to_ready_as_the_services_catch_up() {
     // The saga's input is held on its first batch: running, not caught up. Its timers start on
     // their own task, so wait for every other service to have started.
     store.wait_for_a_held_append().await;
-    within(WAIT, "the other services start", async {
-        while running.readiness().not_ready().any(|service| service.state == ReadyState::Starting) {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+    wait_for_readiness(&running, "the other services start", |readiness| {
+        readiness.not_ready().all(|service| service.state != ReadyState::Starting)
     })
     .await;
     let readiness = running.readiness();

@@ -17,7 +17,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use composable::checkpoint::CheckpointStore;
 use composable::projection::ProjectionRunner;
 use composable::relay::Relay;
 use composable::service;
@@ -168,17 +167,7 @@ async fn append_and_relay(
         store.append(&stream, ExpectedVersion::Any, vec![new]).await.expect("append");
         *appended.entry(stream.as_str().to_owned()).or_insert(0) += cents(n);
     }
-    // Until the relay's checkpoint is the head: a batch may come back empty while another
-    // test's transaction on the server holds recent commits out of the gap-safe log.
-    let head = store.head().await.expect("the head of the log");
-    let checkpoints = PostgresCheckpointStore::new(store.pool().clone());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while checkpoints.load("relay").await.expect("the relay's checkpoint") < head {
-        assert!(Instant::now() < deadline, "the relay did not reach the head in 30 s");
-        if relay.run_once().await.expect("relay").published == 0 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
+    relay.catch_up().await.expect("relay");
     appended
 }
 

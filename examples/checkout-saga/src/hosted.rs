@@ -24,6 +24,9 @@ pub type Bus = Namespaced<KafkaBus>;
 /// Partitions of each topic [`create_topics`] creates.
 pub const PARTITIONS: i32 = 3;
 
+/// How long a consumer of the checkout that stops heartbeating keeps its place in its group.
+pub const SESSION_TIMEOUT: Duration = Duration::from_secs(6);
+
 /// Kafka settings for the checkout: short batching and fetch waits, since each saga step waits
 /// for the previous one's reply to come back from the broker. `checkout-service` puts the
 /// environment's settings over these ([`KafkaConfig::with_env`]).
@@ -31,7 +34,7 @@ pub fn kafka_config(brokers: &str) -> KafkaConfig {
     KafkaConfig::new(brokers)
         .linger(Duration::from_millis(1))
         .message_timeout(Duration::from_secs(20))
-        .session_timeout(Duration::from_secs(6))
+        .session_timeout(SESSION_TIMEOUT)
         .set("fetch.wait.max.ms", "5")
 }
 

@@ -652,16 +652,22 @@ const CHECKPOINT_LAG: &str = "
 /// How long after killing a process of `role` the generator starts another.
 ///
 /// A command service is a member of the broker's consumer group `{app}.commands`. Kafka and
-/// Redpanda expel a member that stopped heartbeating once its session times out (6 s here) and
+/// Redpanda expel a member that stopped heartbeating once its session times out
+/// ([`hosted::SESSION_TIMEOUT`]) and
 /// hand its partitions to the others. tansu 0.6, the broker of the test scripts, does not start
 /// a new generation when it expels a member: a member that joins before the expulsion makes the
 /// group's leader assign partitions to the dead member too, and nobody consumes them until the
 /// next rebalance (fixed in tansu's successor, which needs a newer Rust than this workspace).
 /// So a new command service starts once the dead one's session has run out and a heartbeat of a
-/// surviving member has expelled it: the session, a heartbeat interval (3 s) and a second.
-/// The other roles take over through claims in the database and start again at once.
+/// surviving member has expelled it: the session, a heartbeat interval (librdkafka's 3 s) and a
+/// second. The other roles take over through claims in the database and start again at once.
 fn restart_after(role: &str) -> Duration {
-    if role == "commands" { Duration::from_secs(6 + 3 + 1) } else { Duration::ZERO }
+    const HEARTBEAT: Duration = Duration::from_secs(3);
+    if role == "commands" {
+        hosted::SESSION_TIMEOUT + HEARTBEAT + Duration::from_secs(1)
+    } else {
+        Duration::ZERO
+    }
 }
 
 /// Samples the lag gauges of the processes at `addresses()` and the checkpoints' lag in

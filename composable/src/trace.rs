@@ -117,7 +117,8 @@ impl TraceContext {
 
     /// Reads a `traceparent` value; what cannot be read is `None`, and logged, since a broken
     /// link must not cost the message it came with (the span then starts a trace of its own).
-    pub(crate) fn lenient(value: &[u8]) -> Option<Self> {
+    /// How stores and buses read the value they carry.
+    pub fn lenient(value: &[u8]) -> Option<Self> {
         let parsed = std::str::from_utf8(value)
             .map_err(|_| TraceContextError::new(&String::from_utf8_lossy(value), "not UTF-8"))
             .and_then(str::parse);

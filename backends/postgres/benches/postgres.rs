@@ -47,19 +47,24 @@ const RAW_TABLE: &str = "CREATE TABLE raw_events (
     event_version   integer NOT NULL,
     payload_format  text NOT NULL,
     payload         bytea NOT NULL,
-    metadata        jsonb NOT NULL,
+    correlation_id  uuid NOT NULL,
+    causation_id    uuid,
+    occurred_at_ns  bigint NOT NULL,
+    traceparent     text,
     recorded_at     timestamptz NOT NULL DEFAULT now(),
     transaction_id  xid8 NOT NULL DEFAULT pg_current_xact_id(),
     UNIQUE (stream_id, stream_version)
 )";
 
 const RAW_INSERT: &str = "INSERT INTO raw_events (stream_id, stream_version, event_id, \
-     event_name, event_version, payload_format, payload, metadata) \
-     SELECT $1, $8 + e.ord, e.event_id, e.event_name, e.event_version, e.payload_format, e.payload, \
-            e.metadata::jsonb \
-     FROM unnest($2::uuid[], $3::text[], $4::int4[], $5::text[], $6::bytea[], $7::text[]) \
+     event_name, event_version, payload_format, payload, correlation_id, causation_id, \
+     occurred_at_ns) \
+     SELECT $1, $10 + e.ord, e.event_id, e.event_name, e.event_version, e.payload_format, \
+            e.payload, e.correlation_id, e.causation_id, e.occurred_at_ns \
+     FROM unnest($2::uuid[], $3::text[], $4::int4[], $5::text[], $6::bytea[], $7::uuid[], \
+                 $8::uuid[], $9::int8[]) \
           WITH ORDINALITY AS e(event_id, event_name, event_version, payload_format, payload, \
-                               metadata, ord)";
+                               correlation_id, causation_id, occurred_at_ns, ord)";
 
 /// The store's own table shape without the store: keyed by `(transaction_id, position)`, with
 /// positions numbered within the transaction and no sequence.
@@ -72,7 +77,10 @@ const RAW_KEYED_TABLE: &str = "CREATE TABLE raw_keyed_events (
     event_version   integer NOT NULL,
     payload_format  text NOT NULL,
     payload         bytea NOT NULL,
-    metadata        jsonb NOT NULL,
+    correlation_id  uuid NOT NULL,
+    causation_id    uuid,
+    occurred_at_ns  bigint NOT NULL,
+    traceparent     text,
     recorded_at     timestamptz NOT NULL DEFAULT now(),
     transaction_id  xid8 NOT NULL DEFAULT pg_current_xact_id(),
     PRIMARY KEY (transaction_id, position),
@@ -80,12 +88,14 @@ const RAW_KEYED_TABLE: &str = "CREATE TABLE raw_keyed_events (
 )";
 
 const RAW_KEYED_INSERT: &str = "INSERT INTO raw_keyed_events (position, stream_id, \
-     stream_version, event_id, event_name, event_version, payload_format, payload, metadata) \
-     SELECT e.ord, $1, $8 + e.ord, e.event_id, e.event_name, e.event_version, e.payload_format, \
-            e.payload, e.metadata::jsonb \
-     FROM unnest($2::uuid[], $3::text[], $4::int4[], $5::text[], $6::bytea[], $7::text[]) \
+     stream_version, event_id, event_name, event_version, payload_format, payload, \
+     correlation_id, causation_id, occurred_at_ns) \
+     SELECT e.ord, $1, $10 + e.ord, e.event_id, e.event_name, e.event_version, e.payload_format, \
+            e.payload, e.correlation_id, e.causation_id, e.occurred_at_ns \
+     FROM unnest($2::uuid[], $3::text[], $4::int4[], $5::text[], $6::bytea[], $7::uuid[], \
+                 $8::uuid[], $9::int8[]) \
           WITH ORDINALITY AS e(event_id, event_name, event_version, payload_format, payload, \
-                               metadata, ord)";
+                               correlation_id, causation_id, occurred_at_ns, ord)";
 
 fn event(index: usize) -> NewEvent {
     NewEvent {
@@ -110,8 +120,10 @@ async fn raw_insert(
     let versions: Vec<i32> = events.iter().map(|e| i32::from(e.version)).collect();
     let formats: Vec<&str> = events.iter().map(|e| e.format.as_str()).collect();
     let payloads: Vec<&[u8]> = events.iter().map(|e| e.payload.as_slice()).collect();
-    let metadata: Vec<String> =
-        events.iter().map(|e| serde_json::to_string(&e.metadata).unwrap()).collect();
+    let correlations: Vec<Uuid> = events.iter().map(|e| e.metadata.correlation_id).collect();
+    let causations: Vec<Option<Uuid>> = events.iter().map(|e| e.metadata.causation_id).collect();
+    let occurred: Vec<i64> =
+        events.iter().map(|e| e.metadata.occurred_at.timestamp_nanos_opt().unwrap()).collect();
     sqlx::query(sql)
         .bind(stream)
         .bind(&ids)
@@ -119,7 +131,9 @@ async fn raw_insert(
         .bind(&versions)
         .bind(&formats)
         .bind(&payloads)
-        .bind(&metadata)
+        .bind(&correlations)
+        .bind(&causations)
+        .bind(&occurred)
         .bind(after)
         .execute(pool)
         .await
@@ -342,8 +356,9 @@ async fn main() {
     // (c) stream read of the first batch stream
     let stream = StreamId::new("batch", 0).unwrap();
     let select = "SELECT position, stream_id, stream_version, event_id, event_name, \
-         event_version, payload_format, payload, metadata::text AS metadata, recorded_at, \
-         transaction_id FROM events WHERE stream_id = $1 ORDER BY stream_version";
+         event_version, payload_format, payload, correlation_id, causation_id, occurred_at_ns, \
+         traceparent, recorded_at, transaction_id FROM events WHERE stream_id = $1 \
+         ORDER BY stream_version";
     let (mut framework, mut baseline) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
         let started = Instant::now();

@@ -4,7 +4,9 @@
 use chrono::{DateTime, Utc};
 use composable::envelope::Snapshot;
 use composable::event_store::EventStoreError;
-use composable::{EventMetadata, Position, RecordedEvent, StreamId, Version};
+use composable::{
+    EventMetadata, NewEvent, Position, RecordedEvent, StreamId, Version, trace::TraceContext,
+};
 use sqlx::error::BoxDynError;
 use sqlx::postgres::{PgRow, PgTypeInfo, PgValueFormat, PgValueRef};
 use sqlx::{Decode, Postgres, Row, Type};
@@ -12,8 +14,52 @@ use uuid::Uuid;
 
 /// The columns [`recorded_event`] reads, in a form every event query selects.
 pub(crate) const EVENT_COLUMNS: &str = "position, stream_id, stream_version, event_id, \
-     event_name, event_version, payload_format, payload, metadata::text AS metadata, recorded_at, \
-     transaction_id";
+     event_name, event_version, payload_format, payload, correlation_id, causation_id, \
+     occurred_at_ns, traceparent, recorded_at, transaction_id";
+
+/// Where a row whose metadata could not be converted to typed columns keeps its document.
+const METADATA_DOCUMENTS: &str = "events_metadata_documents";
+
+/// The metadata of the events of one append as the columns it binds, one array per column.
+pub(crate) struct MetadataColumns {
+    pub(crate) correlation_ids: Vec<Uuid>,
+    pub(crate) causation_ids: Vec<Option<Uuid>>,
+    pub(crate) occurred_at_ns: Vec<i64>,
+    pub(crate) traceparents: Vec<Option<String>>,
+}
+
+/// A time the `occurred_at_ns` column cannot hold.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "occurred_at {0} is outside the years 1677 to 2262, the times nanoseconds since 1970 in \
+     64 bits can hold"
+)]
+pub(crate) struct OccurredOutOfRange(DateTime<Utc>);
+
+impl MetadataColumns {
+    pub(crate) fn of(events: &[NewEvent]) -> Result<Self, EventStoreError> {
+        let mut columns = Self {
+            correlation_ids: Vec::with_capacity(events.len()),
+            causation_ids: Vec::with_capacity(events.len()),
+            occurred_at_ns: Vec::with_capacity(events.len()),
+            traceparents: Vec::with_capacity(events.len()),
+        };
+        for EventMetadata { correlation_id, causation_id, occurred_at, trace } in
+            events.iter().map(|event| &event.metadata)
+        {
+            let nanos =
+                occurred_at.timestamp_nanos_opt().ok_or_else(|| EventStoreError::Backend {
+                    operation: "encode event metadata",
+                    source: Box::new(OccurredOutOfRange(*occurred_at)),
+                })?;
+            columns.correlation_ids.push(*correlation_id);
+            columns.causation_ids.push(*causation_id);
+            columns.occurred_at_ns.push(nanos);
+            columns.traceparents.push(trace.map(|trace| trace.to_string()));
+        }
+        Ok(columns)
+    }
+}
 
 /// A transaction id (`xid8`), read in its binary form: an unsigned 64-bit integer. Reading it
 /// this way spares every event row a conversion to text on the server.
@@ -85,7 +131,7 @@ pub(crate) fn event_position(
 /// which saves a lookup by name per column on long replays.
 pub(crate) fn recorded_event(row: &PgRow) -> Result<RecordedEvent, EventStoreError> {
     let raw_position: i64 = column(row, 0, "position", Position::START)?;
-    let Xid8(raw_transaction) = column(row, 10, "transaction_id", Position::START)?;
+    let Xid8(raw_transaction) = column(row, 13, "transaction_id", Position::START)?;
     let position =
         event_position(raw_transaction.into(), raw_position, || "a stored event".to_owned())?;
     let stream_id: String = column(row, 1, "stream_id", position)?;
@@ -107,10 +153,25 @@ pub(crate) fn recorded_event(row: &PgRow) -> Result<RecordedEvent, EventStoreErr
         return Err(corrupt(position, "empty payload format".to_owned()));
     }
     let payload: Vec<u8> = column(row, 7, "payload", position)?;
-    let metadata: &str = column(row, 8, "metadata", position)?;
-    let metadata: EventMetadata = serde_json::from_str(metadata)
-        .map_err(|error| corrupt(position, format!("metadata: {error}")))?;
-    let recorded_at: DateTime<Utc> = column(row, 9, "recorded_at", position)?;
+    let unreadable = |what: &str| {
+        corrupt(
+            position,
+            format!("metadata: no {what}; the stored document is in {METADATA_DOCUMENTS}"),
+        )
+    };
+    let correlation_id: Option<Uuid> = column(row, 8, "correlation_id", position)?;
+    let causation_id: Option<Uuid> = column(row, 9, "causation_id", position)?;
+    let occurred_at_ns: Option<i64> = column(row, 10, "occurred_at_ns", position)?;
+    let traceparent: Option<&str> = column(row, 11, "traceparent", position)?;
+    let metadata = EventMetadata {
+        correlation_id: correlation_id.ok_or_else(|| unreadable("correlation id"))?,
+        causation_id,
+        occurred_at: DateTime::from_timestamp_nanos(
+            occurred_at_ns.ok_or_else(|| unreadable("time it occurred"))?,
+        ),
+        trace: traceparent.and_then(|text| TraceContext::lenient(text.as_bytes())),
+    };
+    let recorded_at: DateTime<Utc> = column(row, 12, "recorded_at", position)?;
     Ok(RecordedEvent {
         position,
         stream_id,

@@ -25,7 +25,8 @@ use crate::config::PostgresEventStoreBuilder;
 use crate::error::{PostgresError, is_serialization_failure, store_error, unique_violation};
 use crate::notify::Notifications;
 use crate::rows::{
-    EVENT_COLUMNS, SNAPSHOT_COLUMNS, Xid8, event_position, recorded_event, snapshot,
+    EVENT_COLUMNS, MetadataColumns, SNAPSHOT_COLUMNS, Xid8, event_position, recorded_event,
+    snapshot,
 };
 
 static READ_STREAM: LazyLock<String> = LazyLock::new(|| {
@@ -60,15 +61,17 @@ static READ_ALL: LazyLock<String> = LazyLock::new(|| {
 /// global log too. That needs the append to be its transaction's first write, so this statement
 /// never runs inside a caller's transaction. See docs/adr/0001-postgres-event-store.md.
 const APPEND: &str = "INSERT INTO events (position, stream_id, stream_version, event_id, \
-                         event_name, event_version, payload_format, payload, metadata) \
+                         event_name, event_version, payload_format, payload, correlation_id, \
+                         causation_id, occurred_at_ns, traceparent) \
      SELECT e.ord, $1, \
             coalesce($2, (SELECT coalesce(max(stream_version), 0) FROM events \
                           WHERE stream_id = $1)) + e.ord, \
             e.event_id, e.event_name, e.event_version, e.payload_format, e.payload, \
-            e.metadata::jsonb \
-       FROM unnest($3::uuid[], $4::text[], $5::int4[], $6::text[], $7::bytea[], $8::text[]) \
+            e.correlation_id, e.causation_id, e.occurred_at_ns, e.traceparent \
+       FROM unnest($3::uuid[], $4::text[], $5::int4[], $6::text[], $7::bytea[], $8::uuid[], \
+                   $9::uuid[], $10::int8[], $11::text[]) \
             WITH ORDINALITY AS e(event_id, event_name, event_version, payload_format, payload, \
-                                 metadata, ord) \
+                                 correlation_id, causation_id, occurred_at_ns, traceparent, ord) \
       WHERE $2 IS NULL OR $2 = 0 \
          OR EXISTS (SELECT FROM events WHERE stream_id = $1 AND stream_version = $2) \
      RETURNING transaction_id, stream_version";
@@ -322,14 +325,7 @@ impl EventStore for PostgresEventStore {
             ExpectedVersion::NoStream => Some(0),
             ExpectedVersion::Exact(version) => Some(to_i64(version.get())),
         };
-        let metadata = events
-            .iter()
-            .map(|event| serde_json::to_string(&event.metadata))
-            .collect::<Result<Vec<String>, _>>()
-            .map_err(|error| EventStoreError::Backend {
-                operation: "encode event metadata",
-                source: Box::new(error),
-            })?;
+        let metadata = MetadataColumns::of(&events)?;
         let ids: Vec<Uuid> = events.iter().map(|event| event.event_id).collect();
         let names: Vec<&str> = events.iter().map(|event| event.name.as_str()).collect();
         let versions: Vec<i32> = events.iter().map(|event| i32::from(event.version)).collect();
@@ -347,7 +343,10 @@ impl EventStore for PostgresEventStore {
                 .bind(&versions)
                 .bind(&formats)
                 .bind(&payloads)
-                .bind(&metadata)
+                .bind(&metadata.correlation_ids)
+                .bind(&metadata.causation_ids)
+                .bind(&metadata.occurred_at_ns)
+                .bind(&metadata.traceparents)
                 .fetch(&self.pool);
             let error = match Written::read(rows).await {
                 Ok(Some(written)) => break written,

@@ -904,7 +904,10 @@ async fn raw_ceiling(
             event_version   integer NOT NULL,
             payload_format  text NOT NULL,
             payload         bytea NOT NULL,
-            metadata        jsonb NOT NULL,
+            correlation_id  uuid NOT NULL,
+            causation_id    uuid,
+            occurred_at_ns  bigint NOT NULL,
+            traceparent     text,
             recorded_at     timestamptz NOT NULL DEFAULT now(),
             transaction_id  xid8 NOT NULL DEFAULT pg_current_xact_id(),
             UNIQUE (stream_id, stream_version)
@@ -917,8 +920,9 @@ async fn raw_ceiling(
         let pool = pool.clone();
         let insert = format!(
             "INSERT INTO {table} (stream_id, stream_version, event_id, event_name, \
-             event_version, payload_format, payload, metadata) \
-             VALUES ($1, $2, $3, 'load.raw', 1, 'bincode2', $4, $5::jsonb)"
+             event_version, payload_format, payload, correlation_id, causation_id, \
+             occurred_at_ns) \
+             VALUES ($1, $2, $3, 'load.raw', 1, 'bincode2', $4, $5, $5, $6)"
         );
         tasks.spawn(async move {
             let stream = format!("raw-{client}");
@@ -930,7 +934,8 @@ async fn raw_ceiling(
                     .bind(version)
                     .bind(uuid::Uuid::now_v7())
                     .bind(vec![7u8; 60])
-                    .bind(r#"{"correlation_id":"00000000-0000-0000-0000-000000000000"}"#)
+                    .bind(uuid::Uuid::now_v7())
+                    .bind(0_i64)
                     .execute(&pool)
                     .await?;
             }

@@ -6,8 +6,11 @@
 //! retry [`Backoff`] (off by default) reloads and decides again. Every `SNAPSHOT_EVERY` events a
 //! snapshot is written; snapshots of another state schema or format are ignored, never misread.
 
+mod cache;
+
 use std::fmt;
 use std::marker::PhantomData;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use futures::TryStreamExt;
@@ -26,6 +29,7 @@ use crate::event::{DecodeError, EventSet};
 use crate::event_store::{AppendResult, EventStore, EventStoreError};
 use crate::metrics;
 use crate::stream::{ExpectedVersion, Position, StreamId, StreamIdError, Version};
+use cache::StateCache;
 
 /// Why a command did not produce committed events.
 #[derive(Debug, thiserror::Error)]
@@ -143,6 +147,7 @@ pub struct AggregateRunner<A: Aggregate, S, C = Bincode> {
     env: A::Environment,
     clock: Arc<dyn Clock>,
     retry: Backoff,
+    cache: Option<StateCache<A>>,
     aggregate: PhantomData<fn() -> A>,
 }
 
@@ -151,6 +156,7 @@ impl<A: Aggregate, S, C> fmt::Debug for AggregateRunner<A, S, C> {
         f.debug_struct("AggregateRunner")
             .field("aggregate", &A::STREAM)
             .field("retry", &self.retry)
+            .field("cache", &self.cache.as_ref().map(StateCache::capacity))
             .finish_non_exhaustive()
     }
 }
@@ -164,6 +170,7 @@ impl<A: Aggregate, S: EventStore> AggregateRunner<A, S, Bincode> {
             env,
             clock: Arc::new(SystemClock),
             retry: Backoff::NONE,
+            cache: None,
             aggregate: PhantomData,
         }
     }
@@ -178,6 +185,7 @@ impl<A: Aggregate, S: EventStore, C: Codec> AggregateRunner<A, S, C> {
             env: self.env,
             clock: self.clock,
             retry: self.retry,
+            cache: self.cache,
             aggregate: PhantomData,
         }
     }
@@ -193,6 +201,29 @@ impl<A: Aggregate, S: EventStore, C: Codec> AggregateRunner<A, S, C> {
     #[must_use]
     pub fn with_retry(mut self, retry: Backoff) -> Self {
         self.retry = retry;
+        self
+    }
+
+    /// Keeps the state after each command of the last `capacity` streams it ran (least recently
+    /// used dropped first), and decides the next command on a kept stream without loading it:
+    /// one round trip, the append, instead of a read and the append.
+    ///
+    /// The append still expects the version the state was kept at, so correctness rests on the
+    /// store's version check as without a cache. When the stream has moved on since (another
+    /// process or runner wrote to it), the append is refused, the state is dropped, and the
+    /// command is loaded and decided again at once; this does not count as an attempt of the
+    /// [retry policy](Self::with_retry), which still governs conflicts with a fresh load. A
+    /// command refused, or deciding nothing, on a kept state is answered only after one read
+    /// of the stream's version shows the state was current. So a stream written by one runner
+    /// at a time saves a load per command, and one written by many costs a refused append per
+    /// command that finds its state stale. Off unless switched on, since it needs `A: Clone`
+    /// and holds states in memory. `docs/adr/0015-hot-aggregate-cache.md` has the reasoning.
+    #[must_use]
+    pub fn with_cache(mut self, capacity: NonZeroUsize) -> Self
+    where
+        A: Clone,
+    {
+        self.cache = Some(StateCache::new(capacity));
         self
     }
 
@@ -386,15 +417,57 @@ impl<A: Aggregate, S: EventStore, C: Codec> AggregateRunner<A, S, C> {
         result
     }
 
+    /// One attempt of the retry policy: the command decided on the cached state when there is
+    /// one (see [`Self::with_cache`]), and on a fresh load when there is none or it was stale.
     async fn attempt(
         &self,
         stream: &StreamId,
         command: A::Command,
         context: CommandContext,
-    ) -> Result<Executed<A>, CommandError<A::Error>> {
-        let Loaded { mut state, version, .. } =
+    ) -> Result<Executed<A>, CommandError<A::Error>>
+    where
+        A::Command: Clone,
+    {
+        let cached = self.cache.as_ref().and_then(|cache| cache.get(stream));
+        if let Some((state, version)) = cached {
+            match self
+                .decide_and_commit(stream, state, version, command.clone(), context, true)
+                .await
+            {
+                Decided::Done(result) => return result,
+                Decided::Stale => {
+                    tracing::debug!(%version, "the cached state was stale; loading the stream");
+                }
+            }
+        }
+        let Loaded { state, version, .. } =
             self.load_stream(stream).instrument(tracing::info_span!("load")).await?;
-        let decided = tracing::info_span!("decide", events = Empty).in_scope(|| {
+        match self.decide_and_commit(stream, state, version, command, context, false).await {
+            Decided::Done(result) => result,
+            // Only a cached state can be stale.
+            Decided::Stale => Err(CommandError::Conflict {
+                stream: stream.clone(),
+                loaded: version,
+                actual: version,
+                attempts: 1,
+            }),
+        }
+    }
+
+    /// Decides `command` on `state` at `version` and appends what it decided. With `cached`,
+    /// the state came from the cache, and an outcome that may rest on it being stale — a
+    /// conflict, a refusal, nothing decided — is checked against the store and, when it was
+    /// stale, is [`Decided::Stale`] instead.
+    async fn decide_and_commit(
+        &self,
+        stream: &StreamId,
+        mut state: A,
+        version: Version,
+        command: A::Command,
+        context: CommandContext,
+        cached: bool,
+    ) -> Decided<A> {
+        let decided = tracing::info_span!("decide", events = Empty, cached).in_scope(|| {
             let decided = state.decide(command, &self.env);
             if let Ok(events) = &decided {
                 tracing::Span::current().record("events", events.len());
@@ -402,50 +475,96 @@ impl<A: Aggregate, S: EventStore, C: Codec> AggregateRunner<A, S, C> {
             decided
         });
         let events = match decided {
-            Ok(events) => events,
-            Err(error) => {
-                if self.took_effect(stream, context).await? {
-                    let head = self.store.head().await.map_err(CommandError::Store)?;
-                    return Ok(Executed::already_done(state, version, head));
+            Ok(events) if !events.is_empty() => events,
+            decided => {
+                if cached {
+                    match self.is_current(stream, version).await {
+                        Ok(true) => {}
+                        Ok(false) => return self.stale(stream, version),
+                        Err(error) => return Decided::Done(Err(error)),
+                    }
                 }
-                return Err(CommandError::Rejected(error));
+                return Decided::Done(match decided {
+                    Ok(events) => Ok(Executed {
+                        events,
+                        state,
+                        version,
+                        append: None,
+                        duplicate: false,
+                        token: None,
+                    }),
+                    Err(error) => match self.took_effect(stream, context).await {
+                        Ok(true) => self
+                            .store
+                            .head()
+                            .await
+                            .map_err(CommandError::Store)
+                            .map(|head| Executed::already_done(state, version, head)),
+                        Ok(false) => Err(CommandError::Rejected(error)),
+                        Err(error) => Err(error),
+                    },
+                });
             }
         };
-        if events.is_empty() {
-            return Ok(Executed {
-                events,
-                state,
-                version,
-                append: None,
-                duplicate: false,
-                token: None,
-            });
-        }
         for event in &events {
             state.apply(event);
         }
-        match self.commit(stream, version, &events, &state, context).await {
-            Ok(append) => Ok(Executed {
-                events,
-                state,
-                version: append.last_version,
-                token: Some(ReadToken::new(append.last_position)),
-                append: Some(append),
-                duplicate: false,
-            }),
+        Decided::Done(match self.commit(stream, version, &events, &state, context).await {
+            Ok(append) => {
+                if let Some(cache) = &self.cache {
+                    cache.put(stream, &state, append.last_version);
+                }
+                Ok(Executed {
+                    events,
+                    state,
+                    version: append.last_version,
+                    token: Some(ReadToken::new(append.last_position)),
+                    append: Some(append),
+                    duplicate: false,
+                })
+            }
             Err(
                 error @ (CommandError::Conflict { .. }
                 | CommandError::Store(EventStoreError::DuplicateEventId { .. })),
             ) => {
-                if self.took_effect(stream, context).await? {
-                    let Loaded { state, version, .. } = self.load_stream(stream).await?;
-                    let head = self.store.head().await.map_err(CommandError::Store)?;
-                    return Ok(Executed::already_done(state, version, head));
+                if let Some(cache) = &self.cache {
+                    cache.forget(stream, version);
                 }
-                Err(error)
+                match self.took_effect(stream, context).await {
+                    Ok(true) => self.already_done(stream).await,
+                    Ok(false) if cached && matches!(error, CommandError::Conflict { .. }) => {
+                        return Decided::Stale;
+                    }
+                    Ok(false) => Err(error),
+                    Err(error) => Err(error),
+                }
             }
             Err(error) => Err(error),
+        })
+    }
+
+    /// Whether `stream` is still at `version`: one read of its version.
+    async fn is_current(
+        &self,
+        stream: &StreamId,
+        version: Version,
+    ) -> Result<bool, CommandError<A::Error>> {
+        let actual = self.store.stream_version(stream).await.map_err(CommandError::Store)?;
+        Ok(actual == version)
+    }
+
+    fn stale(&self, stream: &StreamId, version: Version) -> Decided<A> {
+        if let Some(cache) = &self.cache {
+            cache.forget(stream, version);
         }
+        Decided::Stale
+    }
+
+    /// The answer to a command that took effect on an earlier delivery: the current state.
+    async fn already_done(&self, stream: &StreamId) -> Result<Executed<A>, CommandError<A::Error>> {
+        let Loaded { state, version, .. } = self.load_stream(stream).await?;
+        let head = self.store.head().await.map_err(CommandError::Store)?;
+        Ok(Executed::already_done(state, version, head))
     }
 
     /// Whether the command of `context` already appended its events to `stream`: its first
@@ -567,6 +686,14 @@ impl<A: Aggregate, S: EventStore, C: Codec> AggregateRunner<A, S, C> {
         }
         metrics::snapshot(A::STREAM, saved.is_ok());
     }
+}
+
+/// What deciding a command on a state came to.
+enum Decided<A: Aggregate> {
+    /// The command's outcome.
+    Done(Result<Executed<A>, CommandError<A::Error>>),
+    /// The state came from the cache and the stream has moved on: decide again on a load.
+    Stale,
 }
 
 /// How a command ended, as its span records it.

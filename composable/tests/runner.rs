@@ -2,13 +2,19 @@
 
 mod support;
 
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use composable::backoff::Backoff;
 use composable::command::CommandContext;
 use composable::envelope::Snapshot;
+use composable::testing::HookedStore;
 use composable::{
     AggregateRunner, Bincode, Codec, CommandError, EventMetadata, EventStore, ExpectedVersion,
     InMemoryEventStore, NewEvent, StreamId, Version,
 };
+use futures::TryStreamExt;
 use support::account::*;
 use support::racing::racing;
 use uuid::Uuid;
@@ -261,4 +267,89 @@ async fn a_command_with_an_id_losing_a_race_to_another_command_is_still_a_confli
         .await
         .expect_err("the rival deposit came first");
     assert!(matches!(error, CommandError::Conflict { .. }), "{error:?}");
+}
+
+// The hot-aggregate cache.
+
+fn cached<S: EventStore + Clone>(store: &S) -> AggregateRunner<Account, S> {
+    AggregateRunner::new(store.clone(), ()).with_cache(NonZeroUsize::new(8).expect("8"))
+}
+
+/// `store`, counting the reads of a stream.
+fn counting_reads(
+    store: &InMemoryEventStore,
+) -> (HookedStore<InMemoryEventStore>, Arc<AtomicUsize>) {
+    let reads = Arc::new(AtomicUsize::new(0));
+    let counted = reads.clone();
+    let store = HookedStore::new(store.clone()).on_read_stream(move |_, _| {
+        counted.fetch_add(1, Ordering::SeqCst);
+    });
+    (store, reads)
+}
+
+#[tokio::test]
+async fn a_cached_runner_decides_the_next_command_without_reading_the_stream() {
+    let (store, reads) = counting_reads(&InMemoryEventStore::new());
+    let runner = cached(&store);
+    runner.execute("a", AccountCommand::Deposit(10)).await.expect("deposit");
+    assert_eq!(reads.load(Ordering::SeqCst), 1, "the first command loads the stream");
+    runner.execute("a", AccountCommand::Deposit(5)).await.expect("deposit");
+    let done = runner.execute("a", AccountCommand::Withdraw(15)).await.expect("withdraw");
+    assert_eq!((done.state.balance, done.version), (0, Version(3)));
+    assert_eq!(reads.load(Ordering::SeqCst), 1, "the next ones are decided on the cached state");
+    let refused = runner.execute("a", AccountCommand::Withdraw(1)).await;
+    assert!(matches!(refused, Err(CommandError::Rejected(_))), "{refused:?}");
+    assert_eq!(reads.load(Ordering::SeqCst), 1, "a refusal on a current state reads no events");
+    assert_eq!(runner.load("a").await.expect("load").state, done.state);
+}
+
+#[tokio::test]
+async fn a_cached_runner_keeps_the_least_recently_used_streams_it_has_room_for() {
+    let (store, reads) = counting_reads(&InMemoryEventStore::new());
+    let runner = AggregateRunner::<Account, _>::new(store.clone(), ())
+        .with_cache(NonZeroUsize::new(1).expect("1"));
+    for id in ["a", "b", "a"] {
+        runner.execute(id, AccountCommand::Deposit(1)).await.expect("deposit");
+    }
+    assert_eq!(reads.load(Ordering::SeqCst), 3, "room for one: `b` pushed `a` out");
+    runner.execute("a", AccountCommand::Deposit(1)).await.expect("deposit");
+    assert_eq!(reads.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn a_cached_state_another_writer_made_stale_is_reloaded_and_never_committed() {
+    let store = InMemoryEventStore::new();
+    let runner = cached(&store);
+    let other = AggregateRunner::<Account, _>::new(store.clone(), ());
+    runner.execute("a", AccountCommand::Deposit(10)).await.expect("deposit");
+    other.execute("a", AccountCommand::Deposit(100)).await.expect("the other writer's deposit");
+
+    // On the cached state (10) this withdrawal would be refused; on the stream (110) it is not.
+    // No retry policy is set: a stale cache is not a conflict the caller sees.
+    let done = runner.execute("a", AccountCommand::Withdraw(50)).await.expect("withdraw");
+    assert_eq!((done.state.balance, done.version), (60, Version(3)));
+
+    other.execute("a", AccountCommand::Withdraw(60)).await.expect("the other writer's withdrawal");
+    // On the cached state (60) this deposit appends at version 3, which the store refuses.
+    let done = runner.execute("a", AccountCommand::Deposit(7)).await.expect("deposit");
+    assert_eq!((done.state.balance, done.version), (7, Version(5)));
+    let events: Vec<_> =
+        store.read_stream(&stream("a"), Version::ZERO).try_collect().await.expect("read");
+    assert_eq!(events.len(), 5, "every command's event, once");
+
+    other.execute("a", AccountCommand::Deposit(1)).await.expect("the other writer's deposit");
+    // Deciding nothing on a stale state is answered after the version is checked, on a load.
+    let nothing = runner.execute("a", AccountCommand::Deposit(0)).await.expect("nothing");
+    assert_eq!((nothing.state.balance, nothing.version), (8, Version(6)));
+}
+
+#[tokio::test]
+async fn a_cached_runner_still_reports_a_conflict_its_retry_policy_does_not_absorb() {
+    let store = racing();
+    let runner = cached(&store);
+    let error = runner.execute("a", AccountCommand::Deposit(1)).await.expect_err("conflict");
+    assert!(matches!(error, CommandError::Conflict { attempts: 1, .. }), "{error:?}");
+    // The conflict did not leave a state behind: the next command sees the rival's deposit.
+    let done = runner.execute("a", AccountCommand::Withdraw(100)).await.expect("withdraw");
+    assert_eq!(done.state.balance, 0);
 }

@@ -18,12 +18,14 @@ type BeforeAppend = Arc<
 >;
 type AfterAppend = Arc<dyn Fn(&StreamId, &AppendResult) + Send + Sync>;
 type Reads = Arc<dyn Fn(Vec<RecordedEvent>) -> Vec<RecordedEvent> + Send + Sync>;
+type StreamReads = Arc<dyn Fn(&StreamId, Version) + Send + Sync>;
 
 /// `inner`, with hooks a test sets: [`before_append`](Self::before_append) runs before each
 /// append and may hold it back (await something), fail it (return an error) or race it (append
 /// something else first); [`after_append`](Self::after_append) sees each append that
 /// succeeded; [`filter_reads`](Self::filter_reads) decides what a read of the global log
-/// returns. Clones share the hooks and the store.
+/// returns; [`on_read_stream`](Self::on_read_stream) sees each read of a stream. Clones share the
+/// hooks and the store.
 ///
 /// ```
 /// use composable::event_store::EventStoreError;
@@ -57,6 +59,7 @@ pub struct HookedStore<S> {
     before_append: Option<BeforeAppend>,
     after_append: Option<AfterAppend>,
     reads: Option<Reads>,
+    stream_reads: Option<StreamReads>,
 }
 
 impl<S: Clone> Clone for HookedStore<S> {
@@ -66,6 +69,7 @@ impl<S: Clone> Clone for HookedStore<S> {
             before_append: self.before_append.clone(),
             after_append: self.after_append.clone(),
             reads: self.reads.clone(),
+            stream_reads: self.stream_reads.clone(),
         }
     }
 }
@@ -76,6 +80,7 @@ impl<S> fmt::Debug for HookedStore<S> {
             .field("before_append", &self.before_append.is_some())
             .field("after_append", &self.after_append.is_some())
             .field("filter_reads", &self.reads.is_some())
+            .field("on_read_stream", &self.stream_reads.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -83,7 +88,7 @@ impl<S> fmt::Debug for HookedStore<S> {
 impl<S> HookedStore<S> {
     /// `inner` without hooks yet.
     pub fn new(inner: S) -> Self {
-        Self { inner, before_append: None, after_append: None, reads: None }
+        Self { inner, before_append: None, after_append: None, reads: None, stream_reads: None }
     }
 
     /// Runs `hook` before each append, with the stream and the events; the append goes on
@@ -119,6 +124,17 @@ impl<S> HookedStore<S> {
         self
     }
 
+    /// Calls `hook` with the stream and the version after which it is read, on each read of a
+    /// stream ([`EventStore::read_stream`]).
+    #[must_use]
+    pub fn on_read_stream(
+        mut self,
+        hook: impl Fn(&StreamId, Version) + Send + Sync + 'static,
+    ) -> Self {
+        self.stream_reads = Some(Arc::new(hook));
+        self
+    }
+
     /// The store inside.
     pub fn inner(&self) -> &S {
         &self.inner
@@ -147,6 +163,9 @@ impl<S: EventStore> EventStore for HookedStore<S> {
         stream: &'a StreamId,
         after: Version,
     ) -> BoxStream<'a, Result<RecordedEvent, EventStoreError>> {
+        if let Some(hook) = &self.stream_reads {
+            hook(stream, after);
+        }
         self.inner.read_stream(stream, after)
     }
 

@@ -72,12 +72,16 @@ pg_start() {
         return 1
     }
     port=$(_pg_free_port) || return 1
-    local durability="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    # In the configuration file, not on the command line (`-c`, which outranks ALTER SYSTEM), so
+    # a bench can switch them with ALTER SYSTEM and pg_reload_conf() (benches/versus does).
+    local durability=off
     if [ "${PG_DURABLE:-0}" = 1 ]; then
-        durability="-c fsync=on -c synchronous_commit=on -c full_page_writes=on"
+        durability=on
     fi
+    printf 'fsync = %s\nsynchronous_commit = %s\nfull_page_writes = %s\n' \
+        "$durability" "$durability" "$durability" >>"$dir/data/postgresql.conf"
     _pg_as_postgres pg_ctl -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
-        -o "-p $port -k $dir -c listen_addresses=127.0.0.1 $durability -c max_connections=200" \
+        -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200" \
         start >/dev/null || {
         echo "pg_start: PostgreSQL did not start, see $dir/postgres.log" >&2
         cat "$dir/postgres.log" >&2

@@ -131,13 +131,56 @@ impl RecordedEvent {
     /// [`DecodeError::FormatMismatch`] when the row was written in another format than
     /// `codec`'s, and the errors of [`EventSet::decode`].
     pub fn decode<E: EventSet, C: Codec>(&self, codec: &C) -> Result<E, DecodeError> {
+        self.as_stored().decode(codec)
+    }
+
+    /// The parts of the event a fold reads, borrowed.
+    pub fn as_stored(&self) -> StoredEvent<'_> {
+        StoredEvent {
+            stream_version: self.stream_version,
+            event_id: self.event_id,
+            name: &self.name,
+            version: self.version,
+            format: &self.format,
+            payload: &self.payload,
+        }
+    }
+}
+
+/// What rebuilding a state reads of a stored event — its place in the stream, its id, its name,
+/// version and format, and its payload — borrowed from wherever the store holds it. A store
+/// hands these out from [`EventStore::read_stream_with`](crate::EventStore::read_stream_with)
+/// without building the whole envelope: no metadata, no global position, no copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredEvent<'a> {
+    /// Its version within the stream (the first event is 1).
+    pub stream_version: Version,
+    /// Unique id.
+    pub event_id: Uuid,
+    /// The event's stable name.
+    pub name: &'a str,
+    /// The version of the event's shape.
+    pub version: u16,
+    /// The [`Codec::format`] of `payload`.
+    pub format: &'a str,
+    /// The encoded event.
+    pub payload: &'a [u8],
+}
+
+impl StoredEvent<'_> {
+    /// Decodes the payload into the aggregate's event set, upcasting older versions.
+    ///
+    /// # Errors
+    /// [`DecodeError::FormatMismatch`] when the row was written in another format than
+    /// `codec`'s, and the errors of [`EventSet::decode`].
+    pub fn decode<E: EventSet, C: Codec>(&self, codec: &C) -> Result<E, DecodeError> {
         if self.format != codec.format() {
             return Err(DecodeError::FormatMismatch {
                 expected: codec.format(),
-                found: self.format.clone(),
+                found: self.format.to_owned(),
             });
         }
-        E::decode(codec, &self.name, self.version, &self.payload)
+        E::decode(codec, self.name, self.version, self.payload)
     }
 }
 

@@ -49,7 +49,7 @@ pub use composable_macros::{
     aggregate, apply, command, compensate, event, project, projection, saga, start, step,
 };
 pub use effect::Effect;
-pub use envelope::{EventMetadata, NewEvent, RecordedEvent};
+pub use envelope::{EventMetadata, NewEvent, RecordedEvent, StoredEvent};
 pub use event::Event;
 pub use event_store::{EventStore, InMemoryEventStore};
 pub use reducer::Reducer;

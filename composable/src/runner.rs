@@ -24,9 +24,9 @@ use crate::clock::{Clock, SystemClock};
 use crate::codec::{Bincode, Codec, CodecError};
 use crate::command::{self, CommandContext};
 use crate::consistency::ReadToken;
-use crate::envelope::{EventMetadata, NewEvent, RecordedEvent, Snapshot};
+use crate::envelope::{EventMetadata, NewEvent, RecordedEvent, Snapshot, StoredEvent};
 use crate::event::{DecodeError, EventSet};
-use crate::event_store::{AppendResult, EventStore, EventStoreError};
+use crate::event_store::{AppendResult, EventStore, EventStoreError, StreamPart};
 use crate::metrics;
 use crate::stream::{ExpectedVersion, Position, StreamId, StreamIdError, Version};
 use cache::StateCache;
@@ -255,47 +255,70 @@ impl<A: Aggregate, S: EventStore, C: Codec> AggregateRunner<A, S, C> {
     }
 
     async fn load_stream(&self, stream: &StreamId) -> Result<Loaded<A>, CommandError<A::Error>> {
-        let (mut state, mut version, snapshot) = match self.usable_snapshot(stream).await? {
-            Some((state, version)) => (state, version, Some(version)),
-            None => (A::default(), Version::ZERO, None),
-        };
-        let mut events = self.store.read_stream(stream, version);
-        while let Some(recorded) = events.try_next().await.map_err(CommandError::Store)? {
-            let event = decode::<A, C>(&self.codec, &recorded)?;
-            state.apply(&event);
-            version = recorded.stream_version;
+        if A::SNAPSHOT_EVERY.is_some()
+            && let Some(loaded) = self.load_from_snapshot(stream).await?
+        {
+            return Ok(loaded);
         }
-        Ok(Loaded { state, version, snapshot })
+        let mut loaded = Loaded { state: A::default(), version: Version::ZERO, snapshot: None };
+        let mut events = self.store.read_stream_with(stream, Version::ZERO, self.reader(stream));
+        while let Some(decoded) = events.try_next().await.map_err(CommandError::Store)? {
+            let (version, event) = decoded?;
+            loaded.state.apply(&event);
+            loaded.version = version;
+        }
+        Ok(loaded)
     }
 
-    async fn usable_snapshot(
+    /// The state from the stream's snapshot of this state schema and codec, and the events
+    /// after it, in one read; `None` when the snapshot cannot be decoded, so the caller
+    /// replays the stream instead.
+    async fn load_from_snapshot(
         &self,
         stream: &StreamId,
-    ) -> Result<Option<(A, Version)>, CommandError<A::Error>> {
-        if A::SNAPSHOT_EVERY.is_none() {
-            return Ok(None);
-        }
-        let Some(snapshot) = self.store.load_snapshot(stream).await.map_err(CommandError::Store)?
-        else {
-            return Ok(None);
-        };
-        if snapshot.schema_version != A::SNAPSHOT_SCHEMA || snapshot.format != self.codec.format() {
-            tracing::debug!(
-                %stream,
-                stored_schema = snapshot.schema_version,
-                current_schema = A::SNAPSHOT_SCHEMA,
-                stored_format = %snapshot.format,
-                "ignoring a snapshot of another schema or format; rebuilding from events"
-            );
-            return Ok(None);
-        }
-        match A::decode_snapshot(&self.codec, &snapshot.state) {
-            Some(Ok(state)) => Ok(Some((state, snapshot.version))),
-            Some(Err(error)) => {
-                tracing::warn!(%stream, %error, "ignoring an unreadable snapshot; rebuilding from events");
-                Ok(None)
+    ) -> Result<Option<Loaded<A>>, CommandError<A::Error>> {
+        let mut loaded = Loaded { state: A::default(), version: Version::ZERO, snapshot: None };
+        let mut parts = self.store.read_stream_from_snapshot(
+            stream,
+            A::SNAPSHOT_SCHEMA,
+            self.codec.format(),
+            self.reader(stream),
+        );
+        while let Some(part) = parts.try_next().await.map_err(CommandError::Store)? {
+            match part {
+                StreamPart::Snapshot(snapshot) => {
+                    match A::decode_snapshot(&self.codec, &snapshot.state) {
+                        Some(Ok(state)) => {
+                            loaded.state = state;
+                            loaded.version = snapshot.version;
+                            loaded.snapshot = Some(snapshot.version);
+                        }
+                        Some(Err(error)) => {
+                            tracing::warn!(%stream, %error, "ignoring an unreadable snapshot; rebuilding from events");
+                            return Ok(None);
+                        }
+                        None => return Ok(None),
+                    }
+                }
+                StreamPart::Event(decoded) => {
+                    let (version, event) = decoded?;
+                    loaded.state.apply(&event);
+                    loaded.version = version;
+                }
             }
-            None => Ok(None),
+        }
+        Ok(Some(loaded))
+    }
+
+    /// How a load reads each stored event of `stream`: its version and the decoded event.
+    fn reader<'a>(
+        &'a self,
+        stream: &'a StreamId,
+    ) -> impl FnMut(StoredEvent<'_>) -> Result<(Version, A::Event), CommandError<A::Error>> + Send + 'a
+    {
+        move |event| {
+            decode_stored::<A, C>(&self.codec, stream, event)
+                .map(|decoded| (event.stream_version, decoded))
         }
     }
 
@@ -711,13 +734,21 @@ fn decode<A: Aggregate, C: Codec>(
     codec: &C,
     recorded: &RecordedEvent,
 ) -> Result<A::Event, CommandError<A::Error>> {
-    recorded.decode::<A::Event, C>(codec).map_err(|source| {
+    decode_stored::<A, C>(codec, &recorded.stream_id, recorded.as_stored())
+}
+
+fn decode_stored<A: Aggregate, C: Codec>(
+    codec: &C,
+    stream: &StreamId,
+    event: StoredEvent<'_>,
+) -> Result<A::Event, CommandError<A::Error>> {
+    event.decode::<A::Event, C>(codec).map_err(|source| {
         CommandError::Decode(Box::new(StoredEventError {
-            stream: recorded.stream_id.clone(),
-            stream_version: recorded.stream_version,
-            event_id: recorded.event_id,
-            name: recorded.name.clone(),
-            event_version: recorded.version,
+            stream: stream.clone(),
+            stream_version: event.stream_version,
+            event_id: event.event_id,
+            name: event.name.to_owned(),
+            event_version: event.version,
             source,
         }))
     })

@@ -23,8 +23,8 @@ use chrono::{TimeZone, Utc};
 use futures::TryStreamExt;
 use uuid::Uuid;
 
-use composable::envelope::{EventMetadata, NewEvent, RecordedEvent, Snapshot};
-use composable::event_store::{AppendResult, EventStore, EventStoreError};
+use composable::envelope::{EventMetadata, NewEvent, RecordedEvent, Snapshot, StoredEvent};
+use composable::event_store::{AppendResult, EventStore, EventStoreError, StreamPart};
 use composable::stream::{ExpectedVersion, Position, StreamId, Version};
 use composable::testing::read_all_to_head;
 use composable::trace::TraceContext;
@@ -45,6 +45,8 @@ macro_rules! event_store_conformance {
             a_partially_stored_append_is_a_duplicate,
             a_repeated_id_within_one_append_is_refused,
             read_stream_yields_events_after_a_version,
+            read_stream_with_lends_what_read_stream_returns,
+            a_stream_is_read_from_its_snapshot_of_the_schema_and_format_asked_for,
             read_all_pages_across_streams,
             stream_version_follows_appends,
             snapshots_are_replaced_only_by_newer_ones,
@@ -466,6 +468,98 @@ where
         }
     }
     assert!(read_stream_vec(&store, &stream("nothing"), Version::ZERO).await.is_empty());
+}
+
+/// What a fold reads of an event, owned: its version, id, name, version, format and payload.
+type Folded = (Version, Uuid, String, u16, String, Vec<u8>);
+
+fn folded(event: StoredEvent<'_>) -> Folded {
+    (
+        event.stream_version,
+        event.event_id,
+        event.name.to_owned(),
+        event.version,
+        event.format.to_owned(),
+        event.payload.to_vec(),
+    )
+}
+
+/// `read_stream_with` lends each event after a version, in order, as `read_stream` returns it.
+pub async fn read_stream_with_lends_what_read_stream_returns<S, F, Fut>(factory: F)
+where
+    S: EventStore + Clone,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    let store = factory().await;
+    let s = stream("lent");
+    append_ok(&store, &s, ExpectedVersion::Any, new_events(0, 4)).await;
+    append_ok(&store, &stream("lentnoise"), ExpectedVersion::Any, new_events(4, 1)).await;
+    append_ok(&store, &s, ExpectedVersion::Any, new_events(5, 3)).await;
+    for after in [0u64, 3, 7, 9] {
+        let whole = read_stream_vec(&store, &s, Version(after)).await;
+        let lent: Vec<Folded> =
+            match store.read_stream_with(&s, Version(after), folded).try_collect().await {
+                Ok(lent) => lent,
+                Err(error) => panic!("read_stream_with({s}, {after}) failed: {error}"),
+            };
+        let expected: Vec<Folded> = whole.iter().map(|event| folded(event.as_stored())).collect();
+        assert_eq!(lent, expected, "events after version {after}");
+    }
+}
+
+/// `read_stream_from_snapshot` yields the stream's snapshot when it is of the schema and format
+/// asked for, then the events after it; otherwise every event.
+pub async fn a_stream_is_read_from_its_snapshot_of_the_schema_and_format_asked_for<S, F, Fut>(
+    factory: F,
+) where
+    S: EventStore + Clone,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    let store = factory().await;
+    let s = stream("fromsnap");
+    append_ok(&store, &s, ExpectedVersion::Any, new_events(0, 6)).await;
+    let all: Vec<Folded> = read_stream_vec(&store, &s, Version::ZERO)
+        .await
+        .iter()
+        .map(|e| folded(e.as_stored()))
+        .collect();
+    let read = |schema: u32, format: &'static str| {
+        let store = store.clone();
+        let s = s.clone();
+        async move {
+            let parts: Result<Vec<StreamPart<Folded>>, _> =
+                store.read_stream_from_snapshot(&s, schema, format, folded).try_collect().await;
+            parts.unwrap_or_else(|error| panic!("read_stream_from_snapshot({s}) failed: {error}"))
+        }
+    };
+    let events =
+        |folded: &[Folded]| folded.iter().cloned().map(StreamPart::Event).collect::<Vec<_>>();
+    assert_eq!(read(3, "bincode2").await, events(&all), "no snapshot: every event");
+
+    let snapshot = Snapshot {
+        stream_id: s.clone(),
+        version: Version(4),
+        schema_version: 3,
+        format: "bincode2".into(),
+        state: b"four".to_vec(),
+        taken_at: Utc.timestamp_opt(1_700_000_000, 7_000).single().unwrap_or_else(Utc::now),
+    };
+    save(&store, snapshot.clone()).await;
+    let mut expected = vec![StreamPart::Snapshot(snapshot)];
+    expected.extend(events(&all[4..]));
+    assert_eq!(read(3, "bincode2").await, expected, "the snapshot, then the events after it");
+    assert_eq!(read(4, "bincode2").await, events(&all), "another schema is passed over");
+    assert_eq!(read(3, "json").await, events(&all), "another format is passed over");
+    assert_eq!(read(3, "bincode2").await.len(), 3);
+    let empty = stream("fromsnapnothing");
+    let parts: Vec<StreamPart<Folded>> =
+        match store.read_stream_from_snapshot(&empty, 3, "bincode2", folded).try_collect().await {
+            Ok(parts) => parts,
+            Err(error) => panic!("read_stream_from_snapshot({empty}) failed: {error}"),
+        };
+    assert!(parts.is_empty());
 }
 
 /// `read_all` pages through every stream's events in position order, honouring limits.

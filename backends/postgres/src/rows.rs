@@ -5,7 +5,8 @@ use chrono::{DateTime, Utc};
 use composable::envelope::Snapshot;
 use composable::event_store::EventStoreError;
 use composable::{
-    EventMetadata, NewEvent, Position, RecordedEvent, StreamId, Version, trace::TraceContext,
+    EventMetadata, NewEvent, Position, RecordedEvent, StreamId, Version, envelope::StoredEvent,
+    trace::TraceContext,
 };
 use sqlx::error::BoxDynError;
 use sqlx::postgres::{PgRow, PgTypeInfo, PgValueFormat, PgValueRef};
@@ -82,6 +83,41 @@ impl<'r> Decode<'r, Postgres> for Xid8 {
             PgValueFormat::Text => Ok(Self(value.as_str()?.parse()?)),
         }
     }
+}
+
+/// The columns [`stored_event`] reads, first in every query that folds a stream.
+pub(crate) const STORED_EVENT_COLUMNS: &str =
+    "stream_version, event_id, event_name, event_version, payload_format, payload";
+
+/// Decodes the columns [`STORED_EVENT_COLUMNS`] of a row of `stream`, borrowing from the row.
+pub(crate) fn stored_event<'r>(
+    row: &'r PgRow,
+    stream: &StreamId,
+) -> Result<StoredEvent<'r>, EventStoreError> {
+    let at = Position::START;
+    let bad = |what: String| corrupt(at, format!("stream `{stream}`: {what}"));
+    let raw_version: i64 = column(row, 0, "stream_version", at)?;
+    let stream_version = u64::try_from(raw_version)
+        .ok()
+        .filter(|&version| version > 0)
+        .map(Version)
+        .ok_or_else(|| bad(format!("stream version {raw_version}")))?;
+    let raw_event_version: i32 = column(row, 3, "event_version", at)?;
+    let version = u16::try_from(raw_event_version).map_err(|_| {
+        bad(format!("event version {raw_event_version} at version {stream_version}"))
+    })?;
+    let format: &str = column(row, 4, "payload_format", at)?;
+    if format.is_empty() {
+        return Err(bad(format!("empty payload format at version {stream_version}")));
+    }
+    Ok(StoredEvent {
+        stream_version,
+        event_id: column(row, 1, "event_id", at)?,
+        name: column(row, 2, "event_name", at)?,
+        version,
+        format,
+        payload: column(row, 5, "payload", at)?,
+    })
 }
 
 /// The columns [`snapshot`] reads.

@@ -9,11 +9,12 @@ use std::fmt;
 use std::future::Future;
 
 use futures::future::BoxFuture;
-use futures::stream::BoxStream;
+use futures::stream::{self, BoxStream};
+use futures::{StreamExt, TryFutureExt, TryStreamExt};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::envelope::{NewEvent, RecordedEvent, Snapshot};
+use crate::envelope::{NewEvent, RecordedEvent, Snapshot, StoredEvent};
 use crate::stream::{ExpectedVersion, Position, StreamId, Version};
 
 use crate::BoxError;
@@ -21,6 +22,16 @@ use crate::BoxError;
 mod memory;
 
 pub use memory::InMemoryEventStore;
+
+/// What [`EventStore::read_stream_from_snapshot`] yields: the snapshot first, when there is a
+/// usable one, then the events after it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamPart<T> {
+    /// The stream's snapshot, of the schema and format asked for.
+    Snapshot(Snapshot),
+    /// An event after the snapshot (or after the start without one), as the reader made it.
+    Event(T),
+}
 
 /// Where an append put its events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,6 +140,52 @@ pub trait EventStore: Send + Sync + 'static {
         after: Version,
     ) -> BoxStream<'a, Result<RecordedEvent, EventStoreError>>;
 
+    /// The events of `stream` with a version greater than `after`, in version order, each
+    /// passed to `read` as a [`StoredEvent`] borrowed from the store, and yielded as what `read`
+    /// made of it. For folding events into a state: a store that can read less than the whole
+    /// envelope (PostgreSQL reads six columns instead of fourteen, and copies nothing) overrides
+    /// the default, which reads whole envelopes through [`Self::read_stream`].
+    fn read_stream_with<'a, T, F>(
+        &'a self,
+        stream: &'a StreamId,
+        after: Version,
+        mut read: F,
+    ) -> BoxStream<'a, Result<T, EventStoreError>>
+    where
+        T: Send + 'a,
+        F: FnMut(StoredEvent<'_>) -> T + Send + 'a,
+    {
+        self.read_stream(stream, after).map_ok(move |event| read(event.as_stored())).boxed()
+    }
+
+    /// The snapshot of `stream` if it has one of state schema `schema_version` in `format`,
+    /// then the events after it (after the start without one) through `read`, as
+    /// [`Self::read_stream_with`] yields them: how an aggregate with snapshots is loaded. A
+    /// snapshot of another schema or format is passed over. The default loads the snapshot and
+    /// then reads the events; PostgreSQL does both in one query (one round trip).
+    fn read_stream_from_snapshot<'a, T, F>(
+        &'a self,
+        stream: &'a StreamId,
+        schema_version: u32,
+        format: &'a str,
+        read: F,
+    ) -> BoxStream<'a, Result<StreamPart<T>, EventStoreError>>
+    where
+        T: Send + 'a,
+        F: FnMut(StoredEvent<'_>) -> T + Send + 'a,
+    {
+        async move {
+            let snapshot = self.load_snapshot(stream).await?.filter(|snapshot| {
+                snapshot.schema_version == schema_version && snapshot.format == format
+            });
+            let after = snapshot.as_ref().map_or(Version::ZERO, |snapshot| snapshot.version);
+            let first = stream::iter(snapshot.map(|snapshot| Ok(StreamPart::Snapshot(snapshot))));
+            Ok(first.chain(self.read_stream_with(stream, after, read).map_ok(StreamPart::Event)))
+        }
+        .try_flatten_stream()
+        .boxed()
+    }
+
     /// Up to `limit` events with a global position greater than `after`, in position order,
     /// gap-safe.
     fn read_all(
@@ -219,6 +276,33 @@ impl<S: EventStore> EventStore for std::sync::Arc<S> {
         after: Version,
     ) -> BoxStream<'a, Result<RecordedEvent, EventStoreError>> {
         (**self).read_stream(stream, after)
+    }
+
+    fn read_stream_with<'a, T, F>(
+        &'a self,
+        stream: &'a StreamId,
+        after: Version,
+        read: F,
+    ) -> BoxStream<'a, Result<T, EventStoreError>>
+    where
+        T: Send + 'a,
+        F: FnMut(StoredEvent<'_>) -> T + Send + 'a,
+    {
+        (**self).read_stream_with(stream, after, read)
+    }
+
+    fn read_stream_from_snapshot<'a, T, F>(
+        &'a self,
+        stream: &'a StreamId,
+        schema_version: u32,
+        format: &'a str,
+        read: F,
+    ) -> BoxStream<'a, Result<StreamPart<T>, EventStoreError>>
+    where
+        T: Send + 'a,
+        F: FnMut(StoredEvent<'_>) -> T + Send + 'a,
+    {
+        (**self).read_stream_from_snapshot(stream, schema_version, format, read)
     }
 
     fn read_all(

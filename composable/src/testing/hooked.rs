@@ -9,8 +9,8 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use uuid::Uuid;
 
-use crate::envelope::{NewEvent, RecordedEvent, Snapshot};
-use crate::event_store::{AppendResult, Appends, EventStore, EventStoreError};
+use crate::envelope::{NewEvent, RecordedEvent, Snapshot, StoredEvent};
+use crate::event_store::{AppendResult, Appends, EventStore, EventStoreError, StreamPart};
 use crate::stream::{ExpectedVersion, Position, StreamId, Version};
 
 type BeforeAppend = Arc<
@@ -125,7 +125,8 @@ impl<S> HookedStore<S> {
     }
 
     /// Calls `hook` with the stream and the version after which it is read, on each read of a
-    /// stream ([`EventStore::read_stream`]).
+    /// stream ([`EventStore::read_stream`], [`EventStore::read_stream_with`], and
+    /// [`EventStore::read_stream_from_snapshot`], which reports [`Version::ZERO`]).
     #[must_use]
     pub fn on_read_stream(
         mut self,
@@ -167,6 +168,39 @@ impl<S: EventStore> EventStore for HookedStore<S> {
             hook(stream, after);
         }
         self.inner.read_stream(stream, after)
+    }
+
+    fn read_stream_with<'a, T, F>(
+        &'a self,
+        stream: &'a StreamId,
+        after: Version,
+        read: F,
+    ) -> BoxStream<'a, Result<T, EventStoreError>>
+    where
+        T: Send + 'a,
+        F: FnMut(StoredEvent<'_>) -> T + Send + 'a,
+    {
+        if let Some(hook) = &self.stream_reads {
+            hook(stream, after);
+        }
+        self.inner.read_stream_with(stream, after, read)
+    }
+
+    fn read_stream_from_snapshot<'a, T, F>(
+        &'a self,
+        stream: &'a StreamId,
+        schema_version: u32,
+        format: &'a str,
+        read: F,
+    ) -> BoxStream<'a, Result<StreamPart<T>, EventStoreError>>
+    where
+        T: Send + 'a,
+        F: FnMut(StoredEvent<'_>) -> T + Send + 'a,
+    {
+        if let Some(hook) = &self.stream_reads {
+            hook(stream, Version::ZERO);
+        }
+        self.inner.read_stream_from_snapshot(stream, schema_version, format, read)
     }
 
     async fn read_all(

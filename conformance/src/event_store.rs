@@ -220,10 +220,20 @@ where
     let all = read_all_to_head(&store, Position::START).await;
     assert_eq!(all, read, "the global log holds the same events");
 
+    // One-event appends, which a store may write another way: with a trace (odd tags) and
+    // without, with a cause and without.
     let other = stream("round2");
-    let second = append_ok(&store, &other, ExpectedVersion::Any, new_events(3, 1)).await;
+    let mut alone = vec![new_event(3), new_event(4)];
+    alone[1].metadata.causation_id = None;
+    let second = append_ok(&store, &other, ExpectedVersion::Any, vec![alone[0].clone()]).await;
     assert!(second.last_position > result.last_position);
     assert_eq!(second.first_version, Version(1));
+    append_ok(&store, &other, ExpectedVersion::Exact(Version(1)), vec![alone[1].clone()]).await;
+    let read = read_stream_vec(&store, &other, Version::ZERO).await;
+    assert_eq!(read.len(), 2);
+    for (recorded, sent) in read.iter().zip(&alone) {
+        assert_same_event(recorded, sent);
+    }
 }
 
 /// `Any` appends to a new stream and to an existing one.

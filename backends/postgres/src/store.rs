@@ -45,23 +45,29 @@ static READ_STREAM_STORED: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// A stream's snapshot of one schema and format (`part` 0) and its events after it (`part` 1),
-/// in one query. The snapshot row carries its version, format and state in the event columns'
-/// places, and its schema version and time in the last two.
+/// A stream's snapshot of one schema and format and its events after it, in one query: the
+/// snapshot (zero or one row, by its key) joined to the events after its version, read through
+/// the stream's index in order. The snapshot's columns follow the event's; its state comes only
+/// with the first row (the event right after it, or no event when none follows), so a large
+/// state travels once. There is always at least one row: all NULL for a stream with neither.
+///
+/// The rows come in version order because the join is a nested loop over one outer row, whose
+/// inner side is ordered: a top-level `ORDER BY` would add a sort of the whole tail (or of the
+/// whole stream without a snapshot), and measured slower than two queries. The reader checks
+/// the order anyway.
 static READ_FROM_SNAPSHOT: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT * FROM ( \
-             SELECT version, NULL::uuid, NULL::text, NULL::integer, payload_format, state, \
-                    0 AS part, schema_version, taken_at \
-               FROM snapshots \
-              WHERE stream_id = $1 AND schema_version = $2 AND payload_format = $3 \
-             UNION ALL \
-             SELECT {STORED_EVENT_COLUMNS}, 1, NULL, NULL FROM events \
-              WHERE stream_id = $1 \
-                AND stream_version > coalesce((SELECT version FROM snapshots \
-                                               WHERE stream_id = $1 AND schema_version = $2 \
-                                                 AND payload_format = $3), 0) \
-         ) parts ORDER BY part, version"
+        "SELECT e.*, s.version, s.payload_format, \
+                CASE WHEN e.stream_version IS NULL OR e.stream_version = s.version + 1 \
+                     THEN s.state END, \
+                s.schema_version, s.taken_at \
+           FROM (SELECT) one \
+           LEFT JOIN snapshots s \
+                  ON s.stream_id = $1 AND s.schema_version = $2 AND s.payload_format = $3 \
+           LEFT JOIN LATERAL ( \
+                SELECT {STORED_EVENT_COLUMNS} FROM events \
+                 WHERE stream_id = $1 AND stream_version > coalesce(s.version, 0) \
+                 ORDER BY stream_version) e ON true"
     )
 });
 
@@ -320,8 +326,8 @@ impl PostgresEventStore {
     }
 }
 
-/// The snapshot row of [`READ_FROM_SNAPSHOT`].
-fn snapshot_part(row: &PgRow, stream: &StreamId) -> Result<Snapshot, EventStoreError> {
+/// The snapshot in a row of [`READ_FROM_SNAPSHOT`], if the row carries one.
+fn snapshot_part(row: &PgRow, stream: &StreamId) -> Result<Option<Snapshot>, EventStoreError> {
     let bad = |what: String| EventStoreError::Corrupt {
         position: Position::START,
         reason: format!("snapshot of `{stream}`: {what}"),
@@ -329,19 +335,21 @@ fn snapshot_part(row: &PgRow, stream: &StreamId) -> Result<Snapshot, EventStoreE
     let column = |index: usize, name: &'static str| {
         move |error: sqlx::Error| bad(format!("column `{name}` ({index}): {error}"))
     };
-    let raw_version: i64 = row.try_get(0).map_err(column(0, "version"))?;
+    let Some(raw_version) = row.try_get::<Option<i64>, _>(6).map_err(column(6, "version"))? else {
+        return Ok(None);
+    };
     let version = u64::try_from(raw_version).map_err(|_| bad(format!("version {raw_version}")))?;
-    let raw_schema: i64 = row.try_get(7).map_err(column(7, "schema_version"))?;
+    let raw_schema: i64 = row.try_get(9).map_err(column(9, "schema_version"))?;
     let schema_version =
         u32::try_from(raw_schema).map_err(|_| bad(format!("schema version {raw_schema}")))?;
-    Ok(Snapshot {
+    Ok(Some(Snapshot {
         stream_id: stream.clone(),
         version: Version(version),
         schema_version,
-        format: row.try_get(4).map_err(column(4, "payload_format"))?,
-        state: row.try_get(5).map_err(column(5, "state"))?,
-        taken_at: row.try_get(8).map_err(column(8, "taken_at"))?,
-    })
+        format: row.try_get(7).map_err(column(7, "payload_format"))?,
+        state: row.try_get(8).map_err(column(8, "state"))?,
+        taken_at: row.try_get(10).map_err(column(10, "taken_at"))?,
+    }))
 }
 
 fn to_i64(value: u64) -> i64 {
@@ -525,21 +533,50 @@ impl EventStore for PostgresEventStore {
         T: Send + 'a,
         F: FnMut(StoredEvent<'_>) -> T + Send + 'a,
     {
+        let mut last = None;
         sqlx::query(READ_FROM_SNAPSHOT.as_str())
             .bind(stream.as_str())
             .bind(i64::from(schema_version))
             .bind(format)
             .fetch(&self.pool)
-            .map(move |row| {
-                let row =
-                    row.map_err(|error| store_error("read a stream from its snapshot", error))?;
-                let part: i32 = row
-                    .try_get(6)
-                    .map_err(|error| store_error("read a stream from its snapshot", error))?;
-                if part == 0 {
-                    return snapshot_part(&row, stream).map(StreamPart::Snapshot);
+            .flat_map(move |row| {
+                let mut parts = Vec::with_capacity(2);
+                let row = match row {
+                    Ok(row) => row,
+                    Err(error) => {
+                        parts.push(Err(store_error("read a stream from its snapshot", error)));
+                        return futures::stream::iter(parts);
+                    }
+                };
+                if last.is_none() {
+                    match snapshot_part(&row, stream) {
+                        Ok(Some(snapshot)) => {
+                            last = Some(snapshot.version);
+                            parts.push(Ok(StreamPart::Snapshot(snapshot)));
+                        }
+                        Ok(None) => {}
+                        Err(error) => parts.push(Err(error)),
+                    }
                 }
-                Ok(StreamPart::Event(read(stored_event(&row, stream)?)))
+                let event: Result<Option<i64>, _> = row.try_get(0);
+                if let Err(error) = event {
+                    parts.push(Err(store_error("read a stream from its snapshot", error)));
+                } else if let Ok(Some(_)) = event {
+                    parts.push(stored_event(&row, stream).and_then(|event| {
+                        if last.is_some_and(|last| event.stream_version <= last) {
+                            return Err(EventStoreError::Corrupt {
+                                position: Position::START,
+                                reason: format!(
+                                    "stream `{stream}`: version {} read after {last:?}",
+                                    event.stream_version
+                                ),
+                            });
+                        }
+                        last = Some(event.stream_version);
+                        Ok(StreamPart::Event(read(event)))
+                    }));
+                }
+                futures::stream::iter(parts)
             })
             .boxed()
     }

@@ -39,6 +39,7 @@
 mod checkpoint;
 mod config;
 mod error;
+mod group;
 mod notify;
 mod read;
 mod rows;

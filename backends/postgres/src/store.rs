@@ -2,7 +2,8 @@
 //! reads, streamed stream reads and snapshots.
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::Duration;
 
 use composable::backend::{repeated_event_id, retried_append};
@@ -24,6 +25,7 @@ use uuid::Uuid;
 use crate::MIGRATOR;
 use crate::config::PostgresEventStoreBuilder;
 use crate::error::{PostgresError, is_serialization_failure, store_error, unique_violation};
+use crate::group::{GroupCommit, Outcome};
 use crate::notify::Notifications;
 use crate::rows::{
     EVENT_COLUMNS, MetadataColumns, SNAPSHOT_COLUMNS, STORED_EVENT_COLUMNS, Xid8, event_position,
@@ -229,6 +231,11 @@ pub struct PostgresEventStore {
     schema: Option<String>,
     notifications: Arc<Notifications>,
     clock: Arc<dyn Clock>,
+    /// Group commit of one-event appends (the `group` module), started by the first append
+    /// that finds another one running.
+    group: Arc<OnceLock<GroupCommit>>,
+    /// Appends of this store (and its clones) running now.
+    appending: Arc<AtomicUsize>,
 }
 
 impl PostgresEventStore {
@@ -255,7 +262,14 @@ impl PostgresEventStore {
 
     pub(crate) fn with_settings(pool: PgPool, schema: Option<String>) -> Self {
         let notifications = Arc::new(Notifications::new(pool.clone(), schema.as_deref()));
-        Self { pool, schema, notifications, clock: Arc::new(SystemClock) }
+        Self {
+            pool,
+            schema,
+            notifications,
+            clock: Arc::new(SystemClock),
+            group: Arc::new(OnceLock::new()),
+            appending: Arc::new(AtomicUsize::new(0)),
+        }
     }
 
     /// Waits between retried appends on `clock`.
@@ -352,6 +366,43 @@ fn snapshot_part(row: &PgRow, stream: &StreamId) -> Result<Option<Snapshot>, Eve
     }))
 }
 
+/// The version a one-event append at `expected` goes after, when it may be grouped: an exact
+/// version or a new stream, while another append runs alongside (alone, the single-event
+/// statement is sent at once).
+fn groupable(expected: ExpectedVersion, events: &[NewEvent], alongside: bool) -> Option<i64> {
+    if !alongside || events.len() != 1 {
+        return None;
+    }
+    // Grouped rows carry no error of their own, so a time out of range is left to the
+    // statement that reports it.
+    events[0].metadata.occurred_at.timestamp_nanos_opt()?;
+    match expected {
+        ExpectedVersion::NoStream => Some(0),
+        ExpectedVersion::Exact(version) => i64::try_from(version.get()).ok(),
+        ExpectedVersion::Any => None,
+    }
+}
+
+/// Counts an append as running while it lives.
+struct Appending<'a> {
+    count: &'a AtomicUsize,
+    /// Another append was running when this one started.
+    alongside: bool,
+}
+
+impl<'a> Appending<'a> {
+    fn start(count: &'a AtomicUsize) -> Self {
+        let alongside = count.fetch_add(1, Ordering::AcqRel) > 0;
+        Self { count, alongside }
+    }
+}
+
+impl Drop for Appending<'_> {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 fn to_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
@@ -407,7 +458,36 @@ impl EventStore for PostgresEventStore {
         let formats: Vec<&str> = events.iter().map(|event| event.format.as_str()).collect();
         let payloads: Vec<&[u8]> = events.iter().map(|event| event.payload.as_slice()).collect();
 
+        let _appending = Appending::start(&self.appending);
         let mut attempts = 0;
+        if let Some(after) = groupable(expected, &events, _appending.alongside)
+            && let [event] = &*events
+        {
+            let group = self.group.get_or_init(|| GroupCommit::start(self.pool.clone()));
+            match group.append(stream.as_str(), after, event.clone()).await {
+                Outcome::Written { writer, position } => {
+                    let version = Version(after as u64 + 1);
+                    let last_position = event_position(writer.into(), to_i64(position), || {
+                        format!("the append to `{stream}`")
+                    })?;
+                    self.notifications.appended();
+                    return Ok(AppendResult {
+                        first_version: version,
+                        last_version: version,
+                        last_position,
+                    });
+                }
+                Outcome::Refused => {
+                    // As for a refusal of its own statement: sent again alone if the stream has
+                    // reached the expected version since, explained otherwise.
+                    attempts = 1;
+                    if !expected.admits(self.stream_version(stream).await?) {
+                        return self.explain_refusal(stream, expected, &events).await;
+                    }
+                }
+                Outcome::Alone => {}
+            }
+        }
         let written = loop {
             attempts += 1;
             let rows = match (&*ids, &*names, &*versions, &*formats, &*payloads) {

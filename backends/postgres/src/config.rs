@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::error::PostgresError;
@@ -41,6 +42,7 @@ pub struct PostgresEventStoreBuilder {
     max_connections: u32,
     min_connections: u32,
     acquire_timeout: Duration,
+    check_idle_after: Duration,
     schema: Option<String>,
 }
 
@@ -51,6 +53,7 @@ impl Default for PostgresEventStoreBuilder {
             max_connections: 10,
             min_connections: 0,
             acquire_timeout: Duration::from_secs(10),
+            check_idle_after: Duration::from_secs(1),
             schema: None,
         }
     }
@@ -113,14 +116,35 @@ impl PostgresEventStoreBuilder {
         Ok(self)
     }
 
+    /// A pooled connection idle for at least `idle` is checked with a round trip before it is
+    /// handed out (default 1 s; zero checks every one, as sqlx's `test_before_acquire` does).
+    ///
+    /// A connection that died with a server restart is then noticed and replaced, so the
+    /// first operation after a restart does not fail on it. One in use within the last `idle`
+    /// is handed out unchecked: checking it too would cost every operation a second round trip
+    /// (a busy command service runs several per millisecond), and a restart within that
+    /// moment fails one operation as `Unavailable`, which callers retry.
+    #[must_use]
+    pub fn check_idle_after(mut self, idle: Duration) -> Self {
+        self.check_idle_after = idle;
+        self
+    }
+
     fn pool_options(&self) -> PgPoolOptions {
+        let check_after = self.check_idle_after;
         PgPoolOptions::new()
             .max_connections(self.max_connections)
             .min_connections(self.min_connections)
             .acquire_timeout(self.acquire_timeout)
-            // A connection that died with a server restart is noticed and replaced here, so
-            // the first operation after a restart does not fail on a stale connection.
-            .test_before_acquire(true)
+            .test_before_acquire(false)
+            .before_acquire(move |connection, metadata| {
+                Box::pin(async move {
+                    if metadata.idle_for >= check_after {
+                        connection.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
     }
 
     fn split(self) -> Result<(PgPoolOptions, PgConnectOptions, Self), PostgresError> {

@@ -254,7 +254,9 @@ impl PostgresEventStore {
 
     /// A store on an existing pool, whose `search_path` names the schema of the tables.
     ///
-    /// The pool's own settings apply; keep sqlx's default `test_before_acquire(true)` so that
+    /// The pool's own settings apply (the builder's pools check only connections idle for a
+    /// while: [`PostgresEventStoreBuilder::check_idle_after`]); keep sqlx's default
+    /// `test_before_acquire(true)`, or a check of your own, so that
     /// connections that died with a server restart are replaced rather than handed out.
     pub fn from_pool(pool: PgPool) -> Self {
         Self::with_settings(pool, None)

@@ -25,7 +25,7 @@ use sqlx::postgres::PgPool;
 use tokio::sync::{Mutex, mpsc, oneshot};
 use uuid::Uuid;
 
-use crate::rows::Xid8;
+use crate::rows::{MetadataColumns, Xid8};
 
 /// The most appends one statement writes.
 pub(crate) const MAX_GROUP: usize = 64;
@@ -139,16 +139,13 @@ async fn write(pool: &PgPool, group: Vec<Grouped>) {
     let versions: Vec<i32> = group.iter().map(|g| i32::from(g.event.version)).collect();
     let formats: Vec<&str> = group.iter().map(|g| g.event.format.as_str()).collect();
     let payloads: Vec<&[u8]> = group.iter().map(|g| g.event.payload.as_slice()).collect();
-    let correlations: Vec<Uuid> = group.iter().map(|g| g.event.metadata.correlation_id).collect();
-    let causations: Vec<Option<Uuid>> =
-        group.iter().map(|g| g.event.metadata.causation_id).collect();
-    // The caller checked that every time is in range before grouping it.
-    let occurred: Vec<i64> = group
-        .iter()
-        .map(|g| g.event.metadata.occurred_at.timestamp_nanos_opt().unwrap_or(i64::MIN))
-        .collect();
-    let traces: Vec<Option<String>> =
-        group.iter().map(|g| g.event.metadata.trace.map(|trace| trace.to_string())).collect();
+    let Ok(metadata) = MetadataColumns::of(group.iter().map(|g| &g.event)) else {
+        // A time out of range: never grouped (see `groupable`), and reported alone.
+        for grouped in group {
+            let _ = grouped.reply.send(Outcome::Alone);
+        }
+        return;
+    };
     let written = sqlx::query(APPEND_GROUP)
         .bind(&streams)
         .bind(&expected)
@@ -157,10 +154,10 @@ async fn write(pool: &PgPool, group: Vec<Grouped>) {
         .bind(&versions)
         .bind(&formats)
         .bind(&payloads)
-        .bind(&correlations)
-        .bind(&causations)
-        .bind(&occurred)
-        .bind(&traces)
+        .bind(&metadata.correlation_ids)
+        .bind(&metadata.causation_ids)
+        .bind(&metadata.occurred_at_ns)
+        .bind(&metadata.traceparents)
         .fetch_all(pool)
         .await;
     let mut outcomes: Vec<Outcome> = group.iter().map(|_| Outcome::Refused).collect();

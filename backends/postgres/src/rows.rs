@@ -38,7 +38,9 @@ pub(crate) struct MetadataColumns {
 pub(crate) struct OccurredOutOfRange(DateTime<Utc>);
 
 impl MetadataColumns {
-    pub(crate) fn of(events: &[NewEvent]) -> Result<Self, EventStoreError> {
+    pub(crate) fn of<'e>(
+        events: impl ExactSizeIterator<Item = &'e NewEvent>,
+    ) -> Result<Self, EventStoreError> {
         let mut columns = Self {
             correlation_ids: Vec::with_capacity(events.len()),
             causation_ids: Vec::with_capacity(events.len()),
@@ -46,7 +48,7 @@ impl MetadataColumns {
             traceparents: Vec::with_capacity(events.len()),
         };
         for EventMetadata { correlation_id, causation_id, occurred_at, trace } in
-            events.iter().map(|event| &event.metadata)
+            events.map(|event| &event.metadata)
         {
             let nanos =
                 occurred_at.timestamp_nanos_opt().ok_or_else(|| EventStoreError::Backend {

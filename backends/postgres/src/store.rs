@@ -453,7 +453,7 @@ impl EventStore for PostgresEventStore {
             ExpectedVersion::NoStream => Some(0),
             ExpectedVersion::Exact(version) => Some(to_i64(version.get())),
         };
-        let metadata = MetadataColumns::of(&events)?;
+        let metadata = MetadataColumns::of(events.iter())?;
         let ids: Vec<Uuid> = events.iter().map(|event| event.event_id).collect();
         let names: Vec<&str> = events.iter().map(|event| event.name.as_str()).collect();
         let versions: Vec<i32> = events.iter().map(|event| i32::from(event.version)).collect();

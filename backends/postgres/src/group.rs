@@ -23,9 +23,8 @@ use composable::NewEvent;
 use sqlx::Row;
 use sqlx::postgres::PgPool;
 use tokio::sync::{Mutex, mpsc, oneshot};
-use uuid::Uuid;
 
-use crate::rows::{MetadataColumns, Xid8};
+use crate::rows::{EventColumns, Xid8};
 
 /// The most appends one statement writes.
 pub(crate) const MAX_GROUP: usize = 64;
@@ -134,30 +133,15 @@ async fn write(pool: &PgPool, group: Vec<Grouped>) {
     }
     let streams: Vec<&str> = group.iter().map(|g| g.stream.as_str()).collect();
     let expected: Vec<i64> = group.iter().map(|g| g.expected).collect();
-    let ids: Vec<Uuid> = group.iter().map(|g| g.event.event_id).collect();
-    let names: Vec<&str> = group.iter().map(|g| g.event.name.as_str()).collect();
-    let versions: Vec<i32> = group.iter().map(|g| i32::from(g.event.version)).collect();
-    let formats: Vec<&str> = group.iter().map(|g| g.event.format.as_str()).collect();
-    let payloads: Vec<&[u8]> = group.iter().map(|g| g.event.payload.as_slice()).collect();
-    let Ok(metadata) = MetadataColumns::of(group.iter().map(|g| &g.event)) else {
+    let Ok(columns) = EventColumns::of(group.iter().map(|g| &g.event)) else {
         // A time out of range: never grouped (see `groupable`), and reported alone.
         for grouped in group {
             let _ = grouped.reply.send(Outcome::Alone);
         }
         return;
     };
-    let written = sqlx::query(APPEND_GROUP)
-        .bind(&streams)
-        .bind(&expected)
-        .bind(&ids)
-        .bind(&names)
-        .bind(&versions)
-        .bind(&formats)
-        .bind(&payloads)
-        .bind(&metadata.correlation_ids)
-        .bind(&metadata.causation_ids)
-        .bind(&metadata.occurred_at_ns)
-        .bind(&metadata.traceparents)
+    let written = columns
+        .bind_arrays(sqlx::query(APPEND_GROUP).bind(&streams).bind(&expected))
         .fetch_all(pool)
         .await;
     let mut outcomes: Vec<Outcome> = group.iter().map(|_| Outcome::Refused).collect();

@@ -9,7 +9,9 @@ use composable::{
     trace::TraceContext,
 };
 use sqlx::error::BoxDynError;
+use sqlx::postgres::PgArguments;
 use sqlx::postgres::{PgRow, PgTypeInfo, PgValueFormat, PgValueRef};
+use sqlx::query::Query;
 use sqlx::{Decode, Postgres, Row, Type};
 use uuid::Uuid;
 
@@ -21,12 +23,18 @@ pub(crate) const EVENT_COLUMNS: &str = "position, stream_id, stream_version, eve
 /// Where a row whose metadata could not be converted to typed columns keeps its document.
 const METADATA_DOCUMENTS: &str = "events_metadata_documents";
 
-/// The metadata of the events of one append as the columns it binds, one array per column.
-pub(crate) struct MetadataColumns {
-    pub(crate) correlation_ids: Vec<Uuid>,
-    pub(crate) causation_ids: Vec<Option<Uuid>>,
-    pub(crate) occurred_at_ns: Vec<i64>,
-    pub(crate) traceparents: Vec<Option<String>>,
+/// The events of one append (or one group) as the columns an insert binds, one array per
+/// column, borrowing from the events: the one place an event becomes a row.
+pub(crate) struct EventColumns<'e> {
+    ids: Vec<Uuid>,
+    names: Vec<&'e str>,
+    versions: Vec<i32>,
+    formats: Vec<&'e str>,
+    payloads: Vec<&'e [u8]>,
+    correlation_ids: Vec<Uuid>,
+    causation_ids: Vec<Option<Uuid>>,
+    occurred_at_ns: Vec<i64>,
+    traceparents: Vec<Option<String>>,
 }
 
 /// A time the `occurred_at_ns` column cannot hold.
@@ -37,30 +45,72 @@ pub(crate) struct MetadataColumns {
 )]
 pub(crate) struct OccurredOutOfRange(DateTime<Utc>);
 
-impl MetadataColumns {
-    pub(crate) fn of<'e>(
+type PgQuery<'q> = Query<'q, Postgres, PgArguments>;
+
+impl<'e> EventColumns<'e> {
+    pub(crate) fn of(
         events: impl ExactSizeIterator<Item = &'e NewEvent>,
     ) -> Result<Self, EventStoreError> {
+        let count = events.len();
         let mut columns = Self {
-            correlation_ids: Vec::with_capacity(events.len()),
-            causation_ids: Vec::with_capacity(events.len()),
-            occurred_at_ns: Vec::with_capacity(events.len()),
-            traceparents: Vec::with_capacity(events.len()),
+            ids: Vec::with_capacity(count),
+            names: Vec::with_capacity(count),
+            versions: Vec::with_capacity(count),
+            formats: Vec::with_capacity(count),
+            payloads: Vec::with_capacity(count),
+            correlation_ids: Vec::with_capacity(count),
+            causation_ids: Vec::with_capacity(count),
+            occurred_at_ns: Vec::with_capacity(count),
+            traceparents: Vec::with_capacity(count),
         };
-        for EventMetadata { correlation_id, causation_id, occurred_at, trace } in
-            events.map(|event| &event.metadata)
-        {
+        for event in events {
+            let EventMetadata { correlation_id, causation_id, occurred_at, trace } =
+                &event.metadata;
             let nanos =
                 occurred_at.timestamp_nanos_opt().ok_or_else(|| EventStoreError::Backend {
                     operation: "encode event metadata",
                     source: Box::new(OccurredOutOfRange(*occurred_at)),
                 })?;
+            columns.ids.push(event.event_id);
+            columns.names.push(&event.name);
+            columns.versions.push(i32::from(event.version));
+            columns.formats.push(&event.format);
+            columns.payloads.push(&event.payload);
             columns.correlation_ids.push(*correlation_id);
             columns.causation_ids.push(*causation_id);
             columns.occurred_at_ns.push(nanos);
             columns.traceparents.push(trace.map(|trace| trace.to_string()));
         }
         Ok(columns)
+    }
+
+    /// Binds the nine columns as arrays, in the order the insert statements unnest them: id,
+    /// name, version, format, payload, correlation id, causation id, time, trace.
+    pub(crate) fn bind_arrays<'q>(&'q self, query: PgQuery<'q>) -> PgQuery<'q> {
+        query
+            .bind(&self.ids)
+            .bind(&self.names)
+            .bind(&self.versions)
+            .bind(&self.formats)
+            .bind(&self.payloads)
+            .bind(&self.correlation_ids)
+            .bind(&self.causation_ids)
+            .bind(&self.occurred_at_ns)
+            .bind(&self.traceparents)
+    }
+
+    /// Binds the nine values of the first event (of an append of one), in the same order.
+    pub(crate) fn bind_first<'q>(&'q self, query: PgQuery<'q>) -> PgQuery<'q> {
+        query
+            .bind(self.ids.first())
+            .bind(self.names.first())
+            .bind(self.versions.first())
+            .bind(self.formats.first())
+            .bind(self.payloads.first())
+            .bind(self.correlation_ids.first())
+            .bind(self.causation_ids.first().copied().flatten())
+            .bind(self.occurred_at_ns.first())
+            .bind(self.traceparents.first().and_then(Option::as_deref))
     }
 }
 
@@ -222,6 +272,32 @@ pub(crate) fn recorded_event(row: &PgRow) -> Result<RecordedEvent, EventStoreErr
         metadata,
         recorded_at,
     })
+}
+
+/// The snapshot a row of `READ_FROM_SNAPSHOT` (in the store) carries after the
+/// [`STORED_EVENT_COLUMNS`], if it carries one: its version, format, state, schema version and
+/// time, in columns 6 to 10.
+pub(crate) fn snapshot_after_events(
+    row: &PgRow,
+    stream: &StreamId,
+) -> Result<Option<Snapshot>, EventStoreError> {
+    let at = Position::START;
+    let bad = |what: String| corrupt(at, format!("snapshot of `{stream}`: {what}"));
+    let Some(raw_version) = column::<Option<i64>>(row, 6, "snapshot version", at)? else {
+        return Ok(None);
+    };
+    let version = u64::try_from(raw_version).map_err(|_| bad(format!("version {raw_version}")))?;
+    let raw_schema: i64 = column(row, 9, "schema_version", at)?;
+    let schema_version =
+        u32::try_from(raw_schema).map_err(|_| bad(format!("schema version {raw_schema}")))?;
+    Ok(Some(Snapshot {
+        stream_id: stream.clone(),
+        version: Version(version),
+        schema_version,
+        format: column(row, 7, "snapshot payload_format", at)?,
+        state: column(row, 8, "state", at)?,
+        taken_at: column(row, 10, "taken_at", at)?,
+    }))
 }
 
 /// Decodes one row selected with [`SNAPSHOT_COLUMNS`]. A snapshot has no position, so

@@ -28,8 +28,8 @@ use crate::error::{PostgresError, is_serialization_failure, store_error, unique_
 use crate::group::{GroupCommit, Outcome};
 use crate::notify::Notifications;
 use crate::rows::{
-    EVENT_COLUMNS, MetadataColumns, SNAPSHOT_COLUMNS, STORED_EVENT_COLUMNS, Xid8, event_position,
-    recorded_event, snapshot, stored_event,
+    EVENT_COLUMNS, EventColumns, SNAPSHOT_COLUMNS, STORED_EVENT_COLUMNS, Xid8, event_position,
+    recorded_event, snapshot, snapshot_after_events, stored_event,
 };
 
 static READ_STREAM: LazyLock<String> = LazyLock::new(|| {
@@ -342,32 +342,6 @@ impl PostgresEventStore {
     }
 }
 
-/// The snapshot in a row of [`READ_FROM_SNAPSHOT`], if the row carries one.
-fn snapshot_part(row: &PgRow, stream: &StreamId) -> Result<Option<Snapshot>, EventStoreError> {
-    let bad = |what: String| EventStoreError::Corrupt {
-        position: Position::START,
-        reason: format!("snapshot of `{stream}`: {what}"),
-    };
-    let column = |index: usize, name: &'static str| {
-        move |error: sqlx::Error| bad(format!("column `{name}` ({index}): {error}"))
-    };
-    let Some(raw_version) = row.try_get::<Option<i64>, _>(6).map_err(column(6, "version"))? else {
-        return Ok(None);
-    };
-    let version = u64::try_from(raw_version).map_err(|_| bad(format!("version {raw_version}")))?;
-    let raw_schema: i64 = row.try_get(9).map_err(column(9, "schema_version"))?;
-    let schema_version =
-        u32::try_from(raw_schema).map_err(|_| bad(format!("schema version {raw_schema}")))?;
-    Ok(Some(Snapshot {
-        stream_id: stream.clone(),
-        version: Version(version),
-        schema_version,
-        format: row.try_get(7).map_err(column(7, "payload_format"))?,
-        state: row.try_get(8).map_err(column(8, "state"))?,
-        taken_at: row.try_get(10).map_err(column(10, "taken_at"))?,
-    }))
-}
-
 /// The version a one-event append at `expected` goes after, when it may be grouped: an exact
 /// version or a new stream, while another append runs alongside (alone, the single-event
 /// statement is sent at once).
@@ -453,16 +427,11 @@ impl EventStore for PostgresEventStore {
             ExpectedVersion::NoStream => Some(0),
             ExpectedVersion::Exact(version) => Some(to_i64(version.get())),
         };
-        let metadata = MetadataColumns::of(events.iter())?;
-        let ids: Vec<Uuid> = events.iter().map(|event| event.event_id).collect();
-        let names: Vec<&str> = events.iter().map(|event| event.name.as_str()).collect();
-        let versions: Vec<i32> = events.iter().map(|event| i32::from(event.version)).collect();
-        let formats: Vec<&str> = events.iter().map(|event| event.format.as_str()).collect();
-        let payloads: Vec<&[u8]> = events.iter().map(|event| event.payload.as_slice()).collect();
+        let columns = EventColumns::of(events.iter())?;
 
-        let _appending = Appending::start(&self.appending);
+        let appending = Appending::start(&self.appending);
         let mut attempts = 0;
-        if let Some(after) = groupable(expected, &events, _appending.alongside)
+        if let Some(after) = groupable(expected, &events, appending.alongside)
             && let [event] = &*events
         {
             let group = self.group.get_or_init(|| GroupCommit::start(self.pool.clone()));
@@ -492,31 +461,12 @@ impl EventStore for PostgresEventStore {
         }
         let written = loop {
             attempts += 1;
-            let rows = match (&*ids, &*names, &*versions, &*formats, &*payloads) {
-                ([id], [name], [version], [format], [payload]) => sqlx::query(APPEND_ONE)
-                    .bind(stream.as_str())
-                    .bind(expected_sql)
-                    .bind(id)
-                    .bind(name)
-                    .bind(version)
-                    .bind(format)
-                    .bind(payload)
-                    .bind(metadata.correlation_ids[0])
-                    .bind(metadata.causation_ids[0])
-                    .bind(metadata.occurred_at_ns[0])
-                    .bind(metadata.traceparents[0].as_deref()),
-                _ => sqlx::query(APPEND)
-                    .bind(stream.as_str())
-                    .bind(expected_sql)
-                    .bind(&ids)
-                    .bind(&names)
-                    .bind(&versions)
-                    .bind(&formats)
-                    .bind(&payloads)
-                    .bind(&metadata.correlation_ids)
-                    .bind(&metadata.causation_ids)
-                    .bind(&metadata.occurred_at_ns)
-                    .bind(&metadata.traceparents),
+            let statement = if events.len() == 1 { APPEND_ONE } else { APPEND };
+            let query = sqlx::query(statement).bind(stream.as_str()).bind(expected_sql);
+            let rows = if events.len() == 1 {
+                columns.bind_first(query)
+            } else {
+                columns.bind_arrays(query)
             }
             .fetch(&self.pool);
             let error = match Written::read(rows).await {
@@ -631,7 +581,7 @@ impl EventStore for PostgresEventStore {
                     }
                 };
                 if last.is_none() {
-                    match snapshot_part(&row, stream) {
+                    match snapshot_after_events(&row, stream) {
                         Ok(Some(snapshot)) => {
                             last = Some(snapshot.version);
                             parts.push(Ok(StreamPart::Snapshot(snapshot)));

@@ -134,7 +134,8 @@ async fn write(pool: &PgPool, group: Vec<Grouped>) {
     let streams: Vec<&str> = group.iter().map(|g| g.stream.as_str()).collect();
     let expected: Vec<i64> = group.iter().map(|g| g.expected).collect();
     let Ok(columns) = EventColumns::of(group.iter().map(|g| &g.event)) else {
-        // A time out of range: never grouped (see `groupable`), and reported alone.
+        // A time out of range, which the append checked before grouping (`EventColumns::of`
+        // there too): sent alone, it reports its own error.
         for grouped in group {
             let _ = grouped.reply.send(Outcome::Alone);
         }

@@ -349,9 +349,6 @@ fn groupable(expected: ExpectedVersion, events: &[NewEvent], alongside: bool) ->
     if !alongside || events.len() != 1 {
         return None;
     }
-    // Grouped rows carry no error of their own, so a time out of range is left to the
-    // statement that reports it.
-    events[0].metadata.occurred_at.timestamp_nanos_opt()?;
     match expected {
         ExpectedVersion::NoStream => Some(0),
         ExpectedVersion::Exact(version) => i64::try_from(version.get()).ok(),

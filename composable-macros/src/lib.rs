@@ -275,6 +275,10 @@ pub fn apply(args: TokenStream, item: TokenStream) -> TokenStream {
 /// * `#[compensate(step)] fn name(&self) -> D`: undoes step `step`'s fact (`D` as `R`, without
 ///   `Result`). When a step fails or times out, the compensations of every step whose event
 ///   arrived run, latest first.
+/// * Every step that is not an `end` needs a compensation, or `no_compensation` to say that
+///   what its event records needs no undoing: a transfer whose withdrawal step had none would
+///   keep the money when the deposit is refused, and nothing would say so. A missing one is a
+///   compile error.
 ///
 /// Handlers are replayed to rebuild an instance after a restart, so they read nothing but the
 /// saga's state and the event: no clocks, no I/O.
@@ -300,6 +304,8 @@ pub fn apply(args: TokenStream, item: TokenStream) -> TokenStream {
 /// * `on_timeout = method`: a `fn(&mut self) -> D` whose commands go out when the timeout
 ///   fires, before the compensations.
 /// * `end`: this step finishes the saga.
+/// * `no_compensation`: nothing to undo when a later step fails (not on an `end` step, nor
+///   beside a `#[compensate]` of the same step).
 ///
 /// # Generated
 /// * `enum CheckoutEvent` with one variant per step, named after the event type, with `From`

@@ -56,7 +56,7 @@
 //! # #[derive(Debug, Default)] pub struct Shipping;
 //! # #[saga(name = "shipping", key = id)]
 //! # impl Shipping {
-//! #     #[start] fn placed(&mut self, e: &Placed) -> Dispatch {
+//! #     #[start(no_compensation)] fn placed(&mut self, e: &Placed) -> Dispatch {
 //! #         Dispatch::to::<Order>(&e.id, Ship { id: e.id.clone() })
 //! #     }
 //! #     #[step(end)] fn shipped(&mut self, _e: &Shipped) {}

@@ -100,7 +100,7 @@ pub struct Shipping;
 
 #[saga(name = "shipping", key = id)]
 impl Shipping {
-    #[start]
+    #[start(no_compensation)]
     fn placed(&mut self, event: &Placed) -> Dispatch {
         Dispatch::to::<Shipment>(&event.id, Ship { id: event.id.clone() })
     }

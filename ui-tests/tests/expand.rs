@@ -171,7 +171,7 @@ fn saga_with_a_mistake() {
         tokens(
             r#"
             impl Checkout {
-                #[start]
+                #[start(no_compensation)]
                 fn order_placed(&mut self, event: &OrderPlaced) -> Dispatch {
                     todo!()
                 }

@@ -20,7 +20,7 @@
 //! # #[derive(Default)] pub struct Watch;
 //! # #[saga(name = "watch", key = id)]
 //! # impl Watch {
-//! #     #[start] fn started(&mut self, _e: &Started) {}
+//! #     #[start(no_compensation)] fn started(&mut self, _e: &Started) {}
 //! #     #[step(end)] fn done(&mut self, _e: &Done) {}
 //! # }
 //! use std::sync::Arc;

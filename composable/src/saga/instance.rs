@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::Saga;
 use super::error::SagaError;
-use super::progress::{SagaStatus, Summary};
+use super::progress::{Failure, SagaStatus, Summary};
 use super::record::{Handled, SagaRecord};
 use crate::codec::Codec;
 use crate::envelope::{EventMetadata, NewEvent, RecordedEvent};
@@ -25,6 +25,8 @@ pub(super) struct Instance<G> {
     pub(super) completed: Vec<usize>,
     /// The step waiting for its next event, and its timer.
     pub(super) armed: Option<(usize, Uuid)>,
+    /// Why it was compensated.
+    pub(super) failure: Option<Failure>,
     /// The ids of the events and timers it handled.
     pub(super) processed: HashSet<Uuid>,
     pub(super) correlation_id: Option<Uuid>,
@@ -46,6 +48,7 @@ impl<G: Saga> Instance<G> {
             status: SagaStatus::Running,
             completed: Vec::new(),
             armed: None,
+            failure: None,
             processed: HashSet::new(),
             correlation_id: None,
             version: Version::ZERO,
@@ -71,9 +74,12 @@ impl<G: Saga> Instance<G> {
                         instance.status = SagaStatus::Completed;
                     }
                 }
-                SagaRecord::Failed(_) => {
+                SagaRecord::Failed(failed) => {
+                    let step = step_index::<G>(&instance.stream, &failed.step)?;
                     instance.status = SagaStatus::Compensated;
                     instance.armed = None;
+                    instance.failure =
+                        Some(Failure::Failed { step: G::STEPS[step].name, reason: failed.reason });
                 }
                 SagaRecord::TimedOut(timed_out) => {
                     let step = step_index::<G>(&instance.stream, &timed_out.step)?;
@@ -81,6 +87,7 @@ impl<G: Saga> Instance<G> {
                     instance.processed.insert(timed_out.timer_id);
                     instance.status = SagaStatus::Compensated;
                     instance.armed = None;
+                    instance.failure = Some(Failure::TimedOut { step: G::STEPS[step].name });
                 }
             }
         }
@@ -96,6 +103,7 @@ impl<G: Saga> Instance<G> {
             completed: self.completed.iter().map(|&step| G::STEPS[step].name).collect(),
             state: self.saga,
             status: self.status,
+            failure: self.failure,
             correlation_id: self.correlation_id,
             version: self.version,
         })

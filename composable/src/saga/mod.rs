@@ -13,7 +13,9 @@
 //! * a `timeout` per step: how long the saga waits for its *next* event once the step's commands
 //!   are dispatched;
 //! * `#[compensate(step)]` handlers: the commands that undo a step's fact when a later step
-//!   fails or times out. They run for every completed step, in reverse order.
+//!   fails or times out. They run for every completed step, in reverse order. Every step that
+//!   is not an `end` has one, or is marked `#[step(no_compensation)]`: forgetting it is a
+//!   compile error, not money kept when a later step fails.
 //!
 //! Every instance is identified by a correlation key read from the events (`key = order_id`),
 //! and lives in its own stream, `saga.{name}-{key}`, where the [`SagaRunner`] records what the
@@ -29,6 +31,7 @@
 //! `composable-postgres`. `docs/adr/0006-sagas.md` explains the
 //! choices.
 
+mod diagram;
 mod error;
 mod input;
 mod instance;
@@ -41,11 +44,12 @@ use std::time::Duration;
 
 /// What a step returns; defined with the dispatchers in [`crate::dispatch`].
 pub use crate::dispatch::Dispatch;
+pub use diagram::Diagram;
 pub use error::SagaError;
 pub use input::{
     CONCURRENT_FLOWS, SagaBusInput, SagaEvents, SagaLogInput, SagaTimers, from_bus, from_log,
 };
-pub use progress::{Progress, SagaStatus, Summary};
+pub use progress::{Failure, Progress, SagaStatus, Summary};
 pub use runner::SagaRunner;
 pub use timer::{InMemoryTimerStore, Timer, TimerError, TimerStore};
 
@@ -102,12 +106,30 @@ pub struct Step {
     /// The handler's name, stored in the saga's records: never rename a step of a saga with
     /// running instances.
     pub name: &'static str,
+    /// The stored name of the event whose arrival is this step.
+    pub event: &'static str,
     /// Whether this event starts an instance.
     pub start: bool,
     /// Whether this step finishes the instance.
     pub end: bool,
     /// How long to wait for the next event once this step's commands are dispatched.
     pub timeout: Option<Duration>,
+    /// The aggregates (stream categories) the handler dispatches to, as far as `#[saga]` sees
+    /// them in its body (commands built in other functions are not followed).
+    pub dispatches: &'static [&'static str],
+    /// The `on_timeout` handler, run when the timeout fires.
+    pub on_timeout: Option<Action>,
+    /// The `#[compensate]` handler undoing this step.
+    pub compensation: Option<Action>,
+}
+
+/// A handler of a step other than the step itself: its compensation or its `on_timeout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Action {
+    /// The method's name.
+    pub name: &'static str,
+    /// The aggregates (stream categories) it dispatches to, as far as `#[saga]` sees.
+    pub dispatches: &'static [&'static str],
 }
 
 /// What a step handler returns: commands (one, several, none) or a failure.

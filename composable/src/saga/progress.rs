@@ -48,8 +48,36 @@ pub struct Summary<G> {
     pub status: SagaStatus,
     /// The steps whose events arrived, in order.
     pub completed: Vec<&'static str>,
+    /// Why it was compensated, when it was.
+    pub failure: Option<Failure>,
     /// The flow the instance belongs to.
     pub correlation_id: Option<Uuid>,
     /// The version of its stream.
     pub version: Version,
+}
+
+/// Why a saga instance was compensated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Step `step`'s handler returned an error, or one of its commands was refused.
+    Failed {
+        /// The step whose event was being handled.
+        step: &'static str,
+        /// The handler's error or the refusal.
+        reason: String,
+    },
+    /// No next event came within the timeout armed after step `step`.
+    TimedOut {
+        /// The step whose timeout fired.
+        step: &'static str,
+    },
+}
+
+impl Failure {
+    /// The step that failed, or whose timeout fired.
+    pub fn step(&self) -> &'static str {
+        match self {
+            Self::Failed { step, .. } | Self::TimedOut { step } => step,
+        }
+    }
 }

@@ -1,7 +1,6 @@
 //! given events → expected commands, for sagas; advance the test clock → expected timeout
 //! handling and compensations.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -21,8 +20,8 @@ use crate::saga::{InMemoryTimerStore, Progress, Saga, SagaRunner, SagaStatus};
 use crate::stream::{ExpectedVersion, StreamId, Version};
 use crate::testing::diff::debug_diff;
 
-/// A [`Dispatcher`] that executes nothing: it records every command, and rejects those
-/// for the aggregates it was told to refuse.
+/// A [`Dispatcher`] that executes nothing: it records every command, and rejects those it was
+/// told to refuse: every command of an aggregate, or the ones a predicate picks.
 #[derive(Debug, Clone, Default)]
 pub struct RecordingDispatcher {
     inner: Arc<Mutex<Recording>>,
@@ -31,7 +30,26 @@ pub struct RecordingDispatcher {
 #[derive(Debug, Default)]
 struct Recording {
     dispatched: Vec<(Dispatch, CommandContext)>,
-    rejecting: HashMap<&'static str, String>,
+    /// Checked latest first: a later rule overrides an earlier one.
+    refusals: Vec<Refusal>,
+}
+
+type Picks = Box<dyn Fn(&Dispatch) -> bool + Send + Sync>;
+
+/// Commands of `aggregate` that `picks` selects are refused with `reason`.
+struct Refusal {
+    aggregate: &'static str,
+    picks: Picks,
+    reason: String,
+}
+
+impl fmt::Debug for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Refusal")
+            .field("aggregate", &self.aggregate)
+            .field("reason", &self.reason)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RecordingDispatcher {
@@ -46,12 +64,28 @@ impl RecordingDispatcher {
 
     /// From now on, refuses every command for aggregate `A` with `reason`.
     pub fn reject<A: Aggregate>(&self, reason: impl Into<String>) {
-        self.lock().rejecting.insert(A::STREAM, reason.into());
+        self.refuse::<A>(Box::new(|_| true), reason.into());
     }
 
-    /// From now on, accepts the commands for aggregate `A` again.
+    /// From now on, refuses the commands for aggregate `A` that `picks` selects, with `reason`;
+    /// the others are accepted. `|command| matches!(command, AccountCommand::Deposit(_))`
+    /// refuses one command type, and a predicate can look at the command's fields too.
+    pub fn reject_if<A: Aggregate>(
+        &self,
+        picks: impl Fn(&A::Command) -> bool + Send + Sync + 'static,
+        reason: impl Into<String>,
+    ) {
+        let picks = move |dispatch: &Dispatch| dispatch.command::<A>().is_some_and(&picks);
+        self.refuse::<A>(Box::new(picks), reason.into());
+    }
+
+    fn refuse<A: Aggregate>(&self, picks: Picks, reason: String) {
+        self.lock().refusals.push(Refusal { aggregate: A::STREAM, picks, reason });
+    }
+
+    /// From now on, accepts every command for aggregate `A` again.
     pub fn accept<A: Aggregate>(&self) {
-        self.lock().rejecting.remove(A::STREAM);
+        self.lock().refusals.retain(|refusal| refusal.aggregate != A::STREAM);
     }
 
     /// Takes the commands dispatched so far (accepted or not), with their flow.
@@ -71,7 +105,12 @@ impl Dispatcher for RecordingDispatcher {
         context: CommandContext,
     ) -> Result<(), DispatchError> {
         let mut recording = self.lock();
-        let refusal = recording.rejecting.get(dispatch.aggregate()).cloned();
+        let refusal = recording
+            .refusals
+            .iter()
+            .rev()
+            .find(|refusal| refusal.aggregate == dispatch.aggregate() && (refusal.picks)(&dispatch))
+            .map(|refusal| refusal.reason.clone());
         let (aggregate, id) = (dispatch.aggregate(), dispatch.id().to_owned());
         recording.dispatched.push((dispatch, context));
         match refusal {
@@ -195,6 +234,23 @@ impl<G: Saga> SagaTest<G> {
     /// From now on, every command for aggregate `A` is rejected with `reason`.
     pub fn reject<A: Aggregate>(&self, reason: impl Into<String>) {
         self.dispatcher.reject::<A>(reason);
+    }
+
+    /// From now on, the commands for aggregate `A` that `picks` selects are rejected with
+    /// `reason`, and its other commands accepted: "the deposit is refused, the refund goes
+    /// through" is
+    /// `reject_if::<Account>(|c| matches!(c, AccountCommand::Deposit(_)), "account closed")`.
+    pub fn reject_if<A: Aggregate>(
+        &self,
+        picks: impl Fn(&A::Command) -> bool + Send + Sync + 'static,
+        reason: impl Into<String>,
+    ) {
+        self.dispatcher.reject_if::<A>(picks, reason);
+    }
+
+    /// From now on, every command for aggregate `A` is accepted again.
+    pub fn accept<A: Aggregate>(&self) {
+        self.dispatcher.accept::<A>();
     }
 
     /// Records `event` (as a real store would) and feeds it to the saga.

@@ -57,9 +57,27 @@ fn event_enum(saga: &Saga, rt: &TokenStream) -> TokenStream {
 fn saga_impl(saga: &Saga, rt: &TokenStream) -> TokenStream {
     let Saga { self_ty, name, event_enum, steps, compensations, targets, .. } = saga;
 
-    let step_infos = steps.iter().map(|step| {
+    // What the diagram shows of each step: its event, the aggregates its handlers dispatch to
+    // (indices into `DISPATCHES`, so an aggregate is checked once), its timeout handler and its
+    // compensation.
+    let dispatches_of = |method: &syn::Ident| {
+        let indices = targets.of(method).iter().map(|index| Literal::usize_unsuffixed(*index));
+        quote!(&[#(<Self as #rt::Saga>::DISPATCHES[#indices]),*])
+    };
+    let action = |method: Option<&syn::Ident>| match method {
+        Some(method) => {
+            let name = method.to_string();
+            let dispatches = dispatches_of(method);
+            quote! {
+                ::core::option::Option::Some(#rt::SagaAction { name: #name, dispatches: #dispatches })
+            }
+        }
+        None => quote!(::core::option::Option::None),
+    };
+    let step_infos = steps.iter().enumerate().map(|(index, step)| {
         let name = step.method.to_string();
         let (start, end) = (step.start, step.end);
+        let event = Literal::usize_unsuffixed(index);
         let timeout = match step.timeout_ms {
             Some(ms) => {
                 let ms = Literal::u64_unsuffixed(ms);
@@ -67,8 +85,25 @@ fn saga_impl(saga: &Saga, rt: &TokenStream) -> TokenStream {
             }
             None => quote!(::core::option::Option::None),
         };
+        let dispatches = dispatches_of(&step.method);
+        let on_timeout = action(step.on_timeout.as_ref());
+        let compensation = action(
+            compensations
+                .iter()
+                .find(|compensation| compensation.step == index)
+                .map(|compensation| &compensation.method),
+        );
         quote! {
-            #rt::SagaStep { name: #name, start: #start, end: #end, timeout: #timeout }
+            #rt::SagaStep {
+                name: #name,
+                event: <#event_enum as #rt::EventSet>::NAMES[#event],
+                start: #start,
+                end: #end,
+                timeout: #timeout,
+                dispatches: #dispatches,
+                on_timeout: #on_timeout,
+                compensation: #compensation,
+            }
         }
     });
     let step_arms = steps.iter().enumerate().map(|(index, Step { variant, .. })| {
@@ -147,7 +182,7 @@ fn saga_impl(saga: &Saga, rt: &TokenStream) -> TokenStream {
 
     // Spanned on each type: one that is no aggregate is reported where it is named.
     let targets =
-        targets.iter().map(|ty| quote_spanned!(ty.span()=> <#ty as #rt::Aggregate>::STREAM));
+        targets.types.iter().map(|ty| quote_spanned!(ty.span()=> <#ty as #rt::Aggregate>::STREAM));
 
     quote! {
         #[automatically_derived]

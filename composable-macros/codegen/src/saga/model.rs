@@ -21,7 +21,7 @@ pub(super) struct Saga {
     pub(super) steps: Vec<Step>,
     pub(super) compensations: Vec<Compensation>,
     /// The aggregates its handlers dispatch to.
-    pub(super) targets: Vec<syn::Type>,
+    pub(super) targets: super::targets::Targets,
 }
 
 /// A `#[start]` or `#[step]` handler.
@@ -35,6 +35,10 @@ pub(super) struct Step {
     pub(super) key: Option<syn::Ident>,
     pub(super) start: bool,
     pub(super) end: bool,
+    /// `no_compensation` (where it is written): nothing to undo when a later step fails.
+    pub(super) no_compensation: Option<Span>,
+    /// The handler's attribute, where errors about the step as a whole are reported.
+    pub(super) span: Span,
     pub(super) timeout_ms: Option<u64>,
     pub(super) on_timeout: Option<syn::Ident>,
     /// The return type's span, where "can't return this" is reported.
@@ -136,6 +140,7 @@ impl Saga {
         }
 
         let mut compensations: Vec<Compensation> = Vec::new();
+        let mut broken_compensations: Vec<usize> = Vec::new();
         for handler in pending_compensations {
             let Some(named) = &handler.compensates else {
                 continue;
@@ -173,14 +178,18 @@ impl Saga {
                 );
                 continue;
             }
-            if let Some(output) = compensation(handler, errors) {
-                compensations.push(Compensation {
+            match compensation(handler, errors) {
+                Some(output) => compensations.push(Compensation {
                     method: handler.sig.ident.clone(),
                     step: index,
                     output,
-                });
+                }),
+                // Its signature is reported; the step is not reported again as uncompensated.
+                None => broken_compensations.push(index),
             }
         }
+
+        check_compensated(&steps, &compensations, &broken_compensations, errors);
 
         let targets = super::targets::targets(&item, &args.dispatches.0);
         Some(Saga {
@@ -195,6 +204,54 @@ impl Saga {
             compensations,
             targets,
         })
+    }
+}
+
+/// Every step that other steps can follow either has a compensation or says it needs none: a
+/// later failure must not leave what it did silently in place (a transfer that withdrew and
+/// failed to deposit would keep the money).
+fn check_compensated(
+    steps: &[Step],
+    compensations: &[Compensation],
+    broken_compensations: &[usize],
+    errors: &mut Errors,
+) {
+    for (index, step) in steps.iter().enumerate() {
+        if step.broken || broken_compensations.contains(&index) {
+            continue;
+        }
+        let method = &step.method;
+        let attribute = if step.start { "start" } else { "step" };
+        let compensated = compensations.iter().any(|compensation| compensation.step == index);
+        if step.end {
+            if let Some(marked) = step.no_compensation {
+                errors.at(
+                    marked,
+                    format!(
+                        "`{method}` ends the saga, so no later step can fail and there is nothing \
+                         to compensate: remove `no_compensation`"
+                    ),
+                );
+            }
+        } else if let Some(marked) = step.no_compensation.filter(|_| compensated) {
+            errors.at(
+                marked,
+                format!(
+                    "`{method}` is marked `no_compensation` but has a `#[compensate({method})]`: \
+                     remove one of the two"
+                ),
+            );
+        } else if !compensated && step.no_compensation.is_none() {
+            errors.at(
+                step.span,
+                format!(
+                    "step `{method}` has no compensation: when a later step fails or times out, \
+                     what its event recorded stays done. Undo it with `#[compensate({method})] \
+                     fn undo_{method}(&self) -> Dispatch`, or write \
+                     `#[{attribute}(no_compensation)]` if there is nothing to undo"
+                ),
+            );
+        }
     }
 }
 
@@ -333,9 +390,11 @@ fn step(
     let args = handler.args.as_ref();
     let default_args = StepArgs::default();
     let args = args.unwrap_or(&default_args);
-    let key = args.key.clone().or_else(|| saga_key.cloned());
+    // The saga's key, when the step has none of its own, is read from this step's event: a
+    // missing field is this step's problem, so it is reported on the step's event type.
+    let own_key = args.key.clone();
     // Without parsed arguments (reported already) the saga's key may simply have been lost.
-    if key.is_none() && handler.args.is_some() && saga_args_parsed {
+    if own_key.is_none() && saga_key.is_none() && handler.args.is_some() && saga_args_parsed {
         errors.at(
             handler.span,
             format!(
@@ -347,6 +406,7 @@ fn step(
         );
     }
     let end = args.end.is_present();
+    let no_compensation = args.no_compensation.is_present().then(|| args.no_compensation.span());
     if end && handler.kind == HandlerKind::Start {
         errors.at(
             handler.span,
@@ -384,6 +444,13 @@ fn step(
     }
 
     let (ty, variant) = event?;
+    let key = own_key.or_else(|| {
+        saga_key.map(|key| {
+            let mut key = key.clone();
+            key.set_span(ty.span());
+            key
+        })
+    });
     Some(Step {
         method: method.clone(),
         variant,
@@ -391,6 +458,8 @@ fn step(
         key,
         start: handler.kind == HandlerKind::Start,
         end,
+        no_compensation,
+        span: handler.span,
         timeout_ms,
         on_timeout: args.on_timeout.clone().filter(|_| timeout_ms.is_some()),
         output,

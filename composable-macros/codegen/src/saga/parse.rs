@@ -68,6 +68,10 @@ pub(super) struct StepArgs {
     /// This step finishes the saga.
     #[darling(default)]
     pub(super) end: Flag,
+    /// What this step's event records needs no undoing when a later step fails: it has no
+    /// `#[compensate]`, and says so.
+    #[darling(default)]
+    pub(super) no_compensation: Flag,
 }
 
 /// One method marked `#[start]`, `#[step]` or `#[compensate]`.

@@ -7,18 +7,36 @@
 //! that a `use` or an item inside the method brought into scope, and nothing in code behind
 //! `#[cfg]`. Those targets are left to `dispatches(...)`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use quote::ToTokens;
 use syn::punctuated::Punctuated;
 use syn::visit::Visit;
 
+/// The aggregates a saga dispatches to, and which of them each method's commands go to.
+#[derive(Debug, Default)]
+pub(super) struct Targets {
+    /// Each once, in the order they first appear: `dispatches(...)` first.
+    pub(super) types: Vec<syn::Type>,
+    /// Per method, the indices into `types` of the targets found in its body.
+    by_method: HashMap<String, Vec<usize>>,
+}
+
+impl Targets {
+    /// The indices into [`Targets::types`] of what `method` dispatches to, as far as its body
+    /// shows (commands built in other functions are not followed).
+    pub(super) fn of(&self, method: &syn::Ident) -> &[usize] {
+        self.by_method.get(&method.to_string()).map_or(&[], Vec::as_slice)
+    }
+}
+
 /// The target types, each once, in the order they first appear: `dispatches(...)` first.
-pub(super) fn targets(item: &syn::ItemImpl, declared: &[syn::Path]) -> Vec<syn::Type> {
+pub(super) fn targets(item: &syn::ItemImpl, declared: &[syn::Path]) -> Targets {
     let mut found = Found::default();
     for path in declared {
         found.add(syn::parse_quote!(#path));
     }
+    let mut by_method = HashMap::new();
     for impl_item in &item.items {
         let syn::ImplItem::Fn(method) = impl_item else {
             continue;
@@ -31,26 +49,37 @@ pub(super) fn targets(item: &syn::ItemImpl, declared: &[syn::Path]) -> Vec<syn::
         local.visit_block(&method.block);
         let mut finder = Finder { found: Vec::new() };
         finder.visit_block(&method.block);
+        let mut indices = Vec::new();
         for ty in finder.found {
             if !local.names_any(&ty) {
-                found.add(ty);
+                let index = found.add(ty);
+                if !indices.contains(&index) {
+                    indices.push(index);
+                }
             }
         }
+        by_method.insert(method.sig.ident.to_string(), indices);
     }
-    found.types
+    Targets { types: found.types, by_method }
 }
 
 #[derive(Default)]
 struct Found {
     types: Vec<syn::Type>,
-    keys: HashSet<String>,
+    /// Each type's tokens, and its index in `types`.
+    keys: HashMap<String, usize>,
 }
 
 impl Found {
-    fn add(&mut self, ty: syn::Type) {
-        if self.keys.insert(ty.to_token_stream().to_string()) {
-            self.types.push(ty);
+    /// Adds `ty` unless it is there already; its index either way.
+    fn add(&mut self, ty: syn::Type) -> usize {
+        let key = ty.to_token_stream().to_string();
+        if let Some(index) = self.keys.get(&key) {
+            return *index;
         }
+        self.keys.insert(key, self.types.len());
+        self.types.push(ty);
+        self.types.len() - 1
     }
 }
 

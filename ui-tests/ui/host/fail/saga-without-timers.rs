@@ -20,7 +20,7 @@ pub struct Shipping;
 
 #[saga(name = "shipping", key = order_id)]
 impl Shipping {
-    #[start]
+    #[start(no_compensation)]
     fn placed(&mut self, _event: &Placed) -> Option<Dispatch> {
         None
     }

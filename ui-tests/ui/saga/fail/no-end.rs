@@ -44,7 +44,7 @@ impl Checkout {
         Dispatch::to::<Payment>(&event.order_id, Charge)
     }
 
-    #[step]
+    #[step(no_compensation)]
     fn captured(&mut self, _event: &Captured) {}
 
     #[compensate(placed)]

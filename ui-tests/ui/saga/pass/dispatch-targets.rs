@@ -63,7 +63,7 @@ pub struct Checkout {
 
 #[saga(name = "checkout", key = order_id, dispatches(billing::Payment))]
 impl Checkout {
-    #[start]
+    #[start(no_compensation)]
     fn placed(&mut self, event: &Placed) -> Dispatch {
         use billing::Payment;
         self.order_id.clone_from(&event.order_id);

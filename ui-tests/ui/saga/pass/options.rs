@@ -54,7 +54,7 @@ pub(crate) struct Fill {
 
 #[es::saga(name = "fill", event_enum = FillInput, vis = "pub(crate)", crate = crate::framework::es)]
 impl Fill {
-    #[es::start(key = basket, timeout = "250ms", on_timeout = late)]
+    #[es::start(key = basket, timeout = "250ms", on_timeout = late, no_compensation)]
     fn filled(&mut self, event: &Filled) -> Result<Vec<Dispatch>, TooMany> {
         if event.items > 10 {
             return Err(TooMany(event.items));

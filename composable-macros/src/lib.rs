@@ -212,7 +212,7 @@ pub fn apply(args: TokenStream, item: TokenStream) -> TokenStream {
 /// `#[compensate]` handlers: a workflow across aggregates, event-sourced like one.
 ///
 /// ```
-/// use composable::saga::{Dispatch, Saga};
+/// use composable::saga::{Dispatch, Reaction, Saga};
 /// use composable::{aggregate, apply, command, compensate, event, saga, start, step};
 /// use serde::{Deserialize, Serialize};
 ///
@@ -261,7 +261,10 @@ pub fn apply(args: TokenStream, item: TokenStream) -> TokenStream {
 /// let placed = CheckoutEvent::from(OrderPlaced { order: "o1".into(), cents: 450 });
 /// assert_eq!(Checkout::key(&placed), "o1");
 /// let mut saga = Checkout::default();
-/// assert_eq!(saga.handle(&placed), Ok(vec![Dispatch::to::<Payment>("o1", Charge { cents: 450 })]));
+/// assert_eq!(
+///     saga.handle(&placed),
+///     Ok(Reaction::Proceed(vec![Dispatch::to::<Payment>("o1", Charge { cents: 450 })]))
+/// );
 /// assert_eq!(saga.compensate(Checkout::step(&placed)), vec![Dispatch::to::<Order>("o1", Cancel)]);
 /// ```
 ///
@@ -271,7 +274,9 @@ pub fn apply(args: TokenStream, item: TokenStream) -> TokenStream {
 /// * `#[step] fn name(&mut self, event: &E) -> R`: a later event of the instance.
 ///   `#[step(end)]` finishes it.
 /// * `R` is what to do next: a `Dispatch`, a `Vec<Dispatch>`, an `Option<Dispatch>`, nothing,
-///   or a `Result` of one of those (an `Err` fails the saga, which then compensates).
+///   a `Reaction` of one of those, or a `Result` of any of these (an `Err` fails the saga,
+///   which then compensates). `Reaction::ignore("why")` leaves an event that is not for this
+///   instance, or not for it yet, aside: nothing is recorded and the instance is unchanged.
 /// * `#[compensate(step)] fn name(&self) -> D`: undoes step `step`'s fact (`D` as `R`, without
 ///   `Result`). When a step fails or times out, the compensations of every step whose event
 ///   arrived run, latest first.

@@ -13,7 +13,9 @@ pub use crate::dispatch::{Dispatch, IntoDispatches};
 pub use crate::envelope::RecordedEvent;
 pub use crate::event::{DecodeError, Event, EventSet, IntoEvents, VersionedEvent, decode_payload};
 pub use crate::projection::{Projection, ReadStore};
-pub use crate::saga::{Action as SagaAction, IntoReaction, Saga, Step as SagaStep};
+pub use crate::saga::{
+    Action as SagaAction, IntoReaction, Reaction as SagaReaction, Saga, Step as SagaStep,
+};
 
 /// A saga's correlation key, read from an event's field.
 #[diagnostic::on_unimplemented(

@@ -104,7 +104,7 @@ pub mod prelude {
 }
 
 /// The guide: reducers, effects and the store; testing; aggregates and events; storage; read
-/// models.
+/// models; sagas.
 ///
 /// Its code blocks are compiled and run as doctests.
 #[cfg(feature = "testing")]

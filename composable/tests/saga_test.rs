@@ -1,8 +1,9 @@
 //! `SagaTest` on a bank transfer: withdraw from one account, deposit into another, give the money
 //! back when the deposit is refused. Refusing one command type (the deposit) while its aggregate
-//! accepts the others (the return of the funds) is what the compensation needs to be tested.
+//! accepts the others (the return of the funds) is what the compensation needs to be tested; a
+//! deposit that arrives before the withdrawal is left aside instead of completing the transfer.
 
-use composable::saga::{Dispatch, SagaStatus};
+use composable::saga::{Dispatch, Reaction, SagaStatus};
 use composable::testing::SagaTest;
 use composable::{aggregate, apply, command, compensate, event, saga, start, step};
 use serde::{Deserialize, Serialize};
@@ -87,6 +88,7 @@ pub struct Transfer {
     from: String,
     to: String,
     cents: u64,
+    withdrawn: bool,
 }
 
 #[saga(name = "transfer", key = transfer)]
@@ -106,11 +108,25 @@ impl Transfer {
 
     #[step]
     fn withdrawn(&mut self, _event: &Withdrawn) -> Dispatch {
+        self.withdrawn = true;
         Dispatch::to::<Account>(&self.to, Deposit { transfer: self.id.clone(), cents: self.cents })
     }
 
+    /// Steps are not ordered: a deposit can arrive before the withdrawal (another topic on the
+    /// bus, a deposit of another amount under the same key). It must not complete the transfer.
     #[step(end)]
-    fn deposited(&mut self, _event: &Deposited) {}
+    fn deposited(&mut self, event: &Deposited) -> Reaction<()> {
+        if !self.withdrawn {
+            return Reaction::ignore("a deposit before the withdrawal");
+        }
+        if event.cents != self.cents {
+            return Reaction::ignore(format!(
+                "a deposit of {} cents, not {}",
+                event.cents, self.cents
+            ));
+        }
+        Reaction::Proceed(())
+    }
 
     #[compensate(withdrawn)]
     fn return_funds(&self) -> Dispatch {
@@ -202,4 +218,30 @@ async fn a_later_refusal_overrides_an_earlier_one() {
     let failure = progress.failure.expect("the deposit was refused");
     assert!(failure.contains("second"), "the latest refusal answers: {failure}");
     assert_eq!(progress.compensations, [funds_returned()]);
+}
+
+#[tokio::test]
+async fn an_event_left_aside_neither_completes_nor_fails_the_instance() {
+    let mut test = SagaTest::<Transfer>::new();
+    test.given(requested()).await;
+    test.take_dispatched();
+    let before = test.runner().load("t1").await.ok().flatten().map(|summary| summary.version);
+
+    // Before the withdrawal, and then of another amount: both left aside, nothing recorded.
+    let early = Deposited { transfer: "t1".into(), cents: 500 };
+    assert_eq!(test.given(early.clone()).await, None, "a deposit before the withdrawal");
+    let after = test.runner().load("t1").await.ok().flatten().map(|summary| summary.version);
+    assert_eq!(after, before, "nothing was recorded");
+    assert_eq!(test.status("t1").await, Some(SagaStatus::Running));
+
+    test.given(withdrawn()).await;
+    test.then_dispatched([deposit()]);
+    assert_eq!(test.given(Deposited { transfer: "t1".into(), cents: 7 }).await, None);
+    assert_eq!(test.status("t1").await, Some(SagaStatus::Running));
+
+    // The same deposit given now, after the withdrawal, completes the transfer: what was left
+    // aside was not recorded as processed, so nothing stands in its way.
+    let progress = test.given(early).await.expect("the deposit completes the transfer");
+    assert_eq!(progress.status, SagaStatus::Completed);
+    test.then_nothing_dispatched();
 }

@@ -134,7 +134,10 @@ fn the_generated_saga_works_under_strict_lints() {
     let event = ClearingEvent::from(CheckedOut { cart: 4 });
     assert_eq!(Clearing::key(&event), "4");
     let mut saga = Clearing::default();
-    assert_eq!(saga.handle(&event), Ok(vec![Dispatch::to::<Cart>(4, Clear)]));
+    assert_eq!(
+        saga.handle(&event),
+        Ok(composable::saga::Reaction::Proceed(vec![Dispatch::to::<Cart>(4, Clear)]))
+    );
     assert_eq!(saga.compensate(0), vec![Dispatch::to::<Cart>(4, AddItem)]);
     assert!(saga.timed_out(0).is_empty());
 }

@@ -87,11 +87,12 @@ pub trait Saga: Default + Send + Sync + 'static {
     /// The correlation key of the instance `event` belongs to.
     fn key(event: &Self::Event) -> String;
 
-    /// Runs the step handler of `event`: the commands to dispatch next, or why the saga fails.
+    /// Runs the step handler of `event`: the commands to dispatch next, the event left aside
+    /// ([`Reaction::Ignore`]), or why the saga fails.
     ///
     /// # Errors
     /// The handler's own failure, as a message; the saga then compensates.
-    fn handle(&mut self, event: &Self::Event) -> Result<Vec<Dispatch>, String>;
+    fn handle(&mut self, event: &Self::Event) -> Result<Reaction, String>;
 
     /// The commands undoing step `step`'s fact (none when it declares no compensation).
     fn compensate(&self, step: usize) -> Vec<Dispatch>;
@@ -132,31 +133,77 @@ pub struct Action {
     pub dispatches: &'static [&'static str],
 }
 
-/// What a step handler returns: commands (one, several, none) or a failure.
+/// What a step handler decided about its event.
 ///
-/// Implemented for [`Dispatch`], `Vec<Dispatch>`, `Option<Dispatch>`, `()`, and `Result`s of
-/// those whose error is displayable (an `Err` makes the saga compensate).
+/// A handler returns commands (see [`IntoReaction`]) when its step happened. When the event is
+/// not for this instance — an account's ordinary deposit carrying the key of a transfer, say —
+/// or not for it *yet* (it arrived before the step it follows), the handler returns
+/// [`Reaction::Ignore`]: nothing is recorded, the instance stays exactly as it was loaded
+/// (changes the handler made to its state are dropped), and the saga neither fails nor
+/// completes. An ignored event is not offered again: a step that waits for another event
+/// should have a `timeout`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reaction<T = Vec<Dispatch>> {
+    /// The step happened: these commands go out.
+    Proceed(T),
+    /// The event is left aside, for the reason given (it is logged).
+    Ignore(String),
+}
+
+impl<T> Reaction<T> {
+    /// Leaves the event aside, for `reason`.
+    pub fn ignore(reason: impl Into<String>) -> Self {
+        Self::Ignore(reason.into())
+    }
+}
+
+/// What a step handler returns: commands (one, several, none), a [`Reaction`], or a failure.
+///
+/// Implemented for [`Dispatch`], `Vec<Dispatch>`, `Option<Dispatch>`, `()`, [`Reaction`]s of
+/// those, and `Result`s of all of these whose error is displayable (an `Err` makes the saga
+/// compensate).
 #[diagnostic::on_unimplemented(
     message = "a saga step can't return `{Self}`",
-    note = "return a `Dispatch`, a `Vec<Dispatch>`, an `Option<Dispatch>`, `()`, or a `Result` of one of those whose error implements `Display`"
+    note = "return a `Dispatch`, a `Vec<Dispatch>`, an `Option<Dispatch>`, `()`, a `Reaction` of one of those, or a `Result` of any of these whose error implements `Display`"
 )]
 pub trait IntoReaction {
-    /// The commands, or the failure's message.
+    /// The commands, or the event left aside; or the failure's message.
     ///
     /// # Errors
     /// The handler's failure, as a message.
-    fn into_reaction(self) -> Result<Vec<Dispatch>, String>;
+    fn into_reaction(self) -> Result<Reaction, String>;
 }
 
 impl<T: IntoDispatches> IntoReaction for T {
-    fn into_reaction(self) -> Result<Vec<Dispatch>, String> {
-        Ok(self.into_dispatches())
+    fn into_reaction(self) -> Result<Reaction, String> {
+        Ok(Reaction::Proceed(self.into_dispatches()))
+    }
+}
+
+impl<T: IntoDispatches> IntoReaction for Reaction<T> {
+    fn into_reaction(self) -> Result<Reaction, String> {
+        Ok(match self {
+            Self::Proceed(commands) => Reaction::Proceed(commands.into_dispatches()),
+            Self::Ignore(reason) => Reaction::Ignore(reason),
+        })
     }
 }
 
 impl<T: IntoDispatches, E: std::fmt::Display> IntoReaction for Result<T, E> {
-    fn into_reaction(self) -> Result<Vec<Dispatch>, String> {
-        self.map(IntoDispatches::into_dispatches).map_err(|error| error.to_string())
+    fn into_reaction(self) -> Result<Reaction, String> {
+        match self {
+            Ok(commands) => Ok(Reaction::Proceed(commands.into_dispatches())),
+            Err(error) => Err(error.to_string()),
+        }
+    }
+}
+
+impl<T: IntoDispatches, E: std::fmt::Display> IntoReaction for Result<Reaction<T>, E> {
+    fn into_reaction(self) -> Result<Reaction, String> {
+        match self {
+            Ok(reaction) => reaction.into_reaction(),
+            Err(error) => Err(error.to_string()),
+        }
     }
 }
 

@@ -25,7 +25,7 @@ use super::instance::Instance;
 use super::progress::{Progress, SagaStatus, Summary};
 use super::record::{Failed, Handled, SagaRecord, TimedOut};
 use super::timer::{Timer, TimerStore};
-use super::{Saga, category};
+use super::{Reaction, Saga, category};
 use crate::backoff::Backoff;
 use crate::checkpoint::{CheckpointStore, InMemoryCheckpointStore, SharedCheckpoints};
 use crate::clock::{Clock, SystemClock};
@@ -311,7 +311,20 @@ impl<G: Saga, S: EventStore, D: Dispatcher, T: TimerStore, C: Codec> SagaRunner<
             timer: None,
         };
         let failure = match instance.saga.handle(&input) {
-            Ok(commands) => self.dispatch_step(commands, context, &mut progress).await?,
+            Ok(Reaction::Proceed(commands)) => {
+                self.dispatch_step(commands, context, &mut progress).await?
+            }
+            Ok(Reaction::Ignore(reason)) => {
+                // Nothing is recorded: the instance stays as its records left it.
+                tracing::debug!(
+                    saga = G::NAME,
+                    key,
+                    event = %event.event_id,
+                    step = G::STEPS[step].name,
+                    "the step left its event aside: {reason}"
+                );
+                return Ok(None);
+            }
             Err(reason) => Some(reason),
         };
         let mut records = Vec::with_capacity(2);

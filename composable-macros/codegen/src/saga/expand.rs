@@ -208,7 +208,7 @@ fn saga_impl(saga: &Saga, rt: &TokenStream) -> TokenStream {
             fn handle(
                 &mut self,
                 event: &Self::Event,
-            ) -> ::core::result::Result<#rt::Vec<#rt::Dispatch>, #rt::String> {
+            ) -> ::core::result::Result<#rt::SagaReaction, #rt::String> {
                 match *event {
                     #(#handle_arms)*
                 }

@@ -61,7 +61,10 @@ fn main() {
     assert_eq!(Checkout::STEPS[0].timeout, Some(std::time::Duration::from_secs(30)));
     assert!(Checkout::STEPS[1].end);
     let mut saga = Checkout::default();
-    assert_eq!(saga.handle(&placed), Ok(vec![Dispatch::to::<Payment>("o1", Charge)]));
+    assert_eq!(
+        saga.handle(&placed),
+        Ok(composable::saga::Reaction::Proceed(vec![Dispatch::to::<Payment>("o1", Charge)]))
+    );
     assert_eq!(saga.compensate(0), vec![]);
     assert_eq!(saga.timed_out(0), vec![]);
 }

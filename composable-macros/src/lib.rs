@@ -262,7 +262,7 @@ pub fn apply(args: TokenStream, item: TokenStream) -> TokenStream {
 /// assert_eq!(Checkout::key(&placed), "o1");
 /// let mut saga = Checkout::default();
 /// assert_eq!(
-///     saga.handle(&placed),
+///     saga.handle(&placed, None),
 ///     Ok(Reaction::Proceed(vec![Dispatch::to::<Payment>("o1", Charge { cents: 450 })]))
 /// );
 /// assert_eq!(saga.compensate(Checkout::step(&placed)), vec![Dispatch::to::<Order>("o1", Cancel)]);
@@ -273,6 +273,8 @@ pub fn apply(args: TokenStream, item: TokenStream) -> TokenStream {
 ///   the start event creates one; any other event for an unknown key is ignored.
 /// * `#[step] fn name(&mut self, event: &E) -> R`: a later event of the instance.
 ///   `#[step(end)]` finishes it.
+/// * Either may take the event's envelope after it, `envelope: &RecordedEvent` (its stream,
+///   position, correlation and causation ids, times), the same on replay as when it arrived.
 /// * `R` is what to do next: a `Dispatch`, a `Vec<Dispatch>`, an `Option<Dispatch>`, nothing,
 ///   a `Reaction` of one of those, or a `Result` of any of these (an `Err` fails the saga,
 ///   which then compensates). `Reaction::ignore("why")` leaves an event that is not for this

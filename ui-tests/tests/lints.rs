@@ -135,7 +135,7 @@ fn the_generated_saga_works_under_strict_lints() {
     assert_eq!(Clearing::key(&event), "4");
     let mut saga = Clearing::default();
     assert_eq!(
-        saga.handle(&event),
+        saga.handle(&event, None),
         Ok(composable::saga::Reaction::Proceed(vec![Dispatch::to::<Cart>(4, Clear)]))
     );
     assert_eq!(saga.compensate(0), vec![Dispatch::to::<Cart>(4, AddItem)]);

@@ -12,6 +12,7 @@ use crate::event::DecodeError;
 use crate::event_store::EventStoreError;
 use crate::runner::StoredEventError;
 use crate::stream::{Position, StreamId, StreamIdError, Version};
+use uuid::Uuid;
 
 /// Why a saga input could not be processed. Nothing was recorded; processing the same input
 /// again (the next delivery, the timer's next claim) is safe.
@@ -46,6 +47,19 @@ pub enum SagaError {
         stream: StreamId,
         /// The recorded step.
         step: String,
+    },
+    /// A step reads its event's envelope, and the envelope of an event the instance handled
+    /// cannot be rebuilt for replay: its record holds an invalid stream id, or it was written
+    /// before records kept envelopes and the event is not in the saga's store (a saga fed from
+    /// the bus, on another database).
+    #[error("cannot rebuild the envelope of event {event_id} handled by `{stream}`: {reason}")]
+    Envelope {
+        /// The instance's stream.
+        stream: StreamId,
+        /// The handled event.
+        event_id: Uuid,
+        /// Why.
+        reason: String,
     },
     /// Another runner recorded progress on the instance first.
     #[error(

@@ -65,8 +65,13 @@ impl<G: Saga> Instance<G> {
                 SagaRecord::Handled(handled) => {
                     let step = step_index::<G>(&instance.stream, &handled.step)?;
                     let event = decode_handled::<G, C>(codec, &recorded, &handled)?;
+                    let envelope = if G::READS_ENVELOPE {
+                        Some(replayed_envelope(store, &instance.stream, &handled).await?)
+                    } else {
+                        None
+                    };
                     // Replay: the commands went out when the record was written.
-                    let _ = instance.saga.handle(&event);
+                    let _ = instance.saga.handle(&event, envelope.as_ref());
                     instance.processed.insert(handled.event_id);
                     instance.completed.push(step);
                     instance.armed = handled.timer.map(|timer| (step, timer));
@@ -157,6 +162,30 @@ fn decode_handled<G: Saga, C: Codec>(
         Err(DecodeError::FormatMismatch { expected: codec.format(), found: handled.format.clone() })
     };
     decoded.map_err(|source| SagaError::stored(recorded, source))
+}
+
+/// The envelope of the event `handled` holds, for a step that reads it: from the record, or,
+/// for a record written before records kept it, from the store.
+async fn replayed_envelope<S: EventStore>(
+    store: &S,
+    stream: &StreamId,
+    handled: &Handled,
+) -> Result<RecordedEvent, SagaError> {
+    let lost = |reason: String| SagaError::Envelope {
+        stream: stream.clone(),
+        event_id: handled.event_id,
+        reason,
+    };
+    if let Some(origin) = &handled.origin {
+        return origin.envelope(handled).map_err(|error| lost(error.to_string()));
+    }
+    match store.event(handled.event_id).await.map_err(SagaError::Store)? {
+        Some(event) => Ok(event),
+        None => Err(lost(
+            "its record predates kept envelopes, and the event is not in the saga's store"
+                .to_owned(),
+        )),
+    }
 }
 
 /// The index of the step a record names.

@@ -54,6 +54,7 @@ pub use runner::SagaRunner;
 pub use timer::{InMemoryTimerStore, Timer, TimerError, TimerStore};
 
 use crate::dispatch::IntoDispatches;
+use crate::envelope::RecordedEvent;
 use crate::event::EventSet;
 
 /// A workflow across aggregates. Implemented by `#[saga]`.
@@ -87,12 +88,23 @@ pub trait Saga: Default + Send + Sync + 'static {
     /// The correlation key of the instance `event` belongs to.
     fn key(event: &Self::Event) -> String;
 
+    /// Whether a step handler takes the event's envelope (`envelope: &RecordedEvent` after the
+    /// event). Replaying a record written before records kept the envelope then looks the event
+    /// up in the store.
+    const READS_ENVELOPE: bool = false;
+
     /// Runs the step handler of `event`: the commands to dispatch next, the event left aside
-    /// ([`Reaction::Ignore`]), or why the saga fails.
+    /// ([`Reaction::Ignore`]), or why the saga fails. `envelope` is the event as stored (the
+    /// runner always gives it; a unit test of handlers that don't read it may pass `None`).
     ///
     /// # Errors
-    /// The handler's own failure, as a message; the saga then compensates.
-    fn handle(&mut self, event: &Self::Event) -> Result<Reaction, String>;
+    /// The handler's own failure, as a message; the saga then compensates. A handler that
+    /// reads the envelope fails when none is given.
+    fn handle(
+        &mut self,
+        event: &Self::Event,
+        envelope: Option<&RecordedEvent>,
+    ) -> Result<Reaction, String>;
 
     /// The commands undoing step `step`'s fact (none when it declares no compensation).
     fn compensate(&self, step: usize) -> Vec<Dispatch>;

@@ -23,7 +23,7 @@ use uuid::Uuid;
 use super::error::SagaError;
 use super::instance::Instance;
 use super::progress::{Progress, SagaStatus, Summary};
-use super::record::{Failed, Handled, SagaRecord, TimedOut};
+use super::record::{Failed, Handled, Origin, SagaRecord, TimedOut};
 use super::timer::{Timer, TimerStore};
 use super::{Reaction, Saga, category};
 use crate::backoff::Backoff;
@@ -309,8 +309,9 @@ impl<G: Saga, S: EventStore, D: Dispatcher, T: TimerStore, C: Codec> SagaRunner<
             format: event.format.clone(),
             payload: event.payload.clone(),
             timer: None,
+            origin: Origin::of(event).map(Box::new),
         };
-        let failure = match instance.saga.handle(&input) {
+        let failure = match instance.saga.handle(&input, Some(event)) {
             Ok(Reaction::Proceed(commands)) => {
                 self.dispatch_step(commands, context, &mut progress).await?
             }

@@ -120,13 +120,17 @@ fn saga_impl(saga: &Saga, rt: &TokenStream) -> TokenStream {
         None => quote!(#event_enum::#variant(_) => #rt::String::new()),
     });
     let handle_arms = steps.iter().map(|step| {
-        let Step { method, variant, output, broken, .. } = step;
+        let Step { method, variant, output, broken, envelope, .. } = step;
         if *broken {
             return quote! {
                 #event_enum::#variant(_) => ::core::panic!("this saga step has a compile error"),
             };
         }
-        let call = quote!(Self::#method(self, event));
+        let call = if *envelope {
+            quote!(Self::#method(self, event, envelope))
+        } else {
+            quote!(Self::#method(self, event))
+        };
         // Spanned on the return type: a type that isn't a reaction is reported there.
         let react = match output {
             Some(output) => quote_spanned! {output.span()=>
@@ -134,8 +138,20 @@ fn saga_impl(saga: &Saga, rt: &TokenStream) -> TokenStream {
             },
             None => quote!(#rt::IntoReaction::into_reaction(#call)),
         };
-        quote!(#event_enum::#variant(ref event) => #react,)
+        if *envelope {
+            let missing = format!("step `{method}` reads its event's envelope, and none was given");
+            quote! {
+                #event_enum::#variant(ref event) => match envelope {
+                    ::core::option::Option::Some(envelope) => #react,
+                    ::core::option::Option::None => ::core::result::Result::Err(#rt::String::from(#missing)),
+                },
+            }
+        } else {
+            quote!(#event_enum::#variant(ref event) => #react,)
+        }
     });
+    let reads_envelope = steps.iter().any(|step| step.envelope);
+    let envelope_param = if reads_envelope { quote!(envelope) } else { quote!(_envelope) };
     let compensate_arms = compensations.iter().map(|compensation| {
         let (method, index) = (&compensation.method, Literal::usize_unsuffixed(compensation.step));
         let call = quote!(Self::#method(self));
@@ -190,6 +206,7 @@ fn saga_impl(saga: &Saga, rt: &TokenStream) -> TokenStream {
             const NAME: &'static ::core::primitive::str = #name;
             const STEPS: &'static [#rt::SagaStep] = &[#(#step_infos),*];
             const DISPATCHES: &'static [&'static ::core::primitive::str] = &[#(#targets),*];
+            const READS_ENVELOPE: ::core::primitive::bool = #reads_envelope;
 
             type Event = #event_enum;
 
@@ -208,6 +225,7 @@ fn saga_impl(saga: &Saga, rt: &TokenStream) -> TokenStream {
             fn handle(
                 &mut self,
                 event: &Self::Event,
+                #envelope_param: ::core::option::Option<&#rt::RecordedEvent>,
             ) -> ::core::result::Result<#rt::SagaReaction, #rt::String> {
                 match *event {
                     #(#handle_arms)*

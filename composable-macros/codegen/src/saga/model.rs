@@ -41,6 +41,8 @@ pub(super) struct Step {
     pub(super) span: Span,
     pub(super) timeout_ms: Option<u64>,
     pub(super) on_timeout: Option<syn::Ident>,
+    /// It takes the event's envelope (`&RecordedEvent`) after the event.
+    pub(super) envelope: bool,
     /// The return type's span, where "can't return this" is reported.
     pub(super) output: Option<syn::Type>,
     /// The signature is wrong (and reported): the variant exists, but the handler isn't called.
@@ -374,12 +376,41 @@ fn step(
             None
         }
     };
+    let envelope = match inputs.next() {
+        None => false,
+        Some(syn::FnArg::Typed(arg)) => {
+            let name = arg.pat.to_token_stream();
+            match &*arg.ty {
+                syn::Type::Reference(reference) if reference.mutability.is_none() => {}
+                syn::Type::Reference(_) => {
+                    errors.spanned(
+                        &arg.ty,
+                        format!("the envelope is read-only: take `{name}: &RecordedEvent`"),
+                    );
+                    ok = false;
+                }
+                other => {
+                    errors.spanned(
+                        other,
+                        format!(
+                            "after the event, a saga step takes only the event's envelope, \
+                             `envelope: &RecordedEvent`: it is replayed to rebuild the saga, so \
+                             it reads nothing else; remove `{name}`"
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+            true
+        }
+        Some(receiver @ syn::FnArg::Receiver(_)) => {
+            extra_parameter(receiver, errors);
+            ok = false;
+            false
+        }
+    };
     for extra in inputs {
-        errors.spanned(
-            extra,
-            "a saga step takes only `&mut self` and the event: it is replayed to rebuild the \
-             saga, so it reads nothing else; remove this parameter",
-        );
+        extra_parameter(extra, errors);
         ok = false;
     }
     let output = match &sig.output {
@@ -462,9 +493,19 @@ fn step(
         span: handler.span,
         timeout_ms,
         on_timeout: args.on_timeout.clone().filter(|_| timeout_ms.is_some()),
+        envelope,
         output,
         broken: !ok,
     })
+}
+
+fn extra_parameter(extra: &syn::FnArg, errors: &mut Errors) {
+    errors.spanned(
+        extra,
+        "a saga step takes only `&mut self`, the event and, if it needs it, the event's \
+         envelope (`envelope: &RecordedEvent`): it is replayed to rebuild the saga, so it \
+         reads nothing else; remove this parameter",
+    );
 }
 
 /// Checks a compensation's signature: `&self` and nothing else. `None` when it is wrong.

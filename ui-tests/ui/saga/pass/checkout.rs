@@ -62,7 +62,7 @@ fn main() {
     assert!(Checkout::STEPS[1].end);
     let mut saga = Checkout::default();
     assert_eq!(
-        saga.handle(&placed),
+        saga.handle(&placed, None),
         Ok(composable::saga::Reaction::Proceed(vec![Dispatch::to::<Payment>("o1", Charge)]))
     );
     assert_eq!(saga.compensate(0), vec![]);

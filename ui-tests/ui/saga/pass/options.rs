@@ -78,10 +78,10 @@ fn main() {
     assert_eq!(Fill::key(&FillInput::from(Reserved { reference: 9 })), "9");
     let mut saga = Fill::default();
     assert_eq!(
-        saga.handle(&small),
+        saga.handle(&small, None),
         Ok(es::saga::Reaction::Proceed(vec![Dispatch::to::<Stock>(3, Reserve(2))]))
     );
-    assert_eq!(saga.handle(&large), Err("20 items is too many".to_owned()));
+    assert_eq!(saga.handle(&large, None), Err("20 items is too many".to_owned()));
     assert_eq!(Fill::STEPS[0].timeout, Some(std::time::Duration::from_millis(250)));
     assert!(saga.timed_out(0).is_empty());
     assert!(saga.late);

@@ -109,6 +109,7 @@ impl<G: Saga> Instance<G> {
             state: self.saga,
             status: self.status,
             failure: self.failure,
+            waiting: self.armed.map(|(step, _)| G::STEPS[step].name),
             correlation_id: self.correlation_id,
             version: self.version,
         })

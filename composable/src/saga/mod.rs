@@ -33,6 +33,7 @@
 
 mod diagram;
 mod error;
+mod history;
 mod input;
 mod instance;
 mod progress;
@@ -46,6 +47,7 @@ use std::time::Duration;
 pub use crate::dispatch::Dispatch;
 pub use diagram::Diagram;
 pub use error::SagaError;
+pub use history::{Entry, Record, history, load, stream_id};
 pub use input::{
     CONCURRENT_FLOWS, SagaBusInput, SagaEvents, SagaLogInput, SagaTimers, from_bus, from_log,
 };

@@ -50,6 +50,8 @@ pub struct Summary<G> {
     pub completed: Vec<&'static str>,
     /// Why it was compensated, when it was.
     pub failure: Option<Failure>,
+    /// The step whose timeout is armed: the instance waits for the event that follows it.
+    pub waiting: Option<&'static str>,
     /// The flow the instance belongs to.
     pub correlation_id: Option<Uuid>,
     /// The version of its stream.
@@ -58,6 +60,7 @@ pub struct Summary<G> {
 
 /// Why a saga instance was compensated.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Failure {
     /// Step `step`'s handler returned an error, or one of its commands was refused.
     Failed {

@@ -202,8 +202,7 @@ impl<G: Saga, S: EventStore, D: Dispatcher, T: TimerStore, C: Codec> SagaRunner<
     /// # Errors
     /// When the key does not make a stream id.
     pub fn stream_id(&self, key: &str) -> Result<StreamId, SagaError> {
-        StreamId::new(&category(G::NAME), key)
-            .map_err(|source| SagaError::InvalidKey { key: key.to_owned(), source })
+        super::stream_id::<G>(key)
     }
 
     /// Rebuilds instance `key`; `None` when it never started.

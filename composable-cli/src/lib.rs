@@ -1,4 +1,5 @@
-//! Tools for Composable applications.
+//! Tools for Composable applications: the `composable` binary scaffolds them ([`new`]), and
+//! [`inspect`] looks into their event store.
 //!
 //! A standalone binary cannot decode an application's events: their types, and the codec that
 //! wrote them, live in the application. So the inspection commands are a library entry,
@@ -46,3 +47,4 @@
 //! ```
 
 pub mod inspect;
+pub mod new;

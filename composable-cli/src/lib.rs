@@ -4,7 +4,7 @@
 //! A standalone binary cannot decode an application's events: their types, and the codec that
 //! wrote them, live in the application. So the inspection commands are a library entry,
 //! [`inspect`], that the application mounts in its own binary as a subcommand, registering its
-//! aggregates and sagas:
+//! aggregates, sagas and projections:
 //!
 //! ```
 //! use clap::Parser;

@@ -1,10 +1,12 @@
 //! The inspection commands on the checkout example's log, parsed as an application's command
 //! line would parse them; outputs are snapshot-tested (ids and times masked).
 
+use checkout_saga::board::{CheckoutBoard, OrderLine};
 use checkout_saga::{
     Checkout, CheckoutSaga, DECLINED_CARD, Inventory, Order, Payment, PlaceOrder, Restock,
 };
 use clap::Parser;
+use composable::projection::InMemoryDocuments;
 use composable::saga::InMemoryTimerStore;
 use composable::{InMemoryEventStore, TestClock};
 use composable_cli::inspect::{Command, InspectError, Inspector};
@@ -155,4 +157,33 @@ async fn unknown_names_are_typed_errors_that_say_what_is_known() {
     assert!(matches!(error, InspectError::UnknownCategory { .. } | InspectError::Stream { .. }));
     let error = fails("events --stream -").await;
     assert!(matches!(error, InspectError::Stream { .. }), "{error:?}");
+}
+
+#[tokio::test]
+async fn projections_status_then_a_rebuild_then_status_again() {
+    let board = InMemoryDocuments::new();
+    let inspector = inspector(checkouts().await).projection(CheckoutBoard, board.clone());
+    let mut before = Vec::new();
+    inspector.run(command("projections status"), &mut before).await.expect("status");
+    let mut rebuilt = Vec::new();
+    inspector
+        .run(command("projections rebuild checkout_board"), &mut rebuilt)
+        .await
+        .expect("rebuilt");
+    let mut after = Vec::new();
+    inspector.run(command("projections status"), &mut after).await.expect("status");
+
+    let [before, rebuilt, after] =
+        [before, rebuilt, after].map(|out| String::from_utf8(out).expect("UTF-8"));
+    // The restock, order 1's four events and order 2's two, and the saga's five records.
+    assert!(rebuilt.starts_with("rebuilt `checkout_board`: 12 events in "), "{rebuilt}");
+    let line: Option<OrderLine> = board.get("orders", "2").expect("readable");
+    assert!(line.is_some_and(|line| line.status.starts_with("cancelled")), "the board was rebuilt");
+    insta::with_settings!({ filters => vec![(r"\d+\.\ds", "[seconds]")] }, {
+        insta::assert_snapshot!(format!("{before}\n{after}"));
+    });
+
+    let error = inspector.run(command("projections rebuild ledger"), &mut Vec::new()).await;
+    let Err(error) = error else { panic!("an unknown projection was rebuilt") };
+    assert!(error.to_string().contains("(known: `checkout_board`)"), "{error}");
 }

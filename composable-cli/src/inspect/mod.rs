@@ -1,10 +1,10 @@
 //! Inspection commands over an application's event store: `replay` a stream with the state
 //! after each event, search the log (`events`), tell a saga instance's story (`saga`), draw a
-//! saga (`diagram`).
+//! saga (`diagram`), show where the projections stand or rebuild one (`projections`).
 //!
 //! [`Inspector`] knows the application's types because the application registers them;
 //! [`Command`] is a clap subcommand the application mounts in its own command line (see the
-//! [crate](crate) documentation). Every command writes text to the writer it is given, so its
+//! [crate documentation](crate)). Every command writes text to the writer it is given, so its
 //! output can be tested.
 
 mod render;
@@ -14,12 +14,13 @@ use std::io::Write;
 
 use chrono::{DateTime, Utc};
 use composable::event_store::EventStoreError;
+use composable::projection::Projection;
 use composable::saga::SagaError;
 use composable::stream::StreamIdError;
 use composable::{Aggregate, Bincode, Codec, EventStore, Saga};
 use uuid::Uuid;
 
-use views::{AggregateView, SagaView, Typed};
+use views::{AggregateView, ProjectionView, SagaView, Typed};
 
 /// One inspection command, parsed by clap.
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -79,6 +80,24 @@ pub enum Command {
         /// An instance to draw.
         key: Option<String>,
     },
+    /// The projections: where each stands, or rebuild one.
+    #[command(subcommand)]
+    Projections(Projections),
+}
+
+/// `projections status` and `projections rebuild`.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Projections {
+    /// Each registered projection's version, the version serving queries, its position, how
+    /// far behind the log it is, and its dead letters.
+    Status,
+    /// Empties a projection's current version and applies the whole log again, with a progress
+    /// bar. Stop the processes running that version first; to rebuild while queries are
+    /// answered, raise the projection's `version` instead (it builds beside the old one).
+    Rebuild {
+        /// The projection's name (`#[projection(name = ...)]`).
+        name: String,
+    },
 }
 
 /// What went wrong running a command. Nothing is ever written to the store.
@@ -106,6 +125,25 @@ pub enum InspectError {
         name: String,
         /// The registered sagas.
         known: String,
+    },
+    /// No projection of that name is registered.
+    #[error(
+        "no projection named `{name}` is registered (known: {known}): register it with \
+         `Inspector::projection(projection, read_store)`"
+    )]
+    UnknownProjection {
+        /// The name asked for.
+        name: String,
+        /// The registered projections.
+        known: String,
+    },
+    /// A projection's read store failed, or its rebuild did.
+    #[error("projection `{projection}`: {reason}")]
+    Projection {
+        /// The projection.
+        projection: &'static str,
+        /// What failed.
+        reason: String,
     },
     /// The saga has no instance of that key: it never started.
     #[error("saga `{saga}` has no instance `{key}`")]
@@ -145,6 +183,7 @@ pub struct Inspector<S, C = Bincode> {
     codec: C,
     aggregates: Vec<Box<dyn AggregateView<C>>>,
     sagas: Vec<Box<dyn SagaView<S, C>>>,
+    projections: Vec<Box<dyn ProjectionView<S, C>>>,
 }
 
 impl<S: EventStore> Inspector<S> {
@@ -157,7 +196,7 @@ impl<S: EventStore> Inspector<S> {
 impl<S: EventStore, C: Codec> Inspector<S, C> {
     /// Inspects `store`, whose payloads were written with `codec`.
     pub fn with_codec(store: S, codec: C) -> Self {
-        Self { store, codec, aggregates: Vec::new(), sagas: Vec::new() }
+        Self { store, codec, aggregates: Vec::new(), sagas: Vec::new(), projections: Vec::new() }
     }
 
     /// Registers aggregate `A`: its streams can be replayed and its events are shown decoded.
@@ -180,7 +219,20 @@ impl<S: EventStore, C: Codec> Inspector<S, C> {
         self
     }
 
-    /// Runs `command`, writing its output to `out`.
+    /// Registers `projection`, kept in `read_store`: its status can be shown and it can be
+    /// rebuilt.
+    #[must_use]
+    pub fn projection<P>(mut self, projection: P, read_store: P::Store) -> Self
+    where
+        P: Projection + Clone,
+        S: Clone,
+    {
+        self.projections.push(Box::new(views::Projected { projection, read_store }));
+        self
+    }
+
+    /// Runs `command`, writing its output to `out`. Await it where the command line runs (the
+    /// future of a rebuild is not `Send`, so it is not for `tokio::spawn`).
     ///
     /// # Errors
     /// See [`InspectError`]: an unknown stream category or saga, a store that fails, an event
@@ -200,6 +252,25 @@ impl<S: EventStore, C: Codec> Inspector<S, C> {
             }
             Command::Diagram { saga, key } => {
                 self.saga_named(&saga)?.diagram(&self.store, &self.codec, key.as_deref()).await?
+            }
+            Command::Projections(Projections::Status) => {
+                let mut rows = Vec::new();
+                for view in &self.projections {
+                    rows.push(view.status(&self.store).await?);
+                }
+                render::projections(&rows)
+            }
+            Command::Projections(Projections::Rebuild { name }) => {
+                let view = self.projection_named(&name)?;
+                let bar = indicatif::ProgressBar::new(0).with_style(render::progress_style());
+                let done = view
+                    .rebuild(&self.store, &self.codec, &|progress| {
+                        bar.set_length(progress.total);
+                        bar.set_position(progress.done);
+                    })
+                    .await;
+                bar.finish_and_clear();
+                render::rebuilt(&name, &done?)
             }
         };
         out.write_all(text.as_bytes())?;
@@ -241,6 +312,14 @@ impl<S: EventStore, C: Codec> Inspector<S, C> {
             })
     }
 
+    fn projection_named(&self, name: &str) -> Result<&dyn ProjectionView<S, C>, InspectError> {
+        let found = self.projections.iter().find(|view| view.name() == name);
+        found.map(|view| &**view).ok_or_else(|| InspectError::UnknownProjection {
+            name: name.to_owned(),
+            known: known(self.projections.iter().map(|view| view.name())),
+        })
+    }
+
     fn saga_named(&self, name: &str) -> Result<&dyn SagaView<S, C>, InspectError> {
         self.sagas.iter().find(|view| view.name() == name).map(|view| &**view).ok_or_else(|| {
             InspectError::UnknownSaga {
@@ -256,6 +335,7 @@ impl<S, C> std::fmt::Debug for Inspector<S, C> {
         f.debug_struct("Inspector")
             .field("aggregates", &self.aggregates.iter().map(|v| v.category()).collect::<Vec<_>>())
             .field("sagas", &self.sagas.iter().map(|v| v.name()).collect::<Vec<_>>())
+            .field("projections", &self.projections.iter().map(|v| v.name()).collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }

@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use composable::projection::{Lag, RebuildProgress};
 use composable::{EventStore, Position, RecordedEvent, StreamId, Version};
 use futures::TryStreamExt;
 use uuid::Uuid;
@@ -216,4 +217,91 @@ pub(super) fn changes(out: &mut String, before: &str, after: &str) {
 /// A time as RFC 3339 with microseconds, in UTC.
 pub(super) fn time(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// One line of `projections status`.
+#[derive(Debug)]
+pub(super) struct ProjectionRow {
+    pub(super) name: &'static str,
+    pub(super) version: u32,
+    pub(super) serving: Option<u32>,
+    pub(super) position: Position,
+    pub(super) lag: Lag,
+    pub(super) dead_letters: usize,
+}
+
+/// `projections status`' table.
+pub(super) fn projections(rows: &[ProjectionRow]) -> String {
+    if rows.is_empty() {
+        return "no projections are registered\n".to_owned();
+    }
+    let header =
+        ["projection", "version", "serving", "position", "behind", "dead letters", "state"];
+    let cells: Vec<[String; 7]> = rows
+        .iter()
+        .map(|row| {
+            let state = if row.position == Position::START && row.lag.events > 0 {
+                "not started".to_owned()
+            } else if row.lag.events == 0 {
+                "caught up".to_owned()
+            } else {
+                "behind".to_owned()
+            };
+            let state = match row.serving {
+                Some(serving) if serving < row.version => {
+                    format!("{state}, building beside version {serving}")
+                }
+                _ => state,
+            };
+            [
+                row.name.to_owned(),
+                row.version.to_string(),
+                row.serving.map_or_else(|| "-".to_owned(), |serving| serving.to_string()),
+                row.position.to_string(),
+                format!("{} events, {:.1}s", row.lag.events, row.lag.behind.as_secs_f64()),
+                row.dead_letters.to_string(),
+                state,
+            ]
+        })
+        .collect();
+    table(&header, &cells)
+}
+
+/// What `projections rebuild` reports once it caught up.
+pub(super) fn rebuilt(name: &str, done: &RebuildProgress) -> String {
+    format!(
+        "rebuilt `{name}`: {} events in {:.1}s ({:.0} events/s)\n",
+        done.done,
+        done.elapsed.as_secs_f64(),
+        done.rate()
+    )
+}
+
+/// The progress bar of a rebuild (drawn on a terminal's stderr only).
+pub(super) fn progress_style() -> indicatif::ProgressStyle {
+    indicatif::ProgressStyle::with_template("{wide_bar} {pos}/{len} events, {per_sec}, {eta} left")
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+}
+
+/// Columns padded to their widest cell.
+fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
+    let mut widths = header.map(str::len);
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: [&str; N]| {
+        let mut text = String::new();
+        for (cell, width) in cells.iter().zip(widths) {
+            let _ = write!(text, "{cell:<width$}  ");
+        }
+        let _ = writeln!(out, "{}", text.trim_end());
+    };
+    line(*header);
+    for row in rows {
+        line(std::array::from_fn(|index| row[index].as_str()));
+    }
+    out
 }

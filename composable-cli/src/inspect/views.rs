@@ -4,12 +4,16 @@
 use std::fmt::{Debug, Write as _};
 use std::marker::PhantomData;
 
+use composable::checkpoint::CheckpointStore;
+use composable::projection::{
+    Lag, Projection, ProjectionRunner, ReadStore, RebuildProgress, Scope,
+};
 use composable::saga::{self, Diagram, Failure, Record, SagaStatus};
 use composable::{Aggregate, Codec, EventStore, RecordedEvent, Saga, StreamId};
-use futures::future::BoxFuture;
+use futures::future::{BoxFuture, LocalBoxFuture};
 
 use super::InspectError;
-use super::render::{self, Range};
+use super::render::{self, ProjectionRow, Range};
 
 /// A registered type, `A` or `G`.
 pub(super) struct Typed<T>(PhantomData<fn() -> T>);
@@ -229,4 +233,88 @@ fn no_instance<G: Saga>(key: &str) -> InspectError {
 fn list<'a>(items: impl Iterator<Item = impl Into<std::borrow::Cow<'a, str>>>) -> String {
     let items: Vec<String> = items.map(|item| item.into().into_owned()).collect();
     if items.is_empty() { "-".to_owned() } else { items.join(", ") }
+}
+
+/// A registered projection and the read store it is kept in.
+pub(super) struct Projected<P: Projection> {
+    pub(super) projection: P,
+    pub(super) read_store: P::Store,
+}
+
+/// What `projections` needs of a projection.
+pub(super) trait ProjectionView<S, C>: Send + Sync {
+    /// Its name.
+    fn name(&self) -> &'static str;
+
+    /// Where it stands against `events`' log.
+    fn status<'a>(&'a self, events: &'a S) -> BoxFuture<'a, Result<ProjectionRow, InspectError>>;
+
+    /// Empties its current version and applies `events`' whole log again. (Not `Send`: the
+    /// compiler cannot prove the runner's future `Send` for every store behind a trait object,
+    /// and a rebuild runs where the command line awaits it.)
+    fn rebuild<'a>(
+        &'a self,
+        events: &'a S,
+        codec: &'a C,
+        progress: &'a (dyn Fn(&RebuildProgress) + Sync),
+    ) -> LocalBoxFuture<'a, Result<RebuildProgress, InspectError>>;
+}
+
+impl<P, S, C> ProjectionView<S, C> for Projected<P>
+where
+    P: Projection + Clone,
+    S: EventStore + Clone,
+    C: Codec,
+{
+    fn name(&self) -> &'static str {
+        P::NAME
+    }
+
+    fn status<'a>(&'a self, events: &'a S) -> BoxFuture<'a, Result<ProjectionRow, InspectError>> {
+        Box::pin(async move {
+            let failed = |reason: String| InspectError::Projection { projection: P::NAME, reason };
+            let serving = self
+                .read_store
+                .active_version(P::NAME)
+                .await
+                .map_err(|error| failed(error.to_string()))?;
+            let checkpoint = Scope::of::<P>().checkpoint();
+            let position = self
+                .read_store
+                .checkpoints()
+                .load(&checkpoint)
+                .await
+                .map_err(|error| failed(error.to_string()))?;
+            let lag = Lag::of(events, position, chrono::Utc::now()).await?;
+            let dead_letters = self
+                .read_store
+                .dead_letters(P::NAME)
+                .await
+                .map_err(|error| failed(error.to_string()))?
+                .len();
+            Ok(ProjectionRow {
+                name: P::NAME,
+                version: P::VERSION,
+                serving,
+                position,
+                lag,
+                dead_letters,
+            })
+        })
+    }
+
+    fn rebuild<'a>(
+        &'a self,
+        events: &'a S,
+        codec: &'a C,
+        progress: &'a (dyn Fn(&RebuildProgress) + Sync),
+    ) -> LocalBoxFuture<'a, Result<RebuildProgress, InspectError>> {
+        Box::pin(async move {
+            let runner = ProjectionRunner::new(self.projection.clone(), self.read_store.clone())
+                .with_codec(codec.clone());
+            runner.rebuild(events.clone(), progress).await.map_err(|error| {
+                InspectError::Projection { projection: P::NAME, reason: error.to_string() }
+            })
+        })
+    }
 }

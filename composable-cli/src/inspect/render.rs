@@ -154,32 +154,13 @@ pub(super) fn events(
         })
         .collect();
     let header = ["position", "stream@version", "event", "recorded at", "correlation"];
-    let mut widths = header.map(str::len);
-    for row in &rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let line = |out: &mut String, cells: [&str; 5]| {
-        let mut text = String::new();
-        for (cell, width) in cells.iter().zip(widths) {
-            let _ = write!(text, "{cell:<width$}  ");
-        }
-        let _ = writeln!(out, "{}", text.trim_end());
+    // Each event's decoded form goes on a line of its own under its row.
+    let below = |index: usize| match describe(&events[index]) {
+        Some(Ok(decoded)) => Some(format!("    {decoded}")),
+        Some(Err(error)) => Some(format!("    does not decode: {error}")),
+        None => None,
     };
-    line(&mut out, header);
-    for (event, row) in events.iter().zip(&rows) {
-        line(&mut out, [&row[0], &row[1], &row[2], &row[3], &row[4]]);
-        match describe(event) {
-            Some(Ok(decoded)) => {
-                let _ = writeln!(out, "    {decoded}");
-            }
-            Some(Err(error)) => {
-                let _ = writeln!(out, "    does not decode: {error}");
-            }
-            None => {}
-        }
-    }
+    out.push_str(&table(&header, &rows, below));
     Ok(out)
 }
 
@@ -264,7 +245,7 @@ pub(super) fn projections(rows: &[ProjectionRow]) -> String {
             ]
         })
         .collect();
-    table(&header, &cells)
+    table(&header, &cells, |_| None)
 }
 
 /// What `projections rebuild` reports once it caught up.
@@ -283,8 +264,12 @@ pub(super) fn progress_style() -> indicatif::ProgressStyle {
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
 }
 
-/// Columns padded to their widest cell.
-fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
+/// Columns padded to their widest cell; `below(i)` is a line printed under row `i`, if any.
+fn table<const N: usize>(
+    header: &[&str; N],
+    rows: &[[String; N]],
+    below: impl Fn(usize) -> Option<String>,
+) -> String {
     let mut widths = header.map(str::len);
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -292,16 +277,19 @@ fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
         }
     }
     let mut out = String::new();
-    let mut line = |cells: [&str; N]| {
+    let line = |out: &mut String, cells: [&str; N]| {
         let mut text = String::new();
         for (cell, width) in cells.iter().zip(widths) {
             let _ = write!(text, "{cell:<width$}  ");
         }
         let _ = writeln!(out, "{}", text.trim_end());
     };
-    line(*header);
-    for row in rows {
-        line(std::array::from_fn(|index| row[index].as_str()));
+    line(&mut out, *header);
+    for (index, row) in rows.iter().enumerate() {
+        line(&mut out, std::array::from_fn(|column| row[column].as_str()));
+        if let Some(text) = below(index) {
+            let _ = writeln!(out, "{text}");
+        }
     }
     out
 }

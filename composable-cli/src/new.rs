@@ -26,22 +26,16 @@ impl Source {
         Self::Registry(env!("CARGO_PKG_VERSION").to_owned())
     }
 
-    fn dependency(&self, features: &[&str]) -> String {
-        let features = if features.is_empty() {
-            String::new()
-        } else {
-            let quoted: Vec<String> =
-                features.iter().map(|feature| format!("\"{feature}\"")).collect();
-            format!(", features = [{}]", quoted.join(", "))
-        };
+    /// The dependency line of the framework's crate `name` (in `dir` of a checkout), with
+    /// `extra` keys such as `features = ["testing"]` or `optional = true`.
+    fn dependency(&self, name: &str, dir: &str, extra: &str) -> String {
+        let extra = if extra.is_empty() { String::new() } else { format!(", {extra}") };
         match self {
-            Self::Registry(version) => {
-                format!("composable = {{ version = \"{version}\"{features} }}")
-            }
+            Self::Registry(version) => format!("{name} = {{ version = \"{version}\"{extra} }}"),
             Self::Path(root) => {
-                let path = root.join("composable");
+                let path = root.join(dir);
                 let path = path.to_string_lossy().replace('\\', "/");
-                format!("composable = {{ path = \"{path}\"{features} }}")
+                format!("{name} = {{ path = \"{path}\"{extra} }}")
             }
         }
     }
@@ -126,6 +120,7 @@ const APP: &[(&str, &str)] = &[
     ("src/order.rs", include_str!("../templates/app/src/order.rs")),
     ("src/shipping.rs", include_str!("../templates/app/src/shipping.rs")),
     ("src/board.rs", include_str!("../templates/app/src/board.rs")),
+    ("src/services.rs", include_str!("../templates/app/src/services.rs")),
     ("tests/app.rs", include_str!("../templates/app/tests/app.rs")),
 ];
 
@@ -150,8 +145,19 @@ pub fn app(into: &Path, name: &str, source: &Source) -> Result<Written, NewError
         template
             .replace("{{app}}", name)
             .replace("{{app_crate}}", &crate_name)
-            .replace("{{composable}}", &source.dependency(&[]))
-            .replace("{{composable_testing}}", &source.dependency(&["testing"]))
+            .replace("{{composable}}", &source.dependency("composable", "composable", ""))
+            .replace(
+                "{{composable_testing}}",
+                &source.dependency("composable", "composable", "features = [\"testing\"]"),
+            )
+            .replace(
+                "{{composable_postgres}}",
+                &source.dependency("composable-postgres", "backends/postgres", "optional = true"),
+            )
+            .replace(
+                "{{composable_kafka}}",
+                &source.dependency("composable-kafka", "backends/kafka", "optional = true"),
+            )
     };
     let mut files = Vec::new();
     for (path, template) in APP {
@@ -218,12 +224,16 @@ fn with_module(lib: &str, declaration: &str) -> String {
         .filter(|(_, line)| line.starts_with("pub mod "))
         .map(|(index, _)| index)
         .collect();
-    let at = match (modules.first(), modules.last()) {
+    let mut at = match (modules.first(), modules.last()) {
         (Some(&first), Some(&last)) => (first..=last)
             .find(|&index| lines[index].starts_with("pub mod ") && lines[index] > declaration)
             .unwrap_or(last + 1),
         _ => lines.len(),
     };
+    // Before the attributes of the module it goes ahead of (`#[cfg(...)]`), not between them.
+    while at > 0 && lines[at - 1].starts_with("#[") {
+        at -= 1;
+    }
     lines.insert(at, declaration);
     let mut text = lines.join("\n");
     text.push('\n');
@@ -302,5 +312,10 @@ mod tests {
             "//! app\n\npub mod board;\npub mod order;\npub mod shipping;\n\nuse std::sync::Arc;\n"
         );
         assert_eq!(with_module("//! app\n", "pub mod invoice;"), "//! app\npub mod invoice;\n");
+        let gated = "pub mod order;\n#[cfg(feature = \"services\")]\npub mod services;\n";
+        assert_eq!(
+            with_module(gated, "pub mod purchase_order;"),
+            "pub mod order;\npub mod purchase_order;\n#[cfg(feature = \"services\")]\npub mod services;\n"
+        );
     }
 }

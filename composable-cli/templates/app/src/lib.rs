@@ -1,7 +1,11 @@
-//! {{app}}: an order aggregate, a shipping saga and an order board, hosted in one process.
+//! {{app}}: an order aggregate, a shipping saga and an order board, hosted in one process: in
+//! memory ([`Application::in_memory`]), or on PostgreSQL and Kafka (`services`, feature
+//! `services`).
 
 pub mod board;
 pub mod order;
+#[cfg(feature = "services")]
+pub mod services;
 pub mod shipping;
 
 use std::sync::Arc;

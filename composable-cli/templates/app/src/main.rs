@@ -1,4 +1,6 @@
-//! Places two orders through the application host and prints the order board.
+//! Places two orders through the application host and prints the order board: in memory, or,
+//! built with the `services` feature and given `DATABASE_URL` and `KAFKA_BROKERS`, on
+//! PostgreSQL and Kafka.
 
 use std::time::Duration;
 
@@ -8,6 +10,12 @@ use {{app_crate}}::order::PlaceOrder;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    #[cfg(feature = "services")]
+    if let (Ok(database_url), Ok(brokers)) =
+        (std::env::var("DATABASE_URL"), std::env::var("KAFKA_BROKERS"))
+    {
+        return {{app_crate}}::services::run(&database_url, &brokers).await;
+    }
     let Application { orders, board, app } = Application::in_memory()?;
     let running = app.start();
     let board_service = running

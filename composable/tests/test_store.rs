@@ -212,3 +212,26 @@ async fn non_exhaustive_mode_still_fails_on_a_wrong_stated_value() {
     assert!(message.contains("-     searches: 2,"), "{message}");
     assert!(message.contains("+     searches: 1,"), "{message}");
 }
+
+#[tokio::test]
+async fn the_timeline_records_every_action_and_the_state_after_it() {
+    let mut store = TestStore::new(search(), Search::default(), ());
+    store.send(Action::Type("rust".into()), |s| s.query = "rust".into()).await;
+    store.send(Action::Search, |s| s.searches = 1).await;
+    store
+        .receive(Action::Results(vec!["rust 1".into()]), |s| s.results = vec!["rust 1".into()])
+        .await;
+    insta::assert_snapshot!(store.timeline());
+    store.finish().await;
+}
+
+#[tokio::test]
+async fn a_skipped_action_is_on_the_timeline_too() {
+    let mut store = TestStore::new(search(), Search::default(), ()).exhaustivity(Exhaustivity::Off);
+    store.send(Action::Search, |_| {}).await;
+    store.send(Action::Type("tokio".into()), |s| s.query = "tokio".into()).await;
+    // The search's results arrived meanwhile and were skipped before the second send.
+    let timeline = store.timeline().to_owned();
+    assert!(timeline.contains("skipping Results([\" 1\"])"), "{timeline}");
+    store.finish().await;
+}

@@ -66,6 +66,8 @@ where
     exhaustivity: Exhaustivity,
     timeout: Duration,
     finished: bool,
+    /// Every action reduced and the state after it, for [`TestStore::timeline`].
+    timeline: String,
 }
 
 struct Inbox<A> {
@@ -119,6 +121,7 @@ where
             exhaustivity: Exhaustivity::On,
             timeout: Duration::from_secs(1),
             finished: false,
+            timeline: String::new(),
         }
     }
 
@@ -140,6 +143,13 @@ where
     /// The current state.
     pub fn state(&self) -> &R::State {
         &self.state
+    }
+
+    /// Every action reduced so far — sent, received, or (non-exhaustive) skipped — and the
+    /// state after each, as text for a snapshot test:
+    /// `insta::assert_snapshot!(store.timeline())`.
+    pub fn timeline(&self) -> &str {
+        &self.timeline
     }
 
     /// The environment.
@@ -236,7 +246,7 @@ where
     /// Reduces every action fed back so far without asserting on it.
     pub fn skip_received_actions(&mut self) {
         while let Some(action) = self.pop() {
-            self.reduce(action);
+            self.skip(action);
         }
     }
 
@@ -303,7 +313,7 @@ where
                 }
                 match self.exhaustivity {
                     Exhaustivity::On => return Err(action),
-                    Exhaustivity::Off => self.reduce(action),
+                    Exhaustivity::Off => self.skip(action),
                 }
             }
             let arrived = self.inbox.arrived.notified();
@@ -336,9 +346,23 @@ where
         }
     }
 
+    /// Reduces an action fed back without asserting on it.
+    fn skip(&mut self, action: R::Action) {
+        let description = format!("skipping {action:?}");
+        self.reduce(action);
+        self.record(&description);
+    }
+
+    fn record(&mut self, description: &str) {
+        self.timeline.push_str(description);
+        self.timeline.push('\n');
+        super::timeline::write_state(&mut self.timeline, &self.state);
+    }
+
     fn step(&mut self, action: R::Action, expect: impl FnOnce(&mut R::State), description: &str) {
         let before = self.state.clone();
         self.reduce(action);
+        self.record(description);
         let mut expected = match self.exhaustivity {
             Exhaustivity::On => before,
             Exhaustivity::Off => self.state.clone(),

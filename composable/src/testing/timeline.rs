@@ -108,14 +108,20 @@ impl<A: Aggregate + Debug> Timeline<A> {
     }
 
     fn record_state(&mut self) {
-        let state = format!("{:#?}", self.state);
-        let mut lines = state.lines();
-        if let Some(first) = lines.next() {
-            let _ = writeln!(self.text, "  state: {first}");
-        }
-        for line in lines {
-            let _ = writeln!(self.text, "  {line}");
-        }
+        write_state(&mut self.text, &self.state);
+    }
+}
+
+/// `  state: ` and `state`'s pretty `Debug`, indented under the step it follows: how timelines
+/// (this one and [`TestStore::timeline`](super::TestStore::timeline)) show a state.
+pub(super) fn write_state(text: &mut String, state: &impl Debug) {
+    let state = format!("{state:#?}");
+    let mut lines = state.lines();
+    if let Some(first) = lines.next() {
+        let _ = writeln!(text, "  state: {first}");
+    }
+    for line in lines {
+        let _ = writeln!(text, "  {line}");
     }
 }
 

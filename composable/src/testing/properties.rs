@@ -5,6 +5,8 @@
 
 use std::fmt::Debug;
 
+use proptest::collection::SizeRange;
+use proptest::strategy::Strategy;
 use proptest::test_runner::TestCaseError;
 
 use super::Timeline;
@@ -47,7 +49,7 @@ use crate::event::EventSet;
 /// proptest! {
 ///     // `#[test]` here in a test module; a doctest calls the function below instead.
 ///     fn the_balance_is_what_came_in_less_what_went_out(
-///         commands in proptest::collection::vec(command(), 0..40),
+///         commands in Properties::<Account>::sequences(command(), 0..40),
 ///     ) {
 ///         Properties::<Account>::new(())
 ///             .invariant("the balance stays below a million", |account| account.balance < 1_000_000)
@@ -71,6 +73,19 @@ where
     /// Commands decided in `env`.
     pub fn new(env: A::Environment) -> Self {
         Self { env, invariants: Vec::new() }
+    }
+
+    /// Sequences of `size` commands, each drawn from `command` (a strategy of one command type
+    /// or of the aggregate's command enum): what [`check`](Self::check) takes. proptest
+    /// shrinks a failing sequence by dropping commands and shrinking each.
+    pub fn sequences<C>(
+        command: impl Strategy<Value = C>,
+        size: impl Into<SizeRange>,
+    ) -> impl Strategy<Value = Vec<A::Command>>
+    where
+        C: Into<A::Command> + Debug,
+    {
+        proptest::collection::vec(command.prop_map(Into::into), size)
     }
 
     /// `holds` must be true of the state after every event; `name` says what it means in the

@@ -187,3 +187,32 @@ async fn projections_status_then_a_rebuild_then_status_again() {
     let Err(error) = error else { panic!("an unknown projection was rebuilt") };
     assert!(error.to_string().contains("(known: `checkout_board`)"), "{error}");
 }
+
+#[tokio::test]
+async fn a_saga_instance_waiting_for_the_warehouse_shows_when_its_timeout_falls_due() {
+    // A manually stocked warehouse answers later: the checkout waits after the payment.
+    let store = InMemoryEventStore::new();
+    let clock = TestClock::new();
+    let checkout = Checkout::new(store.clone(), InMemoryTimerStore::new(), clock.clone());
+    let restock = Restock { quantity: 5, manual: true };
+    checkout.inventory.execute("mate", restock).await.expect("restock");
+    let place = PlaceOrder {
+        order_id: "3".into(),
+        sku: "mate".into(),
+        quantity: 1,
+        total: 450,
+        card: "tok_visa".into(),
+    };
+    checkout.orders.execute("3", place).await.expect("placed");
+    checkout.saga.run_until_idle().await.expect("the saga ran");
+
+    let mut out = Vec::new();
+    inspector(store).run(command("saga checkout 3"), &mut out).await.expect("the report");
+    let report = String::from_utf8(out).expect("UTF-8");
+    assert!(report.contains("status:        running"), "{report}");
+    // The warehouse has 30 s from the payment, on the saga's clock, which has not moved.
+    let due = composable::Clock::now(&clock) + chrono::Duration::seconds(30);
+    let due = due.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    assert!(report.contains(&format!("timeout due at {due}")), "{due} in:\n{report}");
+    assert_output!(report);
+}

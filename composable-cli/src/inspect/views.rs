@@ -155,10 +155,20 @@ impl<G: Saga + Debug, S: EventStore, C: Codec> SagaView<S, C> for Typed<G> {
                 let timeout = G::STEPS
                     .iter()
                     .find(|candidate| candidate.name == step)
-                    .and_then(|candidate| candidate.timeout)
-                    .map(|timeout| format!(", within {timeout:?}"))
-                    .unwrap_or_default();
-                let _ = writeln!(out, "waiting:       for the event after `{step}`{timeout}");
+                    .and_then(|candidate| candidate.timeout);
+                // The timer was armed by the last record of that step, on the runner's clock.
+                let armed = history.iter().rev().find(|entry| {
+                    matches!(&entry.record, Record::Handled { step: taken, timeout_armed: true, .. } if taken == step)
+                });
+                let due = match (timeout, armed) {
+                    (Some(timeout), Some(armed)) => chrono::Duration::from_std(timeout)
+                        .ok()
+                        .and_then(|timeout| armed.occurred_at.checked_add_signed(timeout))
+                        .map(|due| format!(", timeout due at {}", render::time(due)))
+                        .unwrap_or_default(),
+                    _ => String::new(),
+                };
+                let _ = writeln!(out, "waiting:       for the event after `{step}`{due}");
             }
             if let Some(failure) = &summary.failure {
                 let why = match failure {

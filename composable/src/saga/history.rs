@@ -21,6 +21,9 @@ pub struct Entry {
     pub version: Version,
     /// When it was recorded.
     pub recorded_at: DateTime<Utc>,
+    /// When it happened by the runner's clock: a timeout armed by this record falls due its
+    /// step's `timeout` after this.
+    pub occurred_at: DateTime<Utc>,
     /// What it says.
     pub record: Record,
 }
@@ -113,6 +116,7 @@ pub async fn history<G: Saga, S: EventStore, C: Codec>(
         entries.push(Entry {
             version: recorded.stream_version,
             recorded_at: recorded.recorded_at,
+            occurred_at: recorded.metadata.occurred_at,
             record,
         });
     }

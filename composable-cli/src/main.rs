@@ -68,7 +68,14 @@ fn main() -> ExitCode {
         (Some(Part::Aggregate { name, project }), _) => new::aggregate(&project, &name),
         (Some(Part::Saga { name, project }), _) => new::saga(&project, &name),
         (None, Some(app)) => {
-            let source = composable_path.map_or_else(Source::this_release, Source::Path);
+            // Cargo reads a `path` relative to the generated manifest, not to where this ran.
+            let source = match composable_path.map(std::path::absolute).transpose() {
+                Ok(path) => path.map_or_else(Source::this_release, Source::Path),
+                Err(error) => {
+                    eprintln!("composable new: --composable-path: {error}");
+                    return ExitCode::FAILURE;
+                }
+            };
             new::app(&into, &app, &source)
         }
         (None, None) => {

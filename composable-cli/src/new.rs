@@ -49,15 +49,24 @@ pub enum NewError {
     /// The application name is not a package name this tool accepts.
     #[error(
         "`{0}` is not an application name: use lowercase letters, digits, `-` and `_`, starting \
-         with a letter, as in `shop` or `order-service`"
+         with a letter, as in `shop` or `order-service`, and not a Rust keyword or a crate it \
+         depends on"
     )]
     AppName(String),
     /// The type name is not an UpperCamelCase identifier.
     #[error(
         "`{0}` is not a type name: use UpperCamelCase letters and digits, as in `Invoice` or \
-         `PurchaseOrder`"
+         `PurchaseOrder`, whose module name (`purchase_order`) is not a Rust keyword"
     )]
     TypeName(String),
+    /// `src/lib.rs` declares a module of that name already.
+    #[error("`{}` declares a module `{module}` already: choose another name", lib.display())]
+    Declared {
+        /// The module's name.
+        module: String,
+        /// The file declaring it.
+        lib: PathBuf,
+    },
     /// Something is in the way.
     #[error("`{0}` exists already: choose another name or remove it")]
     Exists(PathBuf),
@@ -86,9 +95,14 @@ pub struct Written {
 }
 
 impl Written {
-    fn formatted(files: Vec<PathBuf>) -> Self {
-        let rust: Vec<&PathBuf> =
-            files.iter().filter(|file| file.extension().is_some_and(|e| e == "rs")).collect();
+    /// `files` written; the Rust files among the first `new` of them, which this tool wrote
+    /// whole, formatted (a file it only added a line to is left as the user formats it:
+    /// rustfmt on `lib.rs` would reformat every module it declares).
+    fn formatted(files: Vec<PathBuf>, new: usize) -> Self {
+        let rust: Vec<&PathBuf> = files[..new.min(files.len())]
+            .iter()
+            .filter(|file| file.extension().is_some_and(|e| e == "rs"))
+            .collect();
         let formatted = rust.is_empty()
             || Command::new("rustfmt")
                 .args(["--edition", "2024"])
@@ -165,7 +179,8 @@ pub fn app(into: &Path, name: &str, source: &Source) -> Result<Written, NewError
         write(&path, &fill(template))?;
         files.push(path);
     }
-    Ok(Written::formatted(files))
+    let new = files.len();
+    Ok(Written::formatted(files, new))
 }
 
 /// Adds aggregate `name` to the project in `project`: `src/{name}.rs`, with its tests, declared
@@ -199,11 +214,20 @@ fn module(project: &Path, name: &str, template: &str) -> Result<Written, NewErro
     if file.exists() {
         return Err(NewError::Exists(file));
     }
+    let directory_module = project.join("src").join(&snake).join("mod.rs");
+    if directory_module.exists() {
+        return Err(NewError::Exists(directory_module));
+    }
     let declaration = format!("pub mod {snake};");
     let lib_text =
         fs::read_to_string(&lib).map_err(|source| NewError::Io { path: lib.clone(), source })?;
-    if lib_text.lines().any(|line| line.trim() == declaration) {
-        return Err(NewError::Exists(file));
+    // `mod x;`, `pub mod x;`, `pub(crate) mod x;`: a module of that name in any form.
+    let declared = lib_text.lines().any(|line| {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        words.windows(2).any(|pair| pair[0] == "mod" && pair[1] == format!("{snake};"))
+    });
+    if declared {
+        return Err(NewError::Declared { module: snake, lib });
     }
     let code = template
         .replace("{{Name}}", name)
@@ -211,7 +235,7 @@ fn module(project: &Path, name: &str, template: &str) -> Result<Written, NewErro
         .replace("{{words}}", &snake.replace('_', " "));
     write(&file, &code)?;
     write(&lib, &with_module(&lib_text, &declaration))?;
-    Ok(Written::formatted(vec![file, lib]))
+    Ok(Written::formatted(vec![file, lib], 1))
 }
 
 /// `lib` with `declaration` among its `pub mod` lines, in the order rustfmt keeps them (by
@@ -230,8 +254,9 @@ fn with_module(lib: &str, declaration: &str) -> String {
             .unwrap_or(last + 1),
         _ => lines.len(),
     };
-    // Before the attributes of the module it goes ahead of (`#[cfg(...)]`), not between them.
-    while at > 0 && lines[at - 1].starts_with("#[") {
+    // Before the attributes and doc comments of the module it goes ahead of, not between them
+    // and their module.
+    while at > 0 && (lines[at - 1].starts_with("#[") || lines[at - 1].starts_with("///")) {
         at -= 1;
     }
     lines.insert(at, declaration);
@@ -248,11 +273,28 @@ fn write(path: &Path, text: &str) -> Result<(), NewError> {
     fs::write(path, text).map_err(|source| NewError::Io { path: path.to_owned(), source })
 }
 
+/// Rust's keywords, strict and reserved (edition 2024): no crate or module can be named so.
+const KEYWORDS: &[&str] = &[
+    "abstract", "as", "async", "await", "become", "box", "break", "const", "continue", "crate",
+    "do", "dyn", "else", "enum", "extern", "false", "final", "fn", "for", "gen", "if", "impl",
+    "in", "let", "loop", "macro", "match", "mod", "move", "mut", "override", "priv", "pub", "ref",
+    "return", "self", "static", "struct", "super", "trait", "true", "try", "type", "typeof",
+    "unsafe", "unsized", "use", "virtual", "where", "while", "yield",
+];
+
+/// Crate names a generated application can't take: the ones it depends on, or the standard
+/// library's.
+const TAKEN: &[&str] = &["composable", "alloc", "core", "proc_macro", "std", "test"];
+
 fn is_app_name(name: &str) -> bool {
     let mut chars = name.chars();
+    let crate_name = name.replace('-', "_");
     chars.next().is_some_and(|first| first.is_ascii_lowercase())
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
         && name.len() <= 64
+        && !KEYWORDS.contains(&crate_name.as_str())
+        && !TAKEN.contains(&crate_name.as_str())
+        && !crate_name.starts_with("composable_")
 }
 
 fn is_type_name(name: &str) -> bool {
@@ -260,6 +302,8 @@ fn is_type_name(name: &str) -> bool {
     chars.next().is_some_and(|first| first.is_ascii_uppercase())
         && chars.all(|c| c.is_ascii_alphanumeric())
         && name.len() <= 64
+        && name != "Self"
+        && !KEYWORDS.contains(&snake_case(name).as_str())
 }
 
 /// `PurchaseOrder` → `purchase_order`.
@@ -285,11 +329,37 @@ mod tests {
     #[test]
     fn names_are_checked_before_anything_is_written() {
         assert!(is_app_name("shop") && is_app_name("order-service") && is_app_name("a1_b"));
-        for bad in ["", "Shop", "1shop", "shop/../../etc", "shop;rm", "shop app", "é"] {
+        for bad in [
+            "",
+            "Shop",
+            "1shop",
+            "shop/../../etc",
+            "shop;rm",
+            "shop app",
+            "é",
+            "type",
+            "self",
+            "gen",
+            "composable",
+            "composable-kafka",
+            "std",
+        ] {
             assert!(!is_app_name(bad), "{bad:?}");
         }
         assert!(is_type_name("Invoice") && is_type_name("PurchaseOrder2"));
-        for bad in ["", "invoice", "Purchase_Order", "Invoice<T>", "In voice", "Ünïcode"] {
+        for bad in [
+            "",
+            "invoice",
+            "Purchase_Order",
+            "Invoice<T>",
+            "In voice",
+            "Ünïcode",
+            "Return",
+            "Type",
+            "Self",
+            "Gen",
+            "Match",
+        ] {
             assert!(!is_type_name(bad), "{bad:?}");
         }
     }
@@ -312,6 +382,11 @@ mod tests {
             "//! app\n\npub mod board;\npub mod order;\npub mod shipping;\n\nuse std::sync::Arc;\n"
         );
         assert_eq!(with_module("//! app\n", "pub mod invoice;"), "//! app\npub mod invoice;\n");
+        let documented = "pub mod board;\n/// The orders.\npub mod order;\n";
+        assert_eq!(
+            with_module(documented, "pub mod invoice;"),
+            "pub mod board;\npub mod invoice;\n/// The orders.\npub mod order;\n"
+        );
         let gated = "pub mod order;\n#[cfg(feature = \"services\")]\npub mod services;\n";
         assert_eq!(
             with_module(gated, "pub mod purchase_order;"),

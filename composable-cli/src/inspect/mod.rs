@@ -100,7 +100,8 @@ pub enum Projections {
     },
 }
 
-/// What went wrong running a command. Nothing is ever written to the store.
+/// What went wrong running a command. Only `projections rebuild` writes, and only to the
+/// projection's read store; the event store is only read.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum InspectError {

@@ -169,13 +169,12 @@ impl fmt::Display for Diagram {
     }
 }
 
-/// The steps drawn after step `index`: the next one declared, and with it every `end` step
-/// declared right after it (alternative endings are declared together).
+/// The steps drawn after step `index`: every `end` step declared right after it (alternative
+/// endings are declared together) and the first step after those that is not an end.
 fn following(steps: &[Step], index: usize) -> impl Iterator<Item = &Step> {
     let rest = &steps[index + 1..];
     let ends = rest.iter().take_while(|step| step.end).count();
-    let take = if ends == 0 { usize::from(!rest.is_empty()) } else { ends };
-    rest.iter().take(take)
+    rest.iter().take((ends + 1).min(rest.len()))
 }
 
 fn push_targets(text: &mut String, targets: &[&str]) {
@@ -233,6 +232,36 @@ fn duration(timeout: std::time::Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn step(name: &'static str, end: bool) -> Step {
+        Step {
+            name,
+            event: name,
+            start: false,
+            end,
+            timeout: None,
+            reads_envelope: false,
+            dispatches: &[],
+            on_timeout: None,
+            compensation: None,
+        }
+    }
+
+    #[test]
+    fn every_step_has_an_arrow_in_even_after_alternative_endings() {
+        let steps = [
+            step("placed", false),
+            step("cancelled", true),
+            step("paid", false),
+            step("shipped", true),
+        ];
+        let names = |index| following(&steps, index).map(|step| step.name).collect::<Vec<_>>();
+        assert_eq!(names(0), ["cancelled", "paid"]);
+        assert_eq!(names(2), ["shipped"]);
+        assert!(names(3).is_empty());
+        let chain = [step("a", false), step("b", false), step("c", true)];
+        assert_eq!(following(&chain, 0).map(|step| step.name).collect::<Vec<_>>(), ["b"]);
+    }
 
     #[test]
     fn durations_read_as_written() {

@@ -65,7 +65,7 @@ impl<G: Saga> Instance<G> {
                 SagaRecord::Handled(handled) => {
                     let step = step_index::<G>(&instance.stream, &handled.step)?;
                     let event = decode_handled::<G, C>(codec, &recorded, &handled)?;
-                    let envelope = if G::READS_ENVELOPE {
+                    let envelope = if G::STEPS[step].reads_envelope {
                         Some(replayed_envelope(store, &instance.stream, &handled).await?)
                     } else {
                         None
@@ -183,7 +183,8 @@ async fn replayed_envelope<S: EventStore>(
     match store.event(handled.event_id).await.map_err(SagaError::Store)? {
         Some(event) => Ok(event),
         None => Err(lost(
-            "its record predates kept envelopes, and the event is not in the saga's store"
+            "its record holds no envelope (written before records kept them), and the event is \
+             not in the saga's store"
                 .to_owned(),
         )),
     }

@@ -90,11 +90,6 @@ pub trait Saga: Default + Send + Sync + 'static {
     /// The correlation key of the instance `event` belongs to.
     fn key(event: &Self::Event) -> String;
 
-    /// Whether a step handler takes the event's envelope (`envelope: &RecordedEvent` after the
-    /// event). Replaying a record written before records kept the envelope then looks the event
-    /// up in the store.
-    const READS_ENVELOPE: bool = false;
-
     /// Runs the step handler of `event`: the commands to dispatch next, the event left aside
     /// ([`Reaction::Ignore`]), or why the saga fails. `envelope` is the event as stored (the
     /// runner always gives it; a unit test of handlers that don't read it may pass `None`).
@@ -129,6 +124,10 @@ pub struct Step {
     pub end: bool,
     /// How long to wait for the next event once this step's commands are dispatched.
     pub timeout: Option<Duration>,
+    /// Whether the handler takes the event's envelope (`envelope: &RecordedEvent` after the
+    /// event): replay hands it the same one, looking the event up in the store for a record
+    /// written before records kept envelopes.
+    pub reads_envelope: bool,
     /// The aggregates (stream categories) the handler dispatches to, as far as `#[saga]` sees
     /// them in its body (commands built in other functions are not followed).
     pub dispatches: &'static [&'static str],

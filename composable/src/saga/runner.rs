@@ -235,7 +235,8 @@ impl<G: Saga, S: EventStore, D: Dispatcher, T: TimerStore, C: Codec> SagaRunner<
 
     /// Feeds one event. `None` when the saga has nothing to do with it: not one of its events,
     /// an event for an instance that never started (or already started, for a start event),
-    /// a duplicate delivery, or an instance that already finished.
+    /// a duplicate delivery, an instance that already finished, or an event its step left
+    /// aside ([`Reaction::Ignore`]).
     ///
     /// # Errors
     /// See [`SagaError`]; nothing was recorded, and feeding the event again is safe.

@@ -11,7 +11,7 @@ use proptest::test_runner::TestCaseError;
 
 use super::Timeline;
 use crate::aggregate::Aggregate;
-use crate::codec::Bincode;
+use crate::codec::{Bincode, Codec};
 use crate::event::EventSet;
 
 /// A check of one aggregate against sequences of commands.
@@ -58,9 +58,10 @@ use crate::event::EventSet;
 /// }
 /// # the_balance_is_what_came_in_less_what_went_out();
 /// ```
-pub struct Properties<A: Aggregate> {
+pub struct Properties<A: Aggregate, C = Bincode> {
     env: A::Environment,
     invariants: Vec<(String, Invariant<A>)>,
+    codec: C,
 }
 
 type Invariant<A> = Box<dyn Fn(&A) -> bool>;
@@ -70,9 +71,9 @@ where
     A: Aggregate + Debug + PartialEq,
     A::Command: Debug,
 {
-    /// Commands decided in `env`.
+    /// Commands decided in `env`, events stored with bincode (see [`with_codec`](Self::with_codec)).
     pub fn new(env: A::Environment) -> Self {
-        Self { env, invariants: Vec::new() }
+        Self { env, invariants: Vec::new(), codec: Bincode }
     }
 
     /// Sequences of `size` commands, each drawn from `command` (a strategy of one command type
@@ -86,6 +87,19 @@ where
         C: Into<A::Command> + Debug,
     {
         proptest::collection::vec(command.prop_map(Into::into), size)
+    }
+}
+
+impl<A, C> Properties<A, C>
+where
+    A: Aggregate + Debug + PartialEq,
+    A::Command: Debug,
+    C: Codec,
+{
+    /// Replays the events through `codec`, the one the application stores them with.
+    #[must_use]
+    pub fn with_codec<C2: Codec>(self, codec: C2) -> Properties<A, C2> {
+        Properties { env: self.env, invariants: self.invariants, codec }
     }
 
     /// `holds` must be true of the state after every event; `name` says what it means in the
@@ -102,7 +116,7 @@ where
 
     /// Decides `commands` in order on a new aggregate (a refused command changes nothing),
     /// checking every invariant after every event, then replays the events, each encoded and
-    /// decoded with bincode as a store would, and checks the replay rebuilds the same state.
+    /// decoded with the codec as a store would, and checks the replay rebuilds the same state.
     /// Returns the timeline, for a snapshot or further checks.
     ///
     /// # Errors
@@ -113,7 +127,7 @@ where
         self,
         commands: impl IntoIterator<Item = impl Into<A::Command>>,
     ) -> Result<Timeline<A>, TestCaseError> {
-        let Self { env, invariants } = self;
+        let Self { env, invariants, codec } = self;
         let broken = |state: &A| {
             invariants.iter().find(|(_, holds)| !holds(state)).map(|(name, _)| name.clone())
         };
@@ -138,7 +152,7 @@ where
         }
         let mut replay = A::default();
         for event in timeline.events() {
-            let stored = round_trip(event).map_err(|error| {
+            let stored = round_trip(event, &codec).map_err(|error| {
                 TestCaseError::fail(format!("{event:?} does not survive the store: {error}"))
             })?;
             replay.apply(&stored);
@@ -153,7 +167,7 @@ where
     }
 }
 
-impl<A: Aggregate> Debug for Properties<A> {
+impl<A: Aggregate, C> Debug for Properties<A, C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let names: Vec<&str> = self.invariants.iter().map(|(name, _)| name.as_str()).collect();
         f.debug_struct("Properties").field("invariants", &names).finish_non_exhaustive()
@@ -161,8 +175,8 @@ impl<A: Aggregate> Debug for Properties<A> {
 }
 
 /// `event` encoded and decoded again by name and version, as a store hands it back.
-fn round_trip<E: EventSet>(event: &E) -> Result<E, String> {
-    let bytes = event.encode(&Bincode).map_err(|error| error.to_string())?;
-    E::decode(&Bincode, event.event_name(), event.event_version(), &bytes)
+fn round_trip<E: EventSet, C: Codec>(event: &E, codec: &C) -> Result<E, String> {
+    let bytes = event.encode(codec).map_err(|error| error.to_string())?;
+    E::decode(codec, event.event_name(), event.event_version(), &bytes)
         .map_err(|error| error.to_string())
 }

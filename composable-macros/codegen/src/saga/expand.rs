@@ -86,6 +86,7 @@ fn saga_impl(saga: &Saga, rt: &TokenStream) -> TokenStream {
             None => quote!(::core::option::Option::None),
         };
         let dispatches = dispatches_of(&step.method);
+        let reads_envelope = step.envelope;
         let on_timeout = action(step.on_timeout.as_ref());
         let compensation = action(
             compensations
@@ -100,6 +101,7 @@ fn saga_impl(saga: &Saga, rt: &TokenStream) -> TokenStream {
                 start: #start,
                 end: #end,
                 timeout: #timeout,
+                reads_envelope: #reads_envelope,
                 dispatches: #dispatches,
                 on_timeout: #on_timeout,
                 compensation: #compensation,
@@ -206,7 +208,6 @@ fn saga_impl(saga: &Saga, rt: &TokenStream) -> TokenStream {
             const NAME: &'static ::core::primitive::str = #name;
             const STEPS: &'static [#rt::SagaStep] = &[#(#step_infos),*];
             const DISPATCHES: &'static [&'static ::core::primitive::str] = &[#(#targets),*];
-            const READS_ENVELOPE: ::core::primitive::bool = #reads_envelope;
 
             type Event = #event_enum;
 

@@ -143,11 +143,14 @@ impl Saga {
 
         let mut compensations: Vec<Compensation> = Vec::new();
         let mut broken_compensations: Vec<usize> = Vec::new();
+        let mut misnamed_compensation = false;
         for handler in pending_compensations {
             let Some(named) = &handler.compensates else {
                 continue;
             };
             let Some(index) = steps.iter().position(|step| step.method == *named) else {
+                // Which step it meant is unknown: the rule below would blame the wrong one.
+                misnamed_compensation = true;
                 let known: Vec<String> =
                     steps.iter().map(|step| format!("`{}`", step.method)).collect();
                 errors.spanned(
@@ -191,7 +194,9 @@ impl Saga {
             }
         }
 
-        check_compensated(&steps, &compensations, &broken_compensations, errors);
+        if !misnamed_compensation {
+            check_compensated(&steps, &compensations, &broken_compensations, errors);
+        }
 
         let targets = super::targets::targets(&item, &args.dispatches.0);
         Some(Saga {
@@ -249,8 +254,8 @@ fn check_compensated(
                 format!(
                     "step `{method}` has no compensation: when a later step fails or times out, \
                      what its event recorded stays done. Undo it with `#[compensate({method})] \
-                     fn undo_{method}(&self) -> Dispatch`, or write \
-                     `#[{attribute}(no_compensation)]` if there is nothing to undo"
+                     fn undo_{method}(&self) -> Dispatch`, or, if there is nothing to undo, add \
+                     `no_compensation` to its `#[{attribute}]` attribute"
                 ),
             );
         }
@@ -386,6 +391,13 @@ fn step(
                     errors.spanned(
                         &arg.ty,
                         format!("the envelope is read-only: take `{name}: &RecordedEvent`"),
+                    );
+                    ok = false;
+                }
+                other if variant_of(other).is_some_and(|ident| ident == "RecordedEvent") => {
+                    errors.spanned(
+                        other,
+                        format!("take the envelope by reference: `{name}: &RecordedEvent`"),
                     );
                     ok = false;
                 }

@@ -111,5 +111,13 @@ pub mod prelude {
 #[doc = include_str!("../../docs/guide.md")]
 pub mod guide {}
 
+/// Troubleshooting: the compile errors the macros emit, the errors met at run time, and what to
+/// do about each; slow loads, memory, connections, the bus, stuck sagas and lagging projections.
+///
+/// Its code blocks are compiled and run as doctests.
+#[cfg(feature = "testing")]
+#[doc = include_str!("../../docs/troubleshooting.md")]
+pub mod troubleshooting {}
+
 #[doc(hidden)]
 pub mod __private;

@@ -177,14 +177,9 @@ impl<G: Saga + Debug, S: EventStore, C: Codec> SagaView<S, C> for Typed<G> {
                     _ => format!("step `{}`", failure.step()),
                 };
                 let _ = writeln!(out, "failure:       {why}");
-                let compensations = G::STEPS
-                    .iter()
-                    .rev()
-                    .filter(|step| summary.completed.contains(&step.name))
-                    .filter_map(|step| {
-                        let action = step.compensation?;
-                        Some(format!("{} (undoes {})", action.name, step.name))
-                    });
+                let compensations = summary
+                    .compensated()
+                    .map(|(step, action)| format!("{} (undoes {})", action.name, step.name));
                 let _ = writeln!(out, "compensations: {}", list(compensations));
             }
             if let Some(correlation_id) = summary.correlation_id {

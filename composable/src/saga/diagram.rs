@@ -28,6 +28,8 @@ struct Instance {
     completed: Vec<&'static str>,
     status: SagaStatus,
     failure: Option<Failure>,
+    /// The steps whose compensations ran.
+    compensated: Vec<&'static Step>,
 }
 
 impl Diagram {
@@ -45,6 +47,7 @@ impl Diagram {
             completed: instance.completed.clone(),
             status: instance.status,
             failure: instance.failure.clone(),
+            compensated: instance.compensated().map(|(step, _)| step).collect(),
         });
         self
     }
@@ -145,12 +148,7 @@ impl Diagram {
                     }
                 }
                 let mut undone = vec!["failed".to_owned(), "compensated".to_owned()];
-                undone.extend(
-                    completed
-                        .iter()
-                        .filter(|step| step.compensation.is_some())
-                        .map(|step| undo_id(step)),
-                );
+                undone.extend(instance.compensated.iter().rev().map(|step| undo_id(step)));
                 writeln!(out, "    class {} undone", undone.join(","))?;
             }
         }

@@ -58,6 +58,19 @@ pub struct Summary<G> {
     pub version: Version,
 }
 
+impl<G: super::Saga> Summary<G> {
+    /// When it was compensated: the compensations that ran, latest step first, each with the
+    /// step it undid (those of the steps whose events arrived, as the runner dispatches them).
+    /// Empty otherwise.
+    pub fn compensated(&self) -> impl Iterator<Item = (&'static super::Step, super::Action)> + '_ {
+        let ran = if self.status == SagaStatus::Compensated { &self.completed[..] } else { &[] };
+        ran.iter().rev().filter_map(|name| {
+            let step = G::STEPS.iter().find(|step| step.name == *name)?;
+            Some((step, step.compensation?))
+        })
+    }
+}
+
 /// Why a saga instance was compensated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

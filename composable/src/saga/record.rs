@@ -30,6 +30,22 @@ pub(crate) struct Handled {
     pub(crate) origin: Option<Box<Origin>>,
 }
 
+impl Handled {
+    /// Step `step` took `event`; no timer armed yet.
+    pub(crate) fn of(step: &str, event: &RecordedEvent) -> Self {
+        Self {
+            step: step.to_owned(),
+            event_id: event.event_id,
+            name: event.name.clone(),
+            version: event.version,
+            format: event.format.clone(),
+            payload: event.payload.clone(),
+            timer: None,
+            origin: Origin::of(event).map(Box::new),
+        }
+    }
+}
+
 /// Version 1 of [`Handled`]: no origin.
 #[derive(Deserialize)]
 struct HandledV1 {
@@ -216,17 +232,7 @@ mod tests {
             },
             recorded_at: DateTime::from_timestamp_nanos(1_700_000_000_987_654_321),
         };
-        let handled = Handled {
-            step: "deposited".into(),
-            event_id: event.event_id,
-            name: event.name.clone(),
-            version: event.version,
-            format: event.format.clone(),
-            payload: event.payload.clone(),
-            timer: None,
-            origin: Origin::of(&event).map(Box::new),
-        };
-        let record = SagaRecord::Handled(handled);
+        let record = SagaRecord::Handled(Handled::of("deposited", &event));
         assert_eq!(record.event_version(), 2);
         let bytes = record.encode(&Bincode).unwrap();
         let SagaRecord::Handled(back) = SagaRecord::decode(&Bincode, HANDLED, 2, &bytes).unwrap()

@@ -23,7 +23,7 @@ use uuid::Uuid;
 use super::error::SagaError;
 use super::instance::Instance;
 use super::progress::{Progress, SagaStatus, Summary};
-use super::record::{Failed, Handled, Origin, SagaRecord, TimedOut};
+use super::record::{Failed, Handled, SagaRecord, TimedOut};
 use super::timer::{Timer, TimerStore};
 use super::{Reaction, Saga, category};
 use crate::backoff::Backoff;
@@ -210,7 +210,7 @@ impl<G: Saga, S: EventStore, D: Dispatcher, T: TimerStore, C: Codec> SagaRunner<
     /// # Errors
     /// When the store fails or a record cannot be decoded.
     pub async fn load(&self, key: &str) -> Result<Option<Summary<G>>, SagaError> {
-        Ok(self.load_instance(key).await?.summary())
+        super::load(&*self.store, &self.codec, key).await
     }
 
     async fn load_instance(&self, key: &str) -> Result<Instance<G>, SagaError> {
@@ -301,16 +301,7 @@ impl<G: Saga, S: EventStore, D: Dispatcher, T: TimerStore, C: Codec> SagaRunner<
             refused_compensations: Vec::new(),
             status: SagaStatus::Running,
         };
-        let mut handled = Handled {
-            step: G::STEPS[step].name.to_owned(),
-            event_id: event.event_id,
-            name: event.name.clone(),
-            version: event.version,
-            format: event.format.clone(),
-            payload: event.payload.clone(),
-            timer: None,
-            origin: Origin::of(event).map(Box::new),
-        };
+        let mut handled = Handled::of(G::STEPS[step].name, event);
         let failure = match instance.saga.handle(&input, Some(event)) {
             Ok(Reaction::Proceed(commands)) => {
                 self.dispatch_step(commands, context, &mut progress).await?
